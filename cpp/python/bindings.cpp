@@ -1,0 +1,180 @@
+// pybind11 bindings of the heteroagg C++ core: conversions only, no logic.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "heteroagg/aggregate.hpp"
+#include "heteroagg/descriptors.hpp"
+#include "heteroagg/rng.hpp"
+
+namespace py = pybind11;
+using namespace heteroagg;
+
+namespace {
+
+// Hand a vector's buffer to numpy without copying.
+template <class T>
+py::array_t<T> to_numpy(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
+  auto* owner = new std::vector<T>(std::move(values));
+  py::capsule free_owner(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(shape, owner->data(), free_owner);
+}
+
+py::tuple aggregate_arrays(aggregate&& agg) {
+  const auto n = static_cast<py::ssize_t>(agg.size());
+  return py::make_tuple(to_numpy(std::move(agg.centers), {n, 3}), to_numpy(std::move(agg.radii), {n}),
+                        to_numpy(std::move(agg.materials), {n}));
+}
+
+using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using u8_array = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
+
+py::dict descriptor_dict(descriptor_result&& d) {
+  py::dict out;
+  const auto n = static_cast<py::ssize_t>(d.n_particles);
+  const auto m = static_cast<py::ssize_t>(d.contacts.size() / 2);
+  out["contacts"] = to_numpy(std::move(d.contacts), {m, 2});
+  out["cn"] = to_numpy(std::move(d.cn), {n});
+  out["hcn"] = to_numpy(std::move(d.hcn), {n});
+  out["n_particles"] = d.n_particles;
+  out["n_ti"] = d.n_ti;
+  out["n_w"] = d.n_w;
+  out["n_contacts"] = d.n_contacts;
+  out["n_hetero_contacts"] = d.n_hetero_contacts;
+  out["coordination_number"] = d.coordination_number;
+  out["hetero_coordination_number"] = d.hetero_coordination_number;
+  out["hetero_coordination_ti"] = d.hetero_coordination_ti;
+  out["hetero_coordination_w"] = d.hetero_coordination_w;
+  out["hetero_contact_fraction"] = d.hetero_contact_fraction;
+  out["n_homo_clusters_ti"] = d.n_homo_clusters_ti;
+  out["n_homo_clusters_w"] = d.n_homo_clusters_w;
+  out["n_components"] = d.n_components;
+  out["radius_of_gyration"] = d.radius_of_gyration;
+  out["gyration_eigenvalues"] = d.gyration_eigenvalues;
+  out["asphericity"] = d.asphericity;
+  out["acylindricity"] = d.acylindricity;
+  out["relative_shape_anisotropy"] = d.relative_shape_anisotropy;
+  out["volume_fraction_wo3"] = d.volume_fraction_wo3;
+  out["total_volume"] = d.total_volume;
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "heteroagg compiled core (C++17)";
+
+  py::register_exception<generation_error>(m, "GenerationError", PyExc_RuntimeError);
+
+  py::class_<model_params>(m, "CoreParams")
+      .def(py::init<>())
+      .def_readwrite("n_particles", &model_params::n_particles)
+      .def_readwrite("frac_w", &model_params::frac_w)
+      .def_readwrite("radius_ti", &model_params::radius_ti)
+      .def_readwrite("radius_w", &model_params::radius_w)
+      .def_readwrite("sigma_g", &model_params::sigma_g)
+      .def_readwrite("fractal_dim", &model_params::fractal_dim)
+      .def_readwrite("prefactor", &model_params::prefactor)
+      .def_readwrite("segregation", &model_params::segregation)
+      .def_readwrite("overlap", &model_params::overlap);
+
+  py::class_<sampler_options>(m, "SamplerOptions")
+      .def(py::init<>())
+      .def_readwrite("pair_tries", &sampler_options::pair_tries)
+      .def_readwrite("placement_tries", &sampler_options::placement_tries)
+      .def_readwrite("gamma_relaxations", &sampler_options::gamma_relaxations)
+      .def_readwrite("max_rg_error", &sampler_options::max_rg_error)
+      .def_readwrite("aggregate_tries", &sampler_options::aggregate_tries);
+
+  m.attr("MAX_PARTICLES") = max_particles;
+  m.def("validate", &validate, py::arg("params"));
+  m.def("n_wo3", &n_wo3, py::arg("params"));
+  m.def("fractal_law_rg", &fractal_law_rg, py::arg("n"), py::arg("r_geo"), py::arg("fractal_dim"),
+        py::arg("prefactor"));
+
+  m.def(
+      "sample_aggregate",
+      [](const model_params& params, std::uint64_t seed, const sampler_options& options) {
+        aggregate agg;
+        {
+          py::gil_scoped_release release;
+          agg = sample_aggregate(params, seed, options);
+        }
+        return aggregate_arrays(std::move(agg));
+      },
+      py::arg("params"), py::arg("seed"), py::arg("options"));
+
+  m.def(
+      "sample_aggregates",
+      [](const std::vector<model_params>& params, const std::vector<std::uint64_t>& seeds,
+         int threads, const sampler_options& options) {
+        std::vector<batch_item> items;
+        {
+          py::gil_scoped_release release;
+          items = sample_aggregates(params, seeds, threads, options);
+        }
+        py::list out;
+        for (auto& item : items) {
+          if (item.error.empty())
+            out.append(aggregate_arrays(std::move(item.value)));
+          else
+            out.append(py::make_tuple(item.error, item.invalid_input));
+        }
+        return out;
+      },
+      py::arg("params"), py::arg("seeds"), py::arg("threads"), py::arg("options"));
+
+  m.def(
+      "descriptors",
+      [](const f64_array& centers, const f64_array& radii, const u8_array& materials, double tol) {
+        if (centers.ndim() != 2 || centers.shape(1) != 3)
+          throw std::invalid_argument("centers must have shape (n, 3)");
+        const auto n = static_cast<std::size_t>(centers.shape(0));
+        if (radii.ndim() != 1 || static_cast<std::size_t>(radii.shape(0)) != n ||
+            materials.ndim() != 1 || static_cast<std::size_t>(materials.shape(0)) != n)
+          throw std::invalid_argument("radii and materials must have shape (n,)");
+        descriptor_result result;
+        {
+          py::gil_scoped_release release;
+          result = compute_descriptors(centers.data(), radii.data(), materials.data(), n, tol);
+        }
+        return descriptor_dict(std::move(result));
+      },
+      py::arg("centers"), py::arg("radii"), py::arg("materials"), py::arg("contact_tol"));
+
+  m.def("derive_seed", &derive_seed, py::arg("root_seed"), py::arg("index"));
+  m.def(
+      "philox4x32_10",
+      [](std::array<std::uint32_t, 4> counter, std::array<std::uint32_t, 2> key) {
+        const philox_block out =
+            philox4x32_10(philox_block{{counter[0], counter[1], counter[2], counter[3]}}, key[0], key[1]);
+        return std::array<std::uint32_t, 4>{out.v[0], out.v[1], out.v[2], out.v[3]};
+      },
+      py::arg("counter"), py::arg("key"));
+  m.def(
+      "uniform",
+      [](std::uint64_t seed, std::uint64_t stream, py::ssize_t n) {
+        if (n < 0) throw std::invalid_argument("n must be >= 0");
+        std::vector<double> values(static_cast<std::size_t>(n));
+        {
+          py::gil_scoped_release release;
+          philox_stream rng(seed, stream);
+          for (auto& v : values) v = rng.uniform();
+        }
+        return to_numpy(std::move(values), {n});
+      },
+      py::arg("seed"), py::arg("stream"), py::arg("n"));
+
+  py::dict info;
+  info["version"] = HETEROAGG_VERSION;
+  info["compiler"] = HETEROAGG_COMPILER;
+  info["build_type"] = HETEROAGG_BUILD_TYPE;
+  info["cxx_flags"] = HETEROAGG_CXX_FLAGS;
+  info["cuda_compiler"] = HETEROAGG_CUDA_COMPILER;
+  m.attr("build_info") = info;
+}

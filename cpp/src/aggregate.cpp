@@ -1,0 +1,464 @@
+// The hetero-aggregate sampler.  See docs/model.md for the algorithm.
+#include "heteroagg/aggregate.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <thread>
+
+#include "heteroagg/geometry.hpp"
+#include "heteroagg/grid.hpp"
+#include "heteroagg/rng.hpp"
+
+namespace heteroagg {
+
+namespace {
+
+[[noreturn]] void invalid(const char* field, const char* range, double value) {
+  std::ostringstream msg;
+  msg << field << " must be " << range << ", got " << value;
+  throw std::invalid_argument(msg.str());
+}
+
+bool finite(double x) { return std::isfinite(x); }
+
+// A rigid cluster under construction, with the mass moments needed for the
+// fractal law.  Mass is particle volume (r^3); the second moment includes
+// the (3/5) r^2 self term of a homogeneous sphere.
+struct cluster {
+  std::vector<vec3> pos;
+  std::vector<double> radius;
+  std::vector<std::uint32_t> id;
+  double mass = 0.0;
+  vec3 first_moment;
+  double second_moment = 0.0;
+  double log_radius_sum = 0.0;
+
+  std::size_t size() const { return pos.size(); }
+  vec3 center() const { return (1.0 / mass) * first_moment; }
+  // mass * R_g^2 about the centre of mass
+  double inertia() const { return second_moment - norm2(first_moment) / mass; }
+
+  void add(vec3 p, double r, std::uint32_t index) {
+    const double m = r * r * r;
+    pos.push_back(p);
+    radius.push_back(r);
+    id.push_back(index);
+    mass += m;
+    first_moment = first_moment + m * p;
+    second_moment += m * (norm2(p) + 0.6 * r * r);
+    log_radius_sum += std::log(r);
+  }
+};
+
+struct merge_failure {};
+
+class sampler {
+ public:
+  sampler(const model_params& params, const sampler_options& options, philox_stream& rng,
+          double subcluster_fraction)
+      : params_(params),
+        options_(options),
+        rng_(rng),
+        contact_factor_(1.0 - params.overlap),
+        subcluster_fraction_(subcluster_fraction) {}
+
+  aggregate run(double& rg_relative_error);
+
+ private:
+  cluster assemble(std::vector<cluster> units);
+  void merge(cluster& a, cluster& b);
+  // Relative deviation of a cluster's R_g from the fractal law.
+  double law_miss(const cluster& c) const {
+    const int n = static_cast<int>(c.size());
+    const double rg = std::sqrt(std::max(0.0, c.inertia() / c.mass));
+    const double target =
+        fractal_law_rg(n, std::exp(c.log_radius_sum / n), params_.fractal_dim, params_.prefactor);
+    return std::fabs(rg / target - 1.0);
+  }
+  bool try_pair(const cluster& a, const cluster& b, std::uint32_t i, std::uint32_t j, double gamma,
+                const cell_list& grid, vec3 ca);
+
+  const model_params& params_;
+  const sampler_options& options_;
+  philox_stream& rng_;
+  double contact_factor_;
+  double subcluster_fraction_;
+  double cell_ = 1.0;
+  double length_eps_ = 1e-12;
+  // scratch buffers reused across merges
+  std::vector<double> da_, db_;
+  std::vector<vec3> vb_;
+  std::vector<std::uint64_t> candidates_;
+  std::vector<vec3> placed_;
+};
+
+aggregate sampler::run(double& rg_relative_error) {
+  const int n = params_.n_particles;
+  const int nw = n_wo3(params_);
+  const int nti = n - nw;
+  const double log_sigma = std::log(params_.sigma_g);
+
+  std::vector<double> radii(static_cast<std::size_t>(n));
+  std::vector<std::uint8_t> materials(static_cast<std::size_t>(n));
+  double r_max = 0.0;
+  for (int k = 0; k < n; ++k) {
+    const bool is_w = k >= nti;
+    const double median = is_w ? params_.radius_w : params_.radius_ti;
+    const double z = rng_.normal();
+    radii[k] = median * std::exp(log_sigma * z);
+    materials[k] = is_w ? wo3 : tio2;
+    r_max = std::max(r_max, radii[k]);
+  }
+  cell_ = 2.0 * r_max;
+  length_eps_ = 1e-12 * r_max;
+
+  // Homo-groups: material m with N_m particles is split into
+  // round(N_m^(1 - segregation)) groups of near-equal size.
+  std::vector<cluster> units;
+  auto add_groups = [&](int first, int count) {
+    if (count == 0) return;
+    const long groups = std::max(1L, std::lround(std::pow(count, 1.0 - params_.segregation)));
+    for (long g = 0; g < groups; ++g) {
+      const int lo = first + static_cast<int>(count * g / groups);
+      const int hi = first + static_cast<int>(count * (g + 1) / groups);
+      std::vector<cluster> monomers(static_cast<std::size_t>(hi - lo));
+      for (int k = lo; k < hi; ++k)
+        monomers[k - lo].add(vec3{}, radii[k], static_cast<std::uint32_t>(k));
+      units.push_back(assemble(std::move(monomers)));
+    }
+  };
+  add_groups(0, nti);
+  add_groups(nti, nw);
+  for (std::size_t k = units.size(); k > 1; --k)
+    std::swap(units[k - 1], units[rng_.below(static_cast<std::uint32_t>(k))]);
+  cluster whole = assemble(std::move(units));
+
+  rg_relative_error = law_miss(whole);
+
+  // Centre on the volume-weighted centre and turn by a uniform rotation.
+  const vec3 c = whole.center();
+  const mat3 turn = random_rotation(rng_);
+  aggregate out;
+  out.centers.resize(3 * whole.size());
+  out.radii.resize(whole.size());
+  out.materials.resize(whole.size());
+  for (std::size_t k = 0; k < whole.size(); ++k) {
+    const vec3 p = turn * (whole.pos[k] - c);
+    out.centers[3 * k] = p.x;
+    out.centers[3 * k + 1] = p.y;
+    out.centers[3 * k + 2] = p.z;
+    out.radii[k] = whole.radius[k];
+    out.materials[k] = materials[whole.id[k]];
+  }
+  return out;
+}
+
+// Sub-clusters by sequential (particle-cluster style) growth up to n_sub
+// particles, then pairwise (cluster-cluster) merges until one is left.
+cluster sampler::assemble(std::vector<cluster> units) {
+  if (units.empty()) return cluster{};
+  std::size_t total = 0;
+  for (const auto& u : units) total += u.size();
+  const auto n_sub = std::max<std::size_t>(
+      static_cast<std::size_t>(std::ceil(subcluster_fraction_ * static_cast<double>(total))),
+      std::min<std::size_t>(total, 10));
+  const bool sequential_only = n_sub >= total;
+
+  std::vector<cluster> level;
+  cluster current = std::move(units[0]);
+  for (std::size_t k = 1; k < units.size(); ++k) {
+    if (current.size() >= n_sub) {
+      level.push_back(std::move(current));
+      current = std::move(units[k]);
+    } else {
+      merge(current, units[k]);
+      // Pure sequential growth cannot undo a large miss of the law later on:
+      // give up on this attempt early instead of finishing a bad aggregate.
+      if (sequential_only && current.size() >= 16 && law_miss(current) > 3.0 * options_.max_rg_error)
+        throw merge_failure{};
+    }
+  }
+  level.push_back(std::move(current));
+
+  while (level.size() > 1) {
+    std::vector<cluster> next;
+    for (std::size_t k = 0; k < level.size(); k += 2) {
+      if (k + 1 == level.size()) {
+        next.push_back(std::move(level[k]));
+        continue;
+      }
+      if (level[k].size() < level[k + 1].size()) std::swap(level[k], level[k + 1]);
+      merge(level[k], level[k + 1]);
+      next.push_back(std::move(level[k]));
+    }
+    level = std::move(next);
+  }
+  return std::move(level[0]);
+}
+
+// Attach b to a so that the merged cluster obeys the fractal law: with the
+// parallel-axis theorem, m3 Rg3^2 = Ia + Ib + (ma mb / m3) Gamma^2 fixes the
+// distance Gamma between the two centres of mass.
+void sampler::merge(cluster& a, cluster& b) {
+  const std::size_t na = a.size(), nb = b.size();
+  const int n3 = static_cast<int>(na + nb);
+  const double r_geo = std::exp((a.log_radius_sum + b.log_radius_sum) / n3);
+  const double rg_target = fractal_law_rg(n3, r_geo, params_.fractal_dim, params_.prefactor);
+  const double m3 = a.mass + b.mass;
+  const double gamma2 =
+      m3 / (a.mass * b.mass) * (m3 * rg_target * rg_target - a.inertia() - b.inertia());
+  const double gamma_target = std::sqrt(std::max(0.0, gamma2));
+
+  const vec3 ca = a.center(), cb = b.center();
+  da_.resize(na);
+  db_.resize(nb);
+  vb_.resize(nb);
+  double reach_a = 0.0, reach_b = 0.0;
+  for (std::size_t i = 0; i < na; ++i) {
+    da_[i] = norm(a.pos[i] - ca);
+    reach_a = std::max(reach_a, da_[i] + contact_factor_ * a.radius[i]);
+  }
+  for (std::size_t j = 0; j < nb; ++j) {
+    vb_[j] = b.pos[j] - cb;
+    db_[j] = norm(vb_[j]);
+    reach_b = std::max(reach_b, db_[j] + contact_factor_ * b.radius[j]);
+  }
+  const double gamma_max = reach_a + reach_b;  // tip-to-tip contact
+
+  const cell_list grid(na, cell_, [&](std::size_t i) { return a.pos[i]; });
+
+  const double tol = 1e-9 * cell_;
+  // Pairs (i, j) that can touch with the centres of mass Gamma apart: the
+  // lengths (d_i, Gamma, d_j, c_ij) must close a quadrilateral.  Also returns
+  // the nearest Gamma above and below at which some pair becomes feasible.
+  double next_feasible = 0.0, previous_feasible = 0.0;
+  auto enumerate = [&](double g) {
+    candidates_.clear();
+    next_feasible = std::numeric_limits<double>::infinity();
+    previous_feasible = -1.0;
+    for (std::size_t i = 0; i < na; ++i)
+      for (std::size_t j = 0; j < nb; ++j) {
+        const double c = contact_factor_ * (a.radius[i] + b.radius[j]);
+        const double hi = da_[i] + db_[j] + c;
+        const double lo = std::max({0.0, std::fabs(da_[i] - db_[j]) - c, c - da_[i] - db_[j]});
+        if (g < lo - tol)
+          next_feasible = std::min(next_feasible, lo);
+        else if (g > hi + tol)
+          previous_feasible = std::max(previous_feasible, hi);
+        else
+          candidates_.push_back((static_cast<std::uint64_t>(i) << 32) | j);
+      }
+  };
+
+  double gamma = std::min(gamma_target, gamma_max);
+  const bool relax_up = gamma < gamma_max * 0.999;
+  for (int relaxation = 0; relaxation <= options_.gamma_relaxations; ++relaxation) {
+    if (relaxation > 0) gamma = relax_up ? gamma + 0.15 * (gamma_max - gamma) : gamma * 0.98;
+    if (relaxation == options_.gamma_relaxations && relax_up) gamma = gamma_max;
+    enumerate(gamma);
+    if (candidates_.empty()) {
+      // Snap to the nearest Gamma where a contact is possible at all.
+      const bool up = relax_up || previous_feasible < 0.0;
+      const double snapped = up ? next_feasible : previous_feasible;
+      if (!std::isfinite(snapped) || snapped < 0.0) continue;
+      gamma = snapped;
+      enumerate(gamma);
+    }
+    const std::size_t tries = std::min<std::size_t>(candidates_.size(), options_.pair_tries);
+    for (std::size_t t = 0; t < tries; ++t) {
+      const std::size_t pick =
+          t + rng_.below(static_cast<std::uint32_t>(candidates_.size() - t));
+      std::swap(candidates_[t], candidates_[pick]);
+      const auto i = static_cast<std::uint32_t>(candidates_[t] >> 32);
+      const auto j = static_cast<std::uint32_t>(candidates_[t] & 0xffffffffu);
+      if (try_pair(a, b, i, j, gamma, grid, ca)) {
+        for (std::size_t k = 0; k < nb; ++k) a.add(placed_[k], b.radius[k], b.id[k]);
+        return;
+      }
+    }
+  }
+  throw merge_failure{};
+}
+
+// Random placements of b that put particle j of b in contact with particle i
+// of a, with b's centre of mass at distance gamma from a's.  On success the
+// placed coordinates of b are left in placed_.
+bool sampler::try_pair(const cluster& a, const cluster& b, std::uint32_t i, std::uint32_t j,
+                       double gamma, const cell_list& grid, vec3 ca) {
+  const double c = contact_factor_ * (a.radius[i] + b.radius[j]);
+  const double di = da_[i], dj = db_[j];
+  // Distance rho of the new position Q of particle j from a's centre.
+  double rho_lo = std::max(std::fabs(gamma - dj), std::fabs(di - c));
+  double rho_hi = std::min(gamma + dj, di + c);
+  if (rho_lo > rho_hi) {
+    if (rho_lo - rho_hi > 1e-9 * cell_) return false;
+    rho_lo = rho_hi;
+  }
+  const vec3 xi = a.pos[i];
+  const vec3 axis_i = di > length_eps_ ? (1.0 / di) * (xi - ca) : vec3{0, 0, 1};
+  const vec3 e1 = any_orthogonal(axis_i), e2 = cross(axis_i, e1);
+  placed_.resize(b.size());
+
+  for (int attempt = 0; attempt < options_.placement_tries; ++attempt) {
+    // Q on the sphere of radius c about x_i, uniform in area within the band.
+    vec3 u;
+    if (di > length_eps_ && c > length_eps_) {
+      const double rho = std::sqrt(rng_.uniform(rho_lo * rho_lo, rho_hi * rho_hi));
+      const double cos_g = std::clamp((rho * rho - di * di - c * c) / (2.0 * c * di), -1.0, 1.0);
+      const double sin_g = std::sqrt(1.0 - cos_g * cos_g);
+      const double phi = 6.283185307179586 * rng_.uniform();
+      u = cos_g * axis_i + sin_g * (std::cos(phi) * e1 + std::sin(phi) * e2);
+      u = normalized(u);
+    } else {
+      u = random_unit_vector(rng_);
+    }
+    const vec3 q = xi + c * u;
+
+    // Centre P of b: |P - ca| = gamma and |P - Q| = d_j.
+    mat3 turn;
+    if (dj > length_eps_) {
+      vec3 p = ca;
+      const vec3 qa = q - ca;
+      const double rq = norm(qa);
+      if (gamma > length_eps_ && rq > length_eps_) {
+        const vec3 axis_q = (1.0 / rq) * qa;
+        const vec3 f1 = any_orthogonal(axis_q), f2 = cross(axis_q, f1);
+        const double cos_b =
+            std::clamp((gamma * gamma + rq * rq - dj * dj) / (2.0 * gamma * rq), -1.0, 1.0);
+        const double sin_b = std::sqrt(1.0 - cos_b * cos_b);
+        const double psi = 6.283185307179586 * rng_.uniform();
+        p = ca + gamma * (cos_b * axis_q + sin_b * (std::cos(psi) * f1 + std::sin(psi) * f2));
+      }
+      const vec3 w = q - p;
+      const vec3 w_hat = norm(w) > length_eps_ ? normalized(w) : random_unit_vector(rng_);
+      const double spin = 6.283185307179586 * rng_.uniform();
+      turn = axis_angle_rotation(w_hat, spin) * align_rotation((1.0 / dj) * vb_[j], w_hat);
+    } else {
+      turn = random_rotation(rng_);
+    }
+    // Translate so that particle j lands exactly on Q: the contact is exact.
+    const vec3 shift = q - turn * vb_[j];
+
+    bool clear = true;
+    for (std::size_t k = 0; k < b.size() && clear; ++k) {
+      const vec3 y = shift + turn * vb_[k];
+      placed_[k] = y;
+      const double rk = b.radius[k];
+      grid.for_each_near(y, [&](std::uint32_t l) {
+        const double min_d = contact_factor_ * (rk + a.radius[l]) * (1.0 - 1e-9);
+        if (norm2(y - a.pos[l]) < min_d * min_d) {
+          clear = false;
+          return false;
+        }
+        return true;
+      });
+    }
+    if (clear) return true;
+  }
+  return false;
+}
+
+// Cluster-cluster merges of equal halves cannot reach the compact R_g of
+// high fractal dimensions; sequential growth can.  Low dimensions start with
+// the faster hierarchical scheme and fall back to sequential growth.
+double subcluster_fraction(const model_params& params, int attempt) {
+  if (params.fractal_dim >= 2.1 || attempt >= 2) return 1.0;
+  return 0.1;
+}
+
+}  // namespace
+
+void validate(const model_params& p) {
+  if (p.n_particles < 2 || p.n_particles > max_particles)
+    invalid("n_particles", "an integer in [2, 1000000]", p.n_particles);
+  if (!finite(p.frac_w) || p.frac_w < 0.0 || p.frac_w > 1.0)
+    invalid("frac_w", "in [0, 1]", p.frac_w);
+  if (!finite(p.radius_ti) || p.radius_ti <= 0.0)
+    invalid("radius_ti", "a finite radius > 0 nm", p.radius_ti);
+  if (!finite(p.radius_w) || p.radius_w <= 0.0)
+    invalid("radius_w", "a finite radius > 0 nm", p.radius_w);
+  if (!finite(p.sigma_g) || p.sigma_g < 1.0 || p.sigma_g > max_sigma_g)
+    invalid("sigma_g", "in [1, 3]", p.sigma_g);
+  if (!finite(p.fractal_dim) || p.fractal_dim <= 1.0 || p.fractal_dim >= 3.0)
+    invalid("fractal_dim", "in the open interval (1, 3)", p.fractal_dim);
+  if (!finite(p.prefactor) || p.prefactor <= 0.0 || p.prefactor > 10.0)
+    invalid("prefactor", "in (0, 10]", p.prefactor);
+  if (!finite(p.segregation) || p.segregation < 0.0 || p.segregation > 1.0)
+    invalid("segregation", "in [0, 1]", p.segregation);
+  if (!finite(p.overlap) || p.overlap < 0.0 || p.overlap >= max_overlap)
+    invalid("overlap", "in [0, 0.5)", p.overlap);
+}
+
+int n_wo3(const model_params& params) {
+  return static_cast<int>(std::floor(params.frac_w * params.n_particles + 0.5));
+}
+
+double fractal_law_rg(int n, double r_geo, double fractal_dim, double prefactor) {
+  return r_geo * std::pow(static_cast<double>(n) / prefactor, 1.0 / fractal_dim);
+}
+
+aggregate sample_aggregate(const model_params& params, std::uint64_t seed,
+                           const sampler_options& options) {
+  validate(params);
+  double best_error = std::numeric_limits<double>::infinity();
+  int merge_failures = 0;
+  for (int attempt = 0; attempt < std::max(1, options.aggregate_tries); ++attempt) {
+    philox_stream rng(seed, static_cast<std::uint64_t>(attempt));
+    sampler s(params, options, rng, subcluster_fraction(params, attempt));
+    try {
+      double rg_error = 0.0;
+      aggregate out = s.run(rg_error);
+      if (rg_error <= options.max_rg_error) return out;
+      best_error = std::min(best_error, rg_error);
+    } catch (const merge_failure&) {
+      ++merge_failures;
+    }
+  }
+  std::ostringstream msg;
+  msg << "could not build an aggregate with n_particles=" << params.n_particles
+      << ", fractal_dim=" << params.fractal_dim << ", prefactor=" << params.prefactor
+      << ", sigma_g=" << params.sigma_g << ", overlap=" << params.overlap << " in "
+      << options.aggregate_tries << " attempts (" << merge_failures
+      << " ran out of non-overlapping placements";
+  if (std::isfinite(best_error))
+    msg << "; the closest missed the fractal-law R_g by " << 100.0 * best_error << "%";
+  msg << "): the fractal law cannot be met by non-overlapping spheres for these parameters";
+  throw generation_error(msg.str());
+}
+
+std::vector<batch_item> sample_aggregates(const std::vector<model_params>& params,
+                                          const std::vector<std::uint64_t>& seeds, int threads,
+                                          const sampler_options& options) {
+  if (params.size() != seeds.size())
+    throw std::invalid_argument("sample_aggregates: params and seeds differ in length");
+  std::vector<batch_item> items(params.size());
+  std::atomic<std::size_t> next{0};
+  auto work = [&]() {
+    for (std::size_t k = next++; k < items.size(); k = next++) {
+      try {
+        items[k].value = sample_aggregate(params[k], seeds[k], options);
+      } catch (const std::invalid_argument& e) {
+        items[k].error = e.what();
+        items[k].invalid_input = true;
+      } catch (const std::exception& e) {
+        items[k].error = e.what();
+      }
+    }
+  };
+  unsigned workers = threads > 0 ? static_cast<unsigned>(threads) : std::thread::hardware_concurrency();
+  workers = std::max(1u, std::min<unsigned>(workers, static_cast<unsigned>(items.size())));
+  if (workers <= 1) {
+    work();
+    return items;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(workers);
+  for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
+  for (auto& th : pool) th.join();
+  return items;
+}
+
+}  // namespace heteroagg

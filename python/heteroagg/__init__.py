@@ -1,0 +1,32 @@
+"""heteroagg: 3D structure of TiO2-WO3 hetero-aggregates from single HAADF-STEM images.
+
+The stochastic 3D model (:class:`ModelParams`, :func:`sample_aggregate`) and the
+structural descriptors (:func:`descriptors`) run in a compiled C++ core.
+Geometry is in nm.
+"""
+
+from heteroagg._core import build_info as _build_info
+from heteroagg._device import cuda_status, resolve_device
+from heteroagg.aggregate import Aggregate, SamplerOptions, sample_aggregate, sample_aggregates
+from heteroagg.descriptors import Descriptors, convex_hull_volume_fraction, descriptors
+from heteroagg.model import GenerationError, ModelParams, fractal_law_rg
+from heteroagg.rng import derive_seed
+
+__version__: str = _build_info["version"]
+
+__all__ = [
+    "Aggregate",
+    "Descriptors",
+    "GenerationError",
+    "ModelParams",
+    "SamplerOptions",
+    "__version__",
+    "convex_hull_volume_fraction",
+    "cuda_status",
+    "derive_seed",
+    "descriptors",
+    "fractal_law_rg",
+    "resolve_device",
+    "sample_aggregate",
+    "sample_aggregates",
+]

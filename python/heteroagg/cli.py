@@ -1,0 +1,98 @@
+"""The ``heteroagg`` command line."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import heteroagg
+from heteroagg._device import cuda_status
+from heteroagg.model import ModelParams
+
+app = typer.Typer(
+    help="heteroagg: 3D structure of TiO2-WO3 hetero-aggregates from HAADF-STEM images.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+_DEFAULTS = ModelParams()
+
+
+@app.command()
+def info() -> None:
+    """Print the version, build flags and CUDA availability."""
+    build = heteroagg._build_info
+    compiled, reason = cuda_status()
+    cuda_compiler = build["cuda_compiler"].strip()
+    table = Table(show_header=False, box=None)
+    table.add_row("heteroagg", heteroagg.__version__)
+    table.add_row("python", platform.python_version())
+    table.add_row("C++ compiler", build["compiler"])
+    table.add_row("build type", build["build_type"])
+    table.add_row("C++ flags", build["cxx_flags"].strip() or "(none)")
+    table.add_row("CUDA compiler at build", cuda_compiler or "not found")
+    table.add_row("CUDA device", "yes" if compiled else "no")
+    table.add_row("CUDA status", reason)
+    console.print(table)
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Write the aggregate (.npz or .json).")]
+    = None,  # type: ignore[assignment]
+    seed: Annotated[int, typer.Option(help="Seed in [0, 2**64).")] = 0,
+    n_particles: Annotated[int, typer.Option(help="Number of particles N.")] = _DEFAULTS.n_particles,
+    frac_w: Annotated[float, typer.Option(help="Number fraction of WO3.")] = _DEFAULTS.frac_w,
+    radius_ti: Annotated[float, typer.Option(help="Median TiO2 radius (nm).")] = _DEFAULTS.radius_ti,
+    radius_w: Annotated[float, typer.Option(help="Median WO3 radius (nm).")] = _DEFAULTS.radius_w,
+    sigma_g: Annotated[float, typer.Option(help="Geometric std of the radii.")] = _DEFAULTS.sigma_g,
+    fractal_dim: Annotated[float, typer.Option(help="Fractal dimension D_f.")] = _DEFAULTS.fractal_dim,
+    prefactor: Annotated[float, typer.Option(help="Fractal prefactor k_f.")] = _DEFAULTS.prefactor,
+    segregation: Annotated[float, typer.Option(help="0 mixed ... 1 segregated.")] = _DEFAULTS.segregation,
+    overlap: Annotated[float, typer.Option(help="Neck overlap fraction.")] = _DEFAULTS.overlap,
+    plot: Annotated[Path, typer.Option(help="Save a picture of the aggregate (PNG, PDF, SVG).")]
+    = None,  # type: ignore[assignment]
+) -> None:
+    """Sample one aggregate, print its descriptors and optionally save it."""
+    try:
+        params = ModelParams(
+            n_particles=n_particles,
+            frac_w=frac_w,
+            radius_ti=radius_ti,
+            radius_w=radius_w,
+            sigma_g=sigma_g,
+            fractal_dim=fractal_dim,
+            prefactor=prefactor,
+            segregation=segregation,
+            overlap=overlap,
+        )
+        agg = heteroagg.sample_aggregate(params, seed)
+    except (ValueError, heteroagg.GenerationError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from err
+    d = agg.descriptors()
+    table = Table(title=f"aggregate (seed {seed})")
+    table.add_column("descriptor")
+    table.add_column("value", justify="right")
+    table.add_row("particles (TiO2 / WO3)", f"{agg.n_particles} ({agg.n_tio2} / {agg.n_wo3})")
+    for name, value in d.scalars().items():
+        unit = " nm" if name == "radius_of_gyration" else ""
+        unit = " nm²" if name in ("asphericity", "acylindricity") else unit
+        table.add_row(name, f"{value:.4g}{unit}")
+    console.print(table)
+    if out is not None:
+        console.print(f"wrote {agg.save(out)}")
+    if plot is not None:
+        from heteroagg.plot import save_aggregate_plot
+
+        console.print(f"wrote {save_aggregate_plot(agg, plot)}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

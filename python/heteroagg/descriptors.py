@@ -1,0 +1,175 @@
+"""Structural descriptors of aggregates, computed in the C++ core."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from heteroagg import _core
+from heteroagg.aggregate import Aggregate
+
+#: Scalar descriptors in a stable order (used for tables and datasets).
+SCALAR_DESCRIPTORS: tuple[str, ...] = (
+    "coordination_number",
+    "hetero_coordination_number",
+    "hetero_coordination_ti",
+    "hetero_coordination_w",
+    "hetero_contact_fraction",
+    "n_contacts",
+    "n_hetero_contacts",
+    "radius_of_gyration",
+    "asphericity",
+    "acylindricity",
+    "relative_shape_anisotropy",
+    "n_homo_clusters_ti",
+    "n_homo_clusters_w",
+    "n_components",
+    "volume_fraction_wo3",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Descriptors:
+    """Descriptors of one aggregate.
+
+    Contacts are the pairs with ``d_ij <= (r_i + r_j)(1 + contact_tol)``.
+
+    Attributes
+    ----------
+    coordination_number
+        Mean number of contacts per particle.
+    hetero_coordination_number
+        Mean number of contacts with a particle of the other material, over
+        all particles (``2 n_hetero_contacts / N``).
+    hetero_coordination_ti, hetero_coordination_w
+        The same averaged over the TiO2 / WO3 particles (NaN if none).
+    hetero_contact_fraction
+        ``n_hetero_contacts / n_contacts`` (NaN without contacts).
+    n_contacts, n_hetero_contacts
+        Numbers of contacts and of hetero contacts.
+    radius_of_gyration
+        Volume-weighted radius of gyration in nm, including the (3/5) r^2
+        self term of each sphere.
+    gyration_eigenvalues
+        Ascending eigenvalues (nm^2) of the volume-weighted gyration tensor
+        (self terms included); they sum to ``radius_of_gyration**2``.
+    asphericity, acylindricity
+        ``l3 - (l1 + l2)/2`` and ``l2 - l1`` of those eigenvalues, in nm^2.
+    relative_shape_anisotropy
+        kappa^2 in [0, 1]: 0 for a spherically symmetric, 1 for a linear shape.
+    n_homo_clusters_ti, n_homo_clusters_w
+        Connected components of each material's homo-contact graph (1 for a
+        fully segregated material).
+    n_components
+        Connected components of the contact graph (1 for one aggregate).
+    volume_fraction_wo3
+        WO3 share of the particle volume.
+    total_volume
+        Sum of the sphere volumes in nm^3 (overlaps not removed).
+    contacts
+        Contact pairs ``(i, j)`` with ``i < j``, shape (M, 2), sorted.
+    cn, hcn
+        Contacts and hetero contacts per particle, shape (N,).
+    n_particles, n_ti, n_w
+        Particle counts.
+    contact_tol
+        Tolerance used for the contacts.
+    """
+
+    coordination_number: float
+    hetero_coordination_number: float
+    hetero_coordination_ti: float
+    hetero_coordination_w: float
+    hetero_contact_fraction: float
+    n_contacts: int
+    n_hetero_contacts: int
+    radius_of_gyration: float
+    gyration_eigenvalues: tuple[float, float, float]
+    asphericity: float
+    acylindricity: float
+    relative_shape_anisotropy: float
+    n_homo_clusters_ti: int
+    n_homo_clusters_w: int
+    n_components: int
+    volume_fraction_wo3: float
+    total_volume: float
+    contacts: np.ndarray
+    cn: np.ndarray
+    hcn: np.ndarray
+    n_particles: int
+    n_ti: int
+    n_w: int
+    contact_tol: float
+
+    def scalars(self) -> dict[str, float]:
+        """The scalar descriptors of :data:`SCALAR_DESCRIPTORS` as a dict."""
+        return {name: getattr(self, name) for name in SCALAR_DESCRIPTORS}
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v:.4g}" for k, v in self.scalars().items())
+        return f"Descriptors({body})"
+
+
+_FIELDS = tuple(f.name for f in fields(Descriptors))
+
+
+def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
+    """Compute the descriptors of an aggregate (C++, hashed-cell contact search).
+
+    Parameters
+    ----------
+    agg
+        The aggregate.
+    contact_tol
+        Relative tolerance of the contact criterion, >= 0.
+
+    Returns
+    -------
+    Descriptors
+    """
+    if not isinstance(agg, Aggregate):
+        raise ValueError(f"descriptors() takes an Aggregate, got {type(agg).__name__}")
+    if not (isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol) and contact_tol >= 0):
+        raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
+    values = _core.descriptors(agg.centers, agg.radii, agg.materials, float(contact_tol))
+    values["gyration_eigenvalues"] = tuple(values["gyration_eigenvalues"])
+    for name in ("contacts", "cn", "hcn"):
+        values[name].setflags(write=False)
+    values["contact_tol"] = float(contact_tol)
+    return Descriptors(**{name: values[name] for name in _FIELDS})
+
+
+def convex_hull_volume_fraction(agg: Aggregate, points_per_sphere: int = 64) -> float:
+    """Fraction of the aggregate's convex hull filled by its particles.
+
+    The hull of the spheres is approximated by the hull of
+    ``points_per_sphere`` quasi-uniform points (a Fibonacci lattice) on each
+    sphere's surface; it converges to the exact hull from inside as the
+    number of points grows.  Overlaps between spheres are not subtracted.
+
+    Parameters
+    ----------
+    agg
+        The aggregate.
+    points_per_sphere
+        Surface points per sphere, >= 12.
+
+    Returns
+    -------
+    float
+        Sum of sphere volumes / hull volume.
+    """
+    from scipy.spatial import ConvexHull
+
+    if points_per_sphere < 12:
+        raise ValueError(f"points_per_sphere must be >= 12, got {points_per_sphere}")
+    k = np.arange(points_per_sphere) + 0.5
+    z = 1.0 - 2.0 * k / points_per_sphere
+    phi = math.pi * (1.0 + math.sqrt(5.0)) * k
+    rho = np.sqrt(1.0 - z * z)
+    unit = np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)
+    points = (agg.centers[:, None, :] + agg.radii[:, None, None] * unit[None]).reshape(-1, 3)
+    hull_volume = ConvexHull(points).volume
+    return float(np.sum(4.0 / 3.0 * math.pi * agg.radii**3) / hull_volume)

@@ -80,7 +80,9 @@ class Aggregate:
             raise ValueError("centers must be finite")
         if not np.all(np.isfinite(radii)) or np.any(radii <= 0):
             raise ValueError("radii must be finite and > 0 nm")
-        if materials_in.dtype.kind not in "iub" or np.any((materials_in != 0) & (materials_in != 1)):
+        if materials_in.dtype.kind not in "iubf" or np.any(
+            (materials_in != 0) & (materials_in != 1)
+        ):
             raise ValueError("materials must hold the codes 0 (TiO2) or 1 (WO3)")
         if self.params is not None and not isinstance(self.params, ModelParams):
             raise ValueError("params must be a ModelParams or None")
@@ -190,7 +192,11 @@ class Aggregate:
         if suffix == ".json":
             tmp.write_text(json.dumps(self.to_dict()))
         else:
-            meta = {k: v for k, v in self.to_dict().items() if k not in ("centers", "radii", "materials")}
+            meta = {
+                k: v
+                for k, v in self.to_dict().items()
+                if k not in ("centers", "radii", "materials")
+            }
             with open(tmp, "wb") as fh:
                 np.savez_compressed(
                     fh,
@@ -210,9 +216,7 @@ class Aggregate:
             return cls.from_dict(json.loads(path.read_text()))
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            meta.update(
-                centers=data["centers"], radii=data["radii"], materials=data["materials"]
-            )
+            meta.update(centers=data["centers"], radii=data["radii"], materials=data["materials"])
         return cls.from_dict(meta)
 
 
@@ -341,7 +345,11 @@ def sample_aggregates(
     params_list = [params] if isinstance(params, ModelParams) else list(params)
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         root = _check_seed(seeds)
-        count = n if n is not None else (len(params_list) if not isinstance(params, ModelParams) else None)
+        count = (
+            n
+            if n is not None
+            else (len(params_list) if not isinstance(params, ModelParams) else None)
+        )
         if count is None:
             raise ValueError("give n (the number of items) when params and seeds are single values")
         seed_list = [derive_seed(root, i) for i in range(count)]
@@ -356,14 +364,16 @@ def sample_aggregates(
     for k, p in enumerate(params_list):
         if not isinstance(p, ModelParams):
             raise ValueError(f"params[{k}] must be a ModelParams, got {type(p).__name__}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     opts = (options or _DEFAULT_OPTIONS)._to_core()
     results = _core.sample_aggregates(
         [p._to_core() for p in params_list], seed_list, threads or 0, opts
     )
     out: list[Aggregate | None] = []
-    for k, (item, p) in enumerate(zip(results, params_list)):
+    for k, (item, p) in enumerate(zip(results, params_list, strict=False)):
         if isinstance(item[0], str):
             message, invalid = item
             if on_error == "raise":

@@ -44,20 +44,30 @@ def info() -> None:
 
 @app.command()
 def sample(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Write the aggregate (.npz or .json).")]
-    = None,  # type: ignore[assignment]
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the aggregate (.npz or .json).")
+    ] = None,  # type: ignore[assignment]
     seed: Annotated[int, typer.Option(help="Seed in [0, 2**64).")] = 0,
-    n_particles: Annotated[int, typer.Option(help="Number of particles N.")] = _DEFAULTS.n_particles,
+    n_particles: Annotated[
+        int, typer.Option(help="Number of particles N.")
+    ] = _DEFAULTS.n_particles,
     frac_w: Annotated[float, typer.Option(help="Number fraction of WO3.")] = _DEFAULTS.frac_w,
-    radius_ti: Annotated[float, typer.Option(help="Median TiO2 radius (nm).")] = _DEFAULTS.radius_ti,
+    radius_ti: Annotated[
+        float, typer.Option(help="Median TiO2 radius (nm).")
+    ] = _DEFAULTS.radius_ti,
     radius_w: Annotated[float, typer.Option(help="Median WO3 radius (nm).")] = _DEFAULTS.radius_w,
     sigma_g: Annotated[float, typer.Option(help="Geometric std of the radii.")] = _DEFAULTS.sigma_g,
-    fractal_dim: Annotated[float, typer.Option(help="Fractal dimension D_f.")] = _DEFAULTS.fractal_dim,
+    fractal_dim: Annotated[
+        float, typer.Option(help="Fractal dimension D_f.")
+    ] = _DEFAULTS.fractal_dim,
     prefactor: Annotated[float, typer.Option(help="Fractal prefactor k_f.")] = _DEFAULTS.prefactor,
-    segregation: Annotated[float, typer.Option(help="0 mixed ... 1 segregated.")] = _DEFAULTS.segregation,
+    segregation: Annotated[
+        float, typer.Option(help="0 mixed ... 1 segregated.")
+    ] = _DEFAULTS.segregation,
     overlap: Annotated[float, typer.Option(help="Neck overlap fraction.")] = _DEFAULTS.overlap,
-    plot: Annotated[Path, typer.Option(help="Save a picture of the aggregate (PNG, PDF, SVG).")]
-    = None,  # type: ignore[assignment]
+    plot: Annotated[
+        Path | None, typer.Option(help="Save a picture of the aggregate (PNG, PDF, SVG).")
+    ] = None,  # type: ignore[assignment]
 ) -> None:
     """Sample one aggregate, print its descriptors and optionally save it."""
     try:

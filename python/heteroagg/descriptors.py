@@ -131,7 +131,9 @@ def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
     """
     if not isinstance(agg, Aggregate):
         raise ValueError(f"descriptors() takes an Aggregate, got {type(agg).__name__}")
-    if not (isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol) and contact_tol >= 0):
+    if not (
+        isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol) and contact_tol >= 0
+    ):
         raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
     values = _core.descriptors(agg.centers, agg.radii, agg.materials, float(contact_tol))
     values["gyration_eigenvalues"] = tuple(values["gyration_eigenvalues"])

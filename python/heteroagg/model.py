@@ -96,7 +96,9 @@ class ModelParams:
         core = _core.CoreParams()
         n = self.n_particles
         if not 2 <= n <= _core.MAX_PARTICLES:
-            raise ValueError(f"n_particles must be an integer in [2, {_core.MAX_PARTICLES}], got {n}")
+            raise ValueError(
+                f"n_particles must be an integer in [2, {_core.MAX_PARTICLES}], got {n}"
+            )
         for name, value in asdict(self).items():
             setattr(core, name, value)
         return core

@@ -48,7 +48,7 @@ def plot_aggregate(agg: Aggregate, *, title: str | None = None) -> Figure:
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.3), constrained_layout=True)
     axis_index = {"x": 0, "y": 1, "z": 2}
     extent = float(np.max(np.abs(agg.centers)) + np.max(agg.radii)) * 1.05
-    for ax, (h, v, depth_axis) in zip(axes, _VIEWS):
+    for ax, (h, v, depth_axis) in zip(axes, _VIEWS, strict=False):
         depth = agg.centers[:, depth_axis]
         span = float(np.ptp(depth)) or 1.0
         order = np.argsort(depth)
@@ -69,7 +69,9 @@ def plot_aggregate(agg: Aggregate, *, title: str | None = None) -> Figure:
         ax.set_xlabel(f"{h} (nm)")
         ax.set_ylabel(f"{v} (nm)")
         ax.set_title(f"view along {'xyz'[depth_axis]}")
-    handles = [Patch(color=c, label=n) for c, n in zip(MATERIAL_COLORS, MATERIAL_NAMES)]
+    handles = [
+        Patch(color=c, label=n) for c, n in zip(MATERIAL_COLORS, MATERIAL_NAMES, strict=False)
+    ]
     axes[2].legend(handles=handles, loc="upper right", fontsize=8)
     fig.suptitle(title or f"{agg.n_particles} particles: {agg.n_tio2} TiO2, {agg.n_wo3} WO3")
     return fig

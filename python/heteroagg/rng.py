@@ -20,7 +20,11 @@ def derive_seed(root_seed: int, index: int) -> int:
     give statistically independent seeds.
     """
     for name, value in (("root_seed", root_seed), ("index", index)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or not 0 <= value < 2**64
+        ):
             raise ValueError(f"{name} must be an integer in [0, 2**64), got {value!r}")
     return int(_core.derive_seed(int(root_seed), int(index)))
 
@@ -46,7 +50,11 @@ def uniform(seed: int, stream: int, n: int, *, device: str = "auto") -> np.ndarr
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (see :func:`heteroagg.resolve_device`).
     """
     for name, value in (("seed", seed), ("stream", stream)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**64:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or not 0 <= value < 2**64
+        ):
             raise ValueError(f"{name} must be an integer in [0, 2**64), got {value!r}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be an integer >= 0, got {n!r}")

@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pytest
+
+import heteroagg
+from heteroagg import Aggregate, ModelParams
+
+
+@pytest.fixture
+def agg():
+    return heteroagg.sample_aggregate(ModelParams(n_particles=25, segregation=0.5), 4)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_save_load_round_trip_is_exact(tmp_path, agg, suffix):
+    path = agg.save(tmp_path / f"agg{suffix}")
+    back = Aggregate.load(path)
+    np.testing.assert_array_equal(back.centers, agg.centers)
+    np.testing.assert_array_equal(back.radii, agg.radii)
+    np.testing.assert_array_equal(back.materials, agg.materials)
+    assert back.params == agg.params
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_hand_built_aggregate_round_trips_without_params(tmp_path):
+    agg = Aggregate([[0, 0, 0], [1.5, 0, 0]], [1.0, 0.5], [0, 1])
+    back = Aggregate.load(agg.save(tmp_path / "hand.json"))
+    assert back.params is None and len(back) == 2
+
+
+def test_bad_files(tmp_path, agg):
+    with pytest.raises(ValueError, match=r"\.npz or \.json"):
+        agg.save(tmp_path / "agg.txt")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something"}))
+    with pytest.raises(ValueError, match="format"):
+        Aggregate.load(tmp_path / "other.json")
+
+
+def test_to_atoms_uses_angstrom(agg):
+    pytest.importorskip("ase")
+    atoms = agg.to_atoms()
+    np.testing.assert_allclose(atoms.positions, agg.centers * 10.0)
+    assert set(atoms.get_chemical_symbols()) <= {"Ti", "W"}
+    assert atoms.get_chemical_symbols().count("W") == agg.n_wo3
+    np.testing.assert_array_equal(atoms.get_array("radius_nm"), agg.radii)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"centers": np.zeros((3, 2)), "radii": np.ones(3), "materials": np.zeros(3)}, "centers"),
+        (
+            {"centers": np.zeros((0, 3)), "radii": np.ones(0), "materials": np.zeros(0)},
+            "at least one",
+        ),
+        ({"centers": np.zeros((3, 3)), "radii": np.ones(2), "materials": np.zeros(3)}, "radii"),
+        ({"centers": np.zeros((3, 3)), "radii": [1, -1, 1], "materials": np.zeros(3)}, "radii"),
+        ({"centers": np.zeros((3, 3)), "radii": np.ones(3), "materials": [0, 2, 1]}, "materials"),
+        ({"centers": np.zeros((3, 3)), "radii": np.ones(3), "materials": [0.5, 0, 1]}, "materials"),
+        ({"centers": [[np.nan, 0, 0]], "radii": [1], "materials": [0]}, "finite"),
+        ({"centers": np.zeros((3, 3)), "radii": np.ones(3), "materials": np.zeros(4)}, "materials"),
+    ],
+)
+def test_aggregate_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Aggregate(**kwargs)
+
+
+def test_aggregate_is_immutable_and_copies_input():
+    centers = np.zeros((2, 3))
+    centers[1, 0] = 2.0
+    agg = Aggregate(centers, [1.0, 1.0], [0, 1])
+    centers[1, 0] = 50.0
+    assert agg.centers[1, 0] == 2.0
+    with pytest.raises(ValueError):
+        agg.centers[0, 0] = 1.0
+    assert "n_particles=2" in repr(agg)

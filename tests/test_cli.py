@@ -1,0 +1,42 @@
+import numpy as np
+from typer.testing import CliRunner
+
+import heteroagg
+from heteroagg import Aggregate, ModelParams
+from heteroagg.cli import app
+
+runner = CliRunner()
+
+
+def test_info_reports_version_and_cuda():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert heteroagg.__version__ in result.output
+    assert "CUDA" in result.output
+
+
+def test_sample_writes_the_aggregate_it_reports(tmp_path):
+    out = tmp_path / "agg.npz"
+    result = runner.invoke(
+        app,
+        ["sample", "--n-particles", "40", "--seed", "7", "--segregation", "0.5", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    agg = Aggregate.load(out)
+    expected = heteroagg.sample_aggregate(ModelParams(n_particles=40, segregation=0.5), 7)
+    np.testing.assert_array_equal(agg.centers, expected.centers)
+    assert "hetero_coordination_number" in result.output
+    assert f"{expected.descriptors().n_contacts}" in result.output
+
+
+def test_sample_plot(tmp_path):
+    png = tmp_path / "agg.png"
+    result = runner.invoke(app, ["sample", "--n-particles", "30", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sample_rejects_bad_parameters_with_a_clear_message():
+    result = runner.invoke(app, ["sample", "--fractal-dim", "3.5"])
+    assert result.exit_code == 2
+    assert "fractal_dim" in result.output

@@ -1,0 +1,148 @@
+import math
+
+import numpy as np
+import pytest
+
+import heteroagg
+from heteroagg import Aggregate, ModelParams
+from reference import (
+    brute_contacts,
+    gyration_tensor,
+    homo_clusters,
+    n_components,
+    radius_of_gyration,
+)
+
+
+def random_packing(seed: int, n: int, box: float, materials: str = "mixed") -> Aggregate:
+    """Hand-built spheres scattered in a box: many contacts, chains and loners."""
+    g = np.random.default_rng(seed)
+    centers = g.uniform(0, box, size=(n, 3))
+    radii = g.lognormal(np.log(1.0), 0.3, size=n)
+    if materials == "mixed":
+        mats = g.integers(0, 2, size=n)
+    else:
+        mats = np.full(n, 0 if materials == "ti" else 1)
+    return Aggregate(centers, radii, mats)
+
+
+def brute_force_descriptors(agg: Aggregate, tol: float) -> dict:
+    pairs = brute_contacts(agg.centers, agg.radii, tol)
+    n = len(agg)
+    cn = np.bincount(pairs.ravel(), minlength=n) if len(pairs) else np.zeros(n, int)
+    hetero = (
+        pairs[agg.materials[pairs[:, 0]] != agg.materials[pairs[:, 1]]] if len(pairs) else pairs
+    )
+    hcn = np.bincount(hetero.ravel(), minlength=n) if len(hetero) else np.zeros(n, int)
+    ti, w = agg.materials == 0, agg.materials == 1
+    ev = np.linalg.eigvalsh(gyration_tensor(agg.centers, agg.radii))
+    return {
+        "contacts": pairs,
+        "cn": cn,
+        "hcn": hcn,
+        "n_contacts": len(pairs),
+        "n_hetero_contacts": len(hetero),
+        "coordination_number": cn.mean(),
+        "hetero_coordination_number": hcn.mean(),
+        "hetero_coordination_ti": hcn[ti].mean() if ti.any() else math.nan,
+        "hetero_coordination_w": hcn[w].mean() if w.any() else math.nan,
+        "hetero_contact_fraction": len(hetero) / len(pairs) if len(pairs) else math.nan,
+        "radius_of_gyration": radius_of_gyration(agg.centers, agg.radii),
+        "gyration_eigenvalues": ev,
+        "asphericity": ev[2] - 0.5 * (ev[0] + ev[1]),
+        "acylindricity": ev[1] - ev[0],
+        "relative_shape_anisotropy": 1.5 * np.sum((ev - ev.mean()) ** 2) / ev.sum() ** 2,
+        "n_components": n_components(n, pairs),
+        "n_homo_clusters_ti": homo_clusters(agg.materials, pairs, 0),
+        "n_homo_clusters_w": homo_clusters(agg.materials, pairs, 1),
+        "volume_fraction_wo3": np.sum(agg.radii[w] ** 3) / np.sum(agg.radii**3),
+        "total_volume": np.sum(4.0 / 3.0 * np.pi * agg.radii**3),
+    }
+
+
+AGGREGATES = [
+    ("sampled-mixed", heteroagg.sample_aggregate(ModelParams(n_particles=300, frac_w=0.4), 1)),
+    (
+        "sampled-sintered",
+        heteroagg.sample_aggregate(
+            ModelParams(n_particles=200, overlap=0.2, segregation=0.6, fractal_dim=2.3), 2
+        ),
+    ),
+    ("packing-mixed", random_packing(3, 400, 18.0)),
+    ("packing-ti-only", random_packing(4, 150, 12.0, "ti")),
+    ("packing-w-only", random_packing(5, 150, 12.0, "w")),
+    ("single", Aggregate([[0.0, 0.0, 0.0]], [2.0], [1])),
+]
+
+
+@pytest.mark.parametrize(("name", "agg"), AGGREGATES, ids=[a[0] for a in AGGREGATES])
+@pytest.mark.parametrize("tol", [1e-9, 1e-3, 0.05])
+def test_descriptors_match_brute_force(name, agg, tol):
+    d = heteroagg.descriptors(agg, contact_tol=tol)
+    ref = brute_force_descriptors(agg, tol)
+    np.testing.assert_array_equal(d.contacts, ref["contacts"])
+    np.testing.assert_array_equal(d.cn, ref["cn"])
+    np.testing.assert_array_equal(d.hcn, ref["hcn"])
+    for key, value in ref.items():
+        if key in ("contacts", "cn", "hcn"):
+            continue
+        np.testing.assert_allclose(
+            getattr(d, key), value, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=key
+        )
+
+
+def test_contact_tolerance_boundary():
+    gap = 1 + 5e-4  # centre distance (r1 + r2)(1 + 5e-4)
+    agg = Aggregate([[0, 0, 0], [3.0 * gap, 0, 0]], [1.0, 2.0], [0, 1])
+    assert agg.descriptors(contact_tol=1e-3).n_contacts == 1
+    assert agg.descriptors(contact_tol=1e-4).n_contacts == 0
+    d = agg.descriptors(contact_tol=1e-3)
+    assert d.hetero_coordination_number == 1.0 and d.hetero_contact_fraction == 1.0
+
+
+def test_rod_shape_descriptors():
+    # a straight chain of equal touching spheres is close to linear
+    n = 30
+    agg = Aggregate(np.c_[2.0 * np.arange(n), np.zeros(n), np.zeros(n)], np.ones(n), np.zeros(n))
+    d = agg.descriptors()
+    assert d.relative_shape_anisotropy > 0.99
+    assert d.n_contacts == n - 1 and d.n_components == 1
+    # R_g^2 of the chain: variance of the centres along x plus 3/5 r^2
+    assert d.radius_of_gyration**2 == pytest.approx(np.var(2.0 * np.arange(n)) + 0.6)
+
+
+def test_hetero_counts_on_a_known_graph():
+    # Ti - W - Ti - Ti in a line: 3 contacts, 2 hetero
+    agg = Aggregate(np.c_[2.0 * np.arange(4), np.zeros(4), np.zeros(4)], np.ones(4), [0, 1, 0, 0])
+    d = agg.descriptors()
+    assert (d.n_contacts, d.n_hetero_contacts) == (3, 2)
+    np.testing.assert_array_equal(d.hcn, [1, 2, 1, 0])
+    assert d.hetero_coordination_ti == pytest.approx(2 / 3)
+    assert d.hetero_coordination_w == 2.0
+    assert (d.n_homo_clusters_ti, d.n_homo_clusters_w) == (2, 1)
+
+
+def test_descriptor_input_errors():
+    agg = heteroagg.sample_aggregate(ModelParams(n_particles=5), 0)
+    for bad in (-1e-3, math.nan, math.inf, "0.1"):
+        with pytest.raises(ValueError, match="contact_tol"):
+            heteroagg.descriptors(agg, contact_tol=bad)
+    with pytest.raises(ValueError, match="Aggregate"):
+        heteroagg.descriptors(agg.centers)  # type: ignore[arg-type]
+
+
+def test_convex_hull_volume_fraction_of_two_touching_spheres():
+    # hull = two hemispheres + a cylinder of length 2r: (4/3 + 2) pi r^3
+    agg = Aggregate([[0, 0, 0], [2.0, 0, 0]], [1.0, 1.0], [0, 1])
+    exact = (8.0 / 3.0) / (4.0 / 3.0 + 2.0)
+    assert heteroagg.convex_hull_volume_fraction(agg, points_per_sphere=4000) == pytest.approx(
+        exact, rel=2e-3
+    )
+    with pytest.raises(ValueError, match="points_per_sphere"):
+        heteroagg.convex_hull_volume_fraction(agg, points_per_sphere=3)
+
+
+def test_descriptor_arrays_are_read_only():
+    d = heteroagg.sample_aggregate(ModelParams(n_particles=10), 0).descriptors()
+    with pytest.raises(ValueError):
+        d.cn[0] = 5

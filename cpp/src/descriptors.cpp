@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <memory>
 #include <numeric>
 #include <stdexcept>
 
@@ -79,22 +78,21 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
 
   const double scale = 1.0 + contact_tol;
   auto at = [&](std::size_t i) { return vec3{centers[3 * i], centers[3 * i + 1], centers[3 * i + 2]}; };
-  const cell_list grid(n, 2.0 * r_max * scale, at);
+  const sorted_cells grid(n, 2.0 * r_max * scale, at);
+  const std::vector<std::uint32_t>& order = grid.order();
 
-  // Copies in cell order (contiguous per cell) and, per occupied cell, the
-  // box around its centres and its largest radius, to skip far cell pairs.
+  // Coordinates in cell order (contiguous per cell) and, per occupied cell,
+  // the box around its centres and its largest radius, to skip far cell pairs.
   std::vector<double> px(n), py(n), pz(n), pr(n);
-  const std::size_t slots = grid.slot_count();
-  // Only occupied slots are written and read, so the buffer is left uninitialised.
-  const std::unique_ptr<double[]> box(new double[7 * slots]);
-  for (std::size_t s = 0; s < slots; ++s) {
-    if (!grid.occupied(s)) continue;
-    double* b = &box[7 * s];
+  const std::size_t cells = grid.cell_count();
+  std::vector<double> box(7 * cells);
+  for (std::size_t c = 0; c < cells; ++c) {
+    double* b = &box[7 * c];
     b[0] = b[1] = b[2] = std::numeric_limits<double>::infinity();
     b[3] = b[4] = b[5] = -std::numeric_limits<double>::infinity();
     b[6] = 0.0;
-    for (std::size_t k = grid.first(s); k < grid.first(s + 1); ++k) {
-      const std::uint32_t i = grid.begin(s)[k - grid.first(s)];
+    for (std::size_t k = grid.begin(c); k < grid.end(c); ++k) {
+      const std::uint32_t i = order[k];
       px[k] = centers[3 * i];
       py[k] = centers[3 * i + 1];
       pz[k] = centers[3 * i + 2];
@@ -108,43 +106,34 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
       b[6] = std::max(b[6], pr[k]);
     }
   }
-  const std::uint32_t* order = grid.begin(0);
 
-  // Visit each pair of neighbouring occupied cells once: the cell itself and
-  // the 13 neighbours that are lexicographically ahead of it.
   std::vector<std::uint32_t> first, second;
   first.reserve(2 * n);
   second.reserve(2 * n);
-  auto test_range = [&](std::size_t k, std::size_t j0, std::size_t j1) {
-    for (std::size_t l = j0; l < j1; ++l) {
-      const double dx = px[k] - px[l], dy = py[k] - py[l], dz = pz[k] - pz[l];
-      const double reach = (pr[k] + pr[l]) * scale;
-      if (dx * dx + dy * dy + dz * dz <= reach * reach) {
-        first.push_back(std::min(order[k], order[l]));
-        second.push_back(std::max(order[k], order[l]));
-      }
+  auto test = [&](std::size_t k, std::size_t l) {
+    const double dx = px[k] - px[l], dy = py[k] - py[l], dz = pz[k] - pz[l];
+    const double reach = (pr[k] + pr[l]) * scale;
+    if (dx * dx + dy * dy + dz * dz <= reach * reach) {
+      first.push_back(std::min(order[k], order[l]));
+      second.push_back(std::max(order[k], order[l]));
     }
   };
-  for (std::size_t s = 0; s < slots; ++s) {
-    if (!grid.occupied(s)) continue;
-    const std::size_t s0 = grid.first(s), s1 = grid.first(s + 1);
-    for (std::size_t k = s0; k < s1; ++k) test_range(k, k + 1, s1);
-    const double* bs = &box[7 * s];
-    for (std::int64_t dx = 0; dx <= 1; ++dx)
-      for (std::int64_t dy = dx ? -1 : 0; dy <= 1; ++dy)
-        for (std::int64_t dz = (dx || dy) ? -1 : 1; dz <= 1; ++dz) {
-          const std::int64_t t = grid.find(cell_list::shifted(grid.key(s), dx, dy, dz));
-          if (t < 0) continue;
-          const double* bt = &box[7 * t];
-          const double gx = std::max({0.0, bt[0] - bs[3], bs[0] - bt[3]});
-          const double gy = std::max({0.0, bt[1] - bs[4], bs[1] - bt[4]});
-          const double gz = std::max({0.0, bt[2] - bs[5], bs[2] - bt[5]});
-          const double reach = (bs[6] + bt[6]) * scale;
-          if (gx * gx + gy * gy + gz * gz > reach * reach) continue;
-          const std::size_t t0 = grid.first(t), t1 = grid.first(t + 1);
-          for (std::size_t k = s0; k < s1; ++k) test_range(k, t0, t1);
-        }
-  }
+  grid.for_each_cell_pair([&](std::size_t c, std::size_t d) {
+    if (c == d) {
+      for (std::size_t k = grid.begin(c); k < grid.end(c); ++k)
+        for (std::size_t l = k + 1; l < grid.end(c); ++l) test(k, l);
+      return;
+    }
+    const double* bc = &box[7 * c];
+    const double* bd = &box[7 * d];
+    const double gx = std::max(0.0, std::max(bd[0] - bc[3], bc[0] - bd[3]));
+    const double gy = std::max(0.0, std::max(bd[1] - bc[4], bc[1] - bd[4]));
+    const double gz = std::max(0.0, std::max(bd[2] - bc[5], bc[2] - bd[5]));
+    const double reach = (bc[6] + bd[6]) * scale;
+    if (gx * gx + gy * gy + gz * gz > reach * reach) return;
+    for (std::size_t k = grid.begin(c); k < grid.end(c); ++k)
+      for (std::size_t l = grid.begin(d); l < grid.end(d); ++l) test(k, l);
+  });
 
   // Order the pairs by (i, j) with a counting sort on i.
   std::vector<std::uint32_t> offset(n + 1, 0);

@@ -6,6 +6,7 @@
 // points of each cell are stored contiguously (CSR layout, ascending index).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -113,6 +114,125 @@ class cell_list {
   std::vector<std::uint64_t> keys_;
   std::vector<std::uint32_t> start_;
   std::vector<std::uint32_t> items_;
+};
+
+// A static cell list for all-pairs searches: points sorted by the linear
+// index of their cell, with a one-cell margin around the bounding box.  Every
+// pair of neighbouring occupied cells is visited once by walking the cells in
+// index order with one monotone pointer per neighbour row, so the search uses
+// no hashing and no per-query lookups.
+class sorted_cells {
+ public:
+  template <class Position>
+  sorted_cells(std::size_t n, double cell, Position&& position) {
+    if (!(cell > 0.0) || !std::isfinite(cell))
+      throw std::invalid_argument("sorted_cells: cell size must be positive and finite");
+    if (n == 0) return;
+    vec3 lo = position(0), hi = lo;
+    for (std::size_t k = 1; k < n; ++k) {
+      const vec3 p = position(k);
+      lo = {std::min(lo.x, p.x), std::min(lo.y, p.y), std::min(lo.z, p.z)};
+      hi = {std::max(hi.x, p.x), std::max(hi.y, p.y), std::max(hi.z, p.z)};
+    }
+    const double inv = 1.0 / cell;
+    auto extent = [&](double a, double b) {
+      const double cells = std::floor((b - a) * inv) + 3.0;  // margin of one cell each side
+      if (!(cells < 2097152.0)) throw std::range_error("sorted_cells: point set too extended");
+      return static_cast<std::uint64_t>(cells);
+    };
+    const std::uint64_t ny = extent(lo.y, hi.y), nz = extent(lo.z, hi.z);
+    stride_z_ = 1;
+    stride_y_ = nz;
+    stride_x_ = ny * nz;
+    std::vector<std::uint64_t> keys(n);
+    std::uint64_t max_key = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      const vec3 p = position(k);
+      // non-negative offsets: truncation is floor (int64 converts faster than uint64)
+      const auto cx = static_cast<std::int64_t>((p.x - lo.x) * inv) + 1;
+      const auto cy = static_cast<std::int64_t>((p.y - lo.y) * inv) + 1;
+      const auto cz = static_cast<std::int64_t>((p.z - lo.z) * inv) + 1;
+      keys[k] = static_cast<std::uint64_t>(cx) * stride_x_ + static_cast<std::uint64_t>(cy) * stride_y_ +
+                static_cast<std::uint64_t>(cz);
+      max_key = std::max(max_key, keys[k]);
+    }
+    sort_by_key(keys, max_key);
+    cell_keys_.reserve(n);
+    cell_begin_.reserve(n + 1);
+    for (std::size_t k = 0; k < n; ++k)
+      if (k == 0 || sorted_keys_[k] != sorted_keys_[k - 1]) {
+        cell_keys_.push_back(sorted_keys_[k]);
+        cell_begin_.push_back(static_cast<std::uint32_t>(k));
+      }
+    cell_begin_.push_back(static_cast<std::uint32_t>(n));
+  }
+
+  std::size_t cell_count() const { return cell_keys_.size(); }
+  // Cell c holds the sorted positions [begin(c), end(c)); order()[k] is the
+  // original index of sorted position k.
+  std::uint32_t begin(std::size_t c) const { return cell_begin_[c]; }
+  std::uint32_t end(std::size_t c) const { return cell_begin_[c + 1]; }
+  const std::vector<std::uint32_t>& order() const { return order_; }
+
+  // Call visit(c, d) for every pair of neighbouring occupied cells with
+  // c <= d in index order (c == d for a cell with itself); each pair once.
+  template <class Visit>
+  void for_each_cell_pair(Visit&& visit) const {
+    // The forward half of the 27-cell stencil is five rows of consecutive
+    // indices: (0,0,+1), (0,+1,-1..+1) and (+1,-1..+1,-1..+1).
+    const std::uint64_t row_start[5] = {1, stride_y_ - 1, stride_x_ - stride_y_ - 1, stride_x_ - 1,
+                                        stride_x_ + stride_y_ - 1};
+    const std::uint64_t row_length[5] = {1, 3, 3, 3, 3};
+    std::size_t pointer[5] = {0, 0, 0, 0, 0};
+    const std::size_t cells = cell_keys_.size();
+    for (std::size_t c = 0; c < cells; ++c) {
+      visit(c, c);
+      const std::uint64_t key = cell_keys_[c];
+      for (int r = 0; r < 5; ++r) {
+        const std::uint64_t first = key + row_start[r], last = first + row_length[r];
+        std::size_t& d = pointer[r];
+        while (d < cells && cell_keys_[d] < first) ++d;
+        for (std::size_t e = d; e < cells && cell_keys_[e] < last; ++e) visit(c, e);
+      }
+    }
+  }
+
+ private:
+  // LSD radix sort of (key, index) by key, 8 bits per pass.
+  void sort_by_key(std::vector<std::uint64_t>& keys, std::uint64_t max_key) {
+    const std::size_t n = keys.size();
+    order_.resize(n);
+    for (std::size_t k = 0; k < n; ++k) order_[k] = static_cast<std::uint32_t>(k);
+    std::vector<std::uint64_t> key_tmp(n);
+    std::vector<std::uint32_t> order_tmp(n);
+    constexpr int bits = 8;
+    constexpr std::size_t buckets = std::size_t{1} << bits;
+    std::vector<std::uint32_t> count(buckets);
+    for (int shift = 0; shift == 0 || (max_key >> shift) != 0; shift += bits) {
+      std::fill(count.begin(), count.end(), 0u);
+      for (std::size_t k = 0; k < n; ++k) ++count[(keys[k] >> shift) & (buckets - 1)];
+      std::uint32_t sum = 0;
+      for (auto& c : count) {
+        const std::uint32_t here = c;
+        c = sum;
+        sum += here;
+      }
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::uint32_t slot = count[(keys[k] >> shift) & (buckets - 1)]++;
+        key_tmp[slot] = keys[k];
+        order_tmp[slot] = order_[k];
+      }
+      keys.swap(key_tmp);
+      order_.swap(order_tmp);
+    }
+    sorted_keys_ = std::move(keys);
+  }
+
+  std::uint64_t stride_x_ = 0, stride_y_ = 0, stride_z_ = 1;
+  std::vector<std::uint64_t> sorted_keys_;
+  std::vector<std::uint32_t> order_;
+  std::vector<std::uint64_t> cell_keys_;
+  std::vector<std::uint32_t> cell_begin_;
 };
 
 }  // namespace heteroagg

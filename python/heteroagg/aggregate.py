@@ -14,7 +14,7 @@ import numpy as np
 from heteroagg import _core
 from heteroagg.materials import MATERIAL_NAMES, METAL_SYMBOLS, WO3
 from heteroagg.model import GenerationError, ModelParams
-from heteroagg.rng import derive_seed
+from heteroagg.rng import check_uint64, derive_seed
 
 if TYPE_CHECKING:
     import ase
@@ -266,15 +266,6 @@ class SamplerOptions:
 _DEFAULT_OPTIONS = SamplerOptions()
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
-    return seed
-
-
 def sample_aggregate(
     params: ModelParams, seed: int, *, options: SamplerOptions | None = None
 ) -> Aggregate:
@@ -305,7 +296,7 @@ def sample_aggregate(
     if not isinstance(params, ModelParams):
         raise ValueError(f"params must be a ModelParams, got {type(params).__name__}")
     opts = (options or _DEFAULT_OPTIONS)._to_core()
-    arrays = _core.sample_aggregate(params._to_core(), _check_seed(seed), opts)
+    arrays = _core.sample_aggregate(params._to_core(), check_uint64("seed", seed), opts)
     return Aggregate._from_core(arrays, params)
 
 
@@ -344,7 +335,7 @@ def sample_aggregates(
         raise ValueError(f"on_error must be 'raise' or 'none', got {on_error!r}")
     params_list = [params] if isinstance(params, ModelParams) else list(params)
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        root = _check_seed(seeds)
+        root = check_uint64("seed", seeds)
         count = (
             n
             if n is not None
@@ -354,7 +345,7 @@ def sample_aggregates(
             raise ValueError("give n (the number of items) when params and seeds are single values")
         seed_list = [derive_seed(root, i) for i in range(count)]
     else:
-        seed_list = [_check_seed(s) for s in seeds]
+        seed_list = [check_uint64("seed", s) for s in seeds]
     if isinstance(params, ModelParams):
         params_list = params_list * len(seed_list)
     if n is not None and len(seed_list) != n:

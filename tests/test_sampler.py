@@ -22,6 +22,7 @@ CASES = [
     ModelParams(n_particles=120, fractal_dim=2.5, prefactor=1.0, segregation=1.0, overlap=0.05),
     ModelParams(n_particles=60, frac_w=0.0, fractal_dim=2.2),
     ModelParams(n_particles=60, frac_w=1.0, radius_w=2.0),
+    ModelParams(n_particles=2000, sigma_g=1.3, segregation=0.2),
 ]
 
 

@@ -55,6 +55,17 @@ struct cluster {
 
 struct merge_failure {};
 
+// Merges with at most this many particle pairs list every feasible pair;
+// larger ones draw pairs by rejection sampling.
+constexpr std::size_t full_enumeration_limit = 4096;
+
+// Sequential growth rebuilds its neighbour grid at every step (quadratic in
+// the sub-cluster size), so hierarchical assembly caps the sub-clusters.
+constexpr std::size_t max_subcluster = 64;
+
+// Above this size the quadratic sequential growth is not used as a fallback.
+constexpr int max_sequential_fallback = 4096;
+
 class sampler {
  public:
   sampler(const model_params& params, const sampler_options& options, philox_stream& rng,
@@ -69,6 +80,7 @@ class sampler {
 
  private:
   cluster assemble(std::vector<cluster> units);
+  cluster merge_halves(std::vector<cluster>& level, std::size_t first, std::size_t last);
   void merge(cluster& a, cluster& b);
   // Relative deviation of a cluster's R_g from the fractal law.
   double law_miss(const cluster& c) const {
@@ -87,11 +99,16 @@ class sampler {
   double contact_factor_;
   double subcluster_fraction_;
   double cell_ = 1.0;
+  double reach_a_ = 0.0;  // largest d_i + c r_i of the cluster being merged onto
   double length_eps_ = 1e-12;
   // scratch buffers reused across merges
   std::vector<double> da_, db_;
   std::vector<vec3> vb_;
   std::vector<std::uint64_t> candidates_;
+  std::vector<std::uint32_t> by_distance_;    // b's particles sorted by distance to its centre
+  std::vector<double> sorted_db_;
+  std::vector<std::uint32_t> range_begin_;    // per particle of a: first candidate in by_distance_
+  std::vector<std::uint64_t> range_total_;    // prefix sums of the candidate range lengths
   std::vector<vec3> placed_;
 };
 
@@ -162,9 +179,12 @@ cluster sampler::assemble(std::vector<cluster> units) {
   if (units.empty()) return cluster{};
   std::size_t total = 0;
   for (const auto& u : units) total += u.size();
-  const auto n_sub = std::max<std::size_t>(
-      static_cast<std::size_t>(std::ceil(subcluster_fraction_ * static_cast<double>(total))),
-      std::min<std::size_t>(total, 10));
+  const std::size_t n_sub =
+      subcluster_fraction_ >= 1.0
+          ? total
+          : std::clamp<std::size_t>(
+                static_cast<std::size_t>(std::ceil(subcluster_fraction_ * static_cast<double>(total))),
+                std::min<std::size_t>(total, 10), max_subcluster);
   const bool sequential_only = n_sub >= total;
 
   std::vector<cluster> level;
@@ -183,20 +203,22 @@ cluster sampler::assemble(std::vector<cluster> units) {
   }
   level.push_back(std::move(current));
 
-  while (level.size() > 1) {
-    std::vector<cluster> next;
-    for (std::size_t k = 0; k < level.size(); k += 2) {
-      if (k + 1 == level.size()) {
-        next.push_back(std::move(level[k]));
-        continue;
-      }
-      if (level[k].size() < level[k + 1].size()) std::swap(level[k], level[k + 1]);
-      merge(level[k], level[k + 1]);
-      next.push_back(std::move(level[k]));
-    }
-    level = std::move(next);
-  }
-  return std::move(level[0]);
+  return merge_halves(level, 0, level.size());
+}
+
+// Merge level[first, last) as a balanced binary tree: split where the
+// particle count is halved, build both halves, then merge them.
+cluster sampler::merge_halves(std::vector<cluster>& level, std::size_t first, std::size_t last) {
+  if (last - first == 1) return std::move(level[first]);
+  std::size_t total = 0;
+  for (std::size_t k = first; k < last; ++k) total += level[k].size();
+  std::size_t split = first + 1, left = level[first].size();
+  while (split + 1 < last && 2 * (left + level[split].size()) <= total) left += level[split++].size();
+  cluster a = merge_halves(level, first, split);
+  cluster b = merge_halves(level, split, last);
+  if (a.size() < b.size()) std::swap(a, b);  // the larger one stays fixed
+  merge(a, b);
+  return a;
 }
 
 // Attach b to a so that the merged cluster obeys the fractal law: with the
@@ -216,7 +238,7 @@ void sampler::merge(cluster& a, cluster& b) {
   da_.resize(na);
   db_.resize(nb);
   vb_.resize(nb);
-  double reach_a = 0.0, reach_b = 0.0;
+  double reach_a = 0.0, reach_b = 0.0;  // largest d + c r over each cluster
   for (std::size_t i = 0; i < na; ++i) {
     da_[i] = norm(a.pos[i] - ca);
     reach_a = std::max(reach_a, da_[i] + contact_factor_ * a.radius[i]);
@@ -226,14 +248,22 @@ void sampler::merge(cluster& a, cluster& b) {
     db_[j] = norm(vb_[j]);
     reach_b = std::max(reach_b, db_[j] + contact_factor_ * b.radius[j]);
   }
+  reach_a_ = reach_a;
   const double gamma_max = reach_a + reach_b;  // tip-to-tip contact
 
   const cell_list grid(na, cell_, [&](std::size_t i) { return a.pos[i]; });
 
   const double tol = 1e-9 * cell_;
-  // Pairs (i, j) that can touch with the centres of mass Gamma apart: the
-  // lengths (d_i, Gamma, d_j, c_ij) must close a quadrilateral.  Also returns
-  // the nearest Gamma above and below at which some pair becomes feasible.
+  // Pair (i, j) can touch with the centres of mass Gamma apart exactly when
+  // the lengths (d_i, Gamma, d_j, c_ij) close a quadrilateral.
+  auto feasible = [&](std::size_t i, std::size_t j, double g) {
+    const double c = contact_factor_ * (a.radius[i] + b.radius[j]);
+    const double lo = std::max({0.0, std::fabs(da_[i] - db_[j]) - c, c - da_[i] - db_[j]});
+    return g >= lo - tol && g <= da_[i] + db_[j] + c + tol;
+  };
+
+  // Small merges list every feasible pair, together with the nearest Gamma
+  // above and below at which some pair becomes feasible (to snap to).
   double next_feasible = 0.0, previous_feasible = 0.0;
   auto enumerate = [&](double g) {
     candidates_.clear();
@@ -253,11 +283,72 @@ void sampler::merge(cluster& a, cluster& b) {
       }
   };
 
+  // Large merges never scan all na * nb pairs: with b's particles sorted by
+  // d_j, each i of a has one range of j that can be feasible at all (bounds
+  // taken over b's radius range), and pairs are drawn uniformly from those
+  // ranges and kept when exactly feasible (rejection sampling).
+  const bool sampled = na * nb > full_enumeration_limit;
+  double rb_min = b.radius[0], rb_max = b.radius[0];
+  if (sampled) {
+    by_distance_.resize(nb);
+    for (std::size_t j = 0; j < nb; ++j) by_distance_[j] = static_cast<std::uint32_t>(j);
+    std::sort(by_distance_.begin(), by_distance_.end(),
+              [&](std::uint32_t x, std::uint32_t y) { return db_[x] < db_[y]; });
+    sorted_db_.resize(nb);
+    for (std::size_t k = 0; k < nb; ++k) sorted_db_[k] = db_[by_distance_[k]];
+    for (const double r : b.radius) {
+      rb_min = std::min(rb_min, r);
+      rb_max = std::max(rb_max, r);
+    }
+  }
+  auto index_ranges = [&](double g) {
+    range_begin_.resize(na);
+    range_total_.resize(na + 1);
+    range_total_[0] = 0;
+    for (std::size_t i = 0; i < na; ++i) {
+      const double di = da_[i];
+      const double c_min = contact_factor_ * (a.radius[i] + rb_min);
+      const double c_max = contact_factor_ * (a.radius[i] + rb_max);
+      const double lo = std::max({g - di - c_max, di - g - c_max, c_min - di - g}) - tol;
+      const double hi = di + g + c_max + tol;
+      const auto first = std::lower_bound(sorted_db_.begin(), sorted_db_.end(), lo);
+      const auto last = std::upper_bound(first, sorted_db_.end(), hi);
+      range_begin_[i] = static_cast<std::uint32_t>(first - sorted_db_.begin());
+      range_total_[i + 1] = range_total_[i] + static_cast<std::uint64_t>(last - first);
+    }
+  };
+  // One uniformly drawn feasible pair, or false after a bounded number of draws.
+  auto draw_pair = [&](double g, std::uint32_t& i, std::uint32_t& j) {
+    const std::uint64_t total = range_total_[na];
+    if (total == 0) return false;
+    for (int draw = 0; draw < 64; ++draw) {
+      const std::uint64_t u = std::min<std::uint64_t>(
+          total - 1, static_cast<std::uint64_t>(rng_.uniform() * static_cast<double>(total)));
+      const auto row = std::upper_bound(range_total_.begin(), range_total_.end(), u) - 1;
+      i = static_cast<std::uint32_t>(row - range_total_.begin());
+      j = by_distance_[range_begin_[i] + (u - *row)];
+      if (feasible(i, j, g)) return true;
+    }
+    return false;
+  };
+
   double gamma = std::min(gamma_target, gamma_max);
   const bool relax_up = gamma < gamma_max * 0.999;
   for (int relaxation = 0; relaxation <= options_.gamma_relaxations; ++relaxation) {
     if (relaxation > 0) gamma = relax_up ? gamma + 0.15 * (gamma_max - gamma) : gamma * 0.98;
     if (relaxation == options_.gamma_relaxations && relax_up) gamma = gamma_max;
+    if (sampled) {
+      index_ranges(gamma);
+      for (int t = 0; t < options_.pair_tries; ++t) {
+        std::uint32_t i = 0, j = 0;
+        if (!draw_pair(gamma, i, j)) break;
+        if (try_pair(a, b, i, j, gamma, grid, ca)) {
+          for (std::size_t k = 0; k < nb; ++k) a.add(placed_[k], b.radius[k], b.id[k]);
+          return;
+        }
+      }
+      continue;
+    }
     enumerate(gamma);
     if (candidates_.empty()) {
       // Snap to the nearest Gamma where a contact is possible at all.
@@ -347,6 +438,9 @@ bool sampler::try_pair(const cluster& a, const cluster& b, std::uint32_t i, std:
       const vec3 y = shift + turn * vb_[k];
       placed_[k] = y;
       const double rk = b.radius[k];
+      // Outside a's bounding sphere about its centre nothing can overlap.
+      const double reach = reach_a_ + contact_factor_ * rk;
+      if (norm2(y - ca) > reach * reach) continue;
       grid.for_each_near(y, [&](std::uint32_t l) {
         const double min_d = contact_factor_ * (rk + a.radius[l]) * (1.0 - 1e-9);
         if (norm2(y - a.pos[l]) < min_d * min_d) {
@@ -365,7 +459,8 @@ bool sampler::try_pair(const cluster& a, const cluster& b, std::uint32_t i, std:
 // high fractal dimensions; sequential growth can.  Low dimensions start with
 // the faster hierarchical scheme and fall back to sequential growth.
 double subcluster_fraction(const model_params& params, int attempt) {
-  if (params.fractal_dim >= 2.1 || attempt >= 2) return 1.0;
+  if (params.fractal_dim >= 2.1) return 1.0;
+  if (attempt >= 2 && params.n_particles <= max_sequential_fallback) return 1.0;
   return 0.1;
 }
 

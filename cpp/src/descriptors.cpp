@@ -13,21 +13,31 @@ namespace heteroagg {
 
 namespace {
 
+// Union-find with union by size and path halving; counts its components.
 class disjoint_sets {
  public:
-  explicit disjoint_sets(std::size_t n) : parent_(n) { std::iota(parent_.begin(), parent_.end(), 0); }
-  std::size_t find(std::size_t x) {
+  explicit disjoint_sets(std::size_t n) : parent_(n), size_(n, 1), components_(n) {
+    std::iota(parent_.begin(), parent_.end(), 0u);
+  }
+  std::uint32_t find(std::uint32_t x) {
     while (parent_[x] != x) x = parent_[x] = parent_[parent_[x]];
     return x;
   }
-  void unite(std::size_t a, std::size_t b) {
+  void unite(std::uint32_t a, std::uint32_t b) {
     a = find(a);
     b = find(b);
-    if (a != b) parent_[std::max(a, b)] = std::min(a, b);
+    if (a == b) return;
+    if (size_[a] < size_[b]) std::swap(a, b);
+    parent_[b] = a;
+    size_[a] += size_[b];
+    --components_;
   }
+  std::size_t components() const { return components_; }
 
  private:
-  std::vector<std::size_t> parent_;
+  std::vector<std::uint32_t> parent_;
+  std::vector<std::uint32_t> size_;
+  std::size_t components_;
 };
 
 }  // namespace
@@ -156,13 +166,13 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
       out.contacts[2 * k + 1] = static_cast<std::int64_t>(j);
       ++out.cn[i];
       ++out.cn[j];
-      all.unite(i, j);
+      all.unite(static_cast<std::uint32_t>(i), j);
       if (materials[i] != materials[j]) {
         ++out.hcn[i];
         ++out.hcn[j];
         ++out.n_hetero_contacts;
       } else {
-        homo.unite(i, j);
+        homo.unite(static_cast<std::uint32_t>(i), j);
       }
     }
   }
@@ -181,9 +191,10 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
       ++out.n_ti;
       hcn_ti += out.hcn[i];
     }
-    if (homo.find(i) == i) (materials[i] == 1 ? out.n_homo_clusters_w : out.n_homo_clusters_ti)++;
-    if (all.find(i) == i) ++out.n_components;
+    if (homo.find(static_cast<std::uint32_t>(i)) == i)
+      (materials[i] == 1 ? out.n_homo_clusters_w : out.n_homo_clusters_ti)++;
   }
+  out.n_components = static_cast<std::int64_t>(all.components());
   out.coordination_number = 2.0 * static_cast<double>(out.n_contacts) / static_cast<double>(n);
   out.hetero_coordination_number =
       2.0 * static_cast<double>(out.n_hetero_contacts) / static_cast<double>(n);

@@ -103,6 +103,13 @@ class Descriptors:
     n_w: int
     contact_tol: float
 
+    @classmethod
+    def _from_core(cls, values: dict) -> Descriptors:
+        """Wrap the core's result dict without the per-field frozen setattr."""
+        out = object.__new__(cls)
+        out.__dict__.update({name: values[name] for name in _FIELDS})
+        return out
+
     def scalars(self) -> dict[str, float]:
         """The scalar descriptors of :data:`SCALAR_DESCRIPTORS` as a dict."""
         return {name: getattr(self, name) for name in SCALAR_DESCRIPTORS}
@@ -113,6 +120,8 @@ class Descriptors:
 
 
 _FIELDS = tuple(f.name for f in fields(Descriptors))
+
+
 
 
 def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
@@ -140,7 +149,7 @@ def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
     for name in ("contacts", "cn", "hcn"):
         values[name].setflags(write=False)
     values["contact_tol"] = float(contact_tol)
-    return Descriptors(**{name: values[name] for name in _FIELDS})
+    return Descriptors._from_core(values)
 
 
 def convex_hull_volume_fraction(agg: Aggregate, points_per_sphere: int = 64) -> float:

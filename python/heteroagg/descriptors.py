@@ -125,7 +125,7 @@ _FIELDS = tuple(f.name for f in fields(Descriptors))
 
 
 def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
-    """Compute the descriptors of an aggregate (C++, hashed-cell contact search).
+    """Compute the descriptors of an aggregate (C++, cell-list contact search).
 
     Parameters
     ----------

@@ -161,3 +161,16 @@ def test_sampler_options_validation():
     agg = heteroagg.sample_aggregate(ModelParams(n_particles=64), 1, options=strict)
     target = heteroagg.fractal_law_rg(64, geometric_mean_radius(agg.radii), 1.8, 1.3)
     assert radius_of_gyration(agg.centers, agg.radii) == pytest.approx(target, rel=1e-4)
+
+
+def test_long_batches_are_chunked_without_changing_results(capsys):
+    from heteroagg import aggregate
+
+    p = ModelParams(n_particles=4)
+    n = aggregate._CHUNK + 7
+    batch = heteroagg.sample_aggregates(p, seeds=21, n=n, progress=True)
+    assert len(batch) == n
+    for i in (0, aggregate._CHUNK - 1, aggregate._CHUNK, n - 1):
+        single = heteroagg.sample_aggregate(p, heteroagg.derive_seed(21, i))
+        np.testing.assert_array_equal(batch[i].centers, single.centers)
+    assert heteroagg.sample_aggregates([], []) == []

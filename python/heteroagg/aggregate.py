@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -265,6 +266,24 @@ class SamplerOptions:
 
 _DEFAULT_OPTIONS = SamplerOptions()
 
+# Items per call into the core: long batches report progress and honour Ctrl-C
+# between chunks, while each chunk still keeps every thread busy.
+_CHUNK = 2048
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(k)``; draws a rich progress bar when enabled."""
+    if not enabled:
+        yield lambda k: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("sampling aggregates", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("sample", total=total)
+        yield lambda k: bar.advance(task, k)
+
 
 def sample_aggregate(
     params: ModelParams, seed: int, *, options: SamplerOptions | None = None
@@ -308,8 +327,12 @@ def sample_aggregates(
     threads: int | None = None,
     on_error: str = "raise",
     options: SamplerOptions | None = None,
+    progress: bool = False,
 ) -> list[Aggregate | None]:
     """Sample many aggregates on C++ threads, with the GIL released.
+
+    Items are sampled in chunks, so a long batch shows progress (with
+    ``progress=True``) and stops at the next chunk on Ctrl-C.
 
     Parameters
     ----------
@@ -326,6 +349,10 @@ def sample_aggregates(
     on_error
         ``"raise"`` (default) raises for the first failed item; ``"none"``
         returns None in its place.
+    options
+        Bounds of the search (rarely needed).
+    progress
+        Show a progress bar on stderr.
 
     Returns
     -------
@@ -360,17 +387,22 @@ def sample_aggregates(
     ):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     opts = (options or _DEFAULT_OPTIONS)._to_core()
-    results = _core.sample_aggregates(
-        [p._to_core() for p in params_list], seed_list, threads or 0, opts
-    )
+    core_params = [p._to_core() for p in params_list]
     out: list[Aggregate | None] = []
-    for k, (item, p) in enumerate(zip(results, params_list, strict=False)):
-        if isinstance(item[0], str):
-            message, invalid = item
-            if on_error == "raise":
-                error = ValueError if invalid else GenerationError
-                raise error(f"item {k} (seed {seed_list[k]}): {message}")
-            out.append(None)
-        else:
-            out.append(Aggregate._from_core(item, p))
+    with _progress_bar(progress, len(seed_list)) as advance:
+        for start in range(0, len(seed_list), _CHUNK):
+            stop = min(start + _CHUNK, len(seed_list))
+            results = _core.sample_aggregates(
+                core_params[start:stop], seed_list[start:stop], threads or 0, opts
+            )
+            for k, item in enumerate(results, start=start):
+                if isinstance(item[0], str):
+                    message, invalid = item
+                    if on_error == "raise":
+                        error = ValueError if invalid else GenerationError
+                        raise error(f"item {k} (seed {seed_list[k]}): {message}")
+                    out.append(None)
+                else:
+                    out.append(Aggregate._from_core(item, params_list[k]))
+            advance(stop - start)
     return out

@@ -122,8 +122,6 @@ class Descriptors:
 _FIELDS = tuple(f.name for f in fields(Descriptors))
 
 
-
-
 def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
     """Compute the descriptors of an aggregate (C++, cell-list contact search).
 

@@ -1,9 +1,11 @@
-// Uniform-cell neighbour search with hashed cells.
+// Uniform-cell neighbour search.  Two layouts of the same cubic cells:
 //
-// Space is cut into cubic cells of edge `cell`.  Occupied cells live in an
-// open-addressing hash table, so memory is O(n) whatever the extent of the
-// point set (chain-like aggregates span thousands of cells per axis), and the
-// points of each cell are stored contiguously (CSR layout, ascending index).
+// - cell_list answers point queries (the sampler's overlap checks): occupied
+//   cells live in an open-addressing hash table, so memory is O(n) whatever
+//   the extent of the point set (chain-like aggregates span thousands of
+//   cells per axis), with the points of each cell stored contiguously.
+// - sorted_cells serves all-pairs searches (the descriptors): points sorted by
+//   cell index, neighbouring cells found by walking that order, no hashing.
 #pragma once
 
 #include <algorithm>
@@ -18,8 +20,6 @@ namespace heteroagg {
 
 class cell_list {
  public:
-  static constexpr std::uint64_t empty_key = ~std::uint64_t{0};
-
   // Bin points 0..n-1, where position(k) returns the vec3 of point k.  `cell`
   // must be at least the largest interaction distance that will be queried.
   template <class Position>
@@ -47,11 +47,24 @@ class cell_list {
     for (std::size_t k = 0; k < n; ++k) items_[fill[slot_of[k]]++] = static_cast<std::uint32_t>(k);
   }
 
-  std::size_t slot_count() const { return keys_.size(); }
-  bool occupied(std::size_t slot) const { return keys_[slot] != empty_key; }
-  std::uint64_t key(std::size_t slot) const { return keys_[slot]; }
-  // Position of the slot's first point in the CSR order of all points.
-  std::size_t first(std::size_t slot) const { return start_[slot]; }
+  // Call visit(j) for every point j in the 27 cells around p; stop early
+  // when visit returns false.
+  template <class Visit>
+  void for_each_near(vec3 p, Visit&& visit) const {
+    const std::uint64_t centre = pack(coord(p.x), coord(p.y), coord(p.z));
+    for (std::int64_t dx = -1; dx <= 1; ++dx)
+      for (std::int64_t dy = -1; dy <= 1; ++dy)
+        for (std::int64_t dz = -1; dz <= 1; ++dz) {
+          const std::int64_t s = find(shifted(centre, dx, dy, dz));
+          if (s < 0) continue;
+          for (const std::uint32_t* j = begin(s); j != end(s); ++j)
+            if (!visit(*j)) return;
+        }
+  }
+
+ private:
+  static constexpr std::uint64_t empty_key = ~std::uint64_t{0};
+
   const std::uint32_t* begin(std::size_t slot) const { return items_.data() + start_[slot]; }
   const std::uint32_t* end(std::size_t slot) const { return items_.data() + start_[slot + 1]; }
 
@@ -69,22 +82,6 @@ class cell_list {
            static_cast<std::uint64_t>(dz);
   }
 
-  // Call visit(j) for every point j in the 27 cells around p; stop early
-  // when visit returns false.
-  template <class Visit>
-  void for_each_near(vec3 p, Visit&& visit) const {
-    const std::uint64_t centre = pack(coord(p.x), coord(p.y), coord(p.z));
-    for (std::int64_t dx = -1; dx <= 1; ++dx)
-      for (std::int64_t dy = -1; dy <= 1; ++dy)
-        for (std::int64_t dz = -1; dz <= 1; ++dz) {
-          const std::int64_t s = find(shifted(centre, dx, dy, dz));
-          if (s < 0) continue;
-          for (const std::uint32_t* j = begin(s); j != end(s); ++j)
-            if (!visit(*j)) return;
-        }
-  }
-
- private:
   // Cell coordinates are kept away from the packing limits so that the
   // shifted neighbours of any valid cell are valid too.
   static constexpr std::int64_t offset_ = std::int64_t{1} << 20;
@@ -141,7 +138,6 @@ class sorted_cells {
       return static_cast<std::uint64_t>(cells);
     };
     const std::uint64_t ny = extent(lo.y, hi.y), nz = extent(lo.z, hi.z);
-    stride_z_ = 1;
     stride_y_ = nz;
     stride_x_ = ny * nz;
     std::vector<std::uint64_t> keys(n);
@@ -228,7 +224,7 @@ class sorted_cells {
     sorted_keys_ = std::move(keys);
   }
 
-  std::uint64_t stride_x_ = 0, stride_y_ = 0, stride_z_ = 1;
+  std::uint64_t stride_x_ = 0, stride_y_ = 0;  // index steps of one cell in x and y (z: 1)
   std::vector<std::uint64_t> sorted_keys_;
   std::vector<std::uint32_t> order_;
   std::vector<std::uint64_t> cell_keys_;

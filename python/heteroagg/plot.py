@@ -12,19 +12,82 @@ from heteroagg.aggregate import Aggregate
 from heteroagg.materials import MATERIAL_NAMES
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 #: Face colours of TiO2 and WO3 spheres.
 MATERIAL_COLORS: tuple[str, str] = ("#4c72b0", "#dd8452")
 
-_VIEWS = (("x", "y", 2), ("x", "z", 1), ("y", "z", 0))
+#: Projections: (horizontal axis, vertical axis, viewing axis).
+_VIEWS = {"z": ("x", "y", 2), "y": ("x", "z", 1), "x": ("y", "z", 0)}
+_AXIS = {"x": 0, "y": 1, "z": 2}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_projection(ax: Axes, agg: Aggregate, view: str = "z", extent: float | None = None) -> None:
+    """Draw the projection of an aggregate along one axis into ``ax``.
+
+    Each sphere projects to a circle of its radius; circles are painted back
+    to front and shaded by depth, so the picture reads like a 3D view.
+
+    Parameters
+    ----------
+    ax
+        A matplotlib axes.
+    agg
+        The aggregate.
+    view
+        The viewing axis, ``"x"``, ``"y"`` or ``"z"``.
+    extent
+        Half-width of the square window in nm; defaults to the aggregate's.
+    """
+    from matplotlib.collections import PatchCollection
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Circle
+
+    if view not in _VIEWS:
+        raise ValueError(f"view must be 'x', 'y' or 'z', got {view!r}")
+    h, v, depth_axis = _VIEWS[view]
+    if extent is None:
+        extent = float(np.max(np.abs(agg.centers)) + np.max(agg.radii)) * 1.05
+    depth = agg.centers[:, depth_axis]
+    span = float(np.ptp(depth)) or 1.0
+    base = np.array([to_rgb(c) for c in MATERIAL_COLORS])[agg.materials]
+    shade = 0.55 + 0.45 * (depth - depth.min()) / span
+    colors = np.clip(base * shade[:, None], 0, 1)
+    order = np.argsort(depth)
+    patches = [
+        Circle((agg.centers[i, _AXIS[h]], agg.centers[i, _AXIS[v]]), agg.radii[i]) for i in order
+    ]
+    ax.add_collection(
+        PatchCollection(patches, facecolors=colors[order], edgecolors="black", linewidths=0.3)
+    )
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{h} (nm)")
+    ax.set_ylabel(f"{v} (nm)")
+
+
+def material_legend(ax: Axes, **kwargs) -> None:
+    """Add a TiO2 / WO3 colour legend to ``ax``."""
+    from matplotlib.patches import Patch
+
+    pairs = zip(MATERIAL_COLORS, MATERIAL_NAMES, strict=True)
+    handles = [Patch(color=color, label=name) for color, name in pairs]
+    ax.legend(handles=handles, **{"loc": "upper right", "fontsize": 8, **kwargs})
 
 
 def plot_aggregate(agg: Aggregate, *, title: str | None = None) -> Figure:
     """Three orthogonal projections of an aggregate, spheres drawn to scale.
-
-    Each sphere projects to a circle of its radius; circles are painted back
-    to front and shaded by depth, so the picture reads like a 3D view.
 
     Parameters
     ----------
@@ -37,52 +100,20 @@ def plot_aggregate(agg: Aggregate, *, title: str | None = None) -> Figure:
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import PatchCollection
-    from matplotlib.colors import to_rgb
-    from matplotlib.patches import Circle, Patch
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3), constrained_layout=True)
-    axis_index = {"x": 0, "y": 1, "z": 2}
+    fig, axes = _pyplot().subplots(1, 3, figsize=(12, 4.3), constrained_layout=True)
     extent = float(np.max(np.abs(agg.centers)) + np.max(agg.radii)) * 1.05
-    for ax, (h, v, depth_axis) in zip(axes, _VIEWS, strict=False):
-        depth = agg.centers[:, depth_axis]
-        span = float(np.ptp(depth)) or 1.0
-        order = np.argsort(depth)
-        patches, colors = [], []
-        for i in order:
-            shade = 0.55 + 0.45 * (depth[i] - depth.min()) / span
-            base = np.array(to_rgb(MATERIAL_COLORS[agg.materials[i]]))
-            colors.append(np.clip(base * shade, 0, 1))
-            patches.append(
-                Circle((agg.centers[i, axis_index[h]], agg.centers[i, axis_index[v]]), agg.radii[i])
-            )
-        ax.add_collection(
-            PatchCollection(patches, facecolors=colors, edgecolors="black", linewidths=0.3)
-        )
-        ax.set_xlim(-extent, extent)
-        ax.set_ylim(-extent, extent)
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"{h} (nm)")
-        ax.set_ylabel(f"{v} (nm)")
-        ax.set_title(f"view along {'xyz'[depth_axis]}")
-    handles = [
-        Patch(color=c, label=n) for c, n in zip(MATERIAL_COLORS, MATERIAL_NAMES, strict=False)
-    ]
-    axes[2].legend(handles=handles, loc="upper right", fontsize=8)
+    for ax, view in zip(axes, "zyx", strict=True):
+        draw_projection(ax, agg, view, extent)
+        ax.set_title(f"view along {view}")
+    material_legend(axes[2])
     fig.suptitle(title or f"{agg.n_particles} particles: {agg.n_tio2} TiO2, {agg.n_wo3} WO3")
     return fig
 
 
 def save_aggregate_plot(agg: Aggregate, path: str | os.PathLike[str], **kwargs) -> Path:
     """Draw :func:`plot_aggregate` and save it (format from the suffix)."""
-    import matplotlib.pyplot as plt
-
     fig = plot_aggregate(agg, **kwargs)
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

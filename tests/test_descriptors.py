@@ -146,3 +146,13 @@ def test_descriptor_arrays_are_read_only():
     d = heteroagg.sample_aggregate(ModelParams(n_particles=10), 0).descriptors()
     with pytest.raises(ValueError):
         d.cn[0] = 5
+
+
+def test_core_fields_match_the_descriptors_class():
+    from dataclasses import fields
+
+    from heteroagg import _core
+
+    names = {f.name for f in fields(heteroagg.Descriptors)}
+    assert set(_core.DESCRIPTOR_FIELDS) == names - {"contact_tol"}
+    assert len(_core.DESCRIPTOR_FIELDS) == len(set(_core.DESCRIPTOR_FIELDS))

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <iterator>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -34,34 +35,26 @@ py::tuple aggregate_arrays(aggregate&& agg) {
 using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using u8_array = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
 
-py::dict descriptor_dict(descriptor_result&& d) {
-  py::dict out;
+// Field names of descriptor_values(), in order.
+constexpr const char* descriptor_fields[] = {
+    "contacts", "cn", "hcn", "n_particles", "n_ti", "n_w", "n_contacts", "n_hetero_contacts",
+    "coordination_number", "hetero_coordination_number", "hetero_coordination_ti",
+    "hetero_coordination_w", "hetero_contact_fraction", "n_homo_clusters_ti", "n_homo_clusters_w",
+    "n_components", "radius_of_gyration", "gyration_eigenvalues", "asphericity", "acylindricity",
+    "relative_shape_anisotropy", "volume_fraction_wo3", "total_volume"};
+
+py::tuple descriptor_values(descriptor_result&& d) {
   const auto n = static_cast<py::ssize_t>(d.n_particles);
   const auto m = static_cast<py::ssize_t>(d.contacts.size() / 2);
-  out["contacts"] = to_numpy(std::move(d.contacts), {m, 2});
-  out["cn"] = to_numpy(std::move(d.cn), {n});
-  out["hcn"] = to_numpy(std::move(d.hcn), {n});
-  out["n_particles"] = d.n_particles;
-  out["n_ti"] = d.n_ti;
-  out["n_w"] = d.n_w;
-  out["n_contacts"] = d.n_contacts;
-  out["n_hetero_contacts"] = d.n_hetero_contacts;
-  out["coordination_number"] = d.coordination_number;
-  out["hetero_coordination_number"] = d.hetero_coordination_number;
-  out["hetero_coordination_ti"] = d.hetero_coordination_ti;
-  out["hetero_coordination_w"] = d.hetero_coordination_w;
-  out["hetero_contact_fraction"] = d.hetero_contact_fraction;
-  out["n_homo_clusters_ti"] = d.n_homo_clusters_ti;
-  out["n_homo_clusters_w"] = d.n_homo_clusters_w;
-  out["n_components"] = d.n_components;
-  out["radius_of_gyration"] = d.radius_of_gyration;
-  out["gyration_eigenvalues"] = d.gyration_eigenvalues;
-  out["asphericity"] = d.asphericity;
-  out["acylindricity"] = d.acylindricity;
-  out["relative_shape_anisotropy"] = d.relative_shape_anisotropy;
-  out["volume_fraction_wo3"] = d.volume_fraction_wo3;
-  out["total_volume"] = d.total_volume;
-  return out;
+  const auto& ev = d.gyration_eigenvalues;
+  return py::make_tuple(
+      to_numpy(std::move(d.contacts), {m, 2}), to_numpy(std::move(d.cn), {n}),
+      to_numpy(std::move(d.hcn), {n}), d.n_particles, d.n_ti, d.n_w, d.n_contacts,
+      d.n_hetero_contacts, d.coordination_number, d.hetero_coordination_number,
+      d.hetero_coordination_ti, d.hetero_coordination_w, d.hetero_contact_fraction,
+      d.n_homo_clusters_ti, d.n_homo_clusters_w, d.n_components, d.radius_of_gyration,
+      py::make_tuple(ev[0], ev[1], ev[2]), d.asphericity, d.acylindricity,
+      d.relative_shape_anisotropy, d.volume_fraction_wo3, d.total_volume);
 }
 
 }  // namespace
@@ -143,9 +136,13 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release release;
           result = compute_descriptors(centers.data(), radii.data(), materials.data(), n, tol);
         }
-        return descriptor_dict(std::move(result));
+        return descriptor_values(std::move(result));
       },
       py::arg("centers"), py::arg("radii"), py::arg("materials"), py::arg("contact_tol"));
+
+  py::tuple field_names(std::size(descriptor_fields));
+  for (std::size_t k = 0; k < std::size(descriptor_fields); ++k) field_names[k] = descriptor_fields[k];
+  m.attr("DESCRIPTOR_FIELDS") = field_names;
 
   m.def("derive_seed", &derive_seed, py::arg("root_seed"), py::arg("index"));
   m.def(

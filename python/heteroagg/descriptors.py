@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -104,10 +104,13 @@ class Descriptors:
     contact_tol: float
 
     @classmethod
-    def _from_core(cls, values: dict) -> Descriptors:
-        """Wrap the core's result dict without the per-field frozen setattr."""
+    def _from_core(cls, values: tuple, contact_tol: float) -> Descriptors:
+        """Wrap the core's result without the per-field frozen setattr."""
         out = object.__new__(cls)
-        out.__dict__.update({name: values[name] for name in _FIELDS})
+        out.__dict__.update(zip(_core.DESCRIPTOR_FIELDS, values, strict=True))
+        out.__dict__["contact_tol"] = contact_tol
+        for array in (out.contacts, out.cn, out.hcn):
+            array.setflags(write=False)
         return out
 
     def scalars(self) -> dict[str, float]:
@@ -117,9 +120,6 @@ class Descriptors:
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v:.4g}" for k, v in self.scalars().items())
         return f"Descriptors({body})"
-
-
-_FIELDS = tuple(f.name for f in fields(Descriptors))
 
 
 def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
@@ -143,11 +143,7 @@ def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
     ):
         raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
     values = _core.descriptors(agg.centers, agg.radii, agg.materials, float(contact_tol))
-    values["gyration_eigenvalues"] = tuple(values["gyration_eigenvalues"])
-    for name in ("contacts", "cn", "hcn"):
-        values[name].setflags(write=False)
-    values["contact_tol"] = float(contact_tol)
-    return Descriptors._from_core(values)
+    return Descriptors._from_core(values, float(contact_tol))
 
 
 def convex_hull_volume_fraction(agg: Aggregate, points_per_sphere: int = 64) -> float:

@@ -76,3 +76,17 @@ def test_aggregate_is_immutable_and_copies_input():
     with pytest.raises(ValueError):
         agg.centers[0, 0] = 1.0
     assert "n_particles=2" in repr(agg)
+
+
+def test_load_reports_unreadable_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        Aggregate.load(tmp_path / "missing.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=r"broken\.npz"):
+        Aggregate.load(tmp_path / "broken.npz")
+    (tmp_path / "broken.json").write_text("{ not json")
+    with pytest.raises(ValueError, match=r"broken\.json"):
+        Aggregate.load(tmp_path / "broken.json")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match=r"other\.npz"):
+        Aggregate.load(tmp_path / "other.npz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -211,14 +212,29 @@ class Aggregate:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Aggregate:
-        """Read an aggregate written by :meth:`save`."""
+        """Read an aggregate written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        ValueError
+            If the file is not a readable heteroagg aggregate.
+        """
         path = Path(path)
-        if path.suffix.lower() == ".json":
-            return cls.from_dict(json.loads(path.read_text()))
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            meta.update(centers=data["centers"], radii=data["radii"], materials=data["materials"])
-        return cls.from_dict(meta)
+        if not path.is_file():
+            raise FileNotFoundError(f"no aggregate file at {path}")
+        try:
+            if path.suffix.lower() == ".json":
+                return cls.from_dict(json.loads(path.read_text()))
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                meta.update(
+                    centers=data["centers"], radii=data["radii"], materials=data["materials"]
+                )
+            return cls.from_dict(meta)
+        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not a readable heteroagg aggregate: {err}") from err
 
 
 @dataclass(frozen=True)

@@ -40,3 +40,12 @@ def test_sample_rejects_bad_parameters_with_a_clear_message():
     result = runner.invoke(app, ["sample", "--fractal-dim", "3.5"])
     assert result.exit_code == 2
     assert "fractal_dim" in result.output
+
+
+def test_sample_reports_output_errors(tmp_path):
+    result = runner.invoke(app, ["sample", "--out", str(tmp_path / "agg.txt")])
+    assert result.exit_code == 2
+    assert ".npz or .json" in result.output
+    result = runner.invoke(app, ["sample", "--out", str(tmp_path / "missing" / "agg.npz")])
+    assert result.exit_code == 2
+    assert "error" in result.output

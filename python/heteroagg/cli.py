@@ -70,6 +70,9 @@ def sample(
     ] = None,  # type: ignore[assignment]
 ) -> None:
     """Sample one aggregate, print its descriptors and optionally save it."""
+    if out is not None and out.suffix.lower() not in (".npz", ".json"):
+        console.print(f"[red]error:[/red] --out must end in .npz or .json, got {out.name!r}")
+        raise typer.Exit(code=2)
     try:
         params = ModelParams(
             n_particles=n_particles,
@@ -96,12 +99,16 @@ def sample(
         unit = " nm²" if name in ("asphericity", "acylindricity") else unit
         table.add_row(name, f"{value:.4g}{unit}")
     console.print(table)
-    if out is not None:
-        console.print(f"wrote {agg.save(out)}")
-    if plot is not None:
-        from heteroagg.plot import save_aggregate_plot
+    try:
+        if out is not None:
+            console.print(f"wrote {agg.save(out)}")
+        if plot is not None:
+            from heteroagg.plot import save_aggregate_plot
 
-        console.print(f"wrote {save_aggregate_plot(agg, plot)}")
+            console.print(f"wrote {save_aggregate_plot(agg, plot)}")
+    except (OSError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from err
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -91,7 +91,11 @@ class sampler {
     return std::fabs(rg / target - 1.0);
   }
   bool try_pair(const cluster& a, const cluster& b, std::uint32_t i, std::uint32_t j, double gamma,
-                const cell_list& grid, vec3 ca);
+                const cell_list& grid, vec3 ca, double reach_a);
+  // Append b's particles, at the positions try_pair left in placed_, to a.
+  void attach_placed(cluster& a, const cluster& b) {
+    for (std::size_t k = 0; k < b.size(); ++k) a.add(placed_[k], b.radius[k], b.id[k]);
+  }
 
   const model_params& params_;
   const sampler_options& options_;
@@ -99,7 +103,6 @@ class sampler {
   double contact_factor_;
   double subcluster_fraction_;
   double cell_ = 1.0;
-  double reach_a_ = 0.0;  // largest d_i + c r_i of the cluster being merged onto
   double length_eps_ = 1e-12;
   // scratch buffers reused across merges
   std::vector<double> da_, db_;
@@ -248,18 +251,22 @@ void sampler::merge(cluster& a, cluster& b) {
     db_[j] = norm(vb_[j]);
     reach_b = std::max(reach_b, db_[j] + contact_factor_ * b.radius[j]);
   }
-  reach_a_ = reach_a;
   const double gamma_max = reach_a + reach_b;  // tip-to-tip contact
 
   const cell_list grid(na, cell_, [&](std::size_t i) { return a.pos[i]; });
 
   const double tol = 1e-9 * cell_;
   // Pair (i, j) can touch with the centres of mass Gamma apart exactly when
-  // the lengths (d_i, Gamma, d_j, c_ij) close a quadrilateral.
-  auto feasible = [&](std::size_t i, std::size_t j, double g) {
+  // the lengths (d_i, Gamma, d_j, c_ij) close a quadrilateral, i.e. for Gamma
+  // in the interval [lo, hi] returned here.
+  auto gamma_interval = [&](std::size_t i, std::size_t j) {
     const double c = contact_factor_ * (a.radius[i] + b.radius[j]);
     const double lo = std::max({0.0, std::fabs(da_[i] - db_[j]) - c, c - da_[i] - db_[j]});
-    return g >= lo - tol && g <= da_[i] + db_[j] + c + tol;
+    return std::pair<double, double>{lo, da_[i] + db_[j] + c};
+  };
+  auto feasible = [&](std::size_t i, std::size_t j, double g) {
+    const auto [lo, hi] = gamma_interval(i, j);
+    return g >= lo - tol && g <= hi + tol;
   };
 
   // Small merges list every feasible pair, together with the nearest Gamma
@@ -271,9 +278,7 @@ void sampler::merge(cluster& a, cluster& b) {
     previous_feasible = -1.0;
     for (std::size_t i = 0; i < na; ++i)
       for (std::size_t j = 0; j < nb; ++j) {
-        const double c = contact_factor_ * (a.radius[i] + b.radius[j]);
-        const double hi = da_[i] + db_[j] + c;
-        const double lo = std::max({0.0, std::fabs(da_[i] - db_[j]) - c, c - da_[i] - db_[j]});
+        const auto [lo, hi] = gamma_interval(i, j);
         if (g < lo - tol)
           next_feasible = std::min(next_feasible, lo);
         else if (g > hi + tol)
@@ -342,10 +347,7 @@ void sampler::merge(cluster& a, cluster& b) {
       for (int t = 0; t < options_.pair_tries; ++t) {
         std::uint32_t i = 0, j = 0;
         if (!draw_pair(gamma, i, j)) break;
-        if (try_pair(a, b, i, j, gamma, grid, ca)) {
-          for (std::size_t k = 0; k < nb; ++k) a.add(placed_[k], b.radius[k], b.id[k]);
-          return;
-        }
+        if (try_pair(a, b, i, j, gamma, grid, ca, reach_a)) return attach_placed(a, b);
       }
       continue;
     }
@@ -365,10 +367,7 @@ void sampler::merge(cluster& a, cluster& b) {
       std::swap(candidates_[t], candidates_[pick]);
       const auto i = static_cast<std::uint32_t>(candidates_[t] >> 32);
       const auto j = static_cast<std::uint32_t>(candidates_[t] & 0xffffffffu);
-      if (try_pair(a, b, i, j, gamma, grid, ca)) {
-        for (std::size_t k = 0; k < nb; ++k) a.add(placed_[k], b.radius[k], b.id[k]);
-        return;
-      }
+      if (try_pair(a, b, i, j, gamma, grid, ca, reach_a)) return attach_placed(a, b);
     }
   }
   throw merge_failure{};
@@ -378,7 +377,7 @@ void sampler::merge(cluster& a, cluster& b) {
 // of a, with b's centre of mass at distance gamma from a's.  On success the
 // placed coordinates of b are left in placed_.
 bool sampler::try_pair(const cluster& a, const cluster& b, std::uint32_t i, std::uint32_t j,
-                       double gamma, const cell_list& grid, vec3 ca) {
+                       double gamma, const cell_list& grid, vec3 ca, double reach_a) {
   const double c = contact_factor_ * (a.radius[i] + b.radius[j]);
   const double di = da_[i], dj = db_[j];
   // Distance rho of the new position Q of particle j from a's centre.
@@ -439,7 +438,7 @@ bool sampler::try_pair(const cluster& a, const cluster& b, std::uint32_t i, std:
       placed_[k] = y;
       const double rk = b.radius[k];
       // Outside a's bounding sphere about its centre nothing can overlap.
-      const double reach = reach_a_ + contact_factor_ * rk;
+      const double reach = reach_a + contact_factor_ * rk;
       if (norm2(y - ca) > reach * reach) continue;
       grid.for_each_near(y, [&](std::uint32_t l) {
         const double min_d = contact_factor_ * (rk + a.radius[l]) * (1.0 - 1e-9);

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 #: Version of the on-disk layout written by :meth:`Aggregate.save`.
 FILE_FORMAT_VERSION = 1
 
+#: File suffixes :meth:`Aggregate.save` and :meth:`Aggregate.load` understand.
+AGGREGATE_SUFFIXES: tuple[str, ...] = (".npz", ".json")
+
 
 def _frozen(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
@@ -188,7 +191,7 @@ class Aggregate:
         """
         path = Path(path)
         suffix = path.suffix.lower()
-        if suffix not in (".npz", ".json"):
+        if suffix not in AGGREGATE_SUFFIXES:
             raise ValueError(f"aggregate files end in .npz or .json, got {path.name!r}")
         tmp = path.with_name(path.name + ".partial")
         if suffix == ".json":
@@ -379,11 +382,7 @@ def sample_aggregates(
     params_list = [params] if isinstance(params, ModelParams) else list(params)
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         root = check_uint64("seed", seeds)
-        count = (
-            n
-            if n is not None
-            else (len(params_list) if not isinstance(params, ModelParams) else None)
-        )
+        count = len(params_list) if n is None and not isinstance(params, ModelParams) else n
         if count is None:
             raise ValueError("give n (the number of items) when params and seeds are single values")
         seed_list = [derive_seed(root, i) for i in range(count)]

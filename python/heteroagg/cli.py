@@ -12,6 +12,7 @@ from rich.table import Table
 
 import heteroagg
 from heteroagg._device import cuda_status
+from heteroagg.aggregate import AGGREGATE_SUFFIXES
 from heteroagg.model import ModelParams
 
 app = typer.Typer(
@@ -46,7 +47,7 @@ def info() -> None:
 def sample(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the aggregate (.npz or .json).")
-    ] = None,  # type: ignore[assignment]
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed in [0, 2**64).")] = 0,
     n_particles: Annotated[
         int, typer.Option(help="Number of particles N.")
@@ -67,10 +68,10 @@ def sample(
     overlap: Annotated[float, typer.Option(help="Neck overlap fraction.")] = _DEFAULTS.overlap,
     plot: Annotated[
         Path | None, typer.Option(help="Save a picture of the aggregate (PNG, PDF, SVG).")
-    ] = None,  # type: ignore[assignment]
+    ] = None,
 ) -> None:
     """Sample one aggregate, print its descriptors and optionally save it."""
-    if out is not None and out.suffix.lower() not in (".npz", ".json"):
+    if out is not None and out.suffix.lower() not in AGGREGATE_SUFFIXES:
         console.print(f"[red]error:[/red] --out must end in .npz or .json, got {out.name!r}")
         raise typer.Exit(code=2)
     try:

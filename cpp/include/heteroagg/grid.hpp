@@ -156,8 +156,8 @@ class sorted_cells {
     cell_keys_.reserve(n);
     cell_begin_.reserve(n + 1);
     for (std::size_t k = 0; k < n; ++k)
-      if (k == 0 || sorted_keys_[k] != sorted_keys_[k - 1]) {
-        cell_keys_.push_back(sorted_keys_[k]);
+      if (k == 0 || keys[k] != keys[k - 1]) {
+        cell_keys_.push_back(keys[k]);
         cell_begin_.push_back(static_cast<std::uint32_t>(k));
       }
     cell_begin_.push_back(static_cast<std::uint32_t>(n));
@@ -194,7 +194,8 @@ class sorted_cells {
   }
 
  private:
-  // LSD radix sort of (key, index) by key, 8 bits per pass.
+  // LSD radix sort of (key, index) by key, 8 bits per pass; sorts `keys` in
+  // place and leaves the matching point order in order_.
   void sort_by_key(std::vector<std::uint64_t>& keys, std::uint64_t max_key) {
     const std::size_t n = keys.size();
     order_.resize(n);
@@ -221,11 +222,9 @@ class sorted_cells {
       keys.swap(key_tmp);
       order_.swap(order_tmp);
     }
-    sorted_keys_ = std::move(keys);
   }
 
   std::uint64_t stride_x_ = 0, stride_y_ = 0;  // index steps of one cell in x and y (z: 1)
-  std::vector<std::uint64_t> sorted_keys_;
   std::vector<std::uint32_t> order_;
   std::vector<std::uint64_t> cell_keys_;
   std::vector<std::uint32_t> cell_begin_;

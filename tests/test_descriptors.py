@@ -26,6 +26,10 @@ def random_packing(seed: int, n: int, box: float, materials: str = "mixed") -> A
     return Aggregate(centers, radii, mats)
 
 
+def sorted_pairs(pairs: np.ndarray) -> np.ndarray:
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
 def brute_force_descriptors(agg: Aggregate, tol: float) -> dict:
     pairs = brute_contacts(agg.centers, agg.radii, tol)
     n = len(agg)
@@ -72,6 +76,37 @@ AGGREGATES = [
     ("packing-ti-only", random_packing(4, 150, 12.0, "ti")),
     ("packing-w-only", random_packing(5, 150, 12.0, "w")),
     ("single", Aggregate([[0.0, 0.0, 0.0]], [2.0], [1])),
+    # pair-search stress cases: one crowded cell, a long thin rod far from the
+    # origin (single-precision screening on large coordinates), a sparse set
+    # whose extent forces the grid to coarsen, and exact touching on a lattice
+    ("crowded", random_packing(6, 300, 2.5)),
+    (
+        "far-rod",
+        Aggregate(
+            np.c_[1e6 + 1.999999 * np.arange(200), np.full(200, -3e5), np.zeros(200)],
+            np.ones(200),
+            np.arange(200) % 2,
+        ),
+    ),
+    (
+        "sparse-huge",
+        Aggregate(
+            np.r_[
+                np.random.default_rng(7).uniform(0, 1e5, (60, 3)),
+                [[0, 0, 0], [2, 0, 0], [1e5, 1e5, 2]],
+            ],
+            np.ones(63),
+            np.arange(63) % 2,
+        ),
+    ),
+    (
+        "lattice",
+        Aggregate(
+            2.0 * np.stack(np.meshgrid(*[np.arange(6.0)] * 3, indexing="ij"), -1).reshape(-1, 3),
+            np.ones(216),
+            np.arange(216) % 2,
+        ),
+    ),
 ]
 
 
@@ -80,7 +115,8 @@ AGGREGATES = [
 def test_descriptors_match_brute_force(name, agg, tol):
     d = heteroagg.descriptors(agg, contact_tol=tol)
     ref = brute_force_descriptors(agg, tol)
-    np.testing.assert_array_equal(d.contacts, ref["contacts"])
+    assert np.all(d.contacts[:, 0] < d.contacts[:, 1])
+    np.testing.assert_array_equal(sorted_pairs(d.contacts), ref["contacts"])
     np.testing.assert_array_equal(d.cn, ref["cn"])
     np.testing.assert_array_equal(d.hcn, ref["hcn"])
     for key, value in ref.items():
@@ -89,6 +125,38 @@ def test_descriptors_match_brute_force(name, agg, tol):
         np.testing.assert_allclose(
             getattr(d, key), value, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=key
         )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_sets_match_brute_force(seed):
+    # random sizes, densities and radius spreads, well beyond hand-built cases
+    g = np.random.default_rng(100 + seed)
+    n = int(g.integers(2, 1500))
+    agg = Aggregate(
+        g.uniform(-1, 1, (n, 3)) * g.uniform(1, 40, 3) + g.uniform(-1e3, 1e3, 3),
+        g.lognormal(0.0, g.uniform(0, 0.6), n),
+        g.integers(0, 2, n),
+    )
+    tol = float(g.choice([0.0, 1e-3, 0.1]))
+    d = heteroagg.descriptors(agg, contact_tol=tol)
+    np.testing.assert_array_equal(
+        sorted_pairs(d.contacts), brute_contacts(agg.centers, agg.radii, tol)
+    )
+
+
+def test_contacts_exactly_at_the_reach():
+    # dyadic radii make d_ij == r_i + r_j exact: such pairs touch at
+    # contact_tol=0, and moving each sphere out by one ulp separates them
+    r = np.array([0.5, 1.25, 2.0, 0.75])
+    x = np.cumsum(np.r_[0.0, r[:-1] + r[1:]]) + 1e3
+    touching = Aggregate(np.c_[x, np.zeros(4), np.zeros(4)], r, [0, 1, 0, 1])
+    assert touching.descriptors(contact_tol=0.0).n_contacts == 3
+    x_apart = x.copy()
+    for k in range(1, 4):
+        x_apart[k] = np.nextafter(x_apart[k - 1] + r[k - 1] + r[k], np.inf)
+    apart = Aggregate(np.c_[x_apart, np.zeros(4), np.zeros(4)], r, [0, 1, 0, 1])
+    assert len(brute_contacts(apart.centers, apart.radii, 0.0)) == 0
+    assert apart.descriptors(contact_tol=0.0).n_contacts == 0
 
 
 def test_contact_tolerance_boundary():
@@ -129,6 +197,31 @@ def test_descriptor_input_errors():
             heteroagg.descriptors(agg, contact_tol=bad)
     with pytest.raises(ValueError, match="Aggregate"):
         heteroagg.descriptors(agg.centers)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("centers", "radii", "materials", "match"),
+    [
+        ([[0, 0, 0], [np.nan, 0, 0]], [1, 1], [0, 1], "centers must be finite"),
+        ([[0, 0, 0], [0, -np.inf, 0]], [1, 1], [0, 1], "centers must be finite"),
+        ([[0, 0, 0], [2, 0, 0]], [1, np.inf], [0, 1], "radii"),
+        ([[0, 0, 0], [2, 0, 0]], [1, 0], [0, 1], "radii"),
+        ([[0, 0, 0], [2, 0, 0]], [1, 1], [0, 2], "materials"),
+        ([[0, 0, 0], [2e30, 0, 0]], [1, 1], [0, 1], "spans more than"),
+        (np.zeros((0, 3)), [], [], "no particles"),
+    ],
+)
+def test_core_rejects_bad_input(centers, radii, materials, match):
+    # the compiled core checks its own input, whatever the caller validated
+    from heteroagg import _core
+
+    with pytest.raises(ValueError, match=match):
+        _core.descriptors(
+            np.asarray(centers, float),
+            np.asarray(radii, float),
+            np.asarray(materials, np.uint8),
+            1e-3,
+        )
 
 
 def test_convex_hull_volume_fraction_of_two_touching_spheres():

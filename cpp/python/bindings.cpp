@@ -43,18 +43,34 @@ constexpr const char* descriptor_fields[] = {
     "n_components", "radius_of_gyration", "gyration_eigenvalues", "asphericity", "acylindricity",
     "relative_shape_anisotropy", "volume_fraction_wo3", "total_volume"};
 
-py::tuple descriptor_values(descriptor_result&& d) {
+template <class T>
+py::array_t<T> read_only(py::array_t<T> array) {
+  py::detail::array_proxy(array.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return array;
+}
+
+// The result as a dict keyed by `keys` (descriptor_fields as Python strings,
+// then "contact_tol"), arrays read-only: ready to be an instance __dict__.
+py::dict descriptor_values(descriptor_result&& d, double contact_tol, const py::tuple& keys) {
   const auto n = static_cast<py::ssize_t>(d.n_particles);
   const auto m = static_cast<py::ssize_t>(d.contacts.size() / 2);
   const auto& ev = d.gyration_eigenvalues;
-  return py::make_tuple(
-      to_numpy(std::move(d.contacts), {m, 2}), to_numpy(std::move(d.cn), {n}),
-      to_numpy(std::move(d.hcn), {n}), d.n_particles, d.n_ti, d.n_w, d.n_contacts,
-      d.n_hetero_contacts, d.coordination_number, d.hetero_coordination_number,
-      d.hetero_coordination_ti, d.hetero_coordination_w, d.hetero_contact_fraction,
-      d.n_homo_clusters_ti, d.n_homo_clusters_w, d.n_components, d.radius_of_gyration,
-      py::make_tuple(ev[0], ev[1], ev[2]), d.asphericity, d.acylindricity,
-      d.relative_shape_anisotropy, d.volume_fraction_wo3, d.total_volume);
+  const py::object values[] = {
+      read_only(to_numpy(std::move(d.contacts), {m, 2})), read_only(to_numpy(std::move(d.cn), {n})),
+      read_only(to_numpy(std::move(d.hcn), {n})), py::int_(d.n_particles), py::int_(d.n_ti),
+      py::int_(d.n_w), py::int_(d.n_contacts), py::int_(d.n_hetero_contacts),
+      py::float_(d.coordination_number), py::float_(d.hetero_coordination_number),
+      py::float_(d.hetero_coordination_ti), py::float_(d.hetero_coordination_w),
+      py::float_(d.hetero_contact_fraction), py::int_(d.n_homo_clusters_ti), py::int_(d.n_homo_clusters_w),
+      py::int_(d.n_components), py::float_(d.radius_of_gyration), py::make_tuple(ev[0], ev[1], ev[2]),
+      py::float_(d.asphericity), py::float_(d.acylindricity), py::float_(d.relative_shape_anisotropy),
+      py::float_(d.volume_fraction_wo3), py::float_(d.total_volume), py::float_(contact_tol)};
+  static_assert(std::size(values) == std::size(descriptor_fields) + 1);
+  py::dict out;
+  for (std::size_t k = 0; k < std::size(values); ++k)
+    if (PyDict_SetItem(out.ptr(), PyTuple_GET_ITEM(keys.ptr(), k), values[k].ptr()) != 0)
+      throw py::error_already_set();
+  return out;
 }
 
 }  // namespace
@@ -122,9 +138,18 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("params"), py::arg("seeds"), py::arg("threads"), py::arg("options"));
 
+  py::tuple field_names(std::size(descriptor_fields));
+  py::tuple result_keys(std::size(descriptor_fields) + 1);
+  for (std::size_t k = 0; k < std::size(descriptor_fields); ++k) {
+    const py::str key(descriptor_fields[k]);
+    field_names[k] = key;
+    result_keys[k] = key;
+  }
+  result_keys[std::size(descriptor_fields)] = py::str("contact_tol");
+
   m.def(
       "descriptors",
-      [](const f64_array& centers, const f64_array& radii, const u8_array& materials, double tol) {
+      [result_keys](const f64_array& centers, const f64_array& radii, const u8_array& materials, double tol) {
         if (centers.ndim() != 2 || centers.shape(1) != 3)
           throw std::invalid_argument("centers must have shape (n, 3)");
         const auto n = static_cast<std::size_t>(centers.shape(0));
@@ -136,12 +161,10 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release release;
           result = compute_descriptors(centers.data(), radii.data(), materials.data(), n, tol);
         }
-        return descriptor_values(std::move(result));
+        return descriptor_values(std::move(result), tol, result_keys);
       },
       py::arg("centers"), py::arg("radii"), py::arg("materials"), py::arg("contact_tol"));
 
-  py::tuple field_names(std::size(descriptor_fields));
-  for (std::size_t k = 0; k < std::size(descriptor_fields); ++k) field_names[k] = descriptor_fields[k];
   m.attr("DESCRIPTOR_FIELDS") = field_names;
 
   m.def("derive_seed", &derive_seed, py::arg("root_seed"), py::arg("index"));

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 
+#include "contact_screen.hpp"
 #include "heteroagg/geometry.hpp"
 #include "heteroagg/grid.hpp"
 
@@ -13,32 +15,153 @@ namespace heteroagg {
 
 namespace {
 
-// Union-find with union by size and path halving; counts its components.
+// Disjoint sets by Rem's algorithm with splicing: parents always point to
+// smaller indices, so each set's root is its smallest member.
 class disjoint_sets {
  public:
-  explicit disjoint_sets(std::size_t n) : parent_(n), size_(n, 1), components_(n) {
+  explicit disjoint_sets(std::size_t n) : parent_(n), components_(n) {
     std::iota(parent_.begin(), parent_.end(), 0u);
   }
-  std::uint32_t find(std::uint32_t x) {
-    while (parent_[x] != x) x = parent_[x] = parent_[parent_[x]];
-    return x;
+  void unite(std::uint32_t u, std::uint32_t v) {
+    std::uint32_t pu = parent_[u], pv = parent_[v];
+    while (pu != pv) {
+      if (pu > pv) {
+        std::swap(u, v);
+        std::swap(pu, pv);
+      }
+      if (v == pv) {  // v is a root: hang it under the smaller parent
+        parent_[v] = pu;
+        --components_;
+        return;
+      }
+      parent_[v] = pu;
+      v = pv;
+      pv = parent_[v];
+    }
   }
-  void unite(std::uint32_t a, std::uint32_t b) {
-    a = find(a);
-    b = find(b);
-    if (a == b) return;
-    if (size_[a] < size_[b]) std::swap(a, b);
-    parent_[b] = a;
-    size_[a] += size_[b];
-    --components_;
-  }
+  bool is_root(std::uint32_t x) const { return parent_[x] == x; }
   std::size_t components() const { return components_; }
 
  private:
   std::vector<std::uint32_t> parent_;
-  std::vector<std::uint32_t> size_;
   std::size_t components_;
 };
+
+std::uint32_t lowest_bit(unsigned bits) {
+#if defined(__GNUC__)
+  return static_cast<std::uint32_t>(__builtin_ctz(bits));
+#else
+  std::uint32_t t = 0;
+  while (!(bits & 1u)) {
+    bits >>= 1;
+    ++t;
+  }
+  return t;
+#endif
+}
+
+// An array of n values left uninitialised, for buffers that are written in
+// full before they are read.
+template <class T>
+std::unique_ptr<T[]> uninitialised(std::size_t n) {
+  return std::unique_ptr<T[]>(new T[n]);
+}
+
+// Particle coordinates and contact reaches in single precision, in grid
+// order, relative to the grid's lower corner, padded with zeros for
+// whole-block loads.  `reach` widens each contact reach by more than every
+// rounding error of a single-precision distance test (relative 1e-5, plus a
+// few ulps of the extent per particle), so a float test against it never
+// misses a contact; surely_touch() narrows it by as much again, so that
+// test never invents one.
+struct float_particles {
+  std::unique_ptr<float[]> x, y, z, reach;
+  float pad;
+
+  float_particles(std::size_t n, float pad)
+      : x(padded(n)), y(padded(n)), z(padded(n)), reach(padded(n)), pad(pad) {}
+
+  static std::unique_ptr<float[]> padded(std::size_t n) {
+    auto a = uninitialised<float>(n + detail::screen_padding);
+    std::fill(a.get() + n, a.get() + n + detail::screen_padding, 0.0f);
+    return a;
+  }
+
+  detail::screen_points screen_arrays() const { return {x.get(), y.get(), z.get(), reach.get()}; }
+
+  // True when points k and l certainly touch: the widened reaches, shrunk by
+  // relative 3e-5 and twice the padding each, are below the true ones.
+  bool surely_touch(std::uint32_t k, std::uint32_t l) const {
+    const float dx = x[l] - x[k], dy = y[l] - y[k], dz = z[l] - z[k];
+    const float r = (reach[k] + reach[l]) * (1.0f - 3e-5f) - 4.0f * pad;
+    return r > 0.0f && dx * dx + dy * dy + dz * dz <= r * r;
+  }
+};
+
+// Contacts d_ij <= (r_i + r_j) scale as pairs (i, j), i < j, stored flat.
+// Pass 1 screens every point against its grid runs in single precision and
+// records the blocks with hits; pass 2 settles each hit, in double
+// precision only when the single-precision tests cannot.
+std::vector<std::uint32_t> find_contacts(const double* centers, const double* radii, std::size_t n,
+                                         double scale, double r_max, const std::array<vec3, 2>& box) {
+  const column_grid grid(centers, n, 2.0 * r_max * scale, box);
+  const std::uint32_t* order = grid.order();
+
+  const vec3 lo = grid.lower(), hi = grid.upper();
+  const double extent = std::max({hi.x - lo.x, hi.y - lo.y, hi.z - lo.z});
+  const double pad = 8.0 * extent * std::ldexp(1.0, -24);
+  float_particles fp(n, static_cast<float>(pad));
+  const auto runs = uninitialised<detail::candidate_runs>(n);
+  for (std::uint32_t k = 0; k < n; ++k) {
+    const std::uint32_t i = order[k];
+    fp.x[k] = static_cast<float>(centers[3 * i] - lo.x);
+    fp.y[k] = static_cast<float>(centers[3 * i + 1] - lo.y);
+    fp.z[k] = static_cast<float>(centers[3 * i + 2] - lo.z);
+    fp.reach[k] = static_cast<float>(radii[i] * scale * (1.0 + 1e-5) + pad);
+    const column_grid::runs r = grid.runs_of(k);
+    runs[k] = {r.ahead, r.next_first, r.next_last};
+  }
+  // The flagged blocks are few (about one per contact); the buffer starts
+  // small and doubles whenever the screen stops for room.
+  std::size_t capacity = n + 64, n_flagged = 0;
+  auto flagged = uninitialised<detail::flagged_block>(capacity);
+  for (std::uint32_t k = 0; k < n;) {
+    const detail::screen_progress done = detail::screen_candidates(
+        fp.screen_arrays(), k, n, runs.get(), flagged.get() + n_flagged, capacity - n_flagged);
+    n_flagged += done.written;
+    k = done.next_point;
+    if (k < n) {
+      auto larger = uninitialised<detail::flagged_block>(2 * capacity + detail::screen_capacity(k, runs[k]));
+      std::copy(flagged.get(), flagged.get() + n_flagged, larger.get());
+      capacity = 2 * capacity + detail::screen_capacity(k, runs[k]);
+      flagged = std::move(larger);
+    }
+  }
+
+  std::vector<std::uint32_t> pairs(2 * n_flagged + 32);
+  std::size_t n_pairs = 0;
+  for (std::size_t f = 0; f < n_flagged; ++f) {
+    const std::uint32_t k = flagged[f].k;
+    const std::uint32_t i = order[k];
+    for (std::uint32_t hits = flagged[f].hits; hits; hits &= hits - 1u) {
+      const std::uint32_t l = flagged[f].b + lowest_bit(hits);
+      const std::uint32_t j = order[l];
+      bool touch = fp.surely_touch(k, l);
+      if (!touch) {
+        const double dx = centers[3 * i] - centers[3 * j], dy = centers[3 * i + 1] - centers[3 * j + 1],
+                     dz = centers[3 * i + 2] - centers[3 * j + 2];
+        const double reach = (radii[i] + radii[j]) * scale;
+        touch = dx * dx + dy * dy + dz * dz <= reach * reach;
+      }
+      if (2 * n_pairs == pairs.size()) pairs.resize(4 * n_pairs);
+      pairs[2 * n_pairs] = std::min(i, j);
+      pairs[2 * n_pairs + 1] = std::max(i, j);
+      n_pairs += touch;
+    }
+  }
+  pairs.resize(2 * n_pairs);
+  return pairs;
+}
 
 }  // namespace
 
@@ -70,136 +193,97 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
   if (n == 0) throw std::invalid_argument("descriptors: the aggregate has no particles");
   if (!(contact_tol >= 0.0) || !std::isfinite(contact_tol))
     throw std::invalid_argument("descriptors: contact_tol must be finite and >= 0");
-  double r_max = 0.0;
+  // Validation, the largest radius and the bounding box in one pass.
+  double r_max = 0.0, poison = 0.0;  // poison turns NaN on any non-finite coordinate
+  bool radii_ok = true, materials_ok = true;
+  vec3 lo{centers[0], centers[1], centers[2]}, hi = lo;
   for (std::size_t i = 0; i < n; ++i) {
-    if (!(radii[i] > 0.0) || !std::isfinite(radii[i]))
-      throw std::invalid_argument("descriptors: radii must be finite and > 0");
-    if (materials[i] > 1) throw std::invalid_argument("descriptors: materials must be 0 or 1");
-    for (int k = 0; k < 3; ++k)
-      if (!std::isfinite(centers[3 * i + k]))
-        throw std::invalid_argument("descriptors: centers must be finite");
+    radii_ok &= radii[i] > 0.0 && radii[i] <= std::numeric_limits<double>::max();
+    materials_ok &= materials[i] <= 1;
     r_max = std::max(r_max, radii[i]);
+    const vec3 c{centers[3 * i], centers[3 * i + 1], centers[3 * i + 2]};
+    poison += c.x * 0.0 + c.y * 0.0 + c.z * 0.0;
+    lo = {std::min(lo.x, c.x), std::min(lo.y, c.y), std::min(lo.z, c.z)};
+    hi = {std::max(hi.x, c.x), std::max(hi.y, c.y), std::max(hi.z, c.z)};
   }
+  if (!radii_ok) throw std::invalid_argument("descriptors: radii must be finite and > 0");
+  if (!materials_ok) throw std::invalid_argument("descriptors: materials must be 0 or 1");
+  if (poison != 0.0) throw std::invalid_argument("descriptors: centers must be finite");
+  // the contact screen works in single precision relative to the box corner
+  constexpr double max_extent = 1e30;
+  if (!(std::max({hi.x - lo.x, hi.y - lo.y, hi.z - lo.z}) + 2.0 * r_max <= max_extent))
+    throw std::invalid_argument("descriptors: the aggregate spans more than 1e30 (nm)");
 
   descriptor_result out;
   out.n_particles = n;
   out.cn.assign(n, 0);
   out.hcn.assign(n, 0);
-
   const double scale = 1.0 + contact_tol;
-  auto at = [&](std::size_t i) { return vec3{centers[3 * i], centers[3 * i + 1], centers[3 * i + 2]}; };
-  const sorted_cells grid(n, 2.0 * r_max * scale, at);
-  const std::vector<std::uint32_t>& order = grid.order();
 
-  // Coordinates in cell order (contiguous per cell) and, per occupied cell,
-  // the box around its centres and its largest radius, to skip far cell pairs.
-  std::vector<double> px(n), py(n), pz(n), pr(n);
-  const std::size_t cells = grid.cell_count();
-  std::vector<double> box(7 * cells);
-  for (std::size_t c = 0; c < cells; ++c) {
-    double* b = &box[7 * c];
-    b[0] = b[1] = b[2] = std::numeric_limits<double>::infinity();
-    b[3] = b[4] = b[5] = -std::numeric_limits<double>::infinity();
-    b[6] = 0.0;
-    for (std::size_t k = grid.begin(c); k < grid.end(c); ++k) {
-      const std::uint32_t i = order[k];
-      px[k] = centers[3 * i];
-      py[k] = centers[3 * i + 1];
-      pz[k] = centers[3 * i + 2];
-      pr[k] = radii[i];
-      b[0] = std::min(b[0], px[k]);
-      b[1] = std::min(b[1], py[k]);
-      b[2] = std::min(b[2], pz[k]);
-      b[3] = std::max(b[3], px[k]);
-      b[4] = std::max(b[4], py[k]);
-      b[5] = std::max(b[5], pz[k]);
-      b[6] = std::max(b[6], pr[k]);
-    }
+  const std::vector<std::uint32_t> pairs = find_contacts(centers, radii, n, scale, r_max, {lo, hi});
+
+  // Homo contacts join the sets first, giving the homo clusters; the hetero
+  // contacts are then added to give the components of the whole graph.
+  const std::size_t m = pairs.size() / 2;
+  out.contacts.assign(pairs.begin(), pairs.end());
+  disjoint_sets sets(n);
+  std::vector<std::uint32_t> hetero_pairs(m);
+  std::size_t n_hetero = 0;
+  for (std::size_t p = 0; p < m; ++p) {
+    const std::uint32_t i = pairs[2 * p], j = pairs[2 * p + 1];
+    const int hetero = materials[i] ^ materials[j];
+    ++out.cn[i];
+    ++out.cn[j];
+    out.hcn[i] += hetero;
+    out.hcn[j] += hetero;
+    hetero_pairs[n_hetero] = static_cast<std::uint32_t>(p);
+    n_hetero += static_cast<std::size_t>(hetero);
+    sets.unite(i, hetero ? i : j);  // a hetero contact joins nothing here
   }
+  out.n_contacts = static_cast<std::int64_t>(m);
+  out.n_hetero_contacts = static_cast<std::int64_t>(n_hetero);
 
-  std::vector<std::uint32_t> first, second;
-  first.reserve(2 * n);
-  second.reserve(2 * n);
-  auto test = [&](std::size_t k, std::size_t l) {
-    const double dx = px[k] - px[l], dy = py[k] - py[l], dz = pz[k] - pz[l];
-    const double reach = (pr[k] + pr[l]) * scale;
-    if (dx * dx + dy * dy + dz * dz <= reach * reach) {
-      first.push_back(std::min(order[k], order[l]));
-      second.push_back(std::max(order[k], order[l]));
-    }
-  };
-  grid.for_each_cell_pair([&](std::size_t c, std::size_t d) {
-    if (c == d) {
-      for (std::size_t k = grid.begin(c); k < grid.end(c); ++k)
-        for (std::size_t l = k + 1; l < grid.end(c); ++l) test(k, l);
-      return;
-    }
-    const double* bc = &box[7 * c];
-    const double* bd = &box[7 * d];
-    const double gx = std::max(0.0, std::max(bd[0] - bc[3], bc[0] - bd[3]));
-    const double gy = std::max(0.0, std::max(bd[1] - bc[4], bc[1] - bd[4]));
-    const double gz = std::max(0.0, std::max(bd[2] - bc[5], bc[2] - bd[5]));
-    const double reach = (bc[6] + bd[6]) * scale;
-    if (gx * gx + gy * gy + gz * gz > reach * reach) return;
-    for (std::size_t k = grid.begin(c); k < grid.end(c); ++k)
-      for (std::size_t l = grid.begin(d); l < grid.end(d); ++l) test(k, l);
-  });
-
-  // Order the pairs by (i, j) with a counting sort on i.
-  std::vector<std::uint32_t> offset(n + 1, 0);
-  for (const std::uint32_t i : first) ++offset[i + 1];
-  for (std::size_t i = 0; i < n; ++i) offset[i + 1] += offset[i];
-  std::vector<std::uint32_t> partner(first.size());
-  {
-    std::vector<std::uint32_t> fill(offset.begin(), offset.end() - 1);
-    for (std::size_t k = 0; k < first.size(); ++k) partner[fill[first[k]]++] = second[k];
-  }
-  out.contacts.resize(2 * first.size());
-  disjoint_sets homo(n), all(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    for (std::uint32_t k = offset[i] + 1; k < offset[i + 1]; ++k)  // insertion sort: few partners
-      for (std::uint32_t m = k; m > offset[i] && partner[m - 1] > partner[m]; --m)
-        std::swap(partner[m - 1], partner[m]);
-    for (std::uint32_t k = offset[i]; k < offset[i + 1]; ++k) {
-      const std::uint32_t j = partner[k];
-      out.contacts[2 * k] = static_cast<std::int64_t>(i);
-      out.contacts[2 * k + 1] = static_cast<std::int64_t>(j);
-      ++out.cn[i];
-      ++out.cn[j];
-      all.unite(static_cast<std::uint32_t>(i), j);
-      if (materials[i] != materials[j]) {
-        ++out.hcn[i];
-        ++out.hcn[j];
-        ++out.n_hetero_contacts;
-      } else {
-        homo.unite(static_cast<std::uint32_t>(i), j);
-      }
-    }
-  }
-  out.n_contacts = static_cast<std::int64_t>(out.contacts.size() / 2);
-
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  double hcn_ti = 0.0, hcn_w = 0.0, volume = 0.0, volume_w = 0.0;
+  // One pass over the particles: homo-cluster roots, per-material sums, and
+  // the volume-weighted moments about the first centre (which keeps the
+  // centring below free of cancellation).
+  const vec3 ref{centers[0], centers[1], centers[2]};
+  std::int64_t hcn_ti = 0, hcn_w = 0;
+  double volume = 0.0, volume_w = 0.0, self = 0.0;
+  double sx = 0, sy = 0, sz = 0, sxx = 0, sxy = 0, sxz = 0, syy = 0, syz = 0, szz = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const double v = radii[i] * radii[i] * radii[i];
+    const int w = materials[i];
+    const bool root = sets.is_root(static_cast<std::uint32_t>(i));
+    out.n_homo_clusters_w += root & (w == 1);
+    out.n_homo_clusters_ti += root & (w == 0);
+    out.n_w += static_cast<std::size_t>(w);
+    hcn_w += w * out.hcn[i];
+    hcn_ti += (1 - w) * out.hcn[i];
     volume += v;
-    if (materials[i] == 1) {
-      ++out.n_w;
-      hcn_w += out.hcn[i];
-      volume_w += v;
-    } else {
-      ++out.n_ti;
-      hcn_ti += out.hcn[i];
-    }
-    if (homo.find(static_cast<std::uint32_t>(i)) == i)
-      (materials[i] == 1 ? out.n_homo_clusters_w : out.n_homo_clusters_ti)++;
+    volume_w += w * v;
+    self += v * 0.2 * radii[i] * radii[i];
+    const double dx = centers[3 * i] - ref.x, dy = centers[3 * i + 1] - ref.y, dz = centers[3 * i + 2] - ref.z;
+    sx += v * dx;
+    sy += v * dy;
+    sz += v * dz;
+    sxx += v * dx * dx;
+    sxy += v * dx * dy;
+    sxz += v * dx * dz;
+    syy += v * dy * dy;
+    syz += v * dy * dz;
+    szz += v * dz * dz;
   }
-  out.n_components = static_cast<std::int64_t>(all.components());
-  out.coordination_number = 2.0 * static_cast<double>(out.n_contacts) / static_cast<double>(n);
-  out.hetero_coordination_number =
-      2.0 * static_cast<double>(out.n_hetero_contacts) / static_cast<double>(n);
-  out.hetero_coordination_ti = out.n_ti ? hcn_ti / static_cast<double>(out.n_ti) : nan;
-  out.hetero_coordination_w = out.n_w ? hcn_w / static_cast<double>(out.n_w) : nan;
+  for (std::size_t h = 0; h < n_hetero; ++h)
+    sets.unite(pairs[2 * hetero_pairs[h]], pairs[2 * hetero_pairs[h] + 1]);
+  out.n_components = static_cast<std::int64_t>(sets.components());
+
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  out.n_ti = n - out.n_w;
+  const double n_real = static_cast<double>(n);
+  out.coordination_number = 2.0 * static_cast<double>(out.n_contacts) / n_real;
+  out.hetero_coordination_number = 2.0 * static_cast<double>(out.n_hetero_contacts) / n_real;
+  out.hetero_coordination_ti = out.n_ti ? static_cast<double>(hcn_ti) / static_cast<double>(out.n_ti) : nan;
+  out.hetero_coordination_w = out.n_w ? static_cast<double>(hcn_w) / static_cast<double>(out.n_w) : nan;
   out.hetero_contact_fraction =
       out.n_contacts ? static_cast<double>(out.n_hetero_contacts) / static_cast<double>(out.n_contacts)
                      : nan;
@@ -208,21 +292,9 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
 
   // Volume-weighted gyration tensor about the centre of volume, plus the
   // (1/5) r^2 isotropic self term of each homogeneous sphere per axis.
-  vec3 c;
-  for (std::size_t i = 0; i < n; ++i) c = c + (radii[i] * radii[i] * radii[i]) * at(i);
-  c = (1.0 / volume) * c;
-  double txx = 0, txy = 0, txz = 0, tyy = 0, tyz = 0, tzz = 0, self = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double m = radii[i] * radii[i] * radii[i];
-    const vec3 d = at(i) - c;
-    txx += m * d.x * d.x;
-    txy += m * d.x * d.y;
-    txz += m * d.x * d.z;
-    tyy += m * d.y * d.y;
-    tyz += m * d.y * d.z;
-    tzz += m * d.z * d.z;
-    self += m * 0.2 * radii[i] * radii[i];
-  }
+  const double cx = sx / volume, cy = sy / volume, cz = sz / volume;
+  const double txx = sxx - volume * cx * cx, txy = sxy - volume * cx * cy, txz = sxz - volume * cx * cz;
+  const double tyy = syy - volume * cy * cy, tyz = syz - volume * cy * cz, tzz = szz - volume * cz * cz;
   const double inv = 1.0 / volume;
   const auto ev = symmetric_eigenvalues((txx + self) * inv, txy * inv, txz * inv,
                                         (tyy + self) * inv, tyz * inv, (tzz + self) * inv);

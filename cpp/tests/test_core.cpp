@@ -3,11 +3,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
+#include "contact_screen.hpp"
 #include "heteroagg/aggregate.hpp"
 #include "heteroagg/descriptors.hpp"
+#include "heteroagg/grid.hpp"
 #include "heteroagg/rng.hpp"
 
 namespace {
@@ -106,6 +110,103 @@ void test_validation() {
   check(threw, "fractal_dim = 3 is rejected naming the field");
 }
 
+// Every pair closer than h must be offered by column_grid exactly once, for
+// point sets from dense to sparse enough that the grid coarsens.
+void test_column_grid_offers_each_close_pair_once() {
+  const double h = 1.0;
+  for (double box : {0.5, 3.0, 20.0, 1e6}) {
+    heteroagg::philox_stream rng(17, static_cast<std::uint64_t>(box));
+    const std::size_t n = 400;
+    std::vector<double> xyz(3 * n);
+    for (double& v : xyz) v = box * rng.uniform();
+    // a few guaranteed close pairs in the sparse sets
+    for (std::size_t k = 0; k < 20; ++k)
+      for (int a = 0; a < 3; ++a) xyz[3 * (2 * k + 1) + a] = xyz[3 * (2 * k) + a] + 0.3 * (a == 0);
+    const heteroagg::column_grid grid(xyz.data(), n, h);
+    const std::uint32_t* order = grid.order();
+    std::map<std::pair<std::uint32_t, std::uint32_t>, int> offered;
+    for (std::uint32_t k = 0; k < n; ++k) {
+      const auto runs = grid.runs_of(k);
+      auto offer = [&](std::uint32_t l) {
+        offered[{std::min(order[k], order[l]), std::max(order[k], order[l])}] += 1;
+      };
+      for (std::uint32_t l = k + 1; l < runs.ahead; ++l) offer(l);
+      for (std::uint32_t l = runs.next_first; l < runs.next_last; ++l) offer(l);
+    }
+    bool once = true;
+    std::size_t close = 0;
+    for (std::uint32_t i = 0; i < n; ++i)
+      for (std::uint32_t j = i + 1; j < n; ++j) {
+        double d2 = 0.0;
+        for (int a = 0; a < 3; ++a) d2 += (xyz[3 * i + a] - xyz[3 * j + a]) * (xyz[3 * i + a] - xyz[3 * j + a]);
+        const auto it = offered.find({i, j});
+        if (d2 <= h * h) {
+          ++close;
+          once &= it != offered.end() && it->second == 1;
+        } else {
+          once &= it == offered.end() || it->second == 1;
+        }
+      }
+    check(close >= 20 && once, "column_grid offers every close pair exactly once (box " + std::to_string(box) + ")");
+  }
+}
+
+// Both screening kernels against brute force in double precision: every
+// offered pair clearly within reach is flagged, none clearly beyond it is,
+// and nothing outside the offered runs is.
+void test_screen_kernels_against_brute_force() {
+  using namespace heteroagg::detail;
+  std::vector<std::pair<const char*, screen_kernel>> kernels = {{"baseline", &screen_candidates_baseline}};
+  if (avx2_screen_kernel()) kernels.emplace_back("avx2", avx2_screen_kernel());
+  heteroagg::philox_stream rng(23, 0);
+  const std::size_t n = 600;
+  std::vector<double> xyz(3 * n);
+  for (double& v : xyz) v = 6.0 * rng.uniform();
+  std::vector<float> radius(n + screen_padding, 0.0f), x(n + screen_padding, 0.0f),
+      y(n + screen_padding, 0.0f), z(n + screen_padding, 0.0f);
+  const heteroagg::column_grid grid(xyz.data(), n, 1.0);
+  std::vector<candidate_runs> runs(n);
+  std::size_t capacity = 0;
+  for (std::uint32_t k = 0; k < n; ++k) {
+    const std::uint32_t i = grid.order()[k];
+    x[k] = static_cast<float>(xyz[3 * i]);
+    y[k] = static_cast<float>(xyz[3 * i + 1]);
+    z[k] = static_cast<float>(xyz[3 * i + 2]);
+    radius[k] = static_cast<float>(0.1 + 0.4 * rng.uniform());
+    const auto r = grid.runs_of(k);
+    runs[k] = {r.ahead, r.next_first, r.next_last};
+    capacity += screen_capacity(k, runs[k]);
+  }
+  const screen_points points{x.data(), y.data(), z.data(), radius.data()};
+  for (const auto& [name, kernel] : kernels) {
+    // a buffer that is too small at first, so the screen has to resume
+    std::vector<flagged_block> out(capacity);
+    std::size_t flagged = 0, room = 40, stops = 0;
+    for (std::uint32_t k = 0; k < n; ++stops) {
+      const screen_progress done = kernel(points, k, n, runs.data(), out.data() + flagged, room);
+      flagged += done.written;
+      k = done.next_point;
+      room = std::min<std::size_t>(2 * room, capacity - flagged);
+    }
+    check(stops > 1, std::string("screen kernel ") + name + " stops for room and resumes");
+    std::vector<std::vector<bool>> hit(n, std::vector<bool>(n, false));
+    for (std::size_t f = 0; f < flagged; ++f)
+      for (std::uint32_t t = 0; t < screen_block; ++t)
+        if (out[f].hits >> t & 1u) hit[out[f].k][out[f].b + t] = true;
+    bool ok = true;
+    for (std::uint32_t k = 0; k < n; ++k)
+      for (std::uint32_t l = 0; l < n; ++l) {
+        const bool offered = (l > k && l < runs[k].ahead) || (l >= runs[k].next_first && l < runs[k].next_last);
+        const double dx = double{x[k]} - x[l], dy = double{y[k]} - y[l], dz = double{z[k]} - z[l];
+        const double d = std::sqrt(dx * dx + dy * dy + dz * dz), reach = double{radius[k]} + radius[l];
+        if (!offered) ok &= !hit[k][l];
+        else if (d < reach * (1 - 1e-6)) ok &= hit[k][l];
+        else if (d > reach * (1 + 1e-6)) ok &= !hit[k][l];
+      }
+    check(ok && flagged > 0, std::string("screen kernel ") + name + " matches brute force");
+  }
+}
+
 void test_eigenvalues() {
   const auto ev = heteroagg::symmetric_eigenvalues(2, 1, 0, 2, 0, 5);
   check(std::fabs(ev[0] - 1) < 1e-12 && std::fabs(ev[1] - 3) < 1e-12 && std::fabs(ev[2] - 5) < 1e-12,
@@ -119,6 +220,8 @@ int main() {
   test_sampler_geometry();
   test_descriptors_against_brute_force();
   test_validation();
+  test_column_grid_offers_each_close_pair_once();
+  test_screen_kernels_against_brute_force();
   test_eigenvalues();
   if (failures) {
     std::printf("%d failed\n", failures);

@@ -69,7 +69,8 @@ class Descriptors:
     total_volume
         Sum of the sphere volumes in nm^3 (overlaps not removed).
     contacts
-        Contact pairs ``(i, j)`` with ``i < j``, shape (M, 2), sorted.
+        Contact pairs ``(i, j)`` with ``i < j``, shape (M, 2), in an order
+        that depends only on the input (use ``np.lexsort`` to sort them).
     cn, hcn
         Contacts and hetero contacts per particle, shape (N,).
     n_particles, n_ti, n_w
@@ -104,13 +105,10 @@ class Descriptors:
     contact_tol: float
 
     @classmethod
-    def _from_core(cls, values: tuple, contact_tol: float) -> Descriptors:
-        """Wrap the core's result without the per-field frozen setattr."""
+    def _from_core(cls, values: dict) -> Descriptors:
+        """Adopt the core's result dict (read-only arrays) as the instance dict."""
         out = object.__new__(cls)
-        out.__dict__.update(zip(_core.DESCRIPTOR_FIELDS, values, strict=True))
-        out.__dict__["contact_tol"] = contact_tol
-        for array in (out.contacts, out.cn, out.hcn):
-            array.setflags(write=False)
+        object.__setattr__(out, "__dict__", values)
         return out
 
     def scalars(self) -> dict[str, float]:
@@ -123,7 +121,7 @@ class Descriptors:
 
 
 def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
-    """Compute the descriptors of an aggregate (C++, cell-list contact search).
+    """Compute the descriptors of an aggregate (C++, grid contact search).
 
     Parameters
     ----------
@@ -143,7 +141,7 @@ def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
     ):
         raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
     values = _core.descriptors(agg.centers, agg.radii, agg.materials, float(contact_tol))
-    return Descriptors._from_core(values, float(contact_tol))
+    return Descriptors._from_core(values)
 
 
 def convex_hull_volume_fraction(agg: Aggregate, points_per_sphere: int = 64) -> float:

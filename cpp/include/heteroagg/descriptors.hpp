@@ -12,7 +12,8 @@ struct descriptor_result {
   std::size_t n_particles = 0;
   std::size_t n_ti = 0;
   std::size_t n_w = 0;
-  // Contact pairs (i < j), sorted, row-major (M, 2): d_ij <= (r_i + r_j)(1 + tol).
+  // Contact pairs (i < j), row-major (M, 2): d_ij <= (r_i + r_j)(1 + tol).  Their
+  // order is deterministic (a function of the input) but unspecified.
   std::vector<std::int64_t> contacts;
   std::vector<std::int32_t> cn;   // contacts per particle
   std::vector<std::int32_t> hcn;  // contacts with the other material per particle

@@ -1,16 +1,19 @@
-// Uniform-cell neighbour search.  Two layouts of the same cubic cells:
+// Uniform-cell neighbour search, in two layouts:
 //
-// - cell_list answers point queries (the sampler's overlap checks): occupied
-//   cells live in an open-addressing hash table, so memory is O(n) whatever
-//   the extent of the point set (chain-like aggregates span thousands of
-//   cells per axis), with the points of each cell stored contiguously.
-// - sorted_cells serves all-pairs searches (the descriptors): points sorted by
-//   cell index, neighbouring cells found by walking that order, no hashing.
+// - cell_list answers point queries (the sampler's overlap checks): cubic
+//   cells whose occupied ones live in an open-addressing hash table, so
+//   memory is O(n) whatever the extent of the point set (chain-like
+//   aggregates span thousands of cells per axis), with the points of each
+//   cell stored contiguously.
+// - column_grid serves all-pairs searches (the descriptors): a dense 2D grid
+//   over the two longest axes, each cell a column through the third.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -113,121 +116,128 @@ class cell_list {
   std::vector<std::uint32_t> items_;
 };
 
-// A static cell list for all-pairs searches: points sorted by the linear
-// index of their cell, with a one-cell margin around the bounding box.  Every
-// pair of neighbouring occupied cells is visited once by walking the cells in
-// index order with one monotone pointer per neighbour row, so the search uses
-// no hashing and no per-query lookups.
-class sorted_cells {
+// All-pairs search on columns.  The two axes of largest extent are cut into
+// a dense 2D grid: strips of width h along the first, each split into cells
+// of width h/m along the second (the sweep axis), and the points are sorted
+// by cell with one counting sort.  Two points closer than h lie in the same
+// or adjacent strips and at most m cells apart along the sweep axis, and the
+// cells of a strip are consecutive in the sorted order, so the partners of a
+// point lie in two contiguous runs: ahead of it in its own strip up to m cells
+// on, and m cells either side in the next strip.  Runs are read with plain
+// vector loads, without hashing or per-cell bookkeeping.
+class column_grid {
  public:
-  template <class Position>
-  sorted_cells(std::size_t n, double cell, Position&& position) {
-    if (!(cell > 0.0) || !std::isfinite(cell))
-      throw std::invalid_argument("sorted_cells: cell size must be positive and finite");
+  // `xyz` holds n points as rows of three coordinates.
+  column_grid(const double* xyz, std::size_t n, double h) : column_grid(xyz, n, h, bounds(xyz, n)) {}
+
+  // The same, given the corners of the points' bounding box.  Coordinates
+  // must be finite; points outside `box` are binned into its edge cells.
+  column_grid(const double* xyz, std::size_t n, double h, const std::array<vec3, 2>& box) {
+    if (!(h > 0.0) || !std::isfinite(h))
+      throw std::invalid_argument("column_grid: width must be positive and finite");
+    if (n > (std::size_t{1} << 28)) throw std::length_error("column_grid: too many points");
     if (n == 0) return;
-    vec3 lo = position(0), hi = lo;
-    for (std::size_t k = 1; k < n; ++k) {
-      const vec3 p = position(k);
-      lo = {std::min(lo.x, p.x), std::min(lo.y, p.y), std::min(lo.z, p.z)};
-      hi = {std::max(hi.x, p.x), std::max(hi.y, p.y), std::max(hi.z, p.z)};
+    lo_ = box[0];
+    hi_ = box[1];
+    const double lo[3] = {lo_.x, lo_.y, lo_.z};
+    const double extent[3] = {hi_.x - lo_.x, hi_.y - lo_.y, hi_.z - lo_.z};
+    int axes[3] = {0, 1, 2};
+    std::sort(axes, axes + 3, [&](int a, int b) { return extent[a] > extent[b]; });
+    const int strip_axis = axes[0], sweep_axis = axes[1];
+    // Widths at least h (strips) and h/m (cells); both grow together when the
+    // dense grid would exceed max_cells, which only adds candidates.
+    const double max_cells = 4.0 * static_cast<double>(n) + 64.0;  // also keeps indices in 32 bits
+    double strip_width = h;
+    for (;;) {
+      strips_ = static_cast<std::uint32_t>(std::min(max_cells, extent[strip_axis] / strip_width) + 1);
+      columns_ = static_cast<std::uint32_t>(std::min(max_cells, extent[sweep_axis] * span / strip_width) + 1);
+      if (static_cast<double>(strips_) * static_cast<double>(columns_) <= max_cells) break;
+      strip_width *= 1.5;
     }
-    const double inv = 1.0 / cell;
-    auto extent = [&](double a, double b) {
-      const double cells = std::floor((b - a) * inv) + 3.0;  // margin of one cell each side
-      if (!(cells < 2097152.0)) throw std::range_error("sorted_cells: point set too extended");
-      return static_cast<std::uint64_t>(cells);
+    const double inv_strip = 1.0 / strip_width, inv_cell = span / strip_width;
+    const double last_strip = strips_ - 1.0, last_column = columns_ - 1.0;
+
+    // Counting sort by cell: count, inclusive prefix sums (cell ends), then
+    // fill each cell from its end backwards, which leaves begin_ at the
+    // starts.  Neighbouring input points often share a cell, so both passes
+    // walk the two halves of the input in step, keeping two independent
+    // chains of counter updates in flight; the order within a cell is
+    // therefore not the input order, which the pair search does not need.
+    // begin_ has one more strip of empty cells past the last, so the runs of
+    // the last strip into its "next" strip are empty without a test.
+    // Scratch and result arrays are left uninitialised: every entry is written.
+    const std::unique_ptr<std::uint32_t[]> cell_of(new std::uint32_t[n]), column_of(new std::uint32_t[n]);
+    begin_.assign((std::size_t{strips_} + 1) * columns_ + 1, 0);
+    auto bin = [&](std::size_t k) {
+      // offsets from the lower corner: truncation is floor; the clamps guard the edges
+      const double s = std::clamp((xyz[3 * k + strip_axis] - lo[strip_axis]) * inv_strip, 0.0, last_strip);
+      const double c = std::clamp((xyz[3 * k + sweep_axis] - lo[sweep_axis]) * inv_cell, 0.0, last_column);
+      column_of[k] = static_cast<std::uint32_t>(static_cast<std::int64_t>(c));
+      cell_of[k] = static_cast<std::uint32_t>(static_cast<std::int64_t>(s)) * columns_ + column_of[k];
+      ++begin_[cell_of[k]];
     };
-    const std::uint64_t ny = extent(lo.y, hi.y), nz = extent(lo.z, hi.z);
-    stride_y_ = nz;
-    stride_x_ = ny * nz;
-    std::vector<std::uint64_t> keys(n);
-    std::uint64_t max_key = 0;
-    for (std::size_t k = 0; k < n; ++k) {
-      const vec3 p = position(k);
-      // non-negative offsets: truncation is floor (int64 converts faster than uint64)
-      const auto cx = static_cast<std::int64_t>((p.x - lo.x) * inv) + 1;
-      const auto cy = static_cast<std::int64_t>((p.y - lo.y) * inv) + 1;
-      const auto cz = static_cast<std::int64_t>((p.z - lo.z) * inv) + 1;
-      keys[k] = static_cast<std::uint64_t>(cx) * stride_x_ + static_cast<std::uint64_t>(cy) * stride_y_ +
-                static_cast<std::uint64_t>(cz);
-      max_key = std::max(max_key, keys[k]);
+    const std::size_t half = n / 2;
+    for (std::size_t k = 0; k < half; ++k) {
+      bin(k);
+      bin(half + k);
     }
-    sort_by_key(keys, max_key);
-    cell_keys_.reserve(n);
-    cell_begin_.reserve(n + 1);
-    for (std::size_t k = 0; k < n; ++k)
-      if (k == 0 || keys[k] != keys[k - 1]) {
-        cell_keys_.push_back(keys[k]);
-        cell_begin_.push_back(static_cast<std::uint32_t>(k));
-      }
-    cell_begin_.push_back(static_cast<std::uint32_t>(n));
+    if (n % 2) bin(n - 1);
+    std::uint32_t sum = 0;
+    for (auto& b : begin_) b = sum += b;
+    order_.reset(new std::uint32_t[n]);
+    cell_.reset(new std::uint32_t[n]);
+    column_.reset(new std::uint32_t[n]);
+    auto place = [&](std::size_t k) {
+      const std::uint32_t slot = --begin_[cell_of[k]];
+      order_[slot] = static_cast<std::uint32_t>(k);
+      cell_[slot] = cell_of[k];
+      column_[slot] = column_of[k];
+    };
+    if (n % 2) place(n - 1);
+    for (std::size_t k = half; k-- > 0;) {
+      place(k);
+      place(half + k);
+    }
   }
 
-  std::size_t cell_count() const { return cell_keys_.size(); }
-  // Cell c holds the sorted positions [begin(c), end(c)); order()[k] is the
-  // original index of sorted position k.
-  std::uint32_t begin(std::size_t c) const { return cell_begin_[c]; }
-  std::uint32_t end(std::size_t c) const { return cell_begin_[c + 1]; }
-  const std::vector<std::uint32_t>& order() const { return order_; }
-
-  // Call visit(c, d) for every pair of neighbouring occupied cells with
-  // c <= d in index order (c == d for a cell with itself); each pair once.
-  template <class Visit>
-  void for_each_cell_pair(Visit&& visit) const {
-    // The forward half of the 27-cell stencil is five rows of consecutive
-    // indices: (0,0,+1), (0,+1,-1..+1) and (+1,-1..+1,-1..+1).
-    const std::uint64_t row_start[5] = {1, stride_y_ - 1, stride_x_ - stride_y_ - 1, stride_x_ - 1,
-                                        stride_x_ + stride_y_ - 1};
-    const std::uint64_t row_length[5] = {1, 3, 3, 3, 3};
-    std::size_t pointer[5] = {0, 0, 0, 0, 0};
-    const std::size_t cells = cell_keys_.size();
-    for (std::size_t c = 0; c < cells; ++c) {
-      visit(c, c);
-      const std::uint64_t key = cell_keys_[c];
-      for (int r = 0; r < 5; ++r) {
-        const std::uint64_t first = key + row_start[r], last = first + row_length[r];
-        std::size_t& d = pointer[r];
-        while (d < cells && cell_keys_[d] < first) ++d;
-        for (std::size_t e = d; e < cells && cell_keys_[e] < last; ++e) visit(c, e);
-      }
+  // Corners of the bounding box of n >= 1 points.
+  static std::array<vec3, 2> bounds(const double* xyz, std::size_t n) {
+    vec3 lo{xyz[0], xyz[1], xyz[2]}, hi = lo;
+    for (std::size_t k = 1; k < n; ++k) {
+      lo = {std::min(lo.x, xyz[3 * k]), std::min(lo.y, xyz[3 * k + 1]), std::min(lo.z, xyz[3 * k + 2])};
+      hi = {std::max(hi.x, xyz[3 * k]), std::max(hi.y, xyz[3 * k + 1]), std::max(hi.z, xyz[3 * k + 2])};
     }
+    return {lo, hi};
+  }
+
+  // order()[k] is the original index of the point at sorted position k.
+  const std::uint32_t* order() const { return order_.get(); }
+  // Corners of the bounding box of the points.
+  vec3 lower() const { return lo_; }
+  vec3 upper() const { return hi_; }
+
+  // The partners of the point at sorted position k: every pair of points
+  // closer than h is offered exactly once, as (k, l) with k < l < ahead or
+  // with l in [next_first, next_last).
+  struct runs {
+    std::uint32_t ahead, next_first, next_last;
+  };
+  runs runs_of(std::uint32_t k) const {
+    const std::uint32_t column = column_[k], row = cell_[k] - column;
+    const std::uint32_t from = row + (column >= span ? column - span : 0);
+    const std::uint32_t to = row + std::min(column + span + 1, columns_);
+    return {begin_[to], begin_[from + columns_], begin_[to + columns_]};
   }
 
  private:
-  // LSD radix sort of (key, index) by key, 8 bits per pass; sorts `keys` in
-  // place and leaves the matching point order in order_.
-  void sort_by_key(std::vector<std::uint64_t>& keys, std::uint64_t max_key) {
-    const std::size_t n = keys.size();
-    order_.resize(n);
-    for (std::size_t k = 0; k < n; ++k) order_[k] = static_cast<std::uint32_t>(k);
-    std::vector<std::uint64_t> key_tmp(n);
-    std::vector<std::uint32_t> order_tmp(n);
-    constexpr int bits = 8;
-    constexpr std::size_t buckets = std::size_t{1} << bits;
-    std::vector<std::uint32_t> count(buckets);
-    for (int shift = 0; shift == 0 || (max_key >> shift) != 0; shift += bits) {
-      std::fill(count.begin(), count.end(), 0u);
-      for (std::size_t k = 0; k < n; ++k) ++count[(keys[k] >> shift) & (buckets - 1)];
-      std::uint32_t sum = 0;
-      for (auto& c : count) {
-        const std::uint32_t here = c;
-        c = sum;
-        sum += here;
-      }
-      for (std::size_t k = 0; k < n; ++k) {
-        const std::uint32_t slot = count[(keys[k] >> shift) & (buckets - 1)]++;
-        key_tmp[slot] = keys[k];
-        order_tmp[slot] = order_[k];
-      }
-      keys.swap(key_tmp);
-      order_.swap(order_tmp);
-    }
-  }
+  static constexpr std::uint32_t span = 2;  // m: cells per strip width along the sweep axis
 
-  std::uint64_t stride_x_ = 0, stride_y_ = 0;  // index steps of one cell in x and y (z: 1)
-  std::vector<std::uint32_t> order_;
-  std::vector<std::uint64_t> cell_keys_;
-  std::vector<std::uint32_t> cell_begin_;
+  vec3 lo_, hi_;
+  std::uint32_t strips_ = 0, columns_ = 0;
+  std::vector<std::uint32_t> begin_;  // first sorted position of each cell, then n
+  std::unique_ptr<std::uint32_t[]> order_;
+  std::unique_ptr<std::uint32_t[]> cell_;    // cell of each sorted position
+  std::unique_ptr<std::uint32_t[]> column_;  // and its column along the sweep axis
 };
 
 }  // namespace heteroagg

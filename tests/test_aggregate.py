@@ -37,13 +37,14 @@ def test_bad_files(tmp_path, agg):
         Aggregate.load(tmp_path / "other.json")
 
 
-def test_to_atoms_uses_angstrom(agg):
+def test_to_atoms_delegates_to_the_crystal_fill():
     pytest.importorskip("ase")
-    atoms = agg.to_atoms()
-    np.testing.assert_allclose(atoms.positions, agg.centers * 10.0)
-    assert set(atoms.get_chemical_symbols()) <= {"Ti", "W"}
-    assert atoms.get_chemical_symbols().count("W") == agg.n_wo3
-    np.testing.assert_array_equal(atoms.get_array("radius_nm"), agg.radii)
+    agg = Aggregate([[0, 0, 0], [1.5, 0, 0]], [1.0, 0.5], [0, 1])
+    atoms = agg.to_atoms(seed=3, vacuum=2.0)
+    same = heteroagg.to_atoms(agg, 3, vacuum=2.0)
+    np.testing.assert_array_equal(atoms.positions, same.positions)
+    assert set(atoms.get_chemical_symbols()) == {"Ti", "W", "O"}
+    np.testing.assert_allclose(atoms.cell.lengths(), [34.0, 24.0, 24.0])
 
 
 @pytest.mark.parametrize(

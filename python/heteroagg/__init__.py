@@ -8,6 +8,7 @@ Geometry is in nm.
 from heteroagg._core import build_info as _build_info
 from heteroagg._device import cuda_status, resolve_device
 from heteroagg.aggregate import Aggregate, SamplerOptions, sample_aggregate, sample_aggregates
+from heteroagg.atoms import frozen_phonons, to_atoms
 from heteroagg.descriptors import Descriptors, convex_hull_volume_fraction, descriptors
 from heteroagg.model import GenerationError, ModelParams, fractal_law_rg
 from heteroagg.rng import derive_seed
@@ -26,7 +27,9 @@ __all__ = [
     "derive_seed",
     "descriptors",
     "fractal_law_rg",
+    "frozen_phonons",
     "resolve_device",
     "sample_aggregate",
     "sample_aggregates",
+    "to_atoms",
 ]

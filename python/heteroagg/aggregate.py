@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heteroagg import _core
-from heteroagg.materials import MATERIAL_NAMES, METAL_SYMBOLS, WO3
+from heteroagg.materials import MATERIAL_NAMES, WO3
 from heteroagg.model import GenerationError, ModelParams
 from heteroagg.rng import check_uint64, derive_seed
 
@@ -136,22 +136,14 @@ class Aggregate:
 
         return descriptors(self, contact_tol=contact_tol)
 
-    def to_atoms(self) -> ase.Atoms:
-        """Sphere centres as ``ase.Atoms`` (positions in Å, as in ase).
+    def to_atoms(self, seed: int = 0, **options: Any) -> ase.Atoms:
+        """The atoms of the aggregate's crystals (Å); see :func:`heteroagg.to_atoms`.
 
-        Each sphere becomes one atom of its metal (Ti or W).  The radii in nm
-        and the material codes are attached as the per-atom arrays
-        ``"radius_nm"`` and ``"material"``.  Needs the ``ase`` extra.
+        Needs the ``ase`` extra.
         """
-        try:
-            from ase import Atoms
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError("to_atoms needs ase: pip install 'heteroagg[ase]'") from err
-        symbols = [METAL_SYMBOLS[m] for m in self.materials]
-        atoms = Atoms(symbols=symbols, positions=self.centers * 10.0)
-        atoms.set_array("radius_nm", np.array(self.radii))
-        atoms.set_array("material", self.materials.astype(np.int64))
-        return atoms
+        from heteroagg.atoms import to_atoms
+
+        return to_atoms(self, seed, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the aggregate."""

@@ -17,6 +17,7 @@ namespace py = pybind11;
 using namespace heteroagg;
 
 void bind_crystal(py::module_& m);  // bind_crystal.cpp
+void bind_fft(py::module_& m);
 
 namespace {
 
@@ -201,4 +202,5 @@ PYBIND11_MODULE(_core, m) {
   m.attr("build_info") = info;
 
   bind_crystal(m);
+  bind_fft(m);
 }

@@ -1,0 +1,145 @@
+// Plans for the 2D FFT: factorisation, twiddle tables, scratch and the
+// choice of kernel (AVX2+FMA where the CPU has it).
+#include "heteroagg/fft.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fft_kernel.hpp"
+
+#define HETEROAGG_FFT_NAME fft2_baseline_impl
+#include "fft_kernel.inc"
+
+namespace heteroagg {
+
+namespace detail {
+
+void fft2_baseline(const fft2_layout& layout, float* data, std::size_t count, bool inverse, float* scratch) {
+  fft2_baseline_impl(layout, data, count, inverse, scratch);
+}
+
+namespace {
+
+constexpr double pi = 3.14159265358979323846;
+
+// The AVX2 kernel where the CPU has it; HETEROAGG_FFT_KERNEL=portable forces
+// the portable one (so tests can check both on one machine).
+fft2_kernel select_kernel() {
+  const char* forced = std::getenv("HETEROAGG_FFT_KERNEL");
+  if (forced != nullptr && std::string(forced) == "portable") return &fft2_baseline;
+#if defined(HETEROAGG_HAVE_AVX2_FFT)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &fft2_avx2;
+#endif
+  return &fft2_baseline;
+}
+
+// Radices for a transform of length n, largest first: 7, 5, 3, then powers of two as 8s and 4s.
+std::vector<unsigned> factorize(std::size_t n) {
+  std::vector<unsigned> radices;
+  for (unsigned r : {7u, 5u, 3u})
+    while (n % r == 0) {
+      radices.push_back(r);
+      n /= r;
+    }
+  unsigned twos = 0;
+  while (n % 2 == 0) {
+    ++twos;
+    n /= 2;
+  }
+  while (twos >= 3 && twos != 4) {
+    radices.push_back(8);
+    twos -= 3;
+  }
+  while (twos >= 2) {
+    radices.push_back(4);
+    twos -= 2;
+  }
+  if (twos == 1) radices.push_back(2);
+  return radices;
+}
+
+}  // namespace
+}  // namespace detail
+
+bool fft_size_ok(std::size_t n) {
+  if (n == 0) return false;
+  for (std::size_t r : {2, 3, 5, 7})
+    while (n % r == 0) n /= r;
+  return n == 1;
+}
+
+std::size_t next_fft_size(std::size_t n) {
+  for (std::size_t m = n == 0 ? 1 : n; m != 0; ++m)
+    if (fft_size_ok(m)) return m;
+  throw std::overflow_error("next_fft_size: no 7-smooth size fits in std::size_t");
+}
+
+struct fft2_plan::impl {
+  detail::fft2_layout layout{};
+  std::vector<float> twiddles;
+  detail::fft2_kernel kernel = nullptr;
+
+  impl(std::size_t ny, std::size_t nx) {
+    if (!fft_size_ok(ny) || !fft_size_ok(nx))
+      throw std::invalid_argument("fft2_plan: sizes must be positive products of 2, 3, 5 and 7, got " +
+                                  std::to_string(ny) + " x " + std::to_string(nx));
+    layout.ny = ny;
+    layout.nx = nx;
+    // Offsets first: the table must not move once passes point into it.
+    std::vector<std::size_t> offsets;
+    build_axis(layout.cols, ny, offsets);
+    build_axis(layout.rows, nx, offsets);
+    std::size_t q = 0;
+    for (detail::fft_axis* axis : {&layout.cols, &layout.rows})
+      for (unsigned p = 0; p < axis->n_passes; ++p) axis->passes[p].twiddles = twiddles.data() + offsets[q++];
+    kernel = detail::select_kernel();
+  }
+
+  // Fills the passes of one axis and appends their twiddles (computed in
+  // double from exact integer angles) to the table.
+  void build_axis(detail::fft_axis& axis, std::size_t n, std::vector<std::size_t>& offsets) {
+    axis.n = n;
+    axis.n_passes = 0;
+    std::size_t span = 1;
+    for (unsigned r : detail::factorize(n)) {
+      offsets.push_back(twiddles.size());
+      const std::size_t period = span * r;
+      for (std::size_t k = 0; k < (span > 1 ? span : 0); ++k)
+        for (std::size_t t = 1; t < r; ++t) {
+          const double angle = -2.0 * detail::pi * static_cast<double>((t * k) % period) / static_cast<double>(period);
+          twiddles.push_back(static_cast<float>(std::cos(angle)));
+          twiddles.push_back(static_cast<float>(std::sin(angle)));
+        }
+      axis.passes[axis.n_passes++] = detail::fft_pass{r, span, nullptr};
+      span = period;
+    }
+  }
+
+  void run(complex64* data, std::size_t count, bool inverse) const {
+    // Per-thread scratch, so one plan can serve many threads at once.
+    thread_local std::vector<float> scratch;
+    const std::size_t need = detail::fft_scratch_floats(layout.ny, layout.nx) + 16;
+    if (scratch.size() < need) scratch.assign(need, 0.0f);
+    const auto misalign = reinterpret_cast<std::uintptr_t>(scratch.data()) % 64;
+    float* aligned = scratch.data() + (misalign ? (64 - misalign) / sizeof(float) : 0);
+    kernel(layout, reinterpret_cast<float*>(data), count, inverse, aligned);
+  }
+};
+
+fft2_plan::fft2_plan(std::size_t ny, std::size_t nx) : impl_(std::make_unique<const impl>(ny, nx)) {}
+fft2_plan::~fft2_plan() = default;
+fft2_plan::fft2_plan(fft2_plan&&) noexcept = default;
+fft2_plan& fft2_plan::operator=(fft2_plan&&) noexcept = default;
+
+void fft2_plan::forward(complex64* data) const { impl_->run(data, 1, false); }
+void fft2_plan::inverse(complex64* data) const { impl_->run(data, 1, true); }
+void fft2_plan::forward(complex64* data, std::size_t count) const { impl_->run(data, count, false); }
+void fft2_plan::inverse(complex64* data, std::size_t count) const { impl_->run(data, count, true); }
+std::size_t fft2_plan::ny() const { return impl_->layout.ny; }
+std::size_t fft2_plan::nx() const { return impl_->layout.nx; }
+
+}  // namespace heteroagg

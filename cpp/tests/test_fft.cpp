@@ -1,0 +1,216 @@
+// Plain C++ tests of the 2D FFT against a brute-force DFT (no Python involved).
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "heteroagg/fft.hpp"
+
+namespace {
+
+using heteroagg::complex64;
+using cd = std::complex<double>;
+
+int failures = 0;
+
+void check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::printf("FAIL: %s\n", what.c_str());
+    ++failures;
+  }
+}
+
+std::vector<complex64> random_array(std::size_t n, unsigned seed) {
+  std::vector<complex64> a(n);
+  unsigned s = seed * 2654435761u + 1u;
+  const auto next = [&s] {
+    s = s * 1664525u + 1013904223u;
+    return static_cast<float>(s >> 8) / 16777216.0f - 0.5f;
+  };
+  for (auto& v : a) {
+    const float re = next();
+    v = complex64(re, next());
+  }
+  return a;
+}
+
+// O(n^2) DFT along each axis in double: sign -1 forward, +1 inverse (then / (ny nx)).
+std::vector<cd> brute_dft2(const std::vector<complex64>& a, std::size_t ny, std::size_t nx, int sign) {
+  const double two_pi = 6.283185307179586476925;
+  std::vector<cd> x(a.begin(), a.end()), t(ny * nx);
+  for (std::size_t y = 0; y < ny; ++y)
+    for (std::size_t k = 0; k < nx; ++k) {
+      cd sum = 0.0;
+      for (std::size_t j = 0; j < nx; ++j)
+        sum += x[y * nx + j] * std::polar(1.0, sign * two_pi * static_cast<double>((j * k) % nx) / nx);
+      t[y * nx + k] = sum;
+    }
+  for (std::size_t k = 0; k < ny; ++k)
+    for (std::size_t c = 0; c < nx; ++c) {
+      cd sum = 0.0;
+      for (std::size_t j = 0; j < ny; ++j)
+        sum += t[j * nx + c] * std::polar(1.0, sign * two_pi * static_cast<double>((j * k) % ny) / ny);
+      x[k * nx + c] = sign > 0 ? sum / static_cast<double>(ny * nx) : sum;
+    }
+  return x;
+}
+
+double rel_rms(const std::vector<complex64>& got, const std::vector<cd>& want) {
+  double err = 0.0, norm = 0.0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    err += std::norm(cd(got[i]) - want[i]);
+    norm += std::norm(want[i]);
+  }
+  return norm > 0.0 ? std::sqrt(err / norm) : std::sqrt(err);
+}
+
+bool bitwise_equal(const std::vector<complex64>& a, const std::vector<complex64>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
+std::string size_name(std::size_t ny, std::size_t nx) { return std::to_string(ny) + "x" + std::to_string(nx); }
+
+// Sizes that use every radix (2, 3, 4, 5, 7, 8), partial lane blocks and degenerate axes.
+const std::pair<std::size_t, std::size_t> sizes[] = {
+    {1, 1},  {1, 8},  {8, 1},   {7, 49},  {2, 3},  {4, 5},   {6, 10},   {14, 9},  {8, 8},  {16, 32},
+    {64, 7}, {25, 27}, {12, 120}, {49, 16}, {9, 343}, {125, 2}, {30, 28}, {1, 512}, {210, 1}, {16, 45}};
+
+void test_against_brute_force() {
+  double worst = 0.0;
+  for (const auto& [ny, nx] : sizes) {
+    const heteroagg::fft2_plan plan(ny, nx);
+    check(plan.ny() == ny && plan.nx() == nx, "plan sizes " + size_name(ny, nx));
+    const auto input = random_array(ny * nx, static_cast<unsigned>(ny * 131 + nx));
+    auto a = input;
+    plan.forward(a.data());
+    const double e_fwd = rel_rms(a, brute_dft2(input, ny, nx, -1));
+    check(e_fwd < 1e-6, "forward " + size_name(ny, nx) + " rel rms " + std::to_string(e_fwd));
+    a = input;
+    plan.inverse(a.data());
+    const double e_inv = rel_rms(a, brute_dft2(input, ny, nx, +1));
+    check(e_inv < 1e-6, "inverse " + size_name(ny, nx) + " rel rms " + std::to_string(e_inv));
+    plan.forward(a.data());
+    const double e_round = rel_rms(a, std::vector<cd>(input.begin(), input.end()));
+    check(e_round < 1e-6, "round trip " + size_name(ny, nx) + " rel rms " + std::to_string(e_round));
+    worst = std::max({worst, e_fwd, e_inv, e_round});
+  }
+  std::printf("  worst relative rms error vs brute-force DFT: %.2e\n", worst);
+}
+
+void test_batch_equals_single() {
+  for (const auto& [ny, nx] : {std::pair<std::size_t, std::size_t>{7, 49}, {64, 64}, {30, 8}}) {
+    const heteroagg::fft2_plan plan(ny, nx);
+    const std::size_t count = 4, n = ny * nx;
+    auto batch = random_array(count * n, 7);
+    auto single = batch;
+    plan.forward(batch.data(), count);
+    for (std::size_t c = 0; c < count; ++c) plan.forward(single.data() + c * n);
+    check(bitwise_equal(batch, single), "forward batch equals per-array " + size_name(ny, nx));
+    plan.inverse(batch.data(), count);
+    for (std::size_t c = 0; c < count; ++c) plan.inverse(single.data() + c * n);
+    check(bitwise_equal(batch, single), "inverse batch equals per-array " + size_name(ny, nx));
+  }
+}
+
+void test_invalid_sizes() {
+  for (const auto& [ny, nx] : {std::pair<std::size_t, std::size_t>{0, 4}, {4, 0}, {11, 4}, {4, 13}, {22, 8}}) {
+    bool threw = false;
+    try {
+      const heteroagg::fft2_plan plan(ny, nx);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    check(threw, "invalid size throws " + size_name(ny, nx));
+  }
+}
+
+void test_sizes() {
+  const auto smooth = [](std::size_t n) {
+    for (std::size_t p = 2; p <= n; ++p)
+      while (n % p == 0) {
+        if (p > 7) return false;
+        n /= p;
+      }
+    return true;
+  };
+  check(!heteroagg::fft_size_ok(0), "0 is not an FFT size");
+  check(heteroagg::next_fft_size(0) == 1, "next_fft_size(0) == 1");
+  for (std::size_t n = 1; n <= 5000; ++n) {
+    check(heteroagg::fft_size_ok(n) == smooth(n), "fft_size_ok(" + std::to_string(n) + ")");
+    std::size_t want = n;
+    while (!smooth(want)) ++want;
+    check(heteroagg::next_fft_size(n) == want, "next_fft_size(" + std::to_string(n) + ")");
+  }
+}
+
+// One plan run from several threads at once must give the single-thread result.
+void test_threads() {
+  const std::size_t ny = 120, nx = 96, n = ny * nx, n_threads = 4, rounds = 20;
+  const heteroagg::fft2_plan plan(ny, nx);
+  std::vector<std::vector<complex64>> inputs, expected;
+  for (std::size_t t = 0; t < n_threads; ++t) {
+    inputs.push_back(random_array(n, static_cast<unsigned>(100 + t)));
+    auto e = inputs.back();
+    plan.forward(e.data());
+    expected.push_back(std::move(e));
+  }
+  std::vector<int> ok(n_threads, 1);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < n_threads; ++t)
+    threads.emplace_back([&, t] {
+      for (std::size_t r = 0; r < rounds; ++r) {
+        auto a = inputs[t];
+        plan.forward(a.data());
+        if (!bitwise_equal(a, expected[t])) ok[t] = 0;
+        plan.inverse(a.data());
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (std::size_t t = 0; t < n_threads; ++t) check(ok[t] == 1, "thread " + std::to_string(t) + " result");
+}
+
+void test_move() {
+  heteroagg::fft2_plan a(8, 12);
+  heteroagg::fft2_plan b(std::move(a));
+  check(b.ny() == 8 && b.nx() == 12, "moved plan keeps its sizes");
+  heteroagg::fft2_plan c(3, 5);
+  c = std::move(b);
+  auto x = random_array(96, 3);
+  const auto input = x;
+  c.forward(x.data());
+  check(rel_rms(x, brute_dft2(input, 8, 12, -1)) < 1e-6, "move-assigned plan transforms");
+}
+
+void run_all(const char* kernel) {
+  std::printf("kernel: %s\n", kernel);
+  test_against_brute_force();
+  test_batch_equals_single();
+  test_threads();
+}
+
+}  // namespace
+
+int main() {
+  test_invalid_sizes();
+  test_sizes();
+  test_move();
+  run_all("default");
+  // Plans built from here on use the portable kernel.
+#if defined(_WIN32)
+  _putenv_s("HETEROAGG_FFT_KERNEL", "portable");
+#else
+  setenv("HETEROAGG_FFT_KERNEL", "portable", 1);
+#endif
+  run_all("portable");
+  if (failures == 0) std::printf("all FFT tests passed\n");
+  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

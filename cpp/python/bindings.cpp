@@ -16,6 +16,8 @@
 namespace py = pybind11;
 using namespace heteroagg;
 
+void bind_parametrization(py::module_& m);
+
 namespace {
 
 // Hand a vector's buffer to numpy without copying.
@@ -197,4 +199,6 @@ PYBIND11_MODULE(_core, m) {
   info["cxx_flags"] = HETEROAGG_CXX_FLAGS;
   info["cuda_compiler"] = HETEROAGG_CUDA_COMPILER;
   m.attr("build_info") = info;
+
+  bind_parametrization(m);
 }

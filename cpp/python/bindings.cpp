@@ -18,6 +18,7 @@ using namespace heteroagg;
 
 void bind_crystal(py::module_& m);  // bind_crystal.cpp
 void bind_fft(py::module_& m);
+void bind_parametrization(py::module_& m);
 
 namespace {
 
@@ -203,4 +204,5 @@ PYBIND11_MODULE(_core, m) {
 
   bind_crystal(m);
   bind_fft(m);
+  bind_parametrization(m);
 }

@@ -1,0 +1,1 @@
+"""Multislice HAADF-STEM simulation: atomic potentials and, later, the multislice itself."""

@@ -19,6 +19,7 @@ using namespace heteroagg;
 void bind_crystal(py::module_& m);  // bind_crystal.cpp
 void bind_fft(py::module_& m);
 void bind_parametrization(py::module_& m);
+void bind_stem(py::module_& m);     // bind_stem.cpp
 
 namespace {
 
@@ -205,4 +206,5 @@ PYBIND11_MODULE(_core, m) {
   bind_crystal(m);
   bind_fft(m);
   bind_parametrization(m);
+  bind_stem(m);
 }

@@ -1,0 +1,129 @@
+// Multislice propagation of STEM probes through transmission functions.
+//
+// Units follow abTEM: lengths in Å, energies in eV, angles in mrad, projected
+// potentials in V·Å.  Arrays are row-major (y, x) with x fastest; complex data
+// is complex64 and contiguous, so a device twin can take the same buffers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "heteroagg/fft.hpp"
+
+namespace heteroagg {
+
+// Relativistic electron wavelength (Å) at `energy` (eV).
+double electron_wavelength(double energy);
+// Relativistic interaction constant sigma (1 / (V·Å)): the phase of a
+// projected potential V_z is sigma * V_z.
+double interaction_constant(double energy);
+
+// A rectangular grid of ny x nx pixels of dy x dx Å.
+struct grid2d {
+  std::size_t ny = 0, nx = 0;
+  double dy = 0.0, dx = 0.0;
+};
+
+// Spatial frequency (1/Å) of FFT bin i of n bins of d Å (numpy.fft.fftfreq).
+inline double fft_frequency(std::size_t i, std::size_t n, double d) {
+  const auto k = static_cast<double>(i);
+  const auto nn = static_cast<double>(n);
+  return (i < (n + 1) / 2 ? k : k - nn) / (nn * d);
+}
+
+// Largest scattering angle (mrad) kept by the 2/3 band limit of a grid.
+double band_limit_angle(const grid2d& grid, double wavelength);
+
+// The Fourier-space band limit applied at every step (abTEM's convention):
+// 1 below 2/3 of the Nyquist frequency of the coarser axis, a cosine taper of
+// width 0.01 / d inside it, 0 beyond.
+std::vector<float> antialias_aperture(const grid2d& grid);
+
+// One polar aberration coefficient: chi += 2 pi / lambda * c * alpha^(n+1) /
+// (n+1) * cos(m (phi - angle)), with c in Å and angle in rad (abTEM's Cnm and
+// phinm; defocus is -C10).
+struct aberration {
+  int n = 1;
+  int m = 0;
+  double c = 0.0;
+  double angle = 0.0;
+};
+
+struct probe_optics {
+  double energy = 300e3;   // eV
+  double semiangle = 20.0; // mrad, soft-edged aperture as in abTEM
+  std::vector<aberration> aberrations;
+};
+
+// Probe wave function in reciprocal space on `grid`, centred at (x, y) Å from
+// pixel (0, 0) and normalised so that sum |psi_k|^2 = 1.
+void probe_reciprocal(const grid2d& grid, const probe_optics& optics, double x, double y,
+                      complex64* out);
+
+// Radially symmetric detector: a sensitivity weight as a function of the
+// scattering angle alpha (mrad).  With no curve it is annular, weight 1 for
+// inner <= alpha < outer; with a curve it interpolates (angles, weights)
+// linearly and is zero outside the curve.
+struct radial_detector {
+  double inner = 0.0, outer = 0.0;
+  std::vector<double> angles, weights;
+  double weight(double alpha) const;
+  // Largest angle with a nonzero weight (mrad).
+  double max_angle() const;
+};
+
+// Band-limited transmission functions of the slices of one region: slice s
+// is data[s * ny * nx ...], and thickness[s] the distance (Å) it is followed by.
+struct transmission_stack {
+  grid2d grid;
+  std::vector<double> thickness;
+  std::vector<complex64> data;
+  std::size_t slices() const { return thickness.size(); }
+  const complex64* slice(std::size_t s) const { return data.data() + s * grid.ny * grid.nx; }
+};
+
+// exp(i sigma V) of projected potentials (slices x ny x nx, V·Å), band-limited
+// by the antialias aperture of the grid, as abTEM does.
+transmission_stack make_transmission(const grid2d& grid, const float* potentials,
+                                     const std::vector<double>& thickness, double energy,
+                                     unsigned threads);
+
+struct multislice_request {
+  const transmission_stack* stack = nullptr;
+  probe_optics optics;
+  std::vector<radial_detector> detectors;
+  // Numbers of slices after which the detectors read out (1..slices(),
+  // strictly increasing).  Reading out costs no extra transform: the
+  // detectors integrate |psi_k|^2 right after each step's forward FFT.
+  std::vector<std::size_t> exit_planes;
+  // Window propagated around each probe (pixels of the stack grid, FFT
+  // sizes), taken periodically from the stack; 0 x 0 means the whole grid.
+  std::size_t window_ny = 0, window_nx = 0;
+  // Probe positions (x, y) in Å from the stack's pixel (0, 0).
+  const double* positions = nullptr;
+  std::size_t n_positions = 0;
+  unsigned threads = 0;  // 0: all hardware threads
+};
+
+// Called from the calling thread with the number of finished positions;
+// returning false stops the run (run_multislice then throws multislice_cancelled).
+using progress_callback = bool (*)(std::size_t done, void* context);
+
+struct multislice_cancelled : std::runtime_error {
+  multislice_cancelled() : std::runtime_error("multislice cancelled") {}
+};
+
+// Intensities as fractions of the incident beam:
+// out[(plane * detectors + detector) * n_positions + position].  Throws
+// std::invalid_argument on inconsistent requests.
+void run_multislice(const multislice_request& request, float* out, progress_callback progress = nullptr,
+                    void* context = nullptr);
+
+// Probe-slice steps per multislice_request: positions x slices.
+inline std::size_t probe_slice_steps(const multislice_request& r) {
+  return r.n_positions * (r.stack ? r.stack->slices() : 0);
+}
+
+}  // namespace heteroagg

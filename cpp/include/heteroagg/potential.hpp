@@ -1,0 +1,47 @@
+// Projected potentials of atom slices, built by FFT superposition.
+//
+// Each element's atoms are placed on the grid as bilinear delta functions,
+// Fourier transformed, multiplied by the element's projected scattering
+// factor (the 2D Fourier transform of its infinitely projected potential)
+// and divided by abTEM's pixel correction; one inverse FFT per slice then
+// gives the slice's projected potential in V·Å.  This is the infinite
+// projection of Van den Broek et al., Ultramicroscopy 158 (2015) 89, as
+// abTEM computes it, so the two codes can be compared pixel by pixel.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+#include "heteroagg/multislice.hpp"
+
+namespace heteroagg {
+
+// F(k^2) for element z: the projected potential of one atom is
+// V_z(r) = ∫ F(|k|^2) exp(2 pi i k·r) d^2k (V·Å for k in 1/Å).
+using projected_form_factor = std::function<double(int z, double k2)>;
+
+struct slice_atoms {
+  const double* positions = nullptr;  // (n, 3) Å
+  const int* numbers = nullptr;       // atomic numbers
+  std::size_t n = 0;
+};
+
+struct potential_request {
+  grid2d grid;
+  double x0 = 0.0, y0 = 0.0;       // Å at pixel (0, 0)
+  std::vector<double> slice_edges;  // z (Å), strictly increasing, slices + 1 values
+  // Atoms below the first edge go to the first slice, atoms at or above the
+  // last edge to the last one.  Lateral positions wrap periodically.
+  slice_atoms atoms;
+  bool pixel_correction = true;  // divide by abTEM's sinc pixel factor
+  unsigned threads = 0;
+};
+
+// Projected potential of every slice, (slices, ny, nx) float32 in V·Å.
+std::vector<float> projected_potentials(const potential_request& request, const projected_form_factor& form);
+
+// Slice of each atom (0-based) for the given edges, with the rules above.
+std::vector<std::size_t> slice_of_atoms(const slice_atoms& atoms, const std::vector<double>& edges);
+
+}  // namespace heteroagg

@@ -1,0 +1,337 @@
+#include "heteroagg/multislice.hpp"
+
+#include "parallel.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace heteroagg {
+
+using detail::parallel_for;
+using detail::resolve_threads;
+
+namespace {
+
+// CODATA 2014 values, the ones ase (and so abTEM) uses, for exact agreement.
+constexpr double electron_charge = 1.6021766208e-19;  // C
+constexpr double electron_mass = 9.10938356e-31;      // kg
+constexpr double speed_of_light = 299792458.0;        // m/s
+constexpr double planck = 6.62607004e-34;             // J s
+constexpr double pi = 3.14159265358979323846;
+
+void check_grid(const grid2d& grid, const char* what) {
+  if (grid.ny == 0 || grid.nx == 0 || !(grid.dy > 0.0) || !(grid.dx > 0.0) || !std::isfinite(grid.dy) ||
+      !std::isfinite(grid.dx))
+    throw std::invalid_argument(std::string(what) + ": the grid needs pixels of positive, finite size");
+}
+
+}  // namespace
+
+double electron_wavelength(double energy) {
+  if (!(energy > 0.0) || !std::isfinite(energy))
+    throw std::invalid_argument("electron energy must be positive and finite (eV)");
+  const double rest = 2.0 * electron_mass * speed_of_light * speed_of_light / electron_charge;
+  return planck * speed_of_light / std::sqrt(energy * (rest + energy)) / electron_charge * 1e10;
+}
+
+double interaction_constant(double energy) {
+  const double mass = electron_mass * (1.0 + electron_charge * energy /
+                                                 (electron_mass * speed_of_light * speed_of_light));
+  const double wavelength_m = electron_wavelength(energy) * 1e-10;
+  return 2.0 * pi * mass * electron_charge * wavelength_m / (planck * planck) * 1e-10;
+}
+
+double band_limit_angle(const grid2d& grid, double wavelength) {
+  const double cutoff = (2.0 / 3.0) / std::max(grid.dx, grid.dy) / 2.0;  // 1/Å
+  return cutoff * wavelength * 1e3;
+}
+
+std::vector<float> antialias_aperture(const grid2d& grid) {
+  check_grid(grid, "antialias aperture");
+  const double d = std::max(grid.dx, grid.dy);
+  const double cutoff = (2.0 / 3.0) / d / 2.0;
+  const double taper = 0.01 / d;
+  std::vector<float> out(grid.ny * grid.nx);
+  for (std::size_t iy = 0; iy < grid.ny; ++iy) {
+    const double ky = fft_frequency(iy, grid.ny, grid.dy);
+    for (std::size_t ix = 0; ix < grid.nx; ++ix) {
+      const double kx = fft_frequency(ix, grid.nx, grid.dx);
+      const double k = std::sqrt(kx * kx + ky * ky);
+      double a = 1.0;
+      if (k > cutoff)
+        a = 0.0;
+      else if (k > cutoff - taper)
+        a = 0.5 * (1.0 + std::cos(pi * (k - cutoff + taper) / taper));
+      out[iy * grid.nx + ix] = static_cast<float>(a);
+    }
+  }
+  return out;
+}
+
+void probe_reciprocal(const grid2d& grid, const probe_optics& optics, double x, double y, complex64* out) {
+  check_grid(grid, "probe");
+  if (!(optics.semiangle > 0.0) || !std::isfinite(optics.semiangle))
+    throw std::invalid_argument("probe: the aperture semiangle must be positive and finite (mrad)");
+  const double wavelength = electron_wavelength(optics.energy);
+  const double cutoff = optics.semiangle * 1e-3;  // rad
+  // angular pixel size (rad) per axis, for the one-pixel soft aperture edge
+  const double sample_x = wavelength / (static_cast<double>(grid.nx) * grid.dx);
+  const double sample_y = wavelength / (static_cast<double>(grid.ny) * grid.dy);
+  double norm = 0.0;
+  for (std::size_t iy = 0; iy < grid.ny; ++iy) {
+    const double ky = fft_frequency(iy, grid.ny, grid.dy);
+    for (std::size_t ix = 0; ix < grid.nx; ++ix) {
+      const double kx = fft_frequency(ix, grid.nx, grid.dx);
+      const double alpha = wavelength * std::sqrt(kx * kx + ky * ky);
+      const double phi = std::atan2(ky, kx);
+      double aperture = 1.0;
+      if (ix != 0 || iy != 0) {
+        const double edge = std::hypot(std::cos(phi) * sample_x, std::sin(phi) * sample_y);
+        aperture = std::clamp((cutoff - alpha) / edge + 0.5, 0.0, 1.0);
+      }
+      std::complex<double> value(0.0, 0.0);
+      if (aperture > 0.0) {
+        double chi = 0.0;
+        for (const aberration& a : optics.aberrations)
+          chi += a.c * std::pow(alpha, a.n + 1) / (a.n + 1) * std::cos(a.m * (phi - a.angle));
+        chi *= 2.0 * pi / wavelength;
+        const double shift = -2.0 * pi * (kx * x + ky * y);
+        value = aperture * std::polar(1.0, shift - chi);
+      }
+      out[iy * grid.nx + ix] = complex64(static_cast<float>(value.real()), static_cast<float>(value.imag()));
+      norm += aperture * aperture;
+    }
+  }
+  if (!(norm > 0.0))
+    throw std::invalid_argument("probe: the aperture holds no pixel; refine the grid or widen the aperture");
+  const auto scale = static_cast<float>(1.0 / std::sqrt(norm));
+  for (std::size_t i = 0; i < grid.ny * grid.nx; ++i) out[i] *= scale;
+}
+
+double radial_detector::weight(double alpha) const {
+  if (angles.empty()) return alpha >= inner && alpha < outer ? 1.0 : 0.0;
+  if (alpha < angles.front() || alpha > angles.back()) return 0.0;
+  const auto hi = std::upper_bound(angles.begin(), angles.end(), alpha);
+  if (hi == angles.end()) return weights.back();
+  const std::size_t j = static_cast<std::size_t>(hi - angles.begin());
+  const double t = (alpha - angles[j - 1]) / (angles[j] - angles[j - 1]);
+  return weights[j - 1] + t * (weights[j] - weights[j - 1]);
+}
+
+double radial_detector::max_angle() const {
+  if (angles.empty()) return outer;
+  for (std::size_t j = weights.size(); j-- > 0;)
+    if (weights[j] != 0.0) return j + 1 < angles.size() ? angles[j + 1] : angles[j];
+  return 0.0;
+}
+
+transmission_stack make_transmission(const grid2d& grid, const float* potentials,
+                                     const std::vector<double>& thickness, double energy,
+                                     unsigned threads) {
+  check_grid(grid, "transmission");
+  const double sigma = interaction_constant(energy);
+  transmission_stack stack;
+  stack.grid = grid;
+  stack.thickness = thickness;
+  const std::size_t area = grid.ny * grid.nx;
+  stack.data.resize(thickness.size() * area);
+  const fft2_plan plan(grid.ny, grid.nx);
+  const std::vector<float> aperture = antialias_aperture(grid);
+  parallel_for(thickness.size(), resolve_threads(threads), [&](std::size_t s, unsigned) {
+    complex64* t = stack.data.data() + s * area;
+    const float* v = potentials + s * area;
+    for (std::size_t i = 0; i < area; ++i) {
+      const double phase = sigma * v[i];
+      t[i] = complex64(static_cast<float>(std::cos(phase)), static_cast<float>(std::sin(phase)));
+    }
+    plan.forward(t);
+    for (std::size_t i = 0; i < area; ++i) t[i] *= aperture[i];
+    plan.inverse(t);
+  });
+  return stack;
+}
+
+namespace {
+
+// Everything one worker needs, allocated once per worker.
+struct probe_worker {
+  std::vector<complex64> psi, ramp_x, ramp_y;
+  probe_worker(std::size_t ny, std::size_t nx) : psi(ny * nx), ramp_x(nx), ramp_y(ny) {}
+};
+
+void validate_request(const multislice_request& r) {
+  if (!r.stack || r.stack->slices() == 0) throw std::invalid_argument("multislice: no slices to propagate through");
+  check_grid(r.stack->grid, "multislice");
+  if (r.detectors.empty()) throw std::invalid_argument("multislice: no detector");
+  if (r.exit_planes.empty()) throw std::invalid_argument("multislice: no exit plane");
+  for (std::size_t p = 0; p < r.exit_planes.size(); ++p) {
+    const std::size_t plane = r.exit_planes[p];
+    if (plane < 1 || plane > r.stack->slices() || (p > 0 && plane <= r.exit_planes[p - 1]))
+      throw std::invalid_argument("multislice: exit planes must be strictly increasing slice counts in [1, " +
+                                  std::to_string(r.stack->slices()) + "]");
+  }
+  const bool windowed = r.window_ny > 0 || r.window_nx > 0;
+  if (windowed && (r.window_ny > r.stack->grid.ny || r.window_nx > r.stack->grid.nx || r.window_ny == 0 ||
+                   r.window_nx == 0))
+    throw std::invalid_argument("multislice: the probe window must fit in the potential's grid");
+  if (r.n_positions > 0 && !r.positions) throw std::invalid_argument("multislice: positions missing");
+  for (std::size_t i = 0; i < 2 * r.n_positions; ++i)
+    if (!std::isfinite(r.positions[i])) throw std::invalid_argument("multislice: probe positions must be finite");
+}
+
+}  // namespace
+
+void run_multislice(const multislice_request& r, float* out, progress_callback progress, void* context) {
+  validate_request(r);
+  const transmission_stack& stack = *r.stack;
+  const grid2d& full = stack.grid;
+  const bool windowed = r.window_ny > 0;
+  const grid2d window{windowed ? r.window_ny : full.ny, windowed ? r.window_nx : full.nx, full.dy, full.dx};
+  const std::size_t area = window.ny * window.nx;
+  const double wavelength = electron_wavelength(r.optics.energy);
+  const double limit = band_limit_angle(window, wavelength);
+  for (const radial_detector& d : r.detectors)
+    if (d.max_angle() > limit * (1.0 + 1e-9))
+      throw std::invalid_argument("multislice: a detector reaches " + std::to_string(d.max_angle()) +
+                                  " mrad, beyond the largest angle this sampling allows (" +
+                                  std::to_string(limit) + " mrad); refine the sampling");
+
+  const fft2_plan plan(window.ny, window.nx);
+  // Propagators with the band limit folded in, one per distinct thickness.
+  const std::vector<float> aperture = antialias_aperture(window);
+  std::vector<double> distinct;
+  std::vector<std::size_t> propagator_of(stack.slices());
+  for (std::size_t s = 0; s < stack.slices(); ++s) {
+    auto it = std::find(distinct.begin(), distinct.end(), stack.thickness[s]);
+    propagator_of[s] = static_cast<std::size_t>(it - distinct.begin());
+    if (it == distinct.end()) distinct.push_back(stack.thickness[s]);
+  }
+  std::vector<std::vector<complex64>> propagators(distinct.size(), std::vector<complex64>(area));
+  // Detector weights on the window's reciprocal grid.
+  std::vector<std::vector<float>> weights(r.detectors.size(), std::vector<float>(area));
+  for (std::size_t iy = 0; iy < window.ny; ++iy) {
+    const double ky = fft_frequency(iy, window.ny, window.dy);
+    for (std::size_t ix = 0; ix < window.nx; ++ix) {
+      const double kx = fft_frequency(ix, window.nx, window.dx);
+      const double k2 = kx * kx + ky * ky;
+      const std::size_t i = iy * window.nx + ix;
+      for (std::size_t p = 0; p < distinct.size(); ++p)
+        propagators[p][i] = aperture[i] * std::polar(1.0f, static_cast<float>(-pi * wavelength * distinct[p] * k2));
+      const double alpha = wavelength * std::sqrt(k2) * 1e3;
+      for (std::size_t d = 0; d < r.detectors.size(); ++d)
+        weights[d][i] = static_cast<float>(r.detectors[d].weight(alpha));
+    }
+  }
+
+  // The probe at the window origin; each position only adds a phase ramp.
+  std::vector<complex64> base(area);
+  probe_reciprocal(window, r.optics, 0.0, 0.0, base.data());
+
+  const unsigned threads = resolve_threads(r.threads);
+  std::vector<probe_worker> workers;
+  workers.reserve(threads);
+  for (unsigned w = 0; w < threads; ++w) workers.emplace_back(window.ny, window.nx);
+  const std::size_t planes = r.exit_planes.size(), detectors = r.detectors.size();
+  std::atomic<std::size_t> finished{0};
+  std::atomic<bool> cancelled{false};
+
+  auto run_probe = [&](std::size_t position, unsigned worker) {
+    if (cancelled) return;
+    probe_worker& work = workers[worker];
+    complex64* psi = work.psi.data();
+    const double x = r.positions[2 * position], y = r.positions[2 * position + 1];
+    // Window origin: whole pixels, so the potential is read without
+    // interpolation; the sub-pixel offset goes into the probe's phase ramp.
+    std::ptrdiff_t oy = 0, ox = 0;
+    if (windowed) {
+      oy = static_cast<std::ptrdiff_t>(std::floor(y / full.dy)) - static_cast<std::ptrdiff_t>(window.ny / 2);
+      ox = static_cast<std::ptrdiff_t>(std::floor(x / full.dx)) - static_cast<std::ptrdiff_t>(window.nx / 2);
+    }
+    const double px = x - static_cast<double>(ox) * full.dx, py = y - static_cast<double>(oy) * full.dy;
+    for (std::size_t ix = 0; ix < window.nx; ++ix) {
+      const double phase = -2.0 * pi * fft_frequency(ix, window.nx, window.dx) * px;
+      work.ramp_x[ix] = complex64(static_cast<float>(std::cos(phase)), static_cast<float>(std::sin(phase)));
+    }
+    for (std::size_t iy = 0; iy < window.ny; ++iy) {
+      const double phase = -2.0 * pi * fft_frequency(iy, window.ny, window.dy) * py;
+      work.ramp_y[iy] = complex64(static_cast<float>(std::cos(phase)), static_cast<float>(std::sin(phase)));
+    }
+    for (std::size_t iy = 0; iy < window.ny; ++iy)
+      for (std::size_t ix = 0; ix < window.nx; ++ix)
+        psi[iy * window.nx + ix] = base[iy * window.nx + ix] * (work.ramp_y[iy] * work.ramp_x[ix]);
+    plan.inverse(psi);
+    auto wrap = [](std::ptrdiff_t i, std::size_t n) {
+      const auto m = static_cast<std::ptrdiff_t>(n);
+      return static_cast<std::size_t>(((i % m) + m) % m);
+    };
+    std::size_t next_plane = 0;
+    for (std::size_t s = 0; s < stack.slices(); ++s) {
+      const complex64* t = stack.slice(s);
+      for (std::size_t iy = 0; iy < window.ny; ++iy) {
+        const complex64* row = t + wrap(oy + static_cast<std::ptrdiff_t>(iy), full.ny) * full.nx;
+        complex64* p = psi + iy * window.nx;
+        if (!windowed) {
+          for (std::size_t ix = 0; ix < window.nx; ++ix) p[ix] *= row[ix];
+        } else {
+          const std::size_t start = wrap(ox, full.nx);
+          const std::size_t first = std::min(window.nx, full.nx - start);
+          for (std::size_t ix = 0; ix < first; ++ix) p[ix] *= row[start + ix];
+          for (std::size_t ix = first; ix < window.nx; ++ix) p[ix] *= row[ix - first];
+        }
+      }
+      plan.forward(psi);
+      const complex64* propagator = propagators[propagator_of[s]].data();
+      for (std::size_t i = 0; i < area; ++i) psi[i] *= propagator[i];
+      if (next_plane < planes && r.exit_planes[next_plane] == s + 1) {
+        for (std::size_t d = 0; d < detectors; ++d) {
+          const float* w = weights[d].data();
+          double sum = 0.0;
+          for (std::size_t i = 0; i < area; ++i) sum += w[i] * std::norm(psi[i]);
+          out[(next_plane * detectors + d) * r.n_positions + position] = static_cast<float>(sum);
+        }
+        ++next_plane;
+      }
+      if (next_plane == planes) break;  // nothing left to read out
+      plan.inverse(psi);
+    }
+    ++finished;
+  };
+
+  if (!progress) {
+    parallel_for(r.n_positions, threads, run_probe);
+    return;
+  }
+  // With a progress callback the calling thread only reports; workers compute.
+  std::exception_ptr failure;
+  std::atomic<bool> stopped{false};
+  std::thread runner([&] {
+    try {
+      parallel_for(r.n_positions, threads, run_probe);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    stopped = true;
+  });
+  std::size_t reported = 0;
+  while (true) {
+    const std::size_t done = finished.load();
+    const bool all = stopped.load();
+    if (done != reported || all) {
+      reported = done;
+      if (!cancelled && !progress(done, context)) cancelled = true;
+    }
+    if (all || cancelled) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  runner.join();
+  if (failure) std::rethrow_exception(failure);
+  if (cancelled) throw multislice_cancelled();
+}
+
+}  // namespace heteroagg

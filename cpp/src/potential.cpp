@@ -1,0 +1,110 @@
+#include "heteroagg/potential.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <stdexcept>
+
+#include "heteroagg/fft.hpp"
+#include "parallel.hpp"
+
+namespace heteroagg {
+
+std::vector<std::size_t> slice_of_atoms(const slice_atoms& atoms, const std::vector<double>& edges) {
+  if (edges.size() < 2) throw std::invalid_argument("potential: at least one slice is needed");
+  for (std::size_t j = 1; j < edges.size(); ++j)
+    if (!(edges[j] > edges[j - 1])) throw std::invalid_argument("potential: slice edges must increase strictly");
+  const std::size_t slices = edges.size() - 1;
+  std::vector<std::size_t> out(atoms.n);
+  for (std::size_t a = 0; a < atoms.n; ++a) {
+    const double z = atoms.positions[3 * a + 2];
+    // An atom on an inner edge belongs to the slice above it (abTEM's rule).
+    std::size_t s = 0;
+    while (s + 1 < slices && z >= edges[s + 1] - 1e-12) ++s;
+    out[a] = s;
+  }
+  return out;
+}
+
+namespace {
+
+// Adds atom a to `grid` as a bilinear delta of weight 1 (periodic wrap).
+void deposit_bilinear(const potential_request& r, std::size_t a, complex64* grid) {
+  const grid2d& g = r.grid;
+  const double px = (r.atoms.positions[3 * a] - r.x0) / g.dx;
+  const double py = (r.atoms.positions[3 * a + 1] - r.y0) / g.dy;
+  const double fx = std::floor(px), fy = std::floor(py);
+  const double tx = px - fx, ty = py - fy;
+  const double nx = static_cast<double>(g.nx), ny = static_cast<double>(g.ny);
+  const auto x0 = static_cast<std::size_t>(fx - nx * std::floor(fx / nx));
+  const auto y0 = static_cast<std::size_t>(fy - ny * std::floor(fy / ny));
+  const std::size_t x1 = (x0 + 1) % g.nx, y1 = (y0 + 1) % g.ny;
+  grid[y0 * g.nx + x0] += static_cast<float>((1.0 - tx) * (1.0 - ty));
+  grid[y0 * g.nx + x1] += static_cast<float>(tx * (1.0 - ty));
+  grid[y1 * g.nx + x0] += static_cast<float>((1.0 - tx) * ty);
+  grid[y1 * g.nx + x1] += static_cast<float>(tx * ty);
+}
+
+}  // namespace
+
+std::vector<float> projected_potentials(const potential_request& r, const projected_form_factor& form) {
+  const grid2d& g = r.grid;
+  if (g.ny == 0 || g.nx == 0 || !(g.dx > 0.0) || !(g.dy > 0.0))
+    throw std::invalid_argument("potential: the grid needs pixels of positive size");
+  for (std::size_t a = 0; a < 3 * r.atoms.n; ++a)
+    if (!std::isfinite(r.atoms.positions[a])) throw std::invalid_argument("potential: atom positions must be finite");
+  const std::vector<std::size_t> slice = slice_of_atoms(r.atoms, r.slice_edges);
+  const std::size_t slices = r.slice_edges.size() - 1, area = g.ny * g.nx;
+
+  // Atoms grouped by slice, then by element.
+  std::vector<std::map<int, std::vector<std::size_t>>> groups(slices);
+  for (std::size_t a = 0; a < r.atoms.n; ++a) groups[slice[a]][r.atoms.numbers[a]].push_back(a);
+
+  // F / (pixel correction * pixel area) on the grid, once per element.
+  std::map<int, std::vector<float>> factor;
+  const double pixel_area = g.dx * g.dy;
+  for (std::size_t a = 0; a < r.atoms.n; ++a) {
+    const int z = r.atoms.numbers[a];
+    if (factor.count(z)) continue;
+    std::vector<float> f(area);
+    for (std::size_t iy = 0; iy < g.ny; ++iy) {
+      const double ky = fft_frequency(iy, g.ny, g.dy);
+      for (std::size_t ix = 0; ix < g.nx; ++ix) {
+        const double kx = fft_frequency(ix, g.nx, g.dx);
+        double correction = 1.0;
+        if (r.pixel_correction && (ix != 0 || iy != 0)) {
+          // abTEM divides by sin(q)/q with q = |k d| in cycles per pixel
+          const double q = std::hypot(kx * g.dx, ky * g.dy);
+          correction = std::sin(q) / q;
+        }
+        f[iy * g.nx + ix] = static_cast<float>(form(z, kx * kx + ky * ky) / (correction * pixel_area));
+      }
+    }
+    factor.emplace(z, std::move(f));
+  }
+
+  std::vector<float> out(slices * area, 0.0f);
+  const fft2_plan plan(g.ny, g.nx);
+  const unsigned threads = detail::resolve_threads(r.threads);
+  std::vector<std::vector<complex64>> deltas(threads), sums(threads);
+  detail::parallel_for(slices, threads, [&](std::size_t s, unsigned worker) {
+    if (groups[s].empty()) return;
+    std::vector<complex64>& delta = deltas[worker];
+    std::vector<complex64>& sum = sums[worker];
+    delta.resize(area);
+    sum.assign(area, complex64(0.0f, 0.0f));
+    for (const auto& [z, atoms] : groups[s]) {
+      std::fill(delta.begin(), delta.end(), complex64(0.0f, 0.0f));
+      for (const std::size_t a : atoms) deposit_bilinear(r, a, delta.data());
+      plan.forward(delta.data());
+      const float* f = factor.at(z).data();
+      for (std::size_t i = 0; i < area; ++i) sum[i] += delta[i] * f[i];
+    }
+    plan.inverse(sum.data());
+    float* v = out.data() + s * area;
+    for (std::size_t i = 0; i < area; ++i) v[i] = sum[i].real();
+  });
+  return out;
+}
+
+}  // namespace heteroagg

@@ -112,5 +112,69 @@ def sample(
         raise typer.Exit(code=2) from err
 
 
+validate_app = typer.Typer(
+    help="Cross-check heteroagg against reference codes.", no_args_is_help=True
+)
+app.add_typer(validate_app, name="validate")
+
+
+@validate_app.command("abtem")
+def validate_abtem(
+    case: Annotated[
+        list[str] | None,
+        typer.Option("--case", help="Case name (repeatable); default: all but the speed anchor."),
+    ] = None,
+    window: Annotated[
+        str, typer.Option(help="heteroagg probe window: 'none' (full cell, as abTEM), 'auto' or Å.")
+    ] = "none",
+    threads: Annotated[int, typer.Option(help="heteroagg threads (0: all cores).")] = 0,
+) -> None:
+    """Run comparison cases in heteroagg and abTEM with identical settings."""
+    from heteroagg.validate.against_abtem import CASES, compare
+
+    try:
+        import abtem  # noqa: F401
+    except ImportError:
+        console.print("[red]abTEM is not installed: pip install 'heteroagg[validate]'[/red]")
+        raise typer.Exit(code=1) from None
+    names = case or [name for name in CASES if name != "speed-anchor"]
+    unknown = [name for name in names if name not in CASES]
+    if unknown:
+        raise typer.BadParameter(f"unknown case(s) {unknown}; known: {list(CASES)}")
+    win: float | str | None = None if window == "none" else window
+    if win not in (None, "auto"):
+        try:
+            win = float(window)
+        except ValueError:
+            raise typer.BadParameter(
+                f"window must be 'none', 'auto' or a size in Å, got {window!r}"
+            ) from None
+    table = Table(title="heteroagg vs abTEM (HAADF, Lobato, infinite projection)")
+    for column in (
+        "case",
+        "NCC",
+        "max rel. diff",
+        "mean rel. diff",
+        "heteroagg s",
+        "abTEM s",
+        "speed-up",
+    ):
+        table.add_column(column, justify="right")
+    for name in names:
+        with console.status(f"running {name}"):
+            result = compare(name, window=win, threads=threads)
+        m = result.metrics
+        table.add_row(
+            name,
+            f"{m['ncc']:.5f}",
+            f"{m['max_relative_difference']:.2%}",
+            f"{m['mean_relative_difference']:.2%}",
+            f"{result.heteroagg_seconds:.2f}",
+            f"{result.abtem_seconds:.2f}",
+            f"{m['speed_ratio']:.1f}x",
+        )
+    console.print(table)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

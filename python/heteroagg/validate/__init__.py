@@ -1,0 +1,1 @@
+"""Cross-checks of heteroagg against reference codes (abTEM)."""

@@ -26,13 +26,13 @@ gamma-WO3, monoclinic, P2_1/n (No. 14, unique axis b, cell choice 2), Z = 8:
     B. O. Loopstra and H. M. Rietveld, "Further refinement of the
     pseudo-perovskite structure of WO3", Acta Cryst. B25, 1420-1421 (1969):
     a = 7.306, b = 7.540, c = 7.692 Å, beta = 90.881 deg, 2 W and 6 O in
-    general positions 4e.  The primary text could not be consulted while
-    this table was written; the coordinates were entered from the
-    published table as widely reproduced and checked for a consistent
-    corner-sharing WO6 network: every W has six O at 1.66-2.20 Å, every O
+    general positions 4e.  The lattice parameters are those of the paper;
+    the fractional coordinates have NOT been checked against its table or
+    a deposited CIF.  They are validated only by the geometry of the
+    structure they generate: every W has six O at 1.66-2.20 Å, every O
     bridges two W, and no two atoms are closer than 1.6 Å (see
-    tests/test_atoms.py).  Compare with a primary source before relying on
-    the third decimal.
+    tests/test_atoms.py).  Check them against a primary source before
+    relying on individual coordinates.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("abtem")
 
-from heteroagg.validate.against_abtem import CASES, compare  # noqa: E402
+from heteroagg.validate.against_abtem import CASES, compare
 
 
 @pytest.mark.parametrize(

@@ -49,3 +49,20 @@ def test_sample_reports_output_errors(tmp_path):
     result = runner.invoke(app, ["sample", "--out", str(tmp_path / "missing" / "agg.npz")])
     assert result.exit_code == 2
     assert "error" in result.output
+
+
+def test_validate_abtem_prints_the_agreement():
+    import pytest
+
+    pytest.importorskip("abtem")
+    result = runner.invoke(app, ["validate", "abtem", "--case", "rutile-slab", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "rutile-slab" in result.output and "NCC" in result.output
+    row = next(line for line in result.output.splitlines() if "rutile-slab" in line)
+    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+    assert cells[0] == "rutile-slab" and float(cells[1]) >= 0.999
+
+
+def test_validate_abtem_rejects_unknown_cases():
+    result = runner.invoke(app, ["validate", "abtem", "--case", "graphene"])
+    assert result.exit_code != 0

@@ -150,8 +150,8 @@ def validate_abtem(
                 f"window must be 'none', 'auto' or a size in Å, got {window!r}"
             ) from None
     table = Table(title="heteroagg vs abTEM (HAADF, Lobato, infinite projection)")
+    table.add_column("case", no_wrap=True, min_width=max(len(n) for n in names))
     for column in (
-        "case",
         "NCC",
         "max rel. diff",
         "mean rel. diff",

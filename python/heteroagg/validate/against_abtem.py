@@ -107,7 +107,7 @@ def off_zone(atoms: Any, degrees: float = 7.0) -> Any:
 
 
 def particle(material: int, radius_nm: float, seed: int, vacuum: float = 5.0) -> Any:
-    """One randomly oriented crystalline particle (0: anatase TiO2, 1: γ-WO3)."""
+    """One randomly oriented crystalline particle (0: anatase TiO2, 1: gamma-WO3)."""
     from heteroagg.aggregate import Aggregate
     from heteroagg.atoms import to_atoms
 
@@ -137,7 +137,7 @@ CASES: dict[str, Case] = {
         "wo3-particle",
         lambda: particle(1, 0.7, seed=5),
         scan_sampling=2.0,
-        description="γ-WO3 particle of radius 7 Å in a random orientation",
+        description="gamma-WO3 particle of radius 7 Å in a random orientation",
     ),
     "speed-anchor": Case(
         "speed-anchor",

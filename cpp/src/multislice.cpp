@@ -146,9 +146,11 @@ transmission_stack make_transmission(const grid2d& grid, const float* potentials
   parallel_for(thickness.size(), resolve_threads(threads), [&](std::size_t s, unsigned) {
     complex64* t = stack.data.data() + s * area;
     const float* v = potentials + s * area;
+    // single precision, like abTEM's complex64 transmission functions
+    const auto sigma_f = static_cast<float>(sigma);
     for (std::size_t i = 0; i < area; ++i) {
-      const double phase = sigma * v[i];
-      t[i] = complex64(static_cast<float>(std::cos(phase)), static_cast<float>(std::sin(phase)));
+      const float phase = sigma_f * v[i];
+      t[i] = complex64(std::cos(phase), std::sin(phase));
     }
     plan.forward(t);
     for (std::size_t i = 0; i < area; ++i) t[i] *= aperture[i];

@@ -28,8 +28,8 @@ std::vector<std::size_t> slice_of_atoms(const slice_atoms& atoms, const std::vec
 
 namespace {
 
-// Adds atom a to `grid` as a bilinear delta of weight 1 (periodic wrap).
-void deposit_bilinear(const potential_request& r, std::size_t a, complex64* grid) {
+// Adds atom a to `grid` as a bilinear delta of the given weight (periodic wrap).
+void deposit_bilinear(const potential_request& r, std::size_t a, complex64* grid, complex64 weight) {
   const grid2d& g = r.grid;
   const double px = (r.atoms.positions[3 * a] - r.x0) / g.dx;
   const double py = (r.atoms.positions[3 * a + 1] - r.y0) / g.dy;
@@ -39,10 +39,10 @@ void deposit_bilinear(const potential_request& r, std::size_t a, complex64* grid
   const auto x0 = static_cast<std::size_t>(fx - nx * std::floor(fx / nx));
   const auto y0 = static_cast<std::size_t>(fy - ny * std::floor(fy / ny));
   const std::size_t x1 = (x0 + 1) % g.nx, y1 = (y0 + 1) % g.ny;
-  grid[y0 * g.nx + x0] += static_cast<float>((1.0 - tx) * (1.0 - ty));
-  grid[y0 * g.nx + x1] += static_cast<float>(tx * (1.0 - ty));
-  grid[y1 * g.nx + x0] += static_cast<float>((1.0 - tx) * ty);
-  grid[y1 * g.nx + x1] += static_cast<float>(tx * ty);
+  grid[y0 * g.nx + x0] += weight * static_cast<float>((1.0 - tx) * (1.0 - ty));
+  grid[y0 * g.nx + x1] += weight * static_cast<float>(tx * (1.0 - ty));
+  grid[y1 * g.nx + x0] += weight * static_cast<float>((1.0 - tx) * ty);
+  grid[y1 * g.nx + x1] += weight * static_cast<float>(tx * ty);
 }
 
 }  // namespace
@@ -60,14 +60,17 @@ std::vector<float> projected_potentials(const potential_request& r, const projec
   std::vector<std::map<int, std::vector<std::size_t>>> groups(slices);
   for (std::size_t a = 0; a < r.atoms.n; ++a) groups[slice[a]][r.atoms.numbers[a]].push_back(a);
 
-  // F / (pixel correction * pixel area) on the grid, once per element.
+  // F / (pixel correction * pixel area) on the grid, once per element,
+  // rows shared out among the threads.
+  const unsigned threads = detail::resolve_threads(r.threads);
   std::map<int, std::vector<float>> factor;
+  for (std::size_t a = 0; a < r.atoms.n; ++a) factor.emplace(r.atoms.numbers[a], std::vector<float>());
   const double pixel_area = g.dx * g.dy;
-  for (std::size_t a = 0; a < r.atoms.n; ++a) {
-    const int z = r.atoms.numbers[a];
-    if (factor.count(z)) continue;
-    std::vector<float> f(area);
-    for (std::size_t iy = 0; iy < g.ny; ++iy) {
+  for (auto& [z, f] : factor) {
+    f.resize(area);
+    const int element = z;
+    std::vector<float>& table = f;
+    detail::parallel_for(g.ny, threads, [&](std::size_t iy, unsigned) {
       const double ky = fft_frequency(iy, g.ny, g.dy);
       for (std::size_t ix = 0; ix < g.nx; ++ix) {
         const double kx = fft_frequency(ix, g.nx, g.dx);
@@ -77,15 +80,13 @@ std::vector<float> projected_potentials(const potential_request& r, const projec
           const double q = std::hypot(kx * g.dx, ky * g.dy);
           correction = std::sin(q) / q;
         }
-        f[iy * g.nx + ix] = static_cast<float>(form(z, kx * kx + ky * ky) / (correction * pixel_area));
+        table[iy * g.nx + ix] = static_cast<float>(form(element, kx * kx + ky * ky) / (correction * pixel_area));
       }
-    }
-    factor.emplace(z, std::move(f));
+    });
   }
 
   std::vector<float> out(slices * area, 0.0f);
   const fft2_plan plan(g.ny, g.nx);
-  const unsigned threads = detail::resolve_threads(r.threads);
   std::vector<std::vector<complex64>> deltas(threads), sums(threads);
   detail::parallel_for(slices, threads, [&](std::size_t s, unsigned worker) {
     if (groups[s].empty()) return;
@@ -93,12 +94,34 @@ std::vector<float> projected_potentials(const potential_request& r, const projec
     std::vector<complex64>& sum = sums[worker];
     delta.resize(area);
     sum.assign(area, complex64(0.0f, 0.0f));
-    for (const auto& [z, atoms] : groups[s]) {
+    // Two elements share one complex FFT: one's deltas are the real part,
+    // the other's the imaginary part.  Both maps are real, so their
+    // transforms separate as A(k) = (Z(k) + conj Z(-k)) / 2 and
+    // B(k) = (Z(k) - conj Z(-k)) / 2i.
+    const auto& elements = groups[s];
+    for (auto it = elements.begin(); it != elements.end();) {
+      const auto first = it++;
+      const auto second = it != elements.end() ? it++ : elements.end();
       std::fill(delta.begin(), delta.end(), complex64(0.0f, 0.0f));
-      for (const std::size_t a : atoms) deposit_bilinear(r, a, delta.data());
+      for (const std::size_t a : first->second) deposit_bilinear(r, a, delta.data(), 1.0f);
+      if (second != elements.end())
+        for (const std::size_t a : second->second) deposit_bilinear(r, a, delta.data(), complex64(0.0f, 1.0f));
       plan.forward(delta.data());
-      const float* f = factor.at(z).data();
-      for (std::size_t i = 0; i < area; ++i) sum[i] += delta[i] * f[i];
+      const float* fa = factor.at(first->first).data();
+      if (second == elements.end()) {
+        for (std::size_t i = 0; i < area; ++i) sum[i] += delta[i] * fa[i];
+        continue;
+      }
+      const float* fb = factor.at(second->first).data();
+      for (std::size_t iy = 0; iy < g.ny; ++iy) {
+        const std::size_t my = (g.ny - iy) % g.ny;
+        for (std::size_t ix = 0; ix < g.nx; ++ix) {
+          const std::size_t i = iy * g.nx + ix, j = my * g.nx + (g.nx - ix) % g.nx;
+          const complex64 z = delta[i], zc = std::conj(delta[j]);
+          const complex64 a = 0.5f * (z + zc), b = complex64(0.0f, -0.5f) * (z - zc);
+          sum[i] += a * fa[i] + b * fb[i];
+        }
+      }
     }
     plan.inverse(sum.data());
     float* v = out.data() + s * area;

@@ -130,6 +130,16 @@ def test_threads_do_not_change_the_result():
     np.testing.assert_array_equal(one, many)
 
 
+def test_fast_window_sizes_are_fft_sizes_at_or_above_n():
+    from heteroagg.stem.multislice import fast_window_size
+
+    for n in range(1, 3000, 7):
+        m = fast_window_size(n)
+        assert m >= n and _core.next_fft_size(m) == m
+        assert m < 2 * n + 2  # never far above
+    assert fast_window_size(368) == 384
+
+
 def test_exit_plane_counts():
     assert exit_plane_counts(None, 7) == [7]
     assert exit_plane_counts(3, 7) == [3, 6, 7]

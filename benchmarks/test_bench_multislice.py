@@ -43,11 +43,11 @@ def _rate(benchmark, positions: int, slices: int) -> None:
     benchmark.extra_info["probe_slice_steps_per_second"] = positions * slices / seconds
 
 
-@pytest.mark.parametrize("positions", [8])
+@pytest.mark.parametrize("positions", [8, 32])
 def test_full_cell(benchmark, atoms, positions):
     limit = (1, positions)
     benchmark.pedantic(
-        lambda: haadf_multislice(atoms, scan_limit=limit, **SETTINGS), rounds=2, iterations=1
+        lambda: haadf_multislice(atoms, scan_limit=limit, **SETTINGS), rounds=1, iterations=1
     )
     _rate(benchmark, positions, 30)
 
@@ -75,7 +75,7 @@ def test_window_512(benchmark, atoms, positions):
     _rate(benchmark, positions, 30)
 
 
-@pytest.mark.parametrize("positions", [8])
+@pytest.mark.parametrize("positions", [8, 32, 64])
 def test_anchor_abtem_full_cell(benchmark, atoms, positions):
     pytest.importorskip("abtem")
     grid = simulation_grid(

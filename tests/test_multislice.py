@@ -140,6 +140,28 @@ def test_fast_window_sizes_are_fft_sizes_at_or_above_n():
     assert fast_window_size(368) == 384
 
 
+def test_progress_reports_and_a_raising_callback_stops_the_run():
+    v = smooth_potential(5, (64, 64), 2)
+    positions = np.random.default_rng(1).uniform(0, 6, (40, 2))
+    det = [AnnularDetector(20, 80).to_core()]
+    seen = []
+    _core.multislice(
+        v, [2.0, 2.0], (0.1, 0.1), 200e3, 20.0, [], det, [2], (0, 0), positions, 2, seen.append
+    )
+    assert seen and seen[-1] == 40 and seen == sorted(seen)
+
+    class Stop(Exception):
+        pass
+
+    def stop(done):
+        raise Stop(done)
+
+    with pytest.raises(Stop):
+        _core.multislice(
+            v, [2.0, 2.0], (0.1, 0.1), 200e3, 20.0, [], det, [2], (0, 0), positions, 2, stop
+        )
+
+
 def test_exit_plane_counts():
     assert exit_plane_counts(None, 7) == [7]
     assert exit_plane_counts(3, 7) == [3, 6, 7]

@@ -32,11 +32,19 @@ grid2d make_grid(std::pair<std::size_t, std::size_t> gpts, std::pair<double, dou
 // Reports progress to a Python callable and lets Ctrl-C stop the run.
 struct progress_relay {
   py::object callback;
+  // Returns false, leaving the Python error set, on Ctrl-C or when the
+  // callback raises; the binding then re-raises that error.
   static bool call(std::size_t done, void* context) {
     py::gil_scoped_acquire acquire;
     auto* self = static_cast<progress_relay*>(context);
     if (PyErr_CheckSignals() != 0) return false;
-    if (!self->callback.is_none()) self->callback(done);
+    if (self->callback.is_none()) return true;
+    try {
+      self->callback(done);
+    } catch (py::error_already_set& error) {
+      error.restore();
+      return false;
+    }
     return true;
   }
 };

@@ -321,18 +321,25 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
     stopped = true;
   });
   std::size_t reported = 0;
+  std::exception_ptr progress_failure;
   while (true) {
     const std::size_t done = finished.load();
     const bool all = stopped.load();
     if (done != reported || all) {
       reported = done;
-      if (!cancelled && !progress(done, context)) cancelled = true;
+      try {
+        if (!cancelled && !progress(done, context)) cancelled = true;
+      } catch (...) {  // the workers must still be joined
+        progress_failure = std::current_exception();
+        cancelled = true;
+      }
     }
     if (all || cancelled) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   runner.join();
   if (failure) std::rethrow_exception(failure);
+  if (progress_failure) std::rethrow_exception(progress_failure);
   if (cancelled) throw multislice_cancelled();
 }
 

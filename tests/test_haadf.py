@@ -99,3 +99,11 @@ def test_bad_input_gets_clear_errors():
 def test_grid_is_fft_friendly():
     assert _core.next_fft_size(160) == 160  # 2^5 * 5
     assert _core.next_fft_size(1181) == 1200  # 2^4 * 3 * 5^2; nothing 7-smooth in between
+
+
+def test_kirkland_parametrization_gives_a_close_but_distinct_image():
+    atoms = small_particle()
+    lobato = haadf_multislice(atoms, detector=(30, 80), **SETTINGS)
+    kirkland = haadf_multislice(atoms, detector=(30, 80), parametrization="kirkland", **SETTINGS)
+    assert not np.array_equal(lobato, kirkland)
+    assert image_agreement(kirkland, lobato)["ncc"] > 0.99

@@ -1,4 +1,4 @@
-"""Material codes shared by the sampler, descriptors and (later) the simulator.
+"""Material codes shared by the sampler, the descriptors and the atomistic structures.
 
 Particles carry a ``uint8`` material code: ``0`` is TiO2 and ``1`` is WO3.
 """
@@ -10,10 +10,6 @@ WO3: int = 1
 
 #: Display names indexed by material code.
 MATERIAL_NAMES: tuple[str, str] = ("TiO2", "WO3")
-
-#: Chemical symbol of the metal of each material (used when exporting
-#: sphere centres as ``ase.Atoms``).
-METAL_SYMBOLS: tuple[str, str] = ("Ti", "W")
 
 
 def material_code(name: str | int) -> int:

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "contact_screen.hpp"
 #include "heteroagg/aggregate.hpp"
 #include "heteroagg/descriptors.hpp"
@@ -16,14 +17,7 @@
 
 namespace {
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::printf("FAIL: %s\n", what.c_str());
-    ++failures;
-  }
-}
+using heteroagg_test::check;
 
 void test_philox_known_answers() {
   using heteroagg::philox_block;
@@ -223,10 +217,5 @@ int main() {
   test_column_grid_offers_each_close_pair_once();
   test_screen_kernels_against_brute_force();
   test_eigenvalues();
-  if (failures) {
-    std::printf("%d failed\n", failures);
-    return EXIT_FAILURE;
-  }
-  std::printf("all C++ core tests passed\n");
-  return EXIT_SUCCESS;
+  return heteroagg_test::finish("C++ core");
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "heteroagg/crystal.hpp"
 
 namespace {
@@ -17,14 +18,7 @@ using heteroagg::mat3;
 using heteroagg::unit_cell;
 using heteroagg::vec3;
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::printf("FAIL: %s\n", what.c_str());
-    ++failures;
-  }
-}
+using heteroagg_test::check;
 
 // A rutile-like tetragonal cell with a two-species basis (not a real crystal:
 // any basis serves to test the geometry).
@@ -192,6 +186,5 @@ int main() {
   test_orientation();
   test_aggregate_overlap_and_threads();
   test_bad_input();
-  if (failures == 0) std::printf("all crystal tests passed\n");
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return heteroagg_test::finish("crystal");
 }

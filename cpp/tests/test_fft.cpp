@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "check.hpp"
 #include "heteroagg/fft.hpp"
 
 namespace {
@@ -17,14 +18,7 @@ namespace {
 using heteroagg::complex64;
 using cd = std::complex<double>;
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::printf("FAIL: %s\n", what.c_str());
-    ++failures;
-  }
-}
+using heteroagg_test::check;
 
 std::vector<complex64> random_array(std::size_t n, unsigned seed) {
   std::vector<complex64> a(n);
@@ -211,6 +205,5 @@ int main() {
   setenv("HETEROAGG_FFT_KERNEL", "portable", 1);
 #endif
   run_all("portable");
-  if (failures == 0) std::printf("all FFT tests passed\n");
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return heteroagg_test::finish("FFT");
 }

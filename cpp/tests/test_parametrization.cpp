@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "check.hpp"
 #include "heteroagg/parametrization.hpp"
 
 namespace {
@@ -12,14 +13,7 @@ namespace {
 using heteroagg::atomic_potential;
 using heteroagg::parametrization;
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::printf("FAIL: %s\n", what.c_str());
-    ++failures;
-  }
-}
+using heteroagg_test::check;
 
 double rel_diff(double a, double b) { return std::abs(a - b) / std::abs(b); }
 
@@ -142,6 +136,5 @@ int main() {
   test_hydrogen();
   test_projection_and_fourier();
   test_arrays();
-  if (failures == 0) std::printf("all parametrization tests passed\n");
-  return failures == 0 ? 0 : 1;
+  return heteroagg_test::finish("parametrization");
 }

@@ -54,6 +54,12 @@ struct progress_relay {
 void bind_stem(py::module_& m) {
   m.def("electron_wavelength", &electron_wavelength, py::arg("energy"));
   m.def("interaction_constant", &interaction_constant, py::arg("energy"));
+  m.def(
+      "band_limit_angle",
+      [](std::pair<double, double> sampling, double energy) {
+        return band_limit_angle(grid2d{1, 1, sampling.first, sampling.second}, electron_wavelength(energy));
+      },
+      py::arg("sampling"), py::arg("energy"));
 
   m.def(
       "probe_reciprocal",

@@ -121,9 +121,4 @@ struct multislice_cancelled : std::runtime_error {
 void run_multislice(const multislice_request& request, float* out, progress_callback progress = nullptr,
                     void* context = nullptr);
 
-// Probe-slice steps per multislice_request: positions x slices.
-inline std::size_t probe_slice_steps(const multislice_request& r) {
-  return r.n_positions * (r.stack ? r.stack->slices() : 0);
-}
-
 }  // namespace heteroagg

@@ -479,13 +479,13 @@ def haadf_multislice(
     )
     numbers = np.asarray(atoms.numbers, dtype=np.int32)
     _check_elements(numbers, parametrization)
-    limit = (2.0 / 3.0) / (2.0 * max(grid.sampling)) * probe.wavelength * 1e3
+    limit = _core.band_limit_angle(grid.sampling, probe.energy)
     for d in detectors:
         if d.max_angle > limit * (1 + 1e-9):
             raise ValueError(
                 f"the detector reaches {d.max_angle:g} mrad, but sampling "
                 f"{max(grid.sampling):.4g} Å at {energy:g} eV allows at most {limit:.4g} mrad; "
-                f"use sampling <= {(2 / 3) / 2 * probe.wavelength * 1e3 / d.max_angle:.4g} Å"
+                f"use sampling <= {max(grid.sampling) * limit / d.max_angle:.4g} Å"
             )
     if scan_limit is not None:
         rows, cols = (int(v) for v in scan_limit)

@@ -104,10 +104,13 @@ void bind_stem(py::module_& m) {
                 return elements.at(z).projected_potential_fourier(std::sqrt(k2));
               });
         }
+        // hand the buffer to numpy without copying it
         const auto slices = static_cast<py::ssize_t>(request.slice_edges.size() - 1);
-        py::array_t<float> out({slices, static_cast<py::ssize_t>(gpts.first), static_cast<py::ssize_t>(gpts.second)});
-        std::copy(values.begin(), values.end(), out.mutable_data());
-        return out;
+        auto* owner = new std::vector<float>(std::move(values));
+        py::capsule free_owner(owner, [](void* p) { delete static_cast<std::vector<float>*>(p); });
+        return py::array_t<float>(
+            {slices, static_cast<py::ssize_t>(gpts.first), static_cast<py::ssize_t>(gpts.second)}, owner->data(),
+            free_owner);
       },
       py::arg("positions"), py::arg("numbers"), py::arg("gpts"), py::arg("sampling"), py::arg("origin"),
       py::arg("slice_edges"), py::arg("parametrization"), py::arg("pixel_correction") = true,

@@ -51,16 +51,21 @@ def test_sample_reports_output_errors(tmp_path):
     assert "error" in result.output
 
 
-def test_validate_abtem_prints_the_agreement():
+def test_validate_abtem_prints_the_agreement(tmp_path):
     import pytest
 
     pytest.importorskip("abtem")
-    result = runner.invoke(app, ["validate", "abtem", "--case", "rutile-slab", "--threads", "1"])
+    figure = tmp_path / "validate.png"
+    result = runner.invoke(
+        app,
+        ["validate", "abtem", "--case", "rutile-slab", "--threads", "1", "--plot", str(figure)],
+    )
     assert result.exit_code == 0, result.output
     assert "rutile-slab" in result.output and "NCC" in result.output
     row = next(line for line in result.output.splitlines() if "rutile-slab" in line)
     cells = [cell.strip() for cell in row.split("│") if cell.strip()]
     assert cells[0] == "rutile-slab" and float(cells[1]) >= 0.999
+    assert figure.stat().st_size > 10_000
 
 
 def test_validate_abtem_rejects_unknown_cases():

@@ -128,9 +128,12 @@ def validate_abtem(
         str, typer.Option(help="heteroagg probe window: 'none' (full cell, as abTEM), 'auto' or Å.")
     ] = "none",
     threads: Annotated[int, typer.Option(help="heteroagg threads (0: all cores).")] = 0,
+    plot: Annotated[
+        Path | None, typer.Option(help="Save both codes' images and their difference (.png).")
+    ] = None,
 ) -> None:
     """Run comparison cases in heteroagg and abTEM with identical settings."""
-    from heteroagg.validate.against_abtem import CASES, compare
+    from heteroagg.validate.against_abtem import CASES, compare, plot_comparisons
 
     try:
         import abtem  # noqa: F401
@@ -151,29 +154,26 @@ def validate_abtem(
             ) from None
     table = Table(title="heteroagg vs abTEM (HAADF, Lobato, infinite projection)")
     table.add_column("case", no_wrap=True, min_width=max(len(n) for n in names))
-    for column in (
-        "NCC",
-        "max rel. diff",
-        "mean rel. diff",
-        "heteroagg s",
-        "abTEM s",
-        "speed-up",
-    ):
-        table.add_column(column, justify="right")
+    for column in ("NCC", "max rel. diff", "mean rel. diff", "heteroagg s", "abTEM s", "speed-up"):
+        table.add_column(column, justify="right", no_wrap=True)
+    results = []
     for name in names:
         with console.status(f"running {name}"):
             result = compare(name, window=win, threads=threads)
+        results.append(result)
         m = result.metrics
         table.add_row(
             name,
-            f"{m['ncc']:.5f}",
-            f"{m['max_relative_difference']:.2%}",
-            f"{m['mean_relative_difference']:.2%}",
+            f"{m['ncc']:.6f}",
+            f"{m['max_relative_difference']:.1e}",
+            f"{m['mean_relative_difference']:.1e}",
             f"{result.heteroagg_seconds:.2f}",
             f"{result.abtem_seconds:.2f}",
             f"{m['speed_ratio']:.1f}x",
         )
-    console.print(table)
+    Console(width=max(console.width, 110)).print(table)  # all columns, even when piped
+    if plot is not None:
+        console.print(f"wrote {plot_comparisons(results, plot)}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

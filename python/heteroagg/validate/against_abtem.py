@@ -9,9 +9,11 @@ and ``dev`` extras).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -230,3 +232,37 @@ def compare(case: Case | str, window: Any = None, threads: int = 0) -> Compariso
     )
     seconds = time.perf_counter() - start
     return Comparison(case.name, image, reference, seconds, abtem_seconds, window=window)
+
+
+def plot_comparisons(results: list[Comparison], path: str | os.PathLike[str]) -> Path:
+    """Save a figure: per case, heteroagg's image, abTEM's, and their relative difference.
+
+    Needs matplotlib (the ``plot`` extra).
+    """
+    from heteroagg.plot import _pyplot
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(results), 3, figsize=(10, 3.2 * len(results)), squeeze=False)
+    for row, result in zip(axes, results, strict=True):
+        vmin = min(result.heteroagg_image.min(), result.abtem_image.min())
+        vmax = max(result.heteroagg_image.max(), result.abtem_image.max())
+        for ax, image, title in (
+            (row[0], result.heteroagg_image, f"{result.case}: heteroagg"),
+            (row[1], result.abtem_image, "abTEM"),
+        ):
+            shown = ax.imshow(image, origin="lower", cmap="gray", vmin=vmin, vmax=vmax)
+            ax.set_title(title, fontsize=9)
+            fig.colorbar(shown, ax=ax, fraction=0.046, label="fraction of beam")
+        difference = (result.heteroagg_image - result.abtem_image) / result.abtem_image
+        limit = float(np.abs(difference).max()) or 1.0
+        shown = row[2].imshow(difference, origin="lower", cmap="coolwarm", vmin=-limit, vmax=limit)
+        row[2].set_title(f"relative difference (NCC {result.metrics['ncc']:.6f})", fontsize=9)
+        fig.colorbar(shown, ax=row[2], fraction=0.046)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

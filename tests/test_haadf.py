@@ -88,6 +88,8 @@ def test_bad_input_gets_clear_errors():
         haadf_multislice(strange, detector=(30, 80), **SETTINGS)
     with pytest.raises(ValueError, match="window"):
         haadf_multislice(atoms, detector=(30, 80), window="huge", **SETTINGS)
+    with pytest.raises(ValueError, match="full-cell potential needs"):
+        haadf_multislice(atoms, detector=(30, 80), memory_limit=1e6, **SETTINGS)
     with pytest.raises(ValueError, match="smaller than the probe window"):
         haadf_multislice(atoms, detector=(30, 80), window=40.0, **SETTINGS)
     with pytest.raises(ValueError, match="detector"):

@@ -200,6 +200,16 @@ def _check_elements(numbers: np.ndarray, parametrization: str) -> None:
         )
 
 
+#: Memory per pixel and slice while a stack is built: the float32 potential
+#: and the complex64 transmission function.
+BYTES_PER_PIXEL_SLICE = 12
+
+
+def stack_bytes(grid: SimulationGrid, gpts: tuple[int, int]) -> int:
+    """Memory (bytes) of the potential and transmission functions of a region."""
+    return len(grid.slice_thickness) * gpts[0] * gpts[1] * BYTES_PER_PIXEL_SLICE
+
+
 def _tile_margin(window: tuple[int, int], sampling: tuple[float, float]) -> list[int]:
     """Pixels a tile extends beyond its outermost probe positions (y, x).
 
@@ -216,11 +226,11 @@ def _tile_plan(
 ) -> list[tuple[slice, slice]]:
     """Blocks of scan positions whose tiles fit the memory limit."""
     n_slices = len(grid.slice_thickness)
-    whole = n_slices * grid.gpts[0] * grid.gpts[1] * 8
+    whole = stack_bytes(grid, grid.gpts)
     if whole <= memory_limit:
         return [(slice(0, grid.scan_gpts[0]), slice(0, grid.scan_gpts[1]))]
     margin = _tile_margin(window, grid.sampling)
-    side_pixels = math.sqrt(memory_limit / (8 * n_slices))
+    side_pixels = math.sqrt(memory_limit / (BYTES_PER_PIXEL_SLICE * n_slices))
     blocks = []
     for axis in range(2):
         inner = max(8.0, side_pixels - 2 * margin[axis])  # tile pixels left for positions
@@ -495,6 +505,12 @@ def haadf_multislice(
             )
         grid = dataclasses.replace(grid, scan_gpts=(rows, cols))
     window_pixels = _window_pixels(window, probe, grid)
+    if window_pixels is None and stack_bytes(grid, grid.gpts) > memory_limit:
+        raise ValueError(
+            f"the full-cell potential needs {stack_bytes(grid, grid.gpts) / 1e9:.3g} GB, above "
+            f"memory_limit ({memory_limit / 1e9:.3g} GB); use window='auto' (tiled potentials) "
+            "or raise memory_limit"
+        )
     planes = exit_plane_counts(exit_planes, len(grid.slice_thickness))
 
     configurations = max(1, frozen_phonons)

@@ -337,6 +337,10 @@ def _run_configuration(
             fast_window_size(last[0] - first[0] + 1),
             fast_window_size(last[1] - first[1] + 1),
         )
+        if tile[0] >= grid.gpts[0] and tile[1] >= grid.gpts[1]:
+            # a tile would be no smaller than the cell: the periodic cell is exact
+            propagate(whole_cell(), (0.0, 0.0), by, bx)
+            continue
         origin = (first[1] * dx, first[0] * dy)  # (x, y) Å
         lo = (origin[0] - POTENTIAL_CUTOFF, origin[1] - POTENTIAL_CUTOFF)
         hi = (

@@ -282,7 +282,9 @@ def test_default_displacements():
     # high-temperature limit of the Debye model: 3 hbar^2 T / (m k Theta^2)
     classical = 3 * 1.054571817e-34**2 * 3000 / (183.84 * 1.66053906660e-27 * 1.380649e-23 * 400**2)
     assert debye_msd(183.84, 400.0, 3000.0) == pytest.approx(classical * 1e20, rel=2e-3)
-    assert DEFAULT_SIGMAS["W"] == pytest.approx(math.sqrt(debye_msd(183.84, 400.0, 293.0)))
+    assert DEFAULT_SIGMAS["W"] == pytest.approx(
+        math.sqrt(debye_msd(183.84, 400.0, 293.0)), rel=1e-8
+    )
     for element, sigma in DEFAULT_SIGMAS.items():
         b = 8 * math.pi**2 * sigma**2
         assert 0.05 < b < 1.0, element

@@ -69,7 +69,7 @@ def debye_msd(mass_u: float, debye_temperature: float, temperature: float = 293.
 DEFAULT_MSD: dict[str, float] = {
     "Ti": (2 * 0.0068 + 0.0046) / 3.0,
     "O": (2 * 0.0052 + 0.0035) / 3.0,
-    "W": debye_msd(183.84, 400.0, 293.0),
+    "W": 0.0015232928646978,  # debye_msd(183.84, 400.0, 293.0), not evaluated at import
 }
 
 #: Default RMS displacement per direction, Å: ``sqrt(DEFAULT_MSD)``.

@@ -1,0 +1,433 @@
+#include "heteroagg/render.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "parallel.hpp"
+
+namespace heteroagg {
+
+namespace {
+
+const char* material_name(std::size_t m) { return m == 0 ? "TiO2" : m == 1 ? "WO3" : "material"; }
+
+double interpolate(const std::vector<double>& values, double step, double t) {
+  const double x = t / step;
+  const auto last = values.size() - 1;
+  if (x >= static_cast<double>(last)) return values[last];
+  const auto k = static_cast<std::size_t>(x);
+  const double w = x - static_cast<double>(k);
+  return values[k] + w * (values[k + 1] - values[k]);
+}
+
+// Uniform float in (0, 1) from 24 random bits.
+inline float unit_float(std::uint32_t bits) {
+  return (static_cast<float>(bits >> 8) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+// Scratch buffers of one thread, reused between images.
+struct workspace {
+  std::vector<float> thickness, weighted, longest, padded, clean;
+  std::vector<std::int32_t> head, owner;
+  struct interval {
+    float lo, hi;
+    std::int32_t next;
+  };
+  std::vector<interval> intervals;
+  std::vector<std::pair<float, float>> overlap;
+};
+
+workspace& thread_workspace() {
+  thread_local workspace w;
+  return w;
+}
+
+// Length of [lo, hi] not yet covered by the intervals listed at a pixel.
+float uncovered_length(const workspace& w, std::int32_t node, float lo, float hi,
+                       std::vector<std::pair<float, float>>& overlap) {
+  overlap.clear();
+  for (; node >= 0; node = w.intervals[static_cast<std::size_t>(node)].next) {
+    const auto& iv = w.intervals[static_cast<std::size_t>(node)];
+    const float a = std::max(lo, iv.lo), b = std::min(hi, iv.hi);
+    if (b > a) overlap.emplace_back(a, b);
+  }
+  if (overlap.empty()) return hi - lo;
+  std::sort(overlap.begin(), overlap.end());
+  float covered = 0.0f, start = overlap[0].first, end = overlap[0].second;
+  for (std::size_t k = 1; k < overlap.size(); ++k) {
+    if (overlap[k].first > end) {
+      covered += end - start;
+      start = overlap[k].first;
+      end = overlap[k].second;
+    } else {
+      end = std::max(end, overlap[k].second);
+    }
+  }
+  covered += end - start;
+  return std::max(0.0f, (hi - lo) - covered);
+}
+
+void check_settings(const render_settings& s) {
+  if (s.ny == 0 || s.nx == 0) throw std::invalid_argument("image shape must be positive");
+  if (!(s.pixel_nm > 0.0) || !std::isfinite(s.pixel_nm))
+    throw std::invalid_argument("pixel size must be positive and finite (nm)");
+  if (s.tables.empty()) throw std::invalid_argument("no thickness tables");
+  for (const auto& t : s.tables)
+    if (t.density.size() < 2 || !(t.step_nm > 0.0) || t.spread.size() != t.density.size())
+      throw std::invalid_argument("a thickness table needs >= 2 entries, a positive step and a spread");
+  if (s.support_nm > 0.0 && (s.support.density.size() < 2 || !(s.support_atoms_per_nm3 > 0.0)))
+    throw std::invalid_argument("a support film needs a thickness table and an atom density");
+  if (s.kernel.size() != (2 * s.kernel_ry + 1) * (2 * s.kernel_rx + 1) && !s.kernel.empty())
+    throw std::invalid_argument("kernel size does not match its radii");
+  if (s.dose < 0.0 || !std::isfinite(s.dose)) throw std::invalid_argument("dose must be >= 0");
+  if (s.scan_jitter_px < 0.0 || s.read_noise < 0.0)
+    throw std::invalid_argument("scan jitter and read noise must be >= 0");
+}
+
+void too_thick(const char* what, double t, double max) {
+  std::ostringstream msg;
+  msg << "a beam path of " << t << " nm through " << what << " exceeds its LUT, which ends at "
+      << max << " nm; use a longer LUT or extrapolate=True";
+  throw std::invalid_argument(msg.str());
+}
+
+// Shift every row by its own random horizontal offset (linear interpolation,
+// edges extended), as a scan with line-to-line jitter records it.
+void jitter_rows(float* image, std::size_t ny, std::size_t nx, double sigma_px, philox_stream& rng,
+                 std::vector<float>& row) {
+  row.resize(nx);
+  for (std::size_t i = 0; i < ny; ++i) {
+    float* r = image + i * nx;
+    std::copy(r, r + nx, row.begin());
+    const double shift = sigma_px * rng.normal();
+    for (std::size_t j = 0; j < nx; ++j) {
+      const double x = std::clamp(static_cast<double>(j) + shift, 0.0, static_cast<double>(nx - 1));
+      const auto k = std::min(static_cast<std::size_t>(x), nx - 1);
+      const auto k1 = std::min(k + 1, nx - 1);
+      const auto w = static_cast<float>(x - static_cast<double>(k));
+      r[j] = row[k] + w * (row[k1] - row[k]);
+    }
+  }
+}
+
+}  // namespace
+
+double thickness_table::density_at(double t) const {
+  const double max = max_thickness();
+  if (t > max) return density.back() * t / max;
+  return interpolate(density, step_nm, t);
+}
+
+double thickness_table::intensity_at(double t) const { return -std::expm1(-density_at(t)); }
+
+double thickness_table::spread_at(double t) const {
+  const double max = max_thickness();
+  if (t > max) {
+    const double last = -std::expm1(-density.back());
+    return last > 0.0 ? spread.back() * intensity_at(t) / last : 0.0;
+  }
+  return interpolate(spread, step_nm, t);
+}
+
+std::uint64_t poisson(philox_stream& rng, double mean) {
+  if (!(mean > 0.0)) return 0;
+  if (mean < 10.0) {
+    const double limit = std::exp(-mean);
+    std::uint64_t k = 0;
+    double product = rng.uniform();
+    while (product > limit) {
+      ++k;
+      product *= rng.uniform();
+    }
+    return k;
+  }
+  // Transformed rejection with squeeze (W. Hormann, Insurance Math. Econom. 12, 39 (1993)),
+  // in single precision where that is exact enough for the integer result.
+  if (mean < 1e6) {
+    const float lam = static_cast<float>(mean), slam = std::sqrt(lam);
+    const float b = 0.931f + 2.53f * slam, a = -0.059f + 0.02483f * b;
+    const float inv_alpha = 1.1239f + 1.1328f / (b - 3.4f), vr = 0.9277f - 3.6224f / (b - 2.0f);
+    for (;;) {
+      const float u = unit_float(rng.next_u32()) - 0.5f;
+      const float v = unit_float(rng.next_u32());
+      const float us = 0.5f - std::fabs(u);
+      const float k = std::floor((2.0f * a / us + b) * u + lam + 0.43f);
+      if (us >= 0.07f && v <= vr) return static_cast<std::uint64_t>(k);
+      if (k < 0.0f || (us < 0.013f && v > us)) continue;
+      const double kd = k;
+      if (std::log(static_cast<double>(v) * inv_alpha / (a / (us * us) + b)) <=
+          -mean + kd * std::log(mean) - std::lgamma(kd + 1.0))
+        return static_cast<std::uint64_t>(kd);
+    }
+  }
+  const double slam = std::sqrt(mean);
+  const double b = 0.931 + 2.53 * slam, a = -0.059 + 0.02483 * b;
+  const double inv_alpha = 1.1239 + 1.1328 / (b - 3.4), vr = 0.9277 - 3.6224 / (b - 2.0);
+  for (;;) {
+    const double u = rng.uniform() - 0.5;
+    const double v = rng.uniform();
+    const double us = 0.5 - std::fabs(u);
+    const double k = std::floor((2.0 * a / us + b) * u + mean + 0.43);
+    if (us >= 0.07 && v <= vr) return static_cast<std::uint64_t>(k);
+    if (k < 0.0 || (us < 0.013 && v > us)) continue;
+    if (std::log(v * inv_alpha / (a / (us * us) + b)) <= -mean + k * std::log(mean) - std::lgamma(k + 1.0))
+      return static_cast<std::uint64_t>(k);
+  }
+}
+
+namespace {
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define HETEROAGG_VECTOR_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define HETEROAGG_VECTOR_CLONES
+#endif
+
+// One output row: sums of kernel-weighted rows of the padded image, kept in
+// a block of accumulators so each output is stored once.
+HETEROAGG_VECTOR_CLONES
+void convolve_row(const float* padded, std::size_t wx, std::size_t nx, const float* kernel,
+                  std::size_t ky, std::size_t kx, float* out) {
+  constexpr std::size_t block = 32;
+  std::size_t j0 = 0;
+  for (; j0 + block <= nx; j0 += block) {
+    float acc[block] = {};
+    for (std::size_t a = 0; a < ky; ++a)
+      for (std::size_t b = 0; b < kx; ++b) {
+        const float k = kernel[a * kx + b];
+        const float* r = padded + a * wx + j0 + b;
+        for (std::size_t j = 0; j < block; ++j) acc[j] += k * r[j];
+      }
+    std::copy(acc, acc + block, out + j0);
+  }
+  for (std::size_t j = j0; j < nx; ++j) {
+    float acc = 0.0f;
+    for (std::size_t a = 0; a < ky; ++a)
+      for (std::size_t b = 0; b < kx; ++b) acc += kernel[a * kx + b] * padded[a * wx + j + b];
+    out[j] = acc;
+  }
+}
+
+void convolve_into(const float* image, std::size_t ny, std::size_t nx, const float* kernel,
+                   std::size_t ry, std::size_t rx, float* out, std::vector<float>& padded) {
+  const std::size_t wx = nx + 2 * rx, ky = 2 * ry + 1, kx = 2 * rx + 1;
+  padded.resize((ny + 2 * ry) * wx);
+  for (std::size_t i = 0; i < ny + 2 * ry; ++i) {
+    const std::size_t src = std::min(ny - 1, i < ry ? 0 : i - ry);
+    float* row = padded.data() + i * wx;
+    const float* from = image + src * nx;
+    std::fill(row, row + rx, from[0]);
+    std::copy(from, from + nx, row + rx);
+    std::fill(row + rx + nx, row + wx, from[nx - 1]);
+  }
+  for (std::size_t i = 0; i < ny; ++i) convolve_row(padded.data() + i * wx, wx, nx, kernel, ky, kx, out + i * nx);
+}
+
+}  // namespace
+
+void convolve_replicate(const float* image, std::size_t ny, std::size_t nx, const float* kernel,
+                        std::size_t ry, std::size_t rx, float* out) {
+  std::vector<float> padded;
+  convolve_into(image, ny, nx, kernel, ry, rx, out, padded);
+}
+
+namespace {
+
+void render_with(const render_input& input, const render_settings& s, render_output& output, workspace& w) {
+  if (input.n == 0) throw std::invalid_argument("the aggregate has no particles");
+  if (output.image == nullptr) throw std::invalid_argument("no image buffer");
+  const std::size_t ny = s.ny, nx = s.nx, pixels = ny * nx, n_materials = s.tables.size();
+  const double px = s.pixel_nm;
+
+  // Rotation and projection.
+  mat3 rotation = input.rotation;
+  if (!input.has_rotation) {
+    philox_stream rng(input.seed, render_stream_rotation);
+    rotation = random_rotation(rng);
+  }
+  std::vector<vec3> centres(input.n);
+  double lo_x = std::numeric_limits<double>::infinity(), hi_x = -lo_x, lo_y = lo_x, hi_y = -lo_x;
+  for (std::size_t i = 0; i < input.n; ++i) {
+    const vec3 c{input.centers[3 * i], input.centers[3 * i + 1], input.centers[3 * i + 2]};
+    const double r = input.radii[i];
+    if (!(r > 0.0) || !std::isfinite(r) || !std::isfinite(c.x + c.y + c.z))
+      throw std::invalid_argument("centres must be finite and radii positive");
+    if (input.materials[i] >= n_materials) throw std::invalid_argument("material code without a table");
+    centres[i] = rotation * c;
+    lo_x = std::min(lo_x, centres[i].x - r);
+    hi_x = std::max(hi_x, centres[i].x + r);
+    lo_y = std::min(lo_y, centres[i].y - r);
+    hi_y = std::max(hi_y, centres[i].y + r);
+  }
+  const double cx = input.has_center ? input.cx : 0.5 * (lo_x + hi_x);
+  const double cy = input.has_center ? input.cy : 0.5 * (lo_y + hi_y);
+  const double x0 = cx - 0.5 * static_cast<double>(nx - 1) * px;  // centre of pixel column 0
+  const double y0 = cy - 0.5 * static_cast<double>(ny - 1) * px;
+  output.rotation = rotation;
+  output.cx = cx;
+  output.cy = cy;
+  output.clipped = lo_x < x0 - 0.5 * px || hi_x > x0 + (static_cast<double>(nx) - 0.5) * px ||
+                   lo_y < y0 - 0.5 * px || hi_y > y0 + (static_cast<double>(ny) - 0.5) * px;
+
+  // Per-particle brightness: a log-normal draw with the table's mean and spread.
+  std::vector<float> factor(input.n, 1.0f);
+  if (s.orientation_spread) {
+    philox_stream rng(input.seed, render_stream_orientation);
+    for (std::size_t i = 0; i < input.n; ++i) {
+      const auto& table = s.tables[input.materials[i]];
+      const double d = 2.0 * input.radii[i];
+      const double mean = table.intensity_at(d), spread = table.spread_at(d);
+      const double z = rng.normal();
+      if (!(mean > 0.0)) continue;
+      const double var = std::log1p((spread / mean) * (spread / mean));
+      const double drawn = std::min(mean * std::exp(std::sqrt(var) * z - 0.5 * var), 1.0 - 1e-9);
+      factor[i] = static_cast<float>(-std::log1p(-drawn) / table.density_at(d));
+    }
+  }
+
+  // Path lengths per material at every pixel centre.
+  const bool track_owner = output.particle != nullptr || output.material != nullptr;
+  w.thickness.assign(n_materials * pixels, 0.0f);
+  if (s.orientation_spread) w.weighted.assign(n_materials * pixels, 0.0f);
+  w.head.assign(pixels, -1);
+  w.intervals.clear();
+  if (track_owner) {
+    w.longest.assign(pixels, 0.0f);
+    w.owner.assign(pixels, -1);
+  }
+  for (std::size_t i = 0; i < input.n; ++i) {
+    const vec3 c = centres[i];
+    const double r = input.radii[i], r2 = r * r;
+    const std::size_t m = input.materials[i];
+    const double jf = std::ceil((c.x - r - x0) / px), jl = std::floor((c.x + r - x0) / px);
+    const double i_f = std::ceil((c.y - r - y0) / px), il = std::floor((c.y + r - y0) / px);
+    if (jl < 0 || il < 0 || jf > static_cast<double>(nx - 1) || i_f > static_cast<double>(ny - 1)) continue;
+    const auto j_begin = static_cast<std::size_t>(std::max(0.0, jf));
+    const auto j_end = static_cast<std::size_t>(std::min(static_cast<double>(nx - 1), jl)) + 1;
+    const auto i_begin = static_cast<std::size_t>(std::max(0.0, i_f));
+    const auto i_end = static_cast<std::size_t>(std::min(static_cast<double>(ny - 1), il)) + 1;
+    float* thick = w.thickness.data() + m * pixels;
+    float* weighted = s.orientation_spread ? w.weighted.data() + m * pixels : nullptr;
+    for (std::size_t row = i_begin; row < i_end; ++row) {
+      const double dy = y0 + static_cast<double>(row) * px - c.y;
+      const double rest = r2 - dy * dy;
+      if (rest <= 0.0) continue;
+      for (std::size_t col = j_begin; col < j_end; ++col) {
+        const double dx = x0 + static_cast<double>(col) * px - c.x;
+        const double h2 = rest - dx * dx;
+        if (h2 <= 0.0) continue;
+        const double h = std::sqrt(h2);
+        const std::size_t p = row * nx + col;
+        const auto lo = static_cast<float>(c.z - h), hi = static_cast<float>(c.z + h);
+        const float length =
+            w.head[p] < 0 ? hi - lo : uncovered_length(w, w.head[p], lo, hi, w.overlap);
+        w.intervals.push_back({lo, hi, w.head[p]});
+        w.head[p] = static_cast<std::int32_t>(w.intervals.size() - 1);
+        thick[p] += length;
+        if (weighted) weighted[p] += factor[i] * length;
+        if (track_owner && length > w.longest[p]) {
+          w.longest[p] = length;
+          w.owner[p] = static_cast<std::int32_t>(i);
+        }
+      }
+    }
+  }
+  std::vector<const float*> thick(n_materials), weighted(n_materials);
+  std::vector<float> deepest(n_materials, 0.0f);
+  for (std::size_t m = 0; m < n_materials; ++m) {
+    thick[m] = w.thickness.data() + m * pixels;
+    weighted[m] = s.orientation_spread ? w.weighted.data() + m * pixels : nullptr;
+    for (std::size_t p = 0; p < pixels; ++p) deepest[m] = std::max(deepest[m], thick[m][p]);
+    if (!s.extrapolate && deepest[m] > s.tables[m].max_thickness() * (1.0 + 1e-6))
+      too_thick(material_name(m), deepest[m], s.tables[m].max_thickness());
+  }
+
+  // Intensities: materials (and the support film) add in optical density.
+  float* clean = output.clean;
+  if (clean == nullptr) {
+    w.clean.resize(pixels);
+    clean = w.clean.data();
+  }
+  const bool support = s.support_nm > 0.0;
+  double support_sigma = 0.0;
+  if (support) {
+    if (!s.extrapolate && s.support_nm > s.support.max_thickness() * (1.0 + 1e-6))
+      too_thick("the support film", s.support_nm, s.support.max_thickness());
+    // Atoms in one pixel's column are Poisson: relative RMS 1 / sqrt(count).
+    support_sigma = 1.0 / std::sqrt(s.support_atoms_per_nm3 * px * px * s.support_nm);
+  }
+  philox_stream support_rng(input.seed, render_stream_support);
+  for (std::size_t p = 0; p < pixels; ++p) {
+    double density = 0.0;
+    for (std::size_t m = 0; m < n_materials; ++m) {
+      const float t = thick[m][p];
+      if (t <= 0.0f) continue;
+      double dm = s.tables[m].density_at(t);
+      if (weighted[m]) dm *= static_cast<double>(weighted[m][p]) / t;
+      density += dm;
+    }
+    if (support) {
+      const double t = std::max(0.0, s.support_nm * (1.0 + support_sigma * support_rng.normal()));
+      density += s.support.density_at(t);
+    }
+    clean[p] = density > 0.0 ? static_cast<float>(-std::expm1(-density)) : 0.0f;
+  }
+  if (output.thickness) std::copy(w.thickness.begin(), w.thickness.end(), output.thickness);
+  if (track_owner)
+    for (std::size_t p = 0; p < pixels; ++p) {
+      const std::int32_t o = w.owner[p];
+      if (output.particle) output.particle[p] = o;
+      if (output.material)
+        output.material[p] = o < 0 ? std::int8_t{-1} : static_cast<std::int8_t>(input.materials[o]);
+    }
+
+  // Image formation: probe blur, scan jitter, shot noise, detector response.
+  float* image = output.image;
+  if (!s.kernel.empty())
+    convolve_into(clean, ny, nx, s.kernel.data(), s.kernel_ry, s.kernel_rx, image, w.padded);
+  else if (image != clean)
+    std::copy(clean, clean + pixels, image);
+  if (s.scan_jitter_px > 0.0) {
+    philox_stream rng(input.seed, render_stream_jitter);
+    std::vector<float> row;
+    jitter_rows(image, ny, nx, s.scan_jitter_px, rng, row);
+  }
+  if (s.dose > 0.0) {
+    philox_stream rng(input.seed, render_stream_shot);
+    const double electrons = s.dose * (10.0 * px) * (10.0 * px);  // per pixel
+    for (std::size_t p = 0; p < pixels; ++p)
+      image[p] = static_cast<float>(
+          static_cast<double>(poisson(rng, electrons * std::max(0.0f, image[p]))) / electrons);
+  }
+  if (s.gain != 1.0 || s.black_level != 0.0 || s.read_noise > 0.0) {
+    philox_stream rng(input.seed, render_stream_read);
+    for (std::size_t p = 0; p < pixels; ++p) {
+      double v = s.black_level + s.gain * image[p];
+      if (s.read_noise > 0.0) v += s.read_noise * rng.normal();
+      image[p] = static_cast<float>(v);
+    }
+  }
+}
+
+}  // namespace
+
+void render_haadf(const render_input& input, const render_settings& settings, render_output& output) {
+  check_settings(settings);
+  render_with(input, settings, output, thread_workspace());
+}
+
+void render_haadf_batch(const std::vector<render_input>& inputs, const render_settings& settings,
+                        std::vector<render_output>& outputs, unsigned threads) {
+  if (outputs.size() != inputs.size()) throw std::invalid_argument("one output per input");
+  check_settings(settings);
+  detail::parallel_for(inputs.size(), threads, [&](std::size_t i, unsigned) {
+    render_haadf(inputs[i], settings, outputs[i]);
+  });
+}
+
+}  // namespace heteroagg

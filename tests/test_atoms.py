@@ -285,6 +285,7 @@ def test_default_displacements():
     assert DEFAULT_SIGMAS["W"] == pytest.approx(
         math.sqrt(debye_msd(183.84, 400.0, 293.0)), rel=1e-8
     )
+    assert DEFAULT_MSD["C"] == pytest.approx(debye_msd(12.011, 2230.0, 293.0), rel=1e-8)
     for element, sigma in DEFAULT_SIGMAS.items():
         b = 8 * math.pi**2 * sigma**2
         assert 0.05 < b < 1.0, element

@@ -71,3 +71,30 @@ def test_validate_abtem_prints_the_agreement(tmp_path):
 def test_validate_abtem_rejects_unknown_cases():
     result = runner.invoke(app, ["validate", "abtem", "--case", "graphene"])
     assert result.exit_code != 0
+
+
+def test_calibrate_writes_luts_and_resumes(tmp_path):
+    from heteroagg.stem import HaadfLUT
+
+    args = ["calibrate", "TiO2", "--out", str(tmp_path), "--thickness-max", "0.4",
+            "--orientations", "2", "--positions", "1", "--outer", "120"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--plot", str(tmp_path / "luts.png")])
+    assert result.exit_code == 0, result.output
+    lut = HaadfLUT.load(tmp_path / "TiO2.npz")
+    assert lut.orientations == 2 and lut.thickness_max == 0.4
+    assert lut.inputs["detector"]["outer_mrad"] == 120.0
+    assert (tmp_path / "luts.png").stat().st_size > 0
+    assert not (tmp_path / "TiO2.checkpoint.npz").exists()
+    # an interrupted run leaves its checkpoint; the next run picks it up
+    from heteroagg.stem.calibration import _save_checkpoint
+
+    _save_checkpoint(tmp_path / "TiO2.checkpoint.npz", lut.inputs, [lut.samples[0]])
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    np.testing.assert_array_equal(HaadfLUT.load(tmp_path / "TiO2.npz").samples, lut.samples)
+
+
+def test_calibrate_rejects_unknown_materials():
+    result = runner.invoke(app, ["calibrate", "Au"])
+    assert result.exit_code != 0
+    assert "unknown material" in result.output

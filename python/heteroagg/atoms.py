@@ -26,6 +26,10 @@ The defaults (:data:`DEFAULT_MSD`, in Å^2) are room-temperature values:
   State Physics, table of Debye temperatures), at 293 K:
   U(W) = 0.00152 Å^2 (B = 0.120 Å^2).  Tungsten bound in the oxide is
   likely softer, so this is a lower bound; pass ``sigmas`` to override.
+- C (for amorphous carbon support films): the Debye-model value with the
+  Debye temperature of diamond, 2230 K (Kittel, same table), at 293 K:
+  U(C) = 0.00151 Å^2.  In an amorphous film the static disorder of the
+  positions outweighs it.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ DEFAULT_MSD: dict[str, float] = {
     "Ti": (2 * 0.0068 + 0.0046) / 3.0,
     "O": (2 * 0.0052 + 0.0035) / 3.0,
     "W": 0.0015232928646978,  # debye_msd(183.84, 400.0, 293.0), not evaluated at import
+    "C": 0.0015121923637946,  # debye_msd(12.011, 2230.0, 293.0)
 }
 
 #: Default RMS displacement per direction, Å: ``sqrt(DEFAULT_MSD)``.

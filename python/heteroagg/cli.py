@@ -176,5 +176,77 @@ def validate_abtem(
         console.print(f"wrote {plot_comparisons(results, plot)}")
 
 
+@app.command()
+def calibrate(
+    material: Annotated[
+        list[str] | None,
+        typer.Argument(help="TiO2, WO3 and/or C (amorphous carbon); default: all three."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the LUT files.")] = Path(
+        "luts"
+    ),
+    thickness_max: Annotated[
+        float | None, typer.Option(help="Deepest thickness (nm); default: the shipped LUT's.")
+    ] = None,
+    orientations: Annotated[
+        int | None, typer.Option(help="Random orientations; default: the shipped LUT's.")
+    ] = None,
+    positions: Annotated[
+        int | None, typer.Option(help="Probe positions per side per orientation.")
+    ] = None,
+    frozen_phonons: Annotated[
+        int | None, typer.Option(help="Frozen phonons per orientation.")
+    ] = None,
+    energy: Annotated[float, typer.Option(help="Electron energy (eV).")] = 300e3,
+    semiangle: Annotated[float, typer.Option(help="Probe semiangle (mrad).")] = 20.0,
+    inner: Annotated[float, typer.Option(help="Detector inner angle (mrad).")] = 52.0,
+    outer: Annotated[float, typer.Option(help="Detector outer angle (mrad).")] = 255.0,
+    seed: Annotated[int, typer.Option(help="Root seed in [0, 2**64).")] = 0,
+    threads: Annotated[int, typer.Option(help="Worker threads (0: all cores).")] = 0,
+    plot: Annotated[
+        Path | None, typer.Option(help="Save I(t) and R(t) of the LUTs (.png, .pdf, .svg).")
+    ] = None,
+) -> None:
+    """Compute HAADF thickness LUTs by multislice (regenerates the shipped ones).
+
+    With no options this recomputes the LUTs that ship with heteroagg.  Each
+    finished orientation is checkpointed under OUT, so an interrupted run
+    resumes where it stopped when started again with the same options.
+    """
+    from heteroagg.stem.calibration import DEFAULT_CALIBRATIONS, calibrate, canonical_material
+
+    try:
+        names = [canonical_material(m) for m in (material or list(DEFAULT_CALIBRATIONS))]
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    overrides = {
+        "thickness_max": thickness_max,
+        "orientations": orientations,
+        "positions": positions,
+        "frozen_phonons": frozen_phonons,
+    }
+    luts = []
+    for name in names:
+        settings = {**DEFAULT_CALIBRATIONS[name]}
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            lut = calibrate(
+                name, energy=energy, semiangle=semiangle, detector=(inner, outer), seed=seed,
+                threads=threads, checkpoint=out / f"{name}.checkpoint.npz", progress=True,
+                **settings,
+            )  # fmt: skip
+        except ValueError as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(code=2) from err
+        path = lut.save(out / f"{name}.npz")
+        (out / f"{name}.checkpoint.npz").unlink(missing_ok=True)
+        luts.append(lut)
+        console.print(f"wrote {path}: {lut!r}")
+    if plot is not None:
+        from heteroagg.stem.lut import plot_luts
+
+        console.print(f"wrote {plot_luts(luts, plot)}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -37,6 +37,7 @@ gamma-WO3, monoclinic, P2_1/n (No. 14, unique axis b, cell choice 2), Z = 8:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -232,3 +233,77 @@ TIO2_STRUCTURES: dict[str, CrystalStructure] = {"anatase": ANATASE, "rutile": RU
 
 #: Built-in WO3 structures by name.
 WO3_STRUCTURES: dict[str, CrystalStructure] = {"gamma": GAMMA_WO3}
+
+
+#: Mass density (g/cm^3) of the amorphous carbon of support films.
+AMORPHOUS_CARBON_DENSITY = 2.0
+
+#: Closest approach (Å) of two atoms in :func:`amorphous_carbon`, about the C-C bond.
+AMORPHOUS_CARBON_MIN_DISTANCE = 1.4
+
+
+def amorphous_carbon(
+    side: float = 20.0,
+    density: float = AMORPHOUS_CARBON_DENSITY,
+    min_distance: float = AMORPHOUS_CARBON_MIN_DISTANCE,
+    seed: int = 0,
+) -> ase.Atoms:
+    """A periodic cube of amorphous carbon, as in the support films of TEM grids.
+
+    Atoms are placed one by one at uniformly random points of the cube and
+    kept when no earlier atom lies within ``min_distance`` (periodic random
+    sequential addition) until the cube holds ``density``.  It is a model of
+    the projected mass of a carbon film without crystalline order, not of
+    its bonding.
+
+    Parameters
+    ----------
+    side
+        Cube edge (Å).
+    density
+        Mass density (g/cm^3); amorphous carbon films are 1.8-2.2.
+    min_distance
+        Closest approach of two atoms (Å).
+    seed
+        Seed of the placement; the cube is a pure function of the arguments.
+
+    Raises
+    ------
+    ValueError
+        For non-positive sizes, or a density too high to reach by random
+        addition at that ``min_distance``.
+    """
+    from ase import Atoms
+
+    from heteroagg.rng import derive_seed
+
+    if not (side > 0 and density > 0 and min_distance > 0):
+        raise ValueError("side, density and min_distance must be positive")
+    count = round(density / 12.011 * _AVOGADRO * 1e-24 * side**3)
+    if count * math.pi / 6 * min_distance**3 > 0.3 * side**3:
+        raise ValueError(
+            f"{density} g/cm^3 with atoms {min_distance} Å apart is beyond random addition"
+        )
+    rng = np.random.default_rng(derive_seed(seed, 0xC))
+    accepted = np.empty((count, 3))
+    n = 0
+    for _ in range(200 * count):
+        if n == count:
+            break
+        candidates = rng.uniform(0.0, side, size=(64, 3))
+        for point in candidates:
+            delta = accepted[:n] - point
+            delta -= side * np.round(delta / side)
+            if n == 0 or np.min(np.einsum("ij,ij->i", delta, delta)) >= min_distance**2:
+                accepted[n] = point
+                n += 1
+                if n == count:
+                    break
+    if n < count:  # pragma: no cover - the density check above prevents it
+        raise ValueError("random addition did not reach the density")
+    atoms = Atoms(numbers=np.full(count, 6), positions=accepted, cell=[side] * 3, pbc=True)
+    atoms.info["description"] = (
+        f"amorphous carbon, periodic random addition: {side:g} Å cube, {density:g} g/cm^3, "
+        f"atoms >= {min_distance:g} Å apart, seed {seed}"
+    )
+    return atoms

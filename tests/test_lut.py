@@ -1,0 +1,108 @@
+"""heteroagg.stem.HaadfLUT and the LUTs shipped with heteroagg."""
+
+import numpy as np
+import pytest
+
+from heteroagg.stem import HaadfLUT, default_lut
+from heteroagg.structures import ANATASE, GAMMA_WO3
+
+OPTICS = {"energy_eV": 300e3, "semiangle_mrad": 20.0, "detector": {"kind": "annular"}}
+
+
+def exponential_lut(rate=0.02, t_max=10.0, n=51, material="TiO2"):
+    """I(t) = 1 - exp(-rate t): its optical density is exactly linear in t."""
+    t = np.linspace(0, t_max, n)
+    mean = -np.expm1(-rate * t)
+    samples = np.stack([mean * 0.9, mean * 1.1])
+    return HaadfLUT(material, t, mean, samples.std(axis=0, ddof=1), samples, dict(OPTICS))
+
+
+def test_interpolation_is_linear_in_optical_density():
+    lut = exponential_lut()
+    t = np.array([0.0, 0.123, 3.33, 9.99, 10.0])
+    np.testing.assert_allclose(lut(t), -np.expm1(-0.02 * t), rtol=1e-12)
+    np.testing.assert_allclose(lut.optical_density(t[1:]), 0.02, rtol=1e-12)
+    np.testing.assert_allclose(lut.optical_density()[0], 0.02, rtol=1e-9)
+
+
+def test_thickness_beyond_the_table_raises_or_extrapolates():
+    lut = exponential_lut()
+    with pytest.raises(ValueError, match="exceeds the TiO2 LUT's range"):
+        lut(10.5)
+    # the thickest entry's optical density continues: exact for this law
+    np.testing.assert_allclose(lut(25.0, extrapolate=True), -np.expm1(-0.02 * 25.0), rtol=1e-12)
+    assert lut.spread(25.0, extrapolate=True) > lut.spread(10.0)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        lut(-1.0)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(thickness=np.linspace(0.1, 1, 5)), "start at 0"),
+        (dict(mean=np.full(5, 1.2)), r"\[0, 1\)"),
+        (dict(std=np.full(5, -0.1)), "std must be"),
+        (dict(samples=np.zeros((2, 4))), "samples must have shape"),
+        (dict(thickness=np.array([0.0, 0.5, 0.4, 0.8, 1.0])), "increase strictly"),
+    ],
+)
+def test_bad_tables_are_refused(change, message):
+    args = dict(
+        material="TiO2", thickness=np.linspace(0, 1, 5), mean=np.linspace(0, 0.1, 5),
+        std=np.zeros(5), samples=np.zeros((2, 5)),
+    )  # fmt: skip
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        HaadfLUT(**args)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    lut = exponential_lut()
+    path = lut.save(tmp_path / "lut.npz")
+    back = HaadfLUT.load(path)
+    assert back.material == "TiO2" and back.inputs == lut.inputs
+    for name in ("thickness", "mean", "std", "samples"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(lut, name))
+    with pytest.raises(ValueError, match=r"\.npz"):
+        lut.save(tmp_path / "lut.json")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a heteroagg HaadfLUT"):
+        HaadfLUT.load(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("material", ["TiO2", "WO3", "C"])
+def test_default_luts_record_their_settings(material):
+    lut = default_lut(material)
+    inputs = lut.inputs
+    assert lut.material == material
+    assert inputs["energy_eV"] == 300e3 and inputs["semiangle_mrad"] == 20.0
+    assert inputs["detector"] == {"kind": "annular", "inner_mrad": 52.0, "outer_mrad": 255.0}
+    assert inputs["orientations"] == lut.orientations >= 6
+    assert np.all(np.diff(lut.mean) > 0), "HAADF intensity grows with thickness"
+    assert default_lut(material.lower()) is lut
+
+
+def test_wo3_is_brighter_than_tio2_as_z_contrast_expects():
+    tio2, wo3 = default_lut("TiO2"), default_lut("WO3")
+    t = np.linspace(0.2, min(tio2.thickness_max, wo3.thickness_max), 50)
+    ratio = wo3.optical_density(t) / tio2.optical_density(t)
+    assert np.all(ratio > 2.0)
+
+    # incoherent scattering per volume, sum of n_i Z_i^p for p = 1.5 ... 2
+    # (screened Rutherford), from the two crystals' atom densities
+    def z_sum(structure, p):
+        _, symbols = structure.expand()
+        z = {"Ti": 22, "O": 8, "W": 74}
+        return sum(z[s] ** p for s in symbols) / structure.volume
+
+    low, high = (z_sum(GAMMA_WO3, p) / z_sum(ANATASE, p) for p in (1.5, 2.0))
+    thick = tio2.thickness >= 5.0  # past the orientation noise of the first slices
+    measured = wo3.optical_density()[thick].mean() / tio2.optical_density()[thick].mean()
+    assert low < measured < high
+    carbon = default_lut("C")
+    assert np.all(carbon(t[t <= carbon.thickness_max]) < tio2(t[t <= carbon.thickness_max]))
+
+
+def test_unknown_default_lut():
+    with pytest.raises(ValueError, match="unknown material"):
+        default_lut("Au")

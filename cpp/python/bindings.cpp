@@ -20,6 +20,7 @@ void bind_crystal(py::module_& m);  // bind_crystal.cpp
 void bind_fft(py::module_& m);
 void bind_parametrization(py::module_& m);
 void bind_stem(py::module_& m);     // bind_stem.cpp
+void bind_render(py::module_& m);   // bind_render.cpp
 
 namespace {
 
@@ -207,4 +208,5 @@ PYBIND11_MODULE(_core, m) {
   bind_fft(m);
   bind_parametrization(m);
   bind_stem(m);
+  bind_render(m);
 }

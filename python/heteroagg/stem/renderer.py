@@ -1,0 +1,505 @@
+"""Fast HAADF-STEM images of aggregates from multislice-calibrated LUTs.
+
+The image of an aggregate is formed in the C++ core (``render.hpp``):
+
+1. the aggregate is turned by a rotation (given, or uniformly random from
+   the seed) and projected along the beam;
+2. at every pixel centre the beam's path through each material is measured
+   (points inside several spheres count once, for the lowest-indexed one);
+3. each material's path goes through its LUT, and materials add in the
+   optical density ``-ln(1 - I)``; with ``orientation_spread`` every particle
+   first gets its own log-normal brightness with the LUT's orientation spread;
+4. an amorphous-carbon support film adds its optical density, with the
+   column-to-column mass fluctuation of random atoms;
+5. the result is convolved with the probe intensity, computed from the
+   probe's optics and source size and binned onto the pixels;
+6. scan lines are jittered, shot noise is drawn for the dose (Poisson), and
+   the detector applies gain, black level and read noise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from heteroagg import _core
+from heteroagg._device import resolve_device
+from heteroagg.materials import MATERIAL_NAMES, TIO2, WO3
+from heteroagg.rng import check_uint64
+from heteroagg.stem.lut import HaadfLUT, default_lut
+from heteroagg.stem.probe import Probe
+
+if TYPE_CHECKING:
+    from heteroagg.aggregate import Aggregate
+
+#: Fraction of the probe intensity the blur kernel keeps (then renormalised).
+PROBE_FRACTION = 0.995
+
+#: Finest sampling (Å) of the probe before it is binned onto pixels.
+PROBE_SAMPLING = 0.1
+
+#: Optics that must agree between the LUTs of one image.
+_OPTICS_KEYS = ("energy_eV", "semiangle_mrad", "detector", "defocus_A", "cs_A", "aberrations")
+
+
+class FieldOfViewWarning(UserWarning):
+    """An aggregate reaches beyond the rendered field of view."""
+
+
+@dataclass(frozen=True, eq=False)
+class Rendering:
+    """An image with its label maps (see :func:`render_haadf` ``labels=True``).
+
+    Attributes
+    ----------
+    image
+        (H, W) float32, the final image (fractions of the incident beam with
+        the default detector settings).
+    clean
+        (H, W) float32, the intensity before probe blur and noise.
+    thickness
+        (2, H, W) float32, the beam's path (nm) through TiO2 and WO3.
+    material
+        (H, W) int8, the material with the longest path at each pixel
+        (0 TiO2, 1 WO3), -1 where the beam misses every particle.
+    particle
+        (H, W) int32, the index of the particle with the longest path, or -1.
+    rotation
+        (3, 3) rotation applied to the aggregate before projection.
+    center
+        (x, y) nm, the point of the rotated aggregate at the image centre.
+    pixel_size
+        nm.
+    clipped
+        True when some particle reaches beyond the field of view.
+    """
+
+    image: np.ndarray
+    clean: np.ndarray
+    thickness: np.ndarray
+    material: np.ndarray
+    particle: np.ndarray
+    rotation: np.ndarray
+    center: tuple[float, float]
+    pixel_size: float
+    clipped: bool
+
+
+def _cached_kernel(probe: Probe, pixel_size: float, fraction: float) -> np.ndarray:
+    key = (
+        probe.energy, probe.semiangle, probe.defocus, probe.cs,
+        tuple(sorted(probe.aberrations.items())), probe.source_size,
+    )  # fmt: skip
+    return _kernel_by_key(key, round(pixel_size, 12), fraction)
+
+
+@lru_cache(maxsize=32)
+def _kernel_by_key(key: tuple, pixel_size: float, fraction: float) -> np.ndarray:
+    energy, semiangle, defocus, cs, aberrations, source_size = key
+    probe = Probe(energy, semiangle, defocus, cs, dict(aberrations), source_size)
+    kernel = probe_kernel(probe, pixel_size, fraction=fraction)
+    kernel.setflags(write=False)
+    return kernel
+
+
+def probe_kernel(
+    probe: Probe, pixel_size: float, *, fraction: float = PROBE_FRACTION
+) -> np.ndarray:
+    """The probe intensity binned onto image pixels: the blur of the renderer.
+
+    The probe wave function is computed from its optics on a fine grid,
+    squared, blurred by the Gaussian source (``probe.source_size``) and
+    integrated over square pixels of ``pixel_size`` centred on the probe.
+    The smallest square of pixels that holds ``fraction`` of the intensity is
+    kept and normalised to sum 1, so uniform regions keep their intensity.
+
+    Parameters
+    ----------
+    probe
+        The probe (Å, eV, mrad).
+    pixel_size
+        Image pixel size (nm).
+    fraction
+        Share of the intensity to keep, in (0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        (2 r + 1, 2 r + 1) float32, centred on the probe.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    pixel = pixel_size * 10.0  # Å
+    sub = max(1, math.ceil(pixel / PROBE_SAMPLING))
+    sub += (sub + 1) % 2  # odd: bins are symmetric about the probe centre
+    spread = 4.0 * abs(probe.defocus) * probe.semiangle * 1e-3 + 6.0 * probe.source_size
+    pixels = 2 * math.ceil(max(48.0 + spread, 4 * pixel) / pixel / 2) + 1  # odd
+    n = pixels * sub
+    d = pixel / sub
+    psi = np.fft.ifft2(probe.reciprocal((n, n), (d, d)))
+    intensity = np.abs(psi) ** 2
+    if probe.source_size > 0:
+        k = np.fft.fftfreq(n, d)
+        gauss = np.exp(
+            -2 * (math.pi * probe.source_size) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2)
+        )
+        intensity = np.fft.ifft2(np.fft.fft2(intensity) * gauss).real
+    # centre the probe on the middle fine point, then sum sub x sub blocks
+    intensity = np.roll(intensity, (n // 2, n // 2), axis=(0, 1))
+    binned = intensity.reshape(pixels, sub, pixels, sub).sum(axis=(1, 3))
+    binned /= binned.sum()
+    c = pixels // 2
+    for r in range(c + 1):
+        block = binned[c - r : c + r + 1, c - r : c + r + 1]
+        if block.sum() >= fraction * (1 - 1e-12) or r == c:
+            return (block / block.sum()).astype(np.float32)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _table(lut: HaadfLUT) -> tuple[float, np.ndarray, np.ndarray]:
+    """(step, D, spread) on a uniform grid for the core."""
+    t = lut.thickness
+    steps = np.diff(t)
+    if np.allclose(steps, steps[0], rtol=1e-9, atol=0):
+        return float(steps[0]), np.ascontiguousarray(lut.density), np.ascontiguousarray(lut.std)
+    grid = np.linspace(0.0, lut.thickness_max, 8193)
+    return (
+        float(grid[1]),
+        -np.log1p(-lut(grid)),
+        np.interp(grid, t, lut.std),
+    )
+
+
+def _optics(lut: HaadfLUT) -> dict[str, Any]:
+    return {key: lut.inputs.get(key) for key in _OPTICS_KEYS}
+
+
+def lut_probe(lut: HaadfLUT) -> Probe:
+    """The probe a LUT was calibrated with (no source size)."""
+    inputs = lut.inputs
+    try:
+        return Probe(
+            energy=inputs["energy_eV"],
+            semiangle=inputs["semiangle_mrad"],
+            defocus=inputs.get("defocus_A", 0.0),
+            cs=inputs.get("cs_A", 0.0),
+            aberrations=dict(inputs.get("aberrations", {})),
+        )
+    except KeyError as err:
+        raise ValueError(f"the {lut.material} LUT does not record its optics ({err})") from None
+
+
+class HaadfRenderer:
+    """A prepared renderer: LUT tables, probe kernel and image settings.
+
+    Build it once and call it for many aggregates; :func:`render_haadf` is
+    the one-shot form and documents the parameters.
+
+    Examples
+    --------
+    >>> renderer = HaadfRenderer(pixel_size=0.4, shape=(256, 256), dose=5e3)
+    >>> image = renderer(agg, seed=1)                      # doctest: +SKIP
+    >>> images = renderer.batch(aggs, seeds=range(64))    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        pixel_size: float,
+        shape: tuple[int, int] | int,
+        luts: Mapping[str | int, HaadfLUT] | None = None,
+        dose: float | None = None,
+        probe: Probe | str | None = "lut",
+        orientation_spread: bool = True,
+        support: float | None = None,
+        support_lut: HaadfLUT | None = None,
+        scan_jitter: float = 0.0,
+        gain: float = 1.0,
+        black_level: float = 0.0,
+        read_noise: float = 0.0,
+        extrapolate: bool = False,
+        probe_fraction: float = PROBE_FRACTION,
+        device: str = "auto",
+    ) -> None:
+        backend = resolve_device(device)
+        if backend == "cuda" and device == "cuda":
+            raise RuntimeError("device='cuda': the renderer has no CUDA path yet; use 'cpu'")
+        if isinstance(pixel_size, bool) or not isinstance(pixel_size, (int, float)):
+            raise ValueError(f"pixel_size must be a number of nm, got {pixel_size!r}")
+        if not (math.isfinite(pixel_size) and pixel_size > 0):
+            raise ValueError(f"pixel_size must be positive and finite (nm), got {pixel_size!r}")
+        shape = (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if len(shape) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in shape
+        ):
+            raise ValueError(f"shape must be a positive int or a pair (H, W), got {shape!r}")
+        if dose is not None and not (
+            isinstance(dose, (int, float)) and math.isfinite(dose) and dose >= 0
+        ):
+            raise ValueError(f"dose must be None or a finite number >= 0 e/Å², got {dose!r}")
+        for name, value in (("scan_jitter", scan_jitter), ("read_noise", read_noise)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        for name, value in (("gain", gain), ("black_level", black_level)):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+        if support is not None and not (math.isfinite(support) and support >= 0):
+            raise ValueError(f"support must be None or a film thickness >= 0 nm, got {support!r}")
+
+        self.luts = self._material_luts(luts)
+        reference = _optics(self.luts[0])
+        if _optics(self.luts[1]) != reference:
+            raise ValueError(
+                "the TiO2 and WO3 LUTs were calibrated with different optics or detectors: "
+                f"{reference} vs {_optics(self.luts[1])}"
+            )
+        support_table = None
+        if support:
+            lut = support_lut if support_lut is not None else default_lut("C")
+            if _optics(lut) != reference:
+                raise ValueError(
+                    "the support LUT was calibrated with other optics than the particles'"
+                )
+            support_table = _table(lut)
+        if isinstance(probe, str):
+            if probe != "lut":
+                raise ValueError(f"probe must be a Probe, 'lut' or None, got {probe!r}")
+            probe = lut_probe(self.luts[0])
+        kernel = None
+        if probe is not None:
+            if not isinstance(probe, Probe):
+                raise ValueError(
+                    f"probe must be a Probe, 'lut' or None, got {type(probe).__name__}"
+                )
+            kernel = _cached_kernel(probe, pixel_size, probe_fraction)
+        from heteroagg.structures import AMORPHOUS_CARBON_DENSITY
+
+        self.pixel_size = float(pixel_size)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.probe = probe
+        self.kernel = kernel
+        self._settings = _core.RenderSettings(
+            ny=self.shape[0],
+            nx=self.shape[1],
+            pixel_nm=self.pixel_size,
+            tables=[_table(lut) for lut in self.luts],
+            extrapolate=bool(extrapolate),
+            orientation_spread=bool(orientation_spread),
+            support_nm=float(support or 0.0),
+            support=support_table,
+            support_atoms_per_nm3=AMORPHOUS_CARBON_DENSITY / 12.011 * 6.02214076e23 * 1e-21,
+            kernel=kernel,
+            scan_jitter_px=float(scan_jitter),
+            dose=float(dose or 0.0),
+            gain=float(gain),
+            black_level=float(black_level),
+            read_noise=float(read_noise),
+        )
+
+    @staticmethod
+    def _material_luts(luts: Mapping[str | int, HaadfLUT] | None) -> list[HaadfLUT]:
+        if luts is None:
+            return [default_lut("TiO2"), default_lut("WO3")]
+        if not isinstance(luts, Mapping):
+            raise ValueError("luts must map 'TiO2' and 'WO3' to HaadfLUT objects, or be None")
+        from heteroagg.materials import material_code
+
+        found: dict[int, HaadfLUT] = {}
+        for key, lut in luts.items():
+            if not isinstance(lut, HaadfLUT):
+                raise ValueError(f"luts[{key!r}] must be a HaadfLUT, got {type(lut).__name__}")
+            found[material_code(key)] = lut
+        missing = [MATERIAL_NAMES[c] for c in (TIO2, WO3) if c not in found]
+        if missing:
+            raise ValueError(f"luts has no LUT for {missing}; give both 'TiO2' and 'WO3'")
+        return [found[TIO2], found[WO3]]
+
+    def _arrays(self, agg: Aggregate) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from heteroagg.aggregate import Aggregate
+
+        if not isinstance(agg, Aggregate):
+            raise ValueError(f"agg must be an Aggregate, got {type(agg).__name__}")
+        return agg.centers, agg.radii, agg.materials
+
+    def __call__(
+        self,
+        agg: Aggregate,
+        seed: int = 0,
+        *,
+        rotation: np.ndarray | None = None,
+        center: tuple[float, float] | None = None,
+        labels: bool = False,
+    ) -> np.ndarray | Rendering:
+        """Render one aggregate; see :func:`render_haadf`."""
+        seed = check_uint64("seed", seed)
+        if rotation is not None:
+            rotation = _check_rotation(rotation)
+        if center is not None:
+            cx, cy = (float(v) for v in center)
+            if not (math.isfinite(cx) and math.isfinite(cy)):
+                raise ValueError(f"center must be finite (nm), got {center!r}")
+            center = (cx, cy)
+        try:
+            out = _core.render_haadf(
+                *self._arrays(agg), rotation, center, seed, self._settings, bool(labels)
+            )
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        if out["clipped"]:
+            warnings.warn(
+                f"the aggregate reaches beyond the {self.shape[1]} x {self.shape[0]} pixel field "
+                f"of view ({self.shape[1] * self.pixel_size:g} x "
+                f"{self.shape[0] * self.pixel_size:g} nm); part of it is cut off",
+                FieldOfViewWarning,
+                stacklevel=3,
+            )
+        if not labels:
+            return out["image"]
+        return Rendering(
+            image=out["image"],
+            clean=out["clean"],
+            thickness=out["thickness"],
+            material=out["material"],
+            particle=out["particle"],
+            rotation=out["rotation"],
+            center=out["center"],
+            pixel_size=self.pixel_size,
+            clipped=bool(out["clipped"]),
+        )
+
+    def batch(
+        self, aggs: Sequence[Aggregate], seeds: Sequence[int], *, threads: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render many aggregates on C++ threads with the GIL released.
+
+        Image ``i`` is ``self(aggs[i], seeds[i])`` bit for bit, whatever the
+        thread count; rotations are drawn from the seeds.
+
+        Returns
+        -------
+        images, rotations, clipped
+            (B, H, W) float32, (B, 3, 3) and (B,) bool.
+        """
+        seeds = [check_uint64("seed", s) for s in seeds]
+        if len(seeds) != len(aggs):
+            raise ValueError(f"got {len(aggs)} aggregates but {len(seeds)} seeds")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be an int >= 0, got {threads!r}")
+        arrays = [self._arrays(agg) for agg in aggs]
+        try:
+            return _core.render_haadf_batch(arrays, seeds, self._settings, threads)
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+
+
+def _check_rotation(rotation: Any) -> np.ndarray:
+    r = np.asarray(rotation, dtype=np.float64)
+    if r.shape != (3, 3) or not np.all(np.isfinite(r)):
+        raise ValueError(f"rotation must be a finite 3x3 matrix, got shape {r.shape}")
+    if not np.allclose(r @ r.T, np.eye(3), atol=1e-6) or np.linalg.det(r) < 0:
+        raise ValueError("rotation must be a proper rotation matrix (orthonormal, det +1)")
+    return np.ascontiguousarray(r)
+
+
+def render_haadf(
+    agg: Aggregate,
+    *,
+    pixel_size: float,
+    shape: tuple[int, int] | int,
+    luts: Mapping[str | int, HaadfLUT] | None = None,
+    rotation: np.ndarray | None = None,
+    seed: int = 0,
+    dose: float | None = None,
+    probe: Probe | str | None = "lut",
+    center: tuple[float, float] | None = None,
+    orientation_spread: bool = True,
+    support: float | None = None,
+    scan_jitter: float = 0.0,
+    gain: float = 1.0,
+    black_level: float = 0.0,
+    read_noise: float = 0.0,
+    extrapolate: bool = False,
+    labels: bool = False,
+    device: str = "auto",
+) -> np.ndarray | Rendering:
+    """Render a HAADF-STEM image of an aggregate from thickness LUTs.
+
+    A sphere of diameter d renders at its centre, before blur and noise and
+    without ``orientation_spread``, as ``luts[material](d)``.
+
+    Parameters
+    ----------
+    agg
+        The aggregate (nm).
+    pixel_size
+        Pixel size (nm).
+    shape
+        Image shape (H, W), or one int for a square.
+    luts
+        ``{"TiO2": HaadfLUT, "WO3": HaadfLUT}``; None takes
+        :func:`~heteroagg.stem.default_lut`.  Both must share their optics.
+    rotation
+        3x3 rotation applied to the aggregate before projecting along z;
+        None draws a uniformly random rotation from ``seed``.
+    seed
+        Integer in [0, 2**64): the image is a pure function of the aggregate,
+        the seed and the settings.
+    dose
+        Electron dose (e/Å²) for Poisson shot noise; None or 0: no shot noise.
+    probe
+        The probe whose intensity blurs the image: ``"lut"`` (the LUTs'
+        optics), a :class:`~heteroagg.stem.Probe` (e.g. with a source size),
+        or None for no blur.
+    center
+        (x, y) nm of the rotated aggregate at the image centre; default: the
+        middle of its projected bounding box.
+    orientation_spread
+        Give each particle its own brightness, log-normal with the LUT's
+        orientation mean and spread at the particle's diameter.
+    support
+        Thickness (nm) of an amorphous-carbon support film (default LUT "C"),
+        or None.
+    scan_jitter
+        RMS horizontal displacement of each scan line (pixels).
+    gain, black_level, read_noise
+        Detector response: ``black_level + gain * signal`` plus Gaussian read
+        noise of RMS ``read_noise`` (output units).
+    extrapolate
+        Continue LUTs beyond their thickest entry instead of raising.
+    labels
+        Return a :class:`Rendering` with the label maps instead of the image.
+    device
+        ``"auto"`` or ``"cpu"``; there is no CUDA renderer yet, so an
+        explicit ``"cuda"`` raises.
+
+    Returns
+    -------
+    numpy.ndarray or Rendering
+        (H, W) float32 fractions of the incident beam (with the default
+        detector settings), or a :class:`Rendering`.
+
+    Raises
+    ------
+    ValueError
+        For bad input, including a negative dose and, without
+        ``extrapolate``, a beam path longer than a LUT.
+
+    Warns
+    -----
+    FieldOfViewWarning
+        When the aggregate reaches beyond the field of view (``clipped`` in
+        the :class:`Rendering`).
+    """
+    renderer = HaadfRenderer(
+        pixel_size=pixel_size, shape=shape, luts=luts, dose=dose, probe=probe,
+        orientation_spread=orientation_spread, support=support, scan_jitter=scan_jitter,
+        gain=gain, black_level=black_level, read_noise=read_noise, extrapolate=extrapolate,
+        device=device,
+    )  # fmt: skip
+    return renderer(agg, seed, rotation=rotation, center=center, labels=labels)

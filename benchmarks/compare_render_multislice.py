@@ -60,11 +60,8 @@ def main() -> None:
 
     thickness = 1.25 * max(args.diameters) + 0.4
     start = time.perf_counter()
-    luts = {
-        m: calibrate(m, detector=DETECTOR, thickness_max=thickness,
-                     orientations=args.orientations, positions=2)  # fmt: skip
-        for m in ("TiO2", "WO3")
-    }
+    settings = dict(detector=DETECTOR, thickness_max=thickness, orientations=args.orientations)
+    luts = {m: calibrate(m, positions=2, **settings) for m in ("TiO2", "WO3")}
     print(f"calibration ({args.orientations} orientations, 0-{thickness:g} nm): "
           f"{time.perf_counter() - start:.0f} s\n")  # fmt: skip
     print("| object | d (nm) | seed | NCC | NCC (2 Å low-pass) | intensity ratio | render s | "

@@ -38,9 +38,7 @@ def comparisons():
         m: calibrate(m, detector=(50.0, 100.0), thickness_max=4.0, orientations=32, positions=2)
         for m in ("TiO2", "WO3")
     }
-    agg = Aggregate(
-        [[0, 0, 0], [2.4, 0.3, 0.2], [4.6, -0.4, -0.3]], [1.2, 1.25, 1.0], [0, 1, 0]
-    )
+    agg = Aggregate([[0, 0, 0], [2.4, 0.3, 0.2], [4.6, -0.4, -0.3]], [1.2, 1.25, 1.0], [0, 1, 0])
     return [
         compare_render_with_multislice(agg, luts, seed=seed, scan_sampling=SCAN, binning=1)
         for seed in range(3)

@@ -151,7 +151,7 @@ std::uint64_t poisson(philox_stream& rng, double mean) {
   if (mean < 1e6) {
     const float lam = static_cast<float>(mean), slam = std::sqrt(lam);
     const float b = 0.931f + 2.53f * slam, a = -0.059f + 0.02483f * b;
-    const float inv_alpha = 1.1239f + 1.1328f / (b - 3.4f), vr = 0.9277f - 3.6224f / (b - 2.0f);
+    const float vr = 0.9277f - 3.6224f / (b - 2.0f);
     for (;;) {
       const float u = unit_float(rng.next_u32()) - 0.5f;
       const float v = unit_float(rng.next_u32());
@@ -159,7 +159,7 @@ std::uint64_t poisson(philox_stream& rng, double mean) {
       const float k = std::floor((2.0f * a / us + b) * u + lam + 0.43f);
       if (us >= 0.07f && v <= vr) return static_cast<std::uint64_t>(k);
       if (k < 0.0f || (us < 0.013f && v > us)) continue;
-      const double kd = k;
+      const double kd = k, inv_alpha = 1.1239 + 1.1328 / (b - 3.4);
       if (std::log(static_cast<double>(v) * inv_alpha / (a / (us * us) + b)) <=
           -mean + kd * std::log(mean) - std::lgamma(kd + 1.0))
         return static_cast<std::uint64_t>(kd);
@@ -324,8 +324,8 @@ void render_with(const render_input& input, const render_settings& s, render_out
         const double h = std::sqrt(h2);
         const std::size_t p = row * nx + col;
         const auto lo = static_cast<float>(c.z - h), hi = static_cast<float>(c.z + h);
-        const float length =
-            w.head[p] < 0 ? hi - lo : uncovered_length(w, w.head[p], lo, hi, w.overlap);
+        const float length = w.head[p] < 0 ? static_cast<float>(2.0 * h)
+                                           : uncovered_length(w, w.head[p], lo, hi, w.overlap);
         w.intervals.push_back({lo, hi, w.head[p]});
         w.head[p] = static_cast<std::int32_t>(w.intervals.size() - 1);
         thick[p] += length;

@@ -418,7 +418,15 @@ void render_with(const render_input& input, const render_settings& s, render_out
 
 void render_haadf(const render_input& input, const render_settings& settings, render_output& output) {
   check_settings(settings);
-  render_with(input, settings, output, thread_workspace());
+  // Scratch is kept for the usual image sizes; that of very large ones is given back.
+  struct release_if_large {
+    workspace& w;
+    bool large;
+    ~release_if_large() {
+      if (large) w = workspace{};
+    }
+  } scratch{thread_workspace(), settings.ny * settings.nx > (std::size_t{1} << 22)};
+  render_with(input, settings, output, scratch.w);
 }
 
 void render_haadf_batch(const std::vector<render_input>& inputs, const render_settings& settings,

@@ -136,13 +136,13 @@ double thickness_table::spread_at(double t) const {
 
 std::uint64_t poisson(philox_stream& rng, double mean) {
   if (!(mean > 0.0)) return 0;
-  if (mean < 10.0) {
-    const double limit = std::exp(-mean);
+  if (mean < 10.0) {  // inversion by products of uniforms; 24-bit uniforms suffice here
+    const float limit = std::exp(-static_cast<float>(mean));
     std::uint64_t k = 0;
-    double product = rng.uniform();
+    float product = unit_float(rng.next_u32());
     while (product > limit) {
       ++k;
-      product *= rng.uniform();
+      product *= unit_float(rng.next_u32());
     }
     return k;
   }

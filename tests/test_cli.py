@@ -98,3 +98,22 @@ def test_calibrate_rejects_unknown_materials():
     result = runner.invoke(app, ["calibrate", "Au"])
     assert result.exit_code != 0
     assert "unknown material" in result.output
+
+
+def test_render_writes_the_image_render_haadf_gives(tmp_path):
+    from heteroagg.stem import render_haadf
+
+    agg = heteroagg.sample_aggregate(ModelParams(n_particles=20), 3)
+    path = agg.save(tmp_path / "agg.npz")
+    args = ["render", str(path), "--pixel-size", "0.6", "--shape", "96", "--seed", "4"]
+    result = runner.invoke(app, [*args, "--dose", "500", "--out", str(tmp_path / "img.npy")])
+    assert result.exit_code == 0, result.output
+    expected = render_haadf(agg, pixel_size=0.6, shape=96, seed=4, dose=500.0)
+    np.testing.assert_array_equal(np.load(tmp_path / "img.npy"), expected)
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "img.png")]).exit_code == 0
+    assert (tmp_path / "img.png").stat().st_size > 0
+    small_args = [*args[:2], "--pixel-size", "0.05", "--out", str(tmp_path / "s.npy")]
+    small = runner.invoke(app, small_args)
+    assert small.exit_code == 0 and "field of view" in small.output
+    bad = runner.invoke(app, [*args, "--dose", "-1", "--out", str(tmp_path / "b.npy")])
+    assert bad.exit_code == 2 and "dose" in bad.output

@@ -85,7 +85,8 @@ def main() -> None:
                 last = result
             print(f"| {kind} | {d:g} | mean of {args.seeds} | | | {sums[0] / sums[1]:.3f} | | |")
     if args.plot and last is not None:
-        plot_render_comparison(last, args.plot, title="LUT renderer against multislice")
+        title = "LUT renderer against multislice"
+        plot_render_comparison(last, args.plot, title=title, low_pass=BLUR / SCAN)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Regenerate the figures of docs/model.md: ``python docs/make_figures.py``.
+"""Regenerate the figures of docs/model.md and docs/render.md.
 
+``python docs/make_figures.py [segregation] [luts] [rendering]`` (default: all).
 Needs matplotlib (the ``plot`` extra).
 """
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -50,6 +52,50 @@ def segregation_figure(path: Path) -> None:
     plt.close(fig)
 
 
+def luts_figure(path: Path) -> None:
+    """The shipped LUTs: I(t) with its orientation spread, and R(t)."""
+    from heteroagg.stem import default_lut
+    from heteroagg.stem.lut import plot_luts
+
+    plot_luts([default_lut(m) for m in ("TiO2", "WO3", "C")], path)
+
+
+def rendering_figure(path: Path) -> None:
+    """One aggregate: noise-free, with probe, support and shot noise, and two label maps."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from heteroagg.stem import render_haadf
+
+    agg = heteroagg.sample_aggregate(heteroagg.ModelParams(n_particles=60, frac_w=0.4), 4)
+    kw = dict(pixel_size=0.5, shape=256, seed=2)
+    labels = render_haadf(agg, probe=None, orientation_spread=False, labels=True, **kw)
+    noisy = render_haadf(agg, dose=2e3, support=5.0, **kw)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), constrained_layout=True)
+    panels = [
+        (labels.clean, "gray", "LUT intensity (no blur, no noise)"),
+        (noisy, "gray", "probe, orientations, 5 nm carbon, 2000 e/Å²"),
+        (labels.material, "coolwarm", "material map (-1 vacuum, 0 TiO2, 1 WO3)"),
+        (labels.thickness.sum(axis=0), "viridis", "path through matter (nm)"),
+    ]
+    for ax, (image, cmap, title) in zip(axes, panels, strict=True):
+        shown = ax.imshow(image, cmap=cmap)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(shown, ax=ax, shrink=0.75)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+FIGURES = {
+    "segregation": (segregation_figure, "segregation.png"),
+    "luts": (luts_figure, "haadf_luts.png"),
+    "rendering": (rendering_figure, "rendering.png"),
+}
+
 if __name__ == "__main__":
     HERE.mkdir(exist_ok=True)
-    segregation_figure(HERE / "segregation.png")
+    for name in sys.argv[1:] or list(FIGURES):
+        make, filename = FIGURES[name]
+        make(HERE / filename)

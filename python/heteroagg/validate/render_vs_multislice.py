@@ -147,32 +147,44 @@ def compare_render_with_multislice(
     )
 
 
-def plot_render_comparison(result: RenderComparison, path: Any, title: str = "") -> Any:
-    """Save the rendered and multislice images and their difference side by side."""
+def plot_render_comparison(
+    result: RenderComparison, path: Any, title: str = "", low_pass: float | None = None
+) -> Any:
+    """Save both images and their difference; with ``low_pass`` (pixels), a
+    second row shows them after the same Gaussian low-pass."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), layout="constrained")
-    top = float(max(result.rendered.max(), result.multislice.max()))
-    for ax, image, name in (
-        (axes[0], result.multislice, "multislice"),
-        (axes[1], result.rendered, "LUT renderer"),
-    ):
-        shown = ax.imshow(image, cmap="gray", vmin=0, vmax=top)
-        ax.set_title(name)
-    fig.colorbar(shown, ax=axes[:2], shrink=0.8, label="fraction of beam")
-    diff = result.rendered - result.multislice
-    lim = float(np.abs(diff).max())
-    shown = axes[2].imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    axes[2].set_title(f"difference (NCC {result.ncc:.3f}, ratio {result.intensity_ratio:.3f})")
-    fig.colorbar(shown, ax=axes[2], shrink=0.8)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
+    rows = [("", result.rendered, result.multislice)]
+    if low_pass:
+        from scipy.ndimage import gaussian_filter
+
+        rows.append((
+            f", low-pass {low_pass:g} px",
+            gaussian_filter(result.rendered, low_pass),
+            gaussian_filter(result.multislice, low_pass),
+        ))  # fmt: skip
+    fig, axes = plt.subplots(len(rows), 3, figsize=(11, 3.4 * len(rows)), layout="constrained",
+                             squeeze=False)  # fmt: skip
+    for row, (suffix, rendered, multislice) in zip(axes, rows, strict=True):
+        top = float(max(rendered.max(), multislice.max()))
+        panels = ((row[0], multislice, "multislice"), (row[1], rendered, "LUT renderer"))
+        for ax, image, name in panels:
+            shown = ax.imshow(image, cmap="gray", vmin=0, vmax=top)
+            ax.set_title(name + suffix, fontsize=10)
+        fig.colorbar(shown, ax=row[:2], shrink=0.8, label="fraction of beam")
+        diff = rendered - multislice
+        lim = float(np.abs(diff).max())
+        shown = row[2].imshow(diff, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        agreement = _ncc(rendered, multislice)
+        row[2].set_title(f"renderer - multislice (NCC {agreement:.3f})", fontsize=10)
+        fig.colorbar(shown, ax=row[2], shrink=0.8)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{title} (integrated intensity ratio {result.intensity_ratio:.3f})".strip())
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -87,7 +87,10 @@ class HaadfLUT:
             raise ValueError("samples must have shape (orientations, len(thickness))")
         if np.any(mean < 0) or np.any(mean >= 1) or np.any(std < 0):
             raise ValueError("mean must lie in [0, 1) and std must be >= 0")
-        json.dumps(self.inputs)  # must be storable
+        try:
+            json.dumps(self.inputs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"inputs must be JSON-compatible to be saved: {err}") from None
         object.__setattr__(self, "thickness", thickness)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)

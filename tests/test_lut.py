@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from heteroagg.stem import HaadfLUT, default_lut
+from heteroagg.stem.calibration import DEFAULT_CALIBRATIONS
 from heteroagg.structures import ANATASE, GAMMA_WO3
 
 OPTICS = {"energy_eV": 300e3, "semiangle_mrad": 20.0, "detector": {"kind": "annular"}}
@@ -44,6 +45,7 @@ def test_thickness_beyond_the_table_raises_or_extrapolates():
         (dict(std=np.full(5, -0.1)), "std must be"),
         (dict(samples=np.zeros((2, 4))), "samples must have shape"),
         (dict(thickness=np.array([0.0, 0.5, 0.4, 0.8, 1.0])), "increase strictly"),
+        (dict(inputs={"probe": object()}), "JSON-compatible"),
     ],
 )
 def test_bad_tables_are_refused(change, message):
@@ -80,6 +82,11 @@ def test_default_luts_record_their_settings(material):
     assert inputs["orientations"] == lut.orientations >= 6
     assert np.all(np.diff(lut.mean) > 0), "HAADF intensity grows with thickness"
     assert default_lut(material.lower()) is lut
+    # `heteroagg calibrate` with no options regenerates exactly these
+    settings = DEFAULT_CALIBRATIONS[material]
+    for key in ("thickness_max", "orientations", "positions", "frozen_phonons"):
+        assert inputs[{"thickness_max": "thickness_max_nm"}.get(key, key)] == settings[key]
+    assert inputs["slice_thickness_A"] == settings.get("slice_thickness", 2.0)
 
 
 def test_wo3_is_brighter_than_tio2_as_z_contrast_expects():

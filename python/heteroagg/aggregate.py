@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heteroagg import _core
+from heteroagg._progress import progress_bar
 from heteroagg.materials import MATERIAL_NAMES, WO3
 from heteroagg.model import GenerationError, ModelParams
 from heteroagg.rng import check_uint64, derive_seed
@@ -282,20 +282,6 @@ _DEFAULT_OPTIONS = SamplerOptions()
 _CHUNK = 2048
 
 
-@contextmanager
-def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(k)``; draws a rich progress bar when enabled."""
-    if not enabled:
-        yield lambda k: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    columns = ("sampling aggregates", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("sample", total=total)
-        yield lambda k: bar.advance(task, k)
-
-
 def sample_aggregate(
     params: ModelParams, seed: int, *, options: SamplerOptions | None = None
 ) -> Aggregate:
@@ -396,7 +382,7 @@ def sample_aggregates(
     opts = (options or _DEFAULT_OPTIONS)._to_core()
     core_params = [p._to_core() for p in params_list]
     out: list[Aggregate | None] = []
-    with _progress_bar(progress, len(seed_list)) as advance:
+    with progress_bar(progress, len(seed_list), "sampling aggregates") as advance:
         for start in range(0, len(seed_list), _CHUNK):
             stop = min(start + _CHUNK, len(seed_list))
             results = _core.sample_aggregates(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from heteroagg._device import resolve_device
+from heteroagg._progress import progress_bar
 from heteroagg.rng import check_uint64, derive_seed
 from heteroagg.stem.detectors import as_detector
 from heteroagg.stem.lut import HaadfLUT
@@ -212,6 +213,10 @@ def calibrate(
     import heteroagg
     from heteroagg.stem.multislice import auto_window, haadf_multislice
 
+    try:
+        from ase import Atoms
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("calibrate needs ase: pip install 'heteroagg[ase]'") from None
     backend = resolve_device(device)
     if backend == "cuda" and device == "cuda":
         raise RuntimeError("device='cuda': the multislice has no CUDA path yet; use 'cpu'")
@@ -269,10 +274,9 @@ def calibrate(
         "heteroagg_version": heteroagg.__version__,
     }
     samples = _resume(checkpoint, inputs, n_slices)
-    from ase import Atoms
 
     start = lateral / 2 - step * (positions - 1) / 2
-    with _orientation_bar(progress, orientations, len(samples), name) as advance:
+    with progress_bar(progress, orientations, f"calibrating {name}", len(samples)) as advance:
         for k in range(len(samples), orientations):
             orientation_seed = derive_seed(seed, k)
             xyz, numbers = crystal_slab(cell, lateral, depth, orientation_seed, threads=threads)
@@ -361,30 +365,3 @@ def _save_checkpoint(checkpoint: str | Path, inputs: dict, samples: list[np.ndar
     with open(tmp, "wb") as stream:
         np.savez(stream, inputs=np.array(json.dumps(inputs)), samples=np.array(samples))
     tmp.replace(path)
-
-
-class _orientation_bar:
-    """A rich progress bar over orientations, or nothing."""
-
-    def __init__(self, enabled: bool, total: int, done: int, name: str) -> None:
-        self._enabled, self._total, self._done, self._name = enabled, total, done, name
-        self._progress = None
-
-    def __enter__(self):
-        if not self._enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._progress = Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(),
-        )  # fmt: skip
-        self._progress.__enter__()
-        task = self._progress.add_task(
-            f"calibrating {self._name}", total=self._total, completed=self._done
-        )
-        return lambda: self._progress.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)

@@ -16,6 +16,7 @@ import numpy as np
 
 from heteroagg import _core
 from heteroagg._device import resolve_device
+from heteroagg._progress import progress_bar
 from heteroagg.stem.detectors import as_detector
 from heteroagg.stem.probe import Probe
 
@@ -526,7 +527,7 @@ def haadf_multislice(
         displaced = [atoms]
 
     total = configurations * grid.scan_gpts[0] * grid.scan_gpts[1]
-    with _progress_bar(progress, total) as advance:
+    with progress_bar(progress, total, "multislice") as advance:
         result = np.zeros((len(planes), len(detectors), *grid.scan_gpts))
         for configuration in displaced:
             positions = np.asarray(configuration.positions, dtype=np.float64)
@@ -548,25 +549,3 @@ def haadf_multislice(
     if probe.source_size > 0:
         images = _gaussian_blur(images, probe.source_size, grid.scan_sampling)
     return images[0] if exit_planes is None else images
-
-
-class _progress_bar:
-    """A rich progress bar over probe positions, or nothing."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-        self._progress: Any = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda _n: None
-        from rich.progress import Progress
-
-        self._progress = Progress()
-        self._progress.start()
-        task = self._progress.add_task("multislice", total=self.total)
-        return lambda n: self._progress.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -1,0 +1,37 @@
+"""The rich progress bar of long runs, or nothing when it is switched off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def progress_bar(
+    enabled: bool, total: int, description: str, completed: int = 0
+) -> Iterator[Callable[..., None]]:
+    """``with progress_bar(enabled, total, "what") as advance: advance(n)``.
+
+    Parameters
+    ----------
+    enabled
+        Show the bar; otherwise ``advance`` does nothing.
+    total
+        Number of steps.
+    description
+        Label in front of the bar.
+    completed
+        Steps already done (a resumed run).
+    """
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = (
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns) as bar:
+        task = bar.add_task(description, total=total, completed=completed)
+        yield lambda n=1: bar.advance(task, n)

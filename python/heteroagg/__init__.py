@@ -9,6 +9,7 @@ from heteroagg._core import build_info as _build_info
 from heteroagg._device import cuda_status, resolve_device
 from heteroagg.aggregate import Aggregate, SamplerOptions, sample_aggregate, sample_aggregates
 from heteroagg.atoms import frozen_phonons, to_atoms
+from heteroagg.data import DatasetConfig, ParameterSpace, default_config
 from heteroagg.descriptors import Descriptors, convex_hull_volume_fraction, descriptors
 from heteroagg.model import GenerationError, ModelParams, fractal_law_rg
 from heteroagg.rng import derive_seed
@@ -17,13 +18,16 @@ __version__: str = _build_info["version"]
 
 __all__ = [
     "Aggregate",
+    "DatasetConfig",
     "Descriptors",
     "GenerationError",
     "ModelParams",
+    "ParameterSpace",
     "SamplerOptions",
     "__version__",
     "convex_hull_volume_fraction",
     "cuda_status",
+    "default_config",
     "derive_seed",
     "descriptors",
     "fractal_law_rg",

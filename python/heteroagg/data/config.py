@@ -1,0 +1,149 @@
+"""Dataset configuration: the parameter space and the imaging settings.
+
+A config is a TOML file with a ``[params]`` table (see
+:class:`~heteroagg.data.space.ParameterSpace`) and an ``[imaging]`` table
+(:class:`ImagingConfig`).  :func:`default_config` loads the one shipped
+with heteroagg, ``heteroagg/data/default.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from heteroagg.data.space import ParameterSpace, Prior
+
+try:
+    import tomllib
+except ImportError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: Rotation policies: a Haar-random rotation per item, or the sampled frame.
+ROTATION_POLICIES = ("random", "fixed")
+
+
+@dataclass(frozen=True)
+class ImagingConfig:
+    """How the images of a dataset are formed (units: eV, mrad, nm, e/Å²).
+
+    Attributes
+    ----------
+    energy, semiangle, detector
+        Optics and annular detector ``(inner, outer)``; they must match the
+        LUTs used to render.
+    pixel_size
+        nm.
+    shape
+        (H, W) pixels.
+    dose
+        Prior of the electron dose per image (e/Å²), drawn when shot noise is
+        applied: at load time, or at generation with ``bake_noise``.
+    rotation
+        ``"random"`` (Haar per item) or ``"fixed"``.
+    orientation_spread
+        Per-particle brightness drawn from the LUT's orientation spread.
+    support
+        Amorphous-carbon film thickness (nm), 0 for none.
+    bake_noise
+        Store noisy images instead of clean ones.
+    extrapolate
+        Continue the LUTs past their end at constant optical density instead
+        of failing the item (see docs/data.md for how often that happens).
+    """
+
+    energy: float = 300e3
+    semiangle: float = 20.0
+    detector: tuple[float, float] = (52.0, 255.0)
+    pixel_size: float = 1.0
+    shape: tuple[int, int] = (256, 256)
+    dose: Prior = field(default_factory=lambda: Prior("log-uniform", 1e3, 1e5))
+    rotation: str = "random"
+    orientation_spread: bool = True
+    support: float = 0.0
+    bake_noise: bool = False
+    extrapolate: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("energy", "semiangle", "pixel_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"imaging.{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"imaging.{name} must be positive and finite, got {value!r}")
+        detector = tuple(float(v) for v in self.detector)
+        if len(detector) != 2 or not 0 <= detector[0] < detector[1]:
+            raise ValueError(f"imaging.detector must be [inner, outer] mrad, got {self.detector!r}")
+        shape = tuple(self.shape)
+        if len(shape) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape
+        ):
+            raise ValueError(f"imaging.shape must be [H, W] positive integers, got {self.shape!r}")
+        if not isinstance(self.dose, Prior) or self.dose.low < 0:
+            raise ValueError("imaging.dose must be a prior over doses >= 0 e/Å²")
+        if self.rotation not in ROTATION_POLICIES:
+            raise ValueError(f"imaging.rotation must be one of {ROTATION_POLICIES}")
+        if not (math.isfinite(self.support) and self.support >= 0):
+            raise ValueError(f"imaging.support must be >= 0 nm, got {self.support!r}")
+        object.__setattr__(self, "detector", detector)
+        object.__setattr__(self, "shape", shape)
+
+    @classmethod
+    def from_config(cls, table: Mapping[str, Any]) -> ImagingConfig:
+        """Build from the ``[imaging]`` table; unknown keys raise."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(table) - known
+        if unknown:
+            raise ValueError(f"unknown imaging settings {sorted(unknown)}; known: {sorted(known)}")
+        values = dict(table)
+        if "dose" in values:
+            values["dose"] = Prior.from_config("imaging.dose", values["dose"])
+        return cls(**values)
+
+    def to_config(self) -> dict[str, Any]:
+        """The settings as TOML-ready values."""
+        out = asdict(self)
+        out["dose"] = self.dose.to_config()
+        out["detector"], out["shape"] = list(self.detector), list(self.shape)
+        return out
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A dataset's parameter space and imaging settings."""
+
+    params: ParameterSpace
+    imaging: ImagingConfig
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> DatasetConfig:
+        unknown = set(config) - {"params", "imaging"}
+        if unknown:
+            raise ValueError(f"unknown config tables {sorted(unknown)}; known: params, imaging")
+        if "params" not in config:
+            raise ValueError("the config needs a [params] table")
+        return cls(
+            params=ParameterSpace.from_config(config["params"]),
+            imaging=ImagingConfig.from_config(config.get("imaging", {})),
+        )
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> DatasetConfig:
+        """Read a TOML config file."""
+        try:
+            with open(path, "rb") as stream:
+                return cls.from_dict(tomllib.load(stream))
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: not valid TOML: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config (what :meth:`from_dict` reads back)."""
+        return {"params": self.params.to_config(), "imaging": self.imaging.to_config()}
+
+
+def default_config() -> DatasetConfig:
+    """The configuration shipped with heteroagg (``heteroagg/data/default.toml``)."""
+    return DatasetConfig.from_toml(Path(str(resources.files("heteroagg.data") / "default.toml")))

@@ -1,3 +1,5 @@
+from importlib import resources
+
 import numpy as np
 from typer.testing import CliRunner
 
@@ -117,3 +119,22 @@ def test_render_writes_the_image_render_haadf_gives(tmp_path):
     assert small.exit_code == 0 and "field of view" in small.output
     bad = runner.invoke(app, [*args, "--dose", "-1", "--out", str(tmp_path / "b.npy")])
     assert bad.exit_code == 2 and "dose" in bad.output
+
+
+def test_generate_writes_a_dataset_and_resumes(tmp_path):
+    from heteroagg.data.dataset import open_dataset
+
+    config = tmp_path / "cfg.toml"
+    text = (resources.files("heteroagg.data") / "default.toml").read_text()
+    config.write_text(text.replace("shape = [256, 256]", "shape = [48, 48]"))
+    args = ["generate", "--config", str(config), "--n", "12", "--out", str(tmp_path / "ds"),
+            "--shard-size", "5", "--seed", "2"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "images/s" in result.output and "kB per image" in result.output
+    ds = open_dataset(tmp_path / "ds")
+    assert len(ds) == 12 and ds.images[:].shape == (12, 48, 48)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "resume" in again.output
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0 and "0 computed" in resumed.output

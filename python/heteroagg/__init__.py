@@ -9,7 +9,7 @@ from heteroagg._core import build_info as _build_info
 from heteroagg._device import cuda_status, resolve_device
 from heteroagg.aggregate import Aggregate, SamplerOptions, sample_aggregate, sample_aggregates
 from heteroagg.atoms import frozen_phonons, to_atoms
-from heteroagg.data import DatasetConfig, ParameterSpace, default_config
+from heteroagg.data import DatasetConfig, ParameterSpace, default_config, open_dataset
 from heteroagg.descriptors import Descriptors, convex_hull_volume_fraction, descriptors
 from heteroagg.model import GenerationError, ModelParams, fractal_law_rg
 from heteroagg.rng import derive_seed
@@ -32,6 +32,7 @@ __all__ = [
     "descriptors",
     "fractal_law_rg",
     "frozen_phonons",
+    "open_dataset",
     "resolve_device",
     "sample_aggregate",
     "sample_aggregates",

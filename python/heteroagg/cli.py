@@ -296,5 +296,46 @@ def render(
                   f"intensity {image.min():.3g}-{image.max():.3g} of the beam")  # fmt: skip
 
 
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of the dataset.")],
+    n: Annotated[int, typer.Option("--n", help="Number of items.")],
+    config: Annotated[
+        Path | None, typer.Option(help="Dataset config (.toml); default: the shipped one.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Root seed in [0, 2**64).")] = 0,
+    workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
+    shard_size: Annotated[int, typer.Option(help="Items per HDF5 shard.")] = 512,
+    resume: Annotated[bool, typer.Option(help="Complete an interrupted dataset.")] = False,
+    redraw: Annotated[
+        bool, typer.Option(help="Re-draw parameters that cannot be built (default: record them).")
+    ] = False,
+) -> None:
+    """Generate a synthetic dataset of (parameters, image, 3D aggregate) items."""
+    from heteroagg.data import DatasetConfig, default_config
+    from heteroagg.data.generation import generate as run
+
+    try:
+        cfg = DatasetConfig.from_toml(config) if config is not None else default_config()
+        summary = run(
+            cfg, n, out, seed=seed, workers=workers, resume=resume, shard_size=shard_size,
+            on_failure="redraw" if redraw else "skip", progress=True,
+        )  # fmt: skip
+    except (OSError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from err
+    table = Table(title=f"dataset {out}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("items", f"{summary.items} ({summary.computed} computed in this run)")
+    table.add_row("throughput", f"{summary.images_per_second:.0f} images/s")
+    table.add_row("storage", f"{summary.bytes_per_image / 1e3:.1f} kB per image")
+    reasons = ", ".join(f"{k}: {v}" for k, v in summary.reasons.items()) or "none"
+    table.add_row("failed items", f"{summary.failed} ({reasons})")
+    share = summary.clipped / max(summary.computed, 1)
+    table.add_row("cropped by the field of view", f"{summary.clipped} ({share:.1%})")
+    console.print(table)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -1,0 +1,127 @@
+"""Reading datasets written by :func:`heteroagg.data.generation.generate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heteroagg.data.generation import DATASET_FORMAT_VERSION
+
+
+class _Column:
+    """Numpy-style slicing over one per-item array spread across shards."""
+
+    def __init__(self, dataset: SyntheticDataset, name: str, column: int | None = None) -> None:
+        self._dataset, self._name, self._column = dataset, name, column
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, key: int | slice) -> np.ndarray:
+        indices = np.arange(len(self._dataset))[key]
+        scalar = np.ndim(indices) == 0
+        indices = np.atleast_1d(indices)
+        parts = []
+        size = self._dataset.shard_size
+        for k in np.unique(indices // size):
+            local = indices[indices // size == k] - k * size
+            data = self._dataset._shard(int(k))[self._name]
+            lo, hi = int(local.min()), int(local.max()) + 1
+            block = data[lo:hi] if self._column is None else data[lo:hi, self._column]
+            parts.append(np.asarray(block)[local - lo])
+        out = self._dataset._convert(self._name, np.concatenate(parts))
+        return out[0] if scalar else out
+
+
+class SyntheticDataset:
+    """A generated dataset: ``len(ds)``, ``ds.images[i:j]``, ``ds.params[name][i:j]``,
+    ``ds.descriptors[name][i:j]``, ``ds.failed[i:j]`` and ``ds.aggregate(i)``.
+
+    Shards are opened on first use, so a dataset can be shared with worker
+    processes before any file is open.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        index_path = self.path / "dataset.json"
+        if not index_path.exists():
+            raise ValueError(f"{self.path} holds no heteroagg dataset (no dataset.json)")
+        self.index: dict[str, Any] = json.loads(index_path.read_text())
+        if self.index.get("format_version") != DATASET_FORMAT_VERSION:
+            raise ValueError(f"{self.path}: dataset format {self.index.get('format_version')}, "
+                             f"this heteroagg reads {DATASET_FORMAT_VERSION}")  # fmt: skip
+        self.shard_size = int(self.index["shard_size"])
+        missing = [k for k in range(self._shards) if not self._shard_path(k).exists()]
+        if missing:
+            raise ValueError(f"{self.path} is incomplete: shards {missing[:5]} are missing; "
+                             "complete it with resume=True")  # fmt: skip
+        from heteroagg.model import ModelParams
+
+        names = ModelParams.field_names()
+        self.images = _Column(self, "images")
+        self.params = {n: _Column(self, "params", k) for k, n in enumerate(names)}
+        self.descriptors = {
+            n: _Column(self, "descriptors", k) for k, n in enumerate(self.index["descriptors"])
+        }
+        self.failed = _Column(self, "failed")
+        self.clipped = _Column(self, "clipped")
+        self.rotations = _Column(self, "rotation")
+        self._files: dict[int, Any] = {}
+
+    @property
+    def _shards(self) -> int:
+        return -(-int(self.index["n"]) // self.shard_size)
+
+    def _shard_path(self, k: int) -> Path:
+        return self.path / f"shard-{k:05d}.h5"
+
+    def _shard(self, k: int) -> Any:
+        if k not in self._files:
+            import h5py
+
+            self._files[k] = h5py.File(self._shard_path(k), "r")
+        return self._files[k]
+
+    def _convert(self, name: str, data: np.ndarray) -> np.ndarray:
+        if name == "images":
+            return data.astype(np.float32) / np.float32(self.index["image_scale"])
+        return data
+
+    def __len__(self) -> int:
+        return int(self.index["n"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])
+
+    def aggregate(self, i: int):
+        """The 3D aggregate of item ``i`` (raises for a failed item)."""
+        from heteroagg.aggregate import Aggregate
+        from heteroagg.model import ModelParams
+
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} out of range for {len(self)}")
+        f = self._shard(i // self.shard_size)
+        j = i % self.shard_size
+        if f["failed"][j]:
+            raise ValueError(f"item {i} failed: {f['reason'][j].decode()}")
+        names = ModelParams.field_names()
+        values = dict(zip(names, f["params"][j], strict=True))
+        values["n_particles"] = int(values["n_particles"])
+        return Aggregate(f["centers"][j].reshape(-1, 3), f["radii"][j], f["materials"][j],
+                         params=ModelParams(**values))  # fmt: skip
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+def open_dataset(path: str | Path) -> SyntheticDataset:
+    """Open a dataset folder written by ``heteroagg generate``."""
+    return SyntheticDataset(path)

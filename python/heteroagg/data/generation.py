@@ -1,0 +1,278 @@
+"""Generation of synthetic datasets into HDF5 shards.
+
+Item ``i`` of a dataset is a pure function of ``(root seed, i)``: its
+parameters come from :meth:`ParameterSpace.sample`, its aggregate from
+``derive_seed(derive_seed(seed, i), 1 + attempt)`` and its image from
+``derive_seed(derive_seed(seed, i), 0)``.  Items are grouped in shards of
+``shard_size``; a worker computes a whole shard, writes it to
+``shard-K.h5.part`` and renames it when complete, so a killed run leaves
+only whole shards behind and ``resume`` recomputes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heteroagg.data.config import DatasetConfig
+
+#: Version of the on-disk layout.
+DATASET_FORMAT_VERSION = 1
+
+#: Stored images are ``round(I * IMAGE_SCALE)`` as uint16: I = value / IMAGE_SCALE.
+IMAGE_SCALE = 65535.0
+
+#: Descriptors stored per item, in this order.
+DESCRIPTOR_NAMES = (
+    "coordination_number", "hetero_coordination_number", "hetero_contact_fraction",
+    "radius_of_gyration", "n_contacts", "n_hetero_contacts", "volume_fraction_wo3",
+)  # fmt: skip
+
+#: Re-draws of a parameter set that cannot be built, with ``on_failure="redraw"``.
+MAX_REDRAWS = 8
+
+
+@dataclass
+class GenerationSummary:
+    """What a run did: items, failures, throughput and storage."""
+
+    items: int = 0
+    computed: int = 0
+    failed: int = 0
+    clipped: int = 0
+    seconds: float = 0.0
+    bytes: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def bytes_per_image(self) -> float:
+        return self.bytes / max(self.items, 1)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def _shard_path(out: Path, k: int) -> Path:
+    return out / f"shard-{k:05d}.h5"
+
+
+def _item_arrays(config: DatasetConfig, seed: int, start: int, stop: int, on_failure: str):
+    """Parameters, aggregates, render seeds and failure reasons of items start..stop."""
+    from heteroagg.aggregate import sample_aggregate
+    from heteroagg.model import GenerationError
+    from heteroagg.rng import derive_seed
+
+    space = config.params
+    params, aggs, reasons = [], [], []
+    for i in range(start, stop):
+        item_seed = derive_seed(seed, i)
+        theta = space.sample(seed, i)
+        agg, reason = None, ""
+        for attempt in range(1 + (MAX_REDRAWS if on_failure == "redraw" else 0)):
+            if attempt:
+                theta = space.sample(item_seed, attempt)
+            try:
+                agg = sample_aggregate(theta, derive_seed(item_seed, 1 + attempt))
+                break
+            except GenerationError as err:
+                reason = f"GenerationError: {err}"
+        params.append(theta)
+        aggs.append(agg)
+        reasons.append("" if agg is not None else reason)
+    return params, aggs, reasons
+
+
+def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, out: str,
+                 on_failure: str) -> dict[str, Any]:  # fmt: skip
+    """Compute shard ``k`` (items start..stop) and write it whole; returns its stats."""
+    import warnings
+
+    import h5py
+
+    import heteroagg
+    from heteroagg.rng import derive_seed
+    from heteroagg.stem import FieldOfViewWarning, HaadfRenderer
+
+    config = DatasetConfig.from_dict(config_dict)
+    imaging = config.imaging
+    params, aggs, reasons = _item_arrays(config, seed, start, stop, on_failure)
+    n = stop - start
+    ny, nx = imaging.shape
+    renderer = HaadfRenderer(
+        pixel_size=imaging.pixel_size, shape=imaging.shape, support=imaging.support or None,
+        orientation_spread=imaging.orientation_spread, extrapolate=imaging.extrapolate,
+    )  # fmt: skip
+    images = np.zeros((n, ny, nx), dtype=np.uint16)
+    rotations = np.zeros((n, 3, 3))
+    clipped = np.zeros(n, dtype=bool)
+    built = [j for j in range(n) if aggs[j] is not None]
+    render_seeds = [derive_seed(derive_seed(seed, start + j), 0) for j in built]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FieldOfViewWarning)
+        if imaging.rotation == "random":
+            rendered, rotations[built], clipped[built] = renderer.batch(
+                [aggs[j] for j in built], render_seeds, threads=1
+            )
+        else:
+            fixed = [renderer(aggs[j], s, rotation=np.eye(3), labels=True)
+                     for j, s in zip(built, render_seeds, strict=True)]  # fmt: skip
+            rendered = [r.image for r in fixed]
+            rotations[built] = np.eye(3)
+            clipped[built] = [r.clipped for r in fixed]
+    for j, s, image in zip(built, render_seeds, rendered, strict=True):
+        image = _noisy(image, imaging, s) if imaging.bake_noise else image
+        images[j] = np.round(np.clip(image, 0, 1) * IMAGE_SCALE)
+    names = heteroagg.ModelParams.field_names()
+    theta = np.array([[getattr(p, f) for f in names] for p in params], dtype=np.float64)
+    desc = np.full((n, len(DESCRIPTOR_NAMES)), np.nan)
+    for j in built:
+        d = aggs[j].descriptors()
+        desc[j] = [float(getattr(d, name)) for name in DESCRIPTOR_NAMES]
+    path = _shard_path(Path(out), k)
+    part = path.with_name(path.name + ".part")
+    with h5py.File(part, "w") as f:
+        f.attrs.update(format_version=DATASET_FORMAT_VERSION, start=start, stop=stop, seed=seed,
+                       config=json.dumps(config_dict), version=heteroagg.__version__,
+                       image_scale=IMAGE_SCALE)  # fmt: skip
+        f.create_dataset("images", data=images, chunks=(1, ny, nx), compression="gzip",
+                         compression_opts=4, shuffle=True)  # fmt: skip
+        f.create_dataset("params", data=theta)
+        f.create_dataset("descriptors", data=desc)
+        f.create_dataset("rotation", data=rotations)
+        f.create_dataset("clipped", data=clipped)
+        f.create_dataset("failed", data=np.array([bool(r) for r in reasons]))
+        f.create_dataset("reason", data=np.array(reasons, dtype=h5py.string_dtype()))
+        f.create_dataset("done", data=np.ones(n, dtype=bool))
+        ragged = (("centers", np.float64), ("radii", np.float64), ("materials", np.uint8))
+        for name, dtype in ragged:
+            data = f.create_dataset(name, (n,), dtype=h5py.vlen_dtype(dtype))
+            for j in built:
+                data[j] = np.asarray(getattr(aggs[j], name), dtype=dtype).ravel()
+    os.replace(part, path)
+    failures: dict[str, int] = {}
+    for r in reasons:
+        if r:
+            key = r.split(":")[0]
+            failures[key] = failures.get(key, 0) + 1
+    return {"items": n, "failed": n - len(built), "clipped": int(clipped.sum()),
+            "bytes": path.stat().st_size, "reasons": failures}  # fmt: skip
+
+
+def _noisy(image: np.ndarray, imaging: Any, seed: int) -> np.ndarray:
+    """Shot noise at a dose drawn from the config's dose prior (seeded)."""
+    from heteroagg.rng import uniform
+
+    u = float(uniform(seed, 0x646F7365, 2)[0])  # "dose"
+    d = imaging.dose
+    dose = d.low if d.kind == "fixed" else (
+        d.low + u * (d.high - d.low) if d.kind == "uniform" else d.low * (d.high / d.low) ** u
+    )  # fmt: skip
+    electrons = dose * (imaging.pixel_size * 10.0) ** 2
+    rng = np.random.default_rng(seed)
+    return (rng.poisson(np.clip(image, 0, None) * electrons) / electrons).astype(np.float32)
+
+
+def generate(
+    config: DatasetConfig,
+    n: int,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    workers: int = 1,
+    resume: bool = False,
+    shard_size: int = 512,
+    on_failure: str = "skip",
+    progress: bool = False,
+) -> GenerationSummary:
+    """Generate ``n`` items into the folder ``out``.
+
+    Parameters
+    ----------
+    config
+        The dataset configuration.
+    n
+        Number of items.
+    out
+        Output folder; it holds ``dataset.json`` and ``shard-K.h5`` files.
+    seed
+        Root seed: item ``i`` is a pure function of ``(seed, i)``.
+    workers
+        Local worker processes (1: in this process).
+    resume
+        Complete an existing dataset made with the same settings; shards
+        that were not finished are recomputed.
+    shard_size
+        Items per shard file.
+    on_failure
+        ``"skip"`` records a parameter draw that cannot be built as a failed
+        item; ``"redraw"`` draws new parameters for it (up to 8 times).
+    progress
+        Show a progress bar with items/s and ETA.
+
+    Raises
+    ------
+    ValueError
+        For bad arguments, or ``out`` holding another dataset (or any
+        dataset when ``resume`` is False).
+    """
+    from heteroagg import __version__
+    from heteroagg._progress import progress_bar
+    from heteroagg.rng import check_uint64
+
+    seed = check_uint64("seed", seed)
+    for name, value, low in (("n", n, 1), ("workers", workers, 1), ("shard_size", shard_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if on_failure not in ("skip", "redraw"):
+        raise ValueError(f"on_failure must be 'skip' or 'redraw', got {on_failure!r}")
+    out = Path(out)
+    index = {
+        "format_version": DATASET_FORMAT_VERSION, "n": n, "seed": seed, "shard_size": shard_size,
+        "on_failure": on_failure, "config": config.to_dict(), "version": __version__,
+        "image_scale": IMAGE_SCALE, "descriptors": list(DESCRIPTOR_NAMES),
+    }  # fmt: skip
+    index_path = out / "dataset.json"
+    if index_path.exists():
+        if not resume:
+            raise ValueError(f"{out} already holds a dataset; pass resume=True to complete it")
+        if json.loads(index_path.read_text()) != index:
+            raise ValueError(f"{out} holds a dataset made with other settings; cannot resume it")
+    out.mkdir(parents=True, exist_ok=True)
+    index_path.write_text(json.dumps(index, indent=1))
+    count = math.ceil(n / shard_size)
+    shards = [(k, k * shard_size, min(n, (k + 1) * shard_size)) for k in range(count)]
+    todo = [s for s in shards if not _shard_path(out, s[0]).exists()]
+    summary = GenerationSummary(items=n)
+    start_time = time.perf_counter()
+    done_items = n - sum(stop - start for _, start, stop in todo)
+    with progress_bar(progress, n, "generating", done_items) as advance:
+        args = [(index["config"], seed, k, a, b, str(out), on_failure) for k, a, b in todo]
+        if workers == 1:
+            results = (_write_shard(*a) for a in args)
+            _collect(results, summary, advance)
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                futures = [pool.submit(_write_shard, *a) for a in args]
+                _collect((f.result() for f in futures), summary, advance)
+    summary.seconds = time.perf_counter() - start_time
+    summary.bytes = sum(_shard_path(out, k).stat().st_size for k, _, _ in shards)
+    return summary
+
+
+def _collect(results, summary: GenerationSummary, advance) -> None:
+    for stats in results:
+        summary.computed += stats["items"]
+        summary.failed += stats["failed"]
+        summary.clipped += stats["clipped"]
+        for key, count in stats["reasons"].items():
+            summary.reasons[key] = summary.reasons.get(key, 0) + count
+        advance(stats["items"])

@@ -136,6 +136,23 @@ def test_fixed_rotation_images_the_sampled_frame(tmp_path):
     np.testing.assert_allclose(ds.images[i], np.clip(image, 0, 1), atol=0.51 / IMAGE_SCALE)
 
 
+def test_items_the_renderer_refuses_are_recorded():
+    from heteroagg import Aggregate
+    from heteroagg.data.generation import _render_items
+    from heteroagg.stem import HaadfLUT, HaadfRenderer
+
+    t = np.linspace(0, 3.0, 16)  # LUTs that end at 3 nm
+    mean = -np.expm1(-0.01 * t)
+    samples = np.stack([mean, mean])
+    luts = {m: HaadfLUT(m, t, mean, 0.1 * mean, samples, {}) for m in ("TiO2", "WO3")}
+    renderer = HaadfRenderer(pixel_size=0.5, shape=32, luts=luts, probe=None)
+    small, large = Aggregate([[0, 0, 0]], [1.0], [0]), Aggregate([[0, 0, 0]], [4.0], [1])
+    out = _render_items(renderer, "random", [small, large, small], [1, 2, 3])
+    assert [bool(r[3]) for r in out] == [False, True, False]
+    assert "ValueError" in out[1][3] and "LUT" in out[1][3]
+    np.testing.assert_array_equal(out[0][0], renderer(small, 1))
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="n must be"):
         generate(small_config(), 0, tmp_path / "x")

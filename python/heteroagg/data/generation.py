@@ -94,13 +94,11 @@ def _item_arrays(config: DatasetConfig, seed: int, start: int, stop: int, on_fai
 def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, out: str,
                  on_failure: str) -> dict[str, Any]:  # fmt: skip
     """Compute shard ``k`` (items start..stop) and write it whole; returns its stats."""
-    import warnings
-
     import h5py
 
     import heteroagg
     from heteroagg.rng import derive_seed
-    from heteroagg.stem import FieldOfViewWarning, HaadfRenderer
+    from heteroagg.stem import HaadfRenderer
 
     config = DatasetConfig.from_dict(config_dict)
     imaging = config.imaging
@@ -116,21 +114,14 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
     clipped = np.zeros(n, dtype=bool)
     built = [j for j in range(n) if aggs[j] is not None]
     render_seeds = [derive_seed(derive_seed(seed, start + j), 0) for j in built]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FieldOfViewWarning)
-        if imaging.rotation == "random":
-            rendered, rotations[built], clipped[built] = renderer.batch(
-                [aggs[j] for j in built], render_seeds, threads=1
-            )
-        else:
-            fixed = [renderer(aggs[j], s, rotation=np.eye(3), labels=True)
-                     for j, s in zip(built, render_seeds, strict=True)]  # fmt: skip
-            rendered = [r.image for r in fixed]
-            rotations[built] = np.eye(3)
-            clipped[built] = [r.clipped for r in fixed]
-    for j, s, image in zip(built, render_seeds, rendered, strict=True):
+    rendered = _render_items(renderer, imaging.rotation, [aggs[j] for j in built], render_seeds)
+    for j, s, (image, rotation, cropped, reason) in zip(built, render_seeds, rendered, strict=True):
+        if reason:
+            reasons[j] = reason
+            continue
         image = _noisy(image, imaging, s) if imaging.bake_noise else image
         images[j] = np.round(np.clip(image, 0, 1) * IMAGE_SCALE)
+        rotations[j], clipped[j] = rotation, cropped
     names = heteroagg.ModelParams.field_names()
     theta = np.array([[getattr(p, f) for f in names] for p in params], dtype=np.float64)
     desc = np.full((n, len(DESCRIPTOR_NAMES)), np.nan)
@@ -163,8 +154,35 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
         if r:
             key = r.split(":")[0]
             failures[key] = failures.get(key, 0) + 1
-    return {"items": n, "failed": n - len(built), "clipped": int(clipped.sum()),
+    return {"items": n, "failed": sum(bool(r) for r in reasons), "clipped": int(clipped.sum()),
             "bytes": path.stat().st_size, "reasons": failures}  # fmt: skip
+
+
+def _render_items(renderer: Any, policy: str, aggs: list, seeds: list[int]) -> list[tuple]:
+    """``(image, rotation, clipped, reason)`` per aggregate; ``reason`` is set
+    (and the rest unused) for an item the renderer refuses, e.g. a path
+    beyond the LUTs without ``extrapolate``."""
+    import warnings
+
+    from heteroagg.stem import FieldOfViewWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FieldOfViewWarning)
+        if policy == "random":
+            try:
+                images, rotations, clipped = renderer.batch(aggs, seeds, threads=1)
+                return list(zip(images, rotations, clipped, [""] * len(aggs), strict=True))
+            except ValueError:
+                pass  # find the refused items one by one
+        out = []
+        rotation = None if policy == "random" else np.eye(3)
+        for agg, s in zip(aggs, seeds, strict=True):
+            try:
+                r = renderer(agg, s, rotation=rotation, labels=True)
+                out.append((r.image, r.rotation, r.clipped, ""))
+            except ValueError as err:
+                out.append((None, None, False, f"ValueError: {err}"))
+        return out
 
 
 def _noisy(image: np.ndarray, imaging: Any, seed: int) -> np.ndarray:

@@ -160,3 +160,56 @@ def test_bad_arguments(tmp_path):
         generate(small_config(), 4, tmp_path / "x", on_failure="retry")
     with pytest.raises(ValueError, match="no heteroagg dataset"):
         open_dataset(tmp_path)
+
+
+def test_torch_dataset_adds_seeded_shot_noise(reference):
+    torch = pytest.importorskip("torch")
+    from heteroagg.data.torch_dataset import TorchDataset
+
+    out, _ = reference
+    ds = open_dataset(out)
+    data = TorchDataset(out, seed=3)
+    assert len(data) == int((~ds.failed[:]).sum())
+    image, target = data[0]
+    assert image.shape == (1, 64, 64) and image.dtype == torch.float32
+    assert target.shape == (len(small_config().params.varied),)
+    assert 0 <= float(target.min()) and float(target.max()) <= 1
+    i = int(data.items[0])
+    np.testing.assert_allclose(target.numpy(), small_config().params.normalize(
+        {n: ds.params[n][i] for n in ds.params}), rtol=1e-6)  # fmt: skip
+    # pure in (seed, epoch, item); new noise each epoch; mean stays the clean image
+    np.testing.assert_array_equal(image, TorchDataset(out, seed=3)[0][0])
+    data.set_epoch(1)
+    assert not torch.equal(image, data[0][0])
+    clean = TorchDataset(out, noise=False)[0][0]
+    np.testing.assert_array_equal(clean[0].numpy(), ds.images[i])
+    stack = []
+    for epoch in range(200):
+        data.set_epoch(epoch)
+        stack.append(data[0][0].numpy())
+    stack = np.array(stack)
+    bright = clean.numpy() > 0.5 * clean.numpy().max()
+    assert abs(stack.mean(axis=0)[bright].mean() / clean.numpy()[bright].mean() - 1) < 0.01
+    # a DataLoader with worker processes opens the shards in each worker
+    loader = torch.utils.data.DataLoader(TorchDataset(out), batch_size=8, num_workers=2)
+    images, targets = next(iter(loader))
+    assert images.shape == (8, 1, 64, 64) and targets.shape[0] == 8
+
+
+def test_baked_noise_is_the_load_time_noise(tmp_path):
+    config = small_config().to_dict()
+    config["imaging"]["bake_noise"] = True
+    generate(DatasetConfig.from_dict(config), 6, tmp_path / "baked", seed=5, shard_size=6)
+    generate(small_config(), 6, tmp_path / "clean", seed=5, shard_size=6)
+    baked, clean = open_dataset(tmp_path / "baked"), open_dataset(tmp_path / "clean")
+    from heteroagg.data.torch_dataset import draw_dose
+
+    i = int(np.flatnonzero(~clean.failed[:])[0])
+    dose = draw_dose(small_config().imaging.dose, derive_seed(derive_seed(5, i), 0))
+    electrons = dose * 10.0**2  # 1 nm pixels
+    matter = clean.images[i] > 0
+    residual = (baked.images[i] - clean.images[i])[matter]
+    # Poisson: the residual's variance is I / electrons (up to uint16 rounding)
+    expected = clean.images[i][matter] / electrons
+    assert residual.var() == pytest.approx(expected.mean(), rel=0.3)
+    assert not np.array_equal(baked.images[i], clean.images[i])

@@ -186,17 +186,10 @@ def _render_items(renderer: Any, policy: str, aggs: list, seeds: list[int]) -> l
 
 
 def _noisy(image: np.ndarray, imaging: Any, seed: int) -> np.ndarray:
-    """Shot noise at a dose drawn from the config's dose prior (seeded)."""
-    from heteroagg.rng import uniform
+    """Shot noise baked in at generation, as the torch adapter applies it at load time."""
+    from heteroagg.data.torch_dataset import draw_dose, shot_noise
 
-    u = float(uniform(seed, 0x646F7365, 2)[0])  # "dose"
-    d = imaging.dose
-    dose = d.low if d.kind == "fixed" else (
-        d.low + u * (d.high - d.low) if d.kind == "uniform" else d.low * (d.high / d.low) ** u
-    )  # fmt: skip
-    electrons = dose * (imaging.pixel_size * 10.0) ** 2
-    rng = np.random.default_rng(seed)
-    return (rng.poisson(np.clip(image, 0, None) * electrons) / electrons).astype(np.float32)
+    return shot_noise(image, draw_dose(imaging.dose, seed), imaging.pixel_size, seed)
 
 
 def generate(

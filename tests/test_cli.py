@@ -138,3 +138,7 @@ def test_generate_writes_a_dataset_and_resumes(tmp_path):
     assert again.exit_code == 2 and "resume" in again.output
     resumed = runner.invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 0 and "0 computed" in resumed.output
+    (tmp_path / "ds" / "shard-00001.h5").unlink()
+    on_dask = runner.invoke(app, [*args, "--resume", "--dask-local", "--workers", "2"])
+    assert on_dask.exit_code == 0 and "5 computed" in on_dask.output
+    np.testing.assert_array_equal(open_dataset(tmp_path / "ds").images[:], ds.images[:])

@@ -213,3 +213,13 @@ def test_baked_noise_is_the_load_time_noise(tmp_path):
     expected = clean.images[i][matter] / electrons
     assert residual.var() == pytest.approx(expected.mean(), rel=0.3)
     assert not np.array_equal(baked.images[i], clean.images[i])
+
+
+def test_dask_local_cluster_gives_the_same_dataset(reference, tmp_path):
+    pytest.importorskip("dask.distributed")
+    out = tmp_path / "dask"
+    summary = generate(small_config(), 70, out, seed=5, shard_size=16, workers=2, scheduler="local")
+    assert summary.computed == 70
+    ref, dask = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
+    for name in ref:
+        np.testing.assert_array_equal(ref[name], dask[name], err_msg=name)

@@ -310,6 +310,12 @@ def generate(
     redraw: Annotated[
         bool, typer.Option(help="Re-draw parameters that cannot be built (default: record them).")
     ] = False,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of a dask.distributed scheduler (tcp://...).")
+    ] = None,
+    dask_local: Annotated[
+        bool, typer.Option(help="Run on a Dask LocalCluster of --workers processes.")
+    ] = False,
 ) -> None:
     """Generate a synthetic dataset of (parameters, image, 3D aggregate) items."""
     from heteroagg.data import DatasetConfig, default_config
@@ -320,8 +326,9 @@ def generate(
         summary = run(
             cfg, n, out, seed=seed, workers=workers, resume=resume, shard_size=shard_size,
             on_failure="redraw" if redraw else "skip", progress=True,
+            scheduler="local" if dask_local else scheduler,
         )  # fmt: skip
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, ImportError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(code=2) from err
     table = Table(title=f"dataset {out}")

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +202,7 @@ def generate(
     resume: bool = False,
     shard_size: int = 512,
     on_failure: str = "skip",
+    scheduler: str | None = None,
     progress: bool = False,
 ) -> GenerationSummary:
     """Generate ``n`` items into the folder ``out``.
@@ -217,7 +218,7 @@ def generate(
     seed
         Root seed: item ``i`` is a pure function of ``(seed, i)``.
     workers
-        Local worker processes (1: in this process).
+        Worker processes (1 without a scheduler: in this process).
     resume
         Complete an existing dataset made with the same settings; shards
         that were not finished are recomputed.
@@ -226,6 +227,11 @@ def generate(
     on_failure
         ``"skip"`` records a parameter draw that cannot be built as a failed
         item; ``"redraw"`` draws new parameters for it (up to 8 times).
+    scheduler
+        None: local processes.  ``"local"``: a Dask ``LocalCluster`` of
+        ``workers`` processes.  An address such as ``"tcp://host:8786"``: an
+        existing ``dask.distributed`` cluster, whose workers must see ``out``
+        (a shared file system).
     progress
         Show a progress bar with items/s and ETA.
 
@@ -266,17 +272,41 @@ def generate(
     start_time = time.perf_counter()
     done_items = n - sum(stop - start for _, start, stop in todo)
     with progress_bar(progress, n, "generating", done_items) as advance:
-        args = [(index["config"], seed, k, a, b, str(out), on_failure) for k, a, b in todo]
-        if workers == 1:
-            results = (_write_shard(*a) for a in args)
-            _collect(results, summary, advance)
+        folder = str(out.resolve())
+        args = [(index["config"], seed, k, a, b, folder, on_failure) for k, a, b in todo]
+        if scheduler is not None:
+            _collect(_run_dask(scheduler, workers, args), summary, advance)
+        elif workers == 1:
+            _collect((_write_shard(*a) for a in args), summary, advance)
         else:
             with ProcessPoolExecutor(workers) as pool:
                 futures = [pool.submit(_write_shard, *a) for a in args]
-                _collect((f.result() for f in futures), summary, advance)
+                _collect((f.result() for f in as_completed(futures)), summary, advance)
     summary.seconds = time.perf_counter() - start_time
     summary.bytes = sum(_shard_path(out, k).stat().st_size for k, _, _ in shards)
     return summary
+
+
+def _run_dask(scheduler: str, workers: int, args: list[tuple]):
+    """Yield shard statistics as a Dask cluster finishes the shards."""
+    try:
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
+    except ImportError:
+        raise ImportError("Dask scheduling needs dask: pip install 'heteroagg[dask]'") from None
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)  # fmt: skip
+    client = Client(cluster if cluster is not None else scheduler)
+    try:
+        futures = [client.submit(_write_shard, *a, pure=False) for a in args]
+        for future in dask_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _collect(results, summary: GenerationSummary, advance) -> None:

@@ -26,11 +26,25 @@ def progress_bar(
     if not enabled:
         yield lambda n=1: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Steps per second."""
+
+        def render(self, task: object) -> Text:
+            speed = getattr(task, "speed", None)
+            return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
 
     columns = (
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(),
+        RateColumn(), TimeRemainingColumn(),
     )  # fmt: skip
     with Progress(*columns) as bar:
         task = bar.add_task(description, total=total, completed=completed)

@@ -253,3 +253,28 @@ def test_kill_9_mid_run_then_resume(reference, tmp_path):
     ref, resumed = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
     for name in ref:
         np.testing.assert_array_equal(ref[name], resumed[name], err_msg=name)
+
+
+@pytest.mark.parametrize("fmt", ["emd", "hspy"])
+def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
+    from heteroagg.data.export import export_dataset
+
+    ds = open_dataset(reference[0])
+    out = export_dataset(reference[0], tmp_path / f"sub.{fmt}", format=fmt, items=slice(10, 30))
+    if fmt == "emd":
+        emdfile = pytest.importorskip("emdfile")
+        root = emdfile.read(str(out))
+        images = root.tree("images").data
+        params = root.tree("params").data
+        fields = str(root.metadata["dataset"]["params_fields"]).split(",")
+        np.testing.assert_array_equal(params[:, fields.index("frac_w")], ds.params["frac_w"][10:30])
+    else:
+        rsciio = pytest.importorskip("rsciio.hspy")
+        signal = rsciio.file_reader(str(out))[0]
+        images = signal["data"]
+        assert signal["axes"][2]["units"] == "nm" and signal["axes"][2]["scale"] == 1.0
+        meta = signal["original_metadata"]["heteroagg"]
+        np.testing.assert_array_equal(meta["params"]["frac_w"], ds.params["frac_w"][10:30])
+    np.testing.assert_array_equal(images, ds.images[10:30])
+    with pytest.raises(ValueError, match="format"):
+        export_dataset(reference[0], tmp_path / "x.tif", format="tif")

@@ -344,5 +344,30 @@ def generate(
     console.print(table)
 
 
+@app.command()
+def export(
+    dataset: Annotated[Path, typer.Argument(help="A dataset folder from heteroagg generate.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write (.emd or .hspy).")],
+    format: Annotated[str, typer.Option("--format", help="emd (EMD 1.0) or hspy (HyperSpy).")],
+    items: Annotated[str | None, typer.Option(help="Items as START:STOP (default: all).")] = None,
+) -> None:
+    """Export dataset items to EMD 1.0 (py4DSTEM) or HyperSpy files."""
+    from heteroagg.data.export import export_dataset
+
+    selection = None
+    if items is not None:
+        try:
+            start, stop = (int(v) if v else None for v in items.split(":"))
+        except ValueError:
+            raise typer.BadParameter(f"items must be START:STOP, got {items!r}") from None
+        selection = slice(start, stop)
+    try:
+        path = export_dataset(dataset, out, format=format, items=selection)
+    except (OSError, ValueError, ImportError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from err
+    console.print(f"wrote {path}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

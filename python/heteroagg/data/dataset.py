@@ -99,6 +99,16 @@ class SyntheticDataset:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
 
+    def shard_images(self, k: int) -> np.ndarray:
+        """All stored images of shard ``k`` as uint16 (I = value / ``image_scale``)."""
+        return np.asarray(self._shard(k)["images"][:])
+
+    def stored_image(self, i: int) -> np.ndarray:
+        """The stored uint16 image of item ``i`` (I = value / ``image_scale``)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} out of range for {len(self)}")
+        return np.asarray(self._shard(i // self.shard_size)["images"][i % self.shard_size])
+
     def aggregate(self, i: int):
         """The 3D aggregate of item ``i`` (raises for a failed item)."""
         from heteroagg.aggregate import Aggregate

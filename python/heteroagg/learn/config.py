@@ -1,0 +1,169 @@
+"""Settings of a training run (``heteroagg train --config run.toml``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from heteroagg.data.generation import DESCRIPTOR_NAMES
+from heteroagg.rng import check_uint64
+
+CACHE_MODES = ("auto", "memory", "stream")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a regressor of the model parameters.
+
+    Parameters
+    ----------
+    seed
+        Root seed: initial weights, the validation split, the batch order,
+        the augmentations and the load-time noise are pure functions of it
+        (and of the epoch and batch), so a run and its resumed copy agree.
+    epochs
+        Most epochs; the learning rate follows a cosine from ``lr`` to zero
+        over them (after a one-epoch linear warm-up).
+    batch_size, lr, weight_decay
+        AdamW settings (``batch_size`` per process under DDP).
+    val_fraction
+        Share of the aggregates held out for validation and early stopping.
+        Each dataset item is one aggregate, so the split is by aggregate.
+    patience
+        Stop after this many epochs without a better validation loss.
+    max_minutes
+        Stop (after checkpointing) once a member has trained this long.
+    widths, blocks, space_to_depth
+        The ResNet: channels and basic blocks per stage, and the pixel
+        blocks folded into channels at the input (image sides must be
+        multiples of it).
+    gaussian
+        Predict a variance per output and train on the Gaussian NLL.
+    ensemble
+        Independently seeded members (a deep ensemble); the spread of their
+        predictions is the epistemic uncertainty.
+    descriptor_heads
+        Descriptors regressed directly, next to the parameters (names from
+        the dataset's stored descriptors).
+    flips
+        Augment with the eight 90° rotations and flips of the image.
+    noise
+        Shot noise at a dose drawn from the dataset's dose prior, new for
+        every epoch (ignored for datasets with noise baked in).
+    contrast_jitter
+        Standard deviation of a log-normal gain per image (0: off).
+    read_noise
+        Largest standard deviation of Gaussian read noise, in fractions of
+        the beam, drawn uniformly per image (0: off).
+    cache
+        ``"memory"`` keeps the stored uint16 images in RAM, ``"stream"``
+        reads them from the shards with ``workers`` loader processes,
+        ``"auto"`` uses memory when they take under ``cache_gb``.
+    cache_gb, workers
+        See ``cache``.
+    checkpoint_minutes
+        Also checkpoint within an epoch this often, so a killed run loses
+        at most that much work.
+    tensorboard
+        Also log to TensorBoard (needs the ``tensorboard`` package).
+    """
+
+    seed: int = 0
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.05
+    patience: int = 4
+    max_minutes: float | None = None
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    blocks: tuple[int, ...] = (1, 1, 1, 1)
+    space_to_depth: int = 4
+    gaussian: bool = False
+    ensemble: int = 1
+    descriptor_heads: tuple[str, ...] = ()
+    flips: bool = True
+    noise: bool = True
+    contrast_jitter: float = 0.0
+    read_noise: float = 0.0
+    cache: str = "auto"
+    cache_gb: float = 12.0
+    workers: int = 2
+    checkpoint_minutes: float = 5.0
+    tensorboard: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_uint64("seed", self.seed)
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "ensemble": self.ensemble,
+            "patience": self.patience,
+            "space_to_depth": self.space_to_depth,
+        }
+        for name, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("lr", "cache_gb", "checkpoint_minutes"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("weight_decay", "contrast_jitter", "read_noise"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be positive, got {self.max_minutes!r}")
+        if len(self.widths) != len(self.blocks) or not self.widths:
+            raise ValueError("widths and blocks need one entry per stage")
+        if any(int(w) < 1 for w in (*self.widths, *self.blocks)):
+            raise ValueError("widths and blocks must be positive integers")
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
+        unknown = [d for d in self.descriptor_heads if d not in DESCRIPTOR_NAMES]
+        if unknown:
+            raise ValueError(f"unknown descriptor_heads {unknown}; choose from {DESCRIPTOR_NAMES}")
+        if self.extra:
+            raise ValueError(f"unknown training settings: {sorted(self.extra)}")
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """What :func:`~heteroagg.learn.networks.build_network` needs."""
+        return {
+            "widths": list(self.widths),
+            "blocks": list(self.blocks),
+            "space_to_depth": self.space_to_depth,
+            "gaussian": self.gaussian,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("extra")
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+        return cls(**known, extra={k: v for k, v in values.items() if k not in names})
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        """Read the ``[train]`` table (or the top level) of a TOML file."""
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        data = tomllib.loads(Path(path).read_text())
+        return cls.from_dict(data.get("train", data))

@@ -1,0 +1,131 @@
+"""ResNet-style regressors of the model parameters from one HAADF image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and an identity (or 1x1) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNetRegressor(nn.Module):
+    """A one-channel ResNet with a regression head.
+
+    Parameters
+    ----------
+    n_outputs
+        Regressed quantities (normalised parameters, then any descriptors).
+    widths
+        Channels of the stages; every stage after the first halves the
+        resolution.
+    blocks
+        Basic blocks per stage.
+    space_to_depth
+        Side of the pixel blocks folded into channels before the stem (4
+        turns a 256² image into 16 channels of 64²): a lossless and cheap
+        downsampling that keeps every pixel of small particles.
+    gaussian
+        Also predict a log-variance per output (a Gaussian head).
+
+    Notes
+    -----
+    ``forward`` returns ``(B, n_outputs)`` means, or ``(B, 2 * n_outputs)``
+    means then log-variances for a Gaussian head.  Global average *and*
+    maximum pooling feed the head: the mean carries extensive quantities
+    (total projected mass over the fixed field), the maximum the brightest
+    columns.
+    """
+
+    def __init__(
+        self,
+        n_outputs: int,
+        widths: Sequence[int] = (16, 32, 64, 128),
+        blocks: Sequence[int] = (1, 1, 1, 1),
+        space_to_depth: int = 4,
+        gaussian: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(widths) != len(blocks) or not widths:
+            raise ValueError("widths and blocks need one entry per stage")
+        if n_outputs < 1:
+            raise ValueError(f"n_outputs must be >= 1, got {n_outputs}")
+        self.n_outputs = int(n_outputs)
+        self.gaussian = bool(gaussian)
+        self.space_to_depth = int(space_to_depth)
+        self.stem = nn.Sequential(
+            nn.PixelUnshuffle(self.space_to_depth),
+            nn.Conv2d(self.space_to_depth**2, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        layers: list[nn.Module] = []
+        c_in = widths[0]
+        for stage, (width, count) in enumerate(zip(widths, blocks, strict=True)):
+            for k in range(count):
+                stride = 2 if (stage > 0 and k == 0) else 1
+                layers.append(BasicBlock(c_in, width, stride))
+                c_in = width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Linear(2 * c_in, 256),
+            nn.ReLU(inplace=True),
+            nn.Linear(256, self.n_outputs * (2 if gaussian else 1)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(self.stem(x))
+        pooled = torch.cat([y.mean(dim=(2, 3)), y.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)
+
+
+class ParameterRegressor(nn.Module):
+    """A :class:`ResNetRegressor` that standardises its input itself.
+
+    Parameters
+    ----------
+    n_outputs
+        Regressed quantities.
+    architecture
+        ``widths``, ``blocks``, ``space_to_depth`` and ``gaussian``.
+    input_mean, input_std
+        Standardisation of images in fractions of the beam (training-set
+        statistics), stored as buffers so that saved weights and exported
+        models carry them.
+    """
+
+    def __init__(
+        self, n_outputs: int, architecture: dict, input_mean: float = 0.0, input_std: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.net = ResNetRegressor(
+            n_outputs,
+            widths=tuple(architecture["widths"]),
+            blocks=tuple(architecture["blocks"]),
+            space_to_depth=int(architecture["space_to_depth"]),
+            gaussian=bool(architecture["gaussian"]),
+        )
+        self.register_buffer("input_mean", torch.tensor(float(input_mean)))
+        self.register_buffer("input_std", torch.tensor(float(input_std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.input_mean) / self.input_std)

@@ -1,0 +1,536 @@
+"""Training a regressor of the model parameters on a generated dataset.
+
+A run folder holds ``run.json`` (settings, dataset, normalisations), one
+``member-k/`` per ensemble member with ``checkpoint.pt`` (resumable state),
+``best.pt`` (weights of the best validation epoch) and ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from heteroagg._progress import progress_bar
+from heteroagg.data.config import DatasetConfig
+from heteroagg.data.dataset import SyntheticDataset
+from heteroagg.learn.batches import VALIDATION_EPOCH, Targets, augment, batch_generator
+from heteroagg.learn.config import TrainConfig
+from heteroagg.learn.networks import ParameterRegressor
+from heteroagg.learn.torch_device import torch_device
+from heteroagg.rng import derive_seed, uniform
+
+#: Stream of an item's seed that decides the validation split ("split").
+SPLIT_STREAM = 0x73706C6974
+RUN_FORMAT_VERSION = 1
+
+
+def split_items(n: int, failed: np.ndarray, seed: int, val_fraction: float):
+    """Training and validation items: the split is a pure function of (seed, item).
+
+    Each item of a dataset is a distinct aggregate, so splitting items splits
+    aggregates; items that failed are in neither set.
+    """
+    u = np.array(
+        [uniform(derive_seed(seed, i), SPLIT_STREAM, 1, device="cpu")[0] for i in range(n)]
+    )
+    valid = ~np.asarray(failed, dtype=bool)
+    return np.flatnonzero(valid & (u >= val_fraction)), np.flatnonzero(valid & (u < val_fraction))
+
+
+class ImageStore:
+    """Stored uint16 images of chosen items, in RAM or read from the shards."""
+
+    def __init__(
+        self, dataset: SyntheticDataset, items: np.ndarray, memory: bool, show_progress: bool
+    ) -> None:
+        self.dataset, self.memory = dataset, memory
+        self.scale = float(dataset.index["image_scale"])
+        self.position = {int(i): k for k, i in enumerate(items)}
+        if not memory:
+            return
+        shape = tuple(dataset.index["config"]["imaging"]["shape"])
+        self.cache = np.empty((len(items), *shape), dtype=np.uint16)
+        size = dataset.shard_size
+        shards = np.unique(np.asarray(items) // size)
+        with progress_bar(show_progress, len(shards), "loading images") as advance:
+            for s in shards:
+                chosen = items[items // size == s]
+                block = dataset.shard_images(int(s))
+                self.cache[[self.position[int(i)] for i in chosen]] = block[chosen - s * size]
+                advance()
+
+    def __call__(self, items: np.ndarray) -> torch.Tensor:
+        """Clean images (B, 1, H, W) float32 in fractions of the beam."""
+        if self.memory:
+            raw = self.cache[[self.position[int(i)] for i in items]]
+        else:
+            raw = np.stack([self.dataset.stored_image(int(i)) for i in items])
+        return torch.from_numpy(raw.astype(np.float32) / np.float32(self.scale))[:, None]
+
+
+@dataclass
+class _Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Distributed:
+    """Join the process group when started by ``torchrun`` with several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Distributed(dist.get_rank(), dist.get_world_size())
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """One epoch of linear warm-up, then a cosine to zero at the last epoch."""
+    warmup = steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return 0.5 * config.lr * (1 + math.cos(math.pi * progress))
+
+
+def regression_loss(output: torch.Tensor, target: torch.Tensor, gaussian: bool) -> torch.Tensor:
+    """Mean squared error, or the Gaussian NLL for a Gaussian head; NaN targets are masked."""
+    n = target.shape[1]
+    mask = ~torch.isnan(target)
+    target = torch.nan_to_num(target)
+    mean = output[:, :n]
+    if gaussian:
+        log_var = output[:, n:].clamp(-14.0, 6.0)
+        per = 0.5 * (log_var + (mean - target) ** 2 * torch.exp(-log_var))
+    else:
+        per = (mean - target) ** 2
+    return (per * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _run_info(
+    data: Path,
+    dataset: SyntheticDataset,
+    config: TrainConfig,
+    targets: Targets,
+    input_stats: tuple[float, float],
+    n_train: int,
+    n_val: int,
+) -> dict[str, Any]:
+    import heteroagg
+
+    dataset_config = DatasetConfig.from_dict(dataset.index["config"])
+    return {
+        "format_version": RUN_FORMAT_VERSION,
+        "heteroagg_version": heteroagg.__version__,
+        "train": config.to_dict(),
+        "dataset": {
+            "path": str(data.resolve()),
+            "n": len(dataset),
+            "n_train": n_train,
+            "n_val": n_val,
+            "heteroagg_version": dataset.index.get("heteroagg_version"),
+            "seed": dataset.index.get("seed"),
+        },
+        "dataset_config": dataset_config.to_dict(),
+        "parameters": list(dataset_config.params.varied),
+        "descriptor_heads": list(targets.descriptor_names),
+        "descriptor_stats": targets.stats,
+        "input_mean": input_stats[0],
+        "input_std": input_stats[1],
+        "image_shape": list(dataset_config.imaging.shape),
+        "pixel_size_nm": dataset_config.imaging.pixel_size,
+    }
+
+
+@dataclass
+class TrainSummary:
+    """What :func:`train` did, per member."""
+
+    run: Path
+    epochs: list[int]
+    best_val_loss: list[float]
+    stopped: list[str]
+    seconds: float
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainSummary:
+    """Train a CNN regressor of the normalised parameters θ (and descriptor heads).
+
+    Parameters
+    ----------
+    data
+        A dataset folder written by :func:`heteroagg.data.generate`.
+    out
+        The run folder (created; must be empty unless ``resume``).
+    config
+        Training settings (default :class:`TrainConfig()`).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"`` (an explicit ``"cuda"`` without a
+        device raises).  Under ``torchrun`` with several processes each
+        process trains on its share of every batch (DDP).
+    resume
+        Continue an interrupted run from its checkpoints.  The settings must
+        match; the resumed run reproduces the uninterrupted one.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    TrainSummary
+    """
+    config = config or TrainConfig()
+    data, out = Path(data), Path(out)
+    if config.tensorboard:
+        try:
+            import torch.utils.tensorboard
+        except ImportError as err:
+            raise ValueError(f"tensorboard = true needs the tensorboard package: {err}") from None
+    dev = torch_device(device)
+    dist = _init_distributed(dev)
+    if dev.type == "cuda" and dist.world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    dataset = SyntheticDataset(data)
+    dataset_config = DatasetConfig.from_dict(dataset.index["config"])
+    shape = dataset_config.imaging.shape
+    if any(side % config.space_to_depth for side in shape):
+        raise ValueError(
+            f"image shape {shape} is not a multiple of space_to_depth={config.space_to_depth}"
+        )
+    info_path = out / "run.json"
+    if resume:
+        if not info_path.exists():
+            raise ValueError(f"{out} holds no run to resume (no run.json)")
+        saved = json.loads(info_path.read_text())
+        if saved["train"] != config.to_dict():
+            raise ValueError(
+                f"{out} was started with other settings; resume with the same "
+                "config or train into a new folder"
+            )
+        if saved["dataset"]["path"] != str(data.resolve()):
+            raise ValueError(f"{out} was trained on {saved['dataset']['path']}, not {data}")
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; pass resume=True to continue a run there")
+
+    train_items, val_items = split_items(
+        len(dataset), dataset.failed[:], config.seed, config.val_fraction
+    )
+    if len(train_items) < config.batch_size * dist.world or len(val_items) == 0:
+        raise ValueError(
+            f"{data} has {len(train_items)} training and {len(val_items)} validation "
+            f"items: too few for batches of {config.batch_size}"
+        )
+    space = dataset_config.params
+    if resume:
+        targets = Targets(dataset, space, config.descriptor_heads, stats=saved["descriptor_stats"])
+        input_stats = (saved["input_mean"], saved["input_std"])
+    else:
+        targets = Targets(dataset, space, config.descriptor_heads, fit_items=train_items)
+    image_bytes = 2 * shape[0] * shape[1] * (len(train_items) + len(val_items))
+    memory = config.cache == "memory" or (
+        config.cache == "auto" and image_bytes < config.cache_gb * 1e9
+    )
+    show = progress and dist.main
+    store = ImageStore(dataset, np.concatenate([train_items, val_items]), memory, show)
+    if not resume:
+        sample = store(train_items[: min(len(train_items), 512)])
+        input_stats = (float(sample.mean()), float(sample.std()) or 1.0)
+        if dist.main:
+            out.mkdir(parents=True, exist_ok=True)
+            info = _run_info(
+                data, dataset, config, targets, input_stats, len(train_items), len(val_items)
+            )
+            info_path.write_text(json.dumps(info, indent=2))
+    if dist.world > 1:
+        torch.distributed.barrier()
+
+    noise_prior = None
+    if config.noise and not dataset_config.imaging.bake_noise:
+        noise_prior = dataset_config.imaging.dose
+    summary = TrainSummary(out, [], [], [], 0.0)
+    start = time.perf_counter()
+    for member in range(config.ensemble):
+        trainer = _MemberTrainer(
+            config,
+            member,
+            out / f"member-{member}",
+            dev,
+            dist,
+            store,
+            targets,
+            train_items,
+            val_items,
+            input_stats,
+            noise_prior,
+            dataset_config.imaging.pixel_size,
+            show,
+        )
+        epoch, best, stopped = trainer.run()
+        summary.epochs.append(epoch)
+        summary.best_val_loss.append(best)
+        summary.stopped.append(stopped)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+class _MemberTrainer:
+    """One ensemble member: its model, optimiser, checkpoints and log."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        member: int,
+        folder: Path,
+        dev: torch.device,
+        dist: _Distributed,
+        store: ImageStore,
+        targets: Targets,
+        train_items: np.ndarray,
+        val_items: np.ndarray,
+        input_stats: tuple[float, float],
+        noise_prior: Any,
+        pixel_size: float,
+        show: bool,
+    ) -> None:
+        self.config, self.folder, self.dev, self.dist = config, folder, dev, dist
+        self.store, self.targets, self.show = store, targets, show
+        self.train_items, self.val_items = train_items, val_items
+        self.noise_prior, self.pixel_size = noise_prior, pixel_size
+        self.seed = derive_seed(config.seed, member)
+        torch.manual_seed(self.seed >> 1)
+        self.model = ParameterRegressor(targets.width, config.architecture, *input_stats)
+        self.model = self.model.to(dev, memory_format=torch.channels_last)
+        self.net: nn.Module = self.model
+        if dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [dev.index] if dev.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.global_batch = config.batch_size * dist.world
+        self.steps_per_epoch = len(train_items) // self.global_batch
+        self.state = {
+            "epoch": 0,
+            "batch": 0,
+            "best_val": math.inf,
+            "bad_epochs": 0,
+            "elapsed": 0.0,
+            "loss_sum": 0.0,
+            "loss_count": 0,
+            "stopped": "",
+        }
+
+    # -- checkpoints -------------------------------------------------------
+    def _load(self) -> None:
+        path = self.folder / "checkpoint.pt"
+        if not path.exists():
+            return
+        saved = torch.load(path, map_location=self.dev, weights_only=True)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.state.update(saved["state"])
+
+    def _save(self) -> None:
+        if self.dist.main:
+            state = {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "state": dict(self.state),
+            }
+            _save_atomic(state, self.folder / "checkpoint.pt")
+        if self.dist.world > 1:
+            torch.distributed.barrier()
+
+    def _log(self, row: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
+        path = self.folder / "metrics.csv"
+        rows = []
+        if path.exists():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+        rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(rows)
+        if self.config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            with SummaryWriter(str(self.folder / "tensorboard")) as writer:
+                for key, value in row.items():
+                    if key != "epoch":
+                        writer.add_scalar(key, float(value), row["epoch"])
+
+    # -- batches -----------------------------------------------------------
+    def _batch(self, items: np.ndarray, epoch: int, index: int, training: bool):
+        c = self.config
+        x = self.store(items).to(self.dev)
+        g = batch_generator(self.seed if training else c.seed, epoch, index, self.dev)
+        x = augment(
+            x,
+            g,
+            dose_prior=self.noise_prior,
+            pixel_size_nm=self.pixel_size,
+            flips=c.flips and training,
+            contrast_jitter=c.contrast_jitter if training else 0,
+            read_noise=c.read_noise if training else 0,
+        )
+        return x, self.targets(items).to(self.dev)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng(derive_seed(self.seed, epoch))
+        return self.train_items[rng.permutation(len(self.train_items))]
+
+    def validate(self) -> dict[str, float]:
+        """Validation loss and per-output R² (normalised units), fixed noise."""
+        self.model.eval()
+        n_out = self.targets.width
+        sums = torch.zeros(5, n_out, dtype=torch.float64)
+        mine = self.val_items[self.dist.rank :: self.dist.world]
+        size = self.config.batch_size
+        with torch.no_grad():
+            for k, start in enumerate(range(0, len(mine), size)):
+                x, y = self._batch(
+                    mine[start : start + size],
+                    VALIDATION_EPOCH,
+                    k * self.dist.world + self.dist.rank,
+                    False,
+                )
+                pred = self.model(x)[:, :n_out].double().cpu()
+                y = y.double().cpu()
+                ok = ~torch.isnan(y)
+                y0 = torch.nan_to_num(y)
+                sums += torch.stack(
+                    [
+                        ok.sum(0),
+                        (y0 * ok).sum(0),
+                        (y0**2 * ok).sum(0),
+                        (((pred - y0) ** 2) * ok).sum(0),
+                        torch.zeros(n_out),
+                    ]
+                )
+        if self.dist.world > 1:
+            torch.distributed.all_reduce(sums)
+        count, sy, syy, sse = sums[0], sums[1], sums[2], sums[3]
+        variance = syy - sy**2 / count.clamp(min=1)
+        r2 = 1 - sse / variance.clamp(min=1e-12)
+        n_params = len(self.targets.parameters[0])
+        out = {"val_loss": float(sse[:n_params].sum() / count[:n_params].sum())}
+        names = self._output_names()
+        out.update({f"r2_{name}": float(r2[k]) for k, name in enumerate(names)})
+        self.model.train()
+        return out
+
+    def _output_names(self) -> list[str]:
+        info = json.loads((self.folder.parent / "run.json").read_text())
+        return [*info["parameters"], *info["descriptor_heads"]]
+
+    # -- the loop ------------------------------------------------------------
+    def run(self) -> tuple[int, float, str]:
+        c, s = self.config, self.state
+        if self.dist.main:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        if self.dist.world > 1:
+            torch.distributed.barrier()
+        self._load()
+        if s["stopped"]:
+            return s["epoch"], s["best_val"], s["stopped"]
+        self.model.train()
+        total = c.epochs * self.steps_per_epoch
+        done = s["epoch"] * self.steps_per_epoch + s["batch"]
+        last_checkpoint = time.perf_counter()
+        description = f"training member {self.folder.name[-1]}"
+        with progress_bar(self.show, total, description, completed=done) as advance:
+            while s["epoch"] < c.epochs and not s["stopped"]:
+                epoch_start = time.perf_counter()
+                order = self._order(s["epoch"])
+                images = 0
+                while s["batch"] < self.steps_per_epoch:
+                    tick = time.perf_counter()
+                    step = s["epoch"] * self.steps_per_epoch + s["batch"]
+                    lo = s["batch"] * self.global_batch + self.dist.rank * c.batch_size
+                    x, y = self._batch(order[lo : lo + c.batch_size], s["epoch"], s["batch"], True)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = learning_rate(c, step, self.steps_per_epoch)
+                    loss = regression_loss(self.net(x), y, c.gaussian)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    s["loss_sum"] += float(loss.detach())
+                    s["loss_count"] += 1
+                    s["batch"] += 1
+                    images += self.global_batch
+                    s["elapsed"] += time.perf_counter() - tick
+                    advance()
+                    out_of_time = c.max_minutes is not None and s["elapsed"] > 60 * c.max_minutes
+                    if out_of_time:
+                        s["stopped"] = "time budget"
+                        break
+                    if time.perf_counter() - last_checkpoint > 60 * c.checkpoint_minutes:
+                        self._save()
+                        last_checkpoint = time.perf_counter()
+                if s["batch"] == self.steps_per_epoch or s["stopped"]:
+                    self._end_epoch(images, time.perf_counter() - epoch_start)
+                self._save()
+                last_checkpoint = time.perf_counter()
+        if not s["stopped"]:
+            s["stopped"] = "last epoch"
+            self._save()
+        return s["epoch"], s["best_val"], s["stopped"]
+
+    def _end_epoch(self, images: int, seconds: float) -> None:
+        c, s = self.config, self.state
+        metrics = self.validate()
+        row = {
+            "epoch": s["epoch"],
+            "train_loss": s["loss_sum"] / max(s["loss_count"], 1),
+            **metrics,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_s": images / max(seconds, 1e-9),
+            "elapsed_s": s["elapsed"],
+        }
+        self._log(row)
+        if metrics["val_loss"] < s["best_val"]:
+            s["best_val"], s["bad_epochs"] = metrics["val_loss"], 0
+            if self.dist.main:
+                _save_atomic(self.model.state_dict(), self.folder / "best.pt")
+        else:
+            s["bad_epochs"] += 1
+            if s["bad_epochs"] >= c.patience:
+                s["stopped"] = "early stopping"
+        s["epoch"] += 1
+        s["batch"], s["loss_sum"], s["loss_count"] = 0, 0.0, 0

@@ -1,0 +1,108 @@
+"""Augmentations and load-time noise of training batches, against numpy and Poisson laws."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import torch
+from scipy import stats
+
+from heteroagg.data.space import Prior
+from heteroagg.learn.batches import (
+    GAUSSIAN_COUNTS,
+    augment,
+    batch_generator,
+    dihedral,
+    doses_from_unit,
+    shot_noise,
+)
+
+
+def numpy_dihedral(image, k):
+    y = np.rot90(image, k % 4)
+    return np.fliplr(y) if k >= 4 else y
+
+
+def test_dihedral_matches_numpy_and_gives_eight_distinct_images():
+    rng = np.random.default_rng(0)
+    image = rng.random((5, 7, 7))
+    x = torch.from_numpy(np.tile(image, (8, 1, 1))[:, None])
+    k = torch.arange(8).repeat_interleave(5)
+    out = dihedral(x, k).numpy()
+    for j in range(40):
+        np.testing.assert_array_equal(out[j, 0], numpy_dihedral(image[j % 5], j // 5))
+    distinct = {out[j, 0].tobytes() for j in range(0, 40, 5)}
+    assert len(distinct) == 8
+
+
+def test_shot_noise_is_exact_poisson_at_low_counts():
+    g = torch.Generator()
+    g.manual_seed(1)
+    mean = 3.5
+    draws = shot_noise(torch.full((200_000,), mean, dtype=torch.float64), g).numpy()
+    assert np.all(draws == np.round(draws))
+    values, counts = np.unique(draws, return_counts=True)
+    expected = stats.poisson.pmf(values, mean) * draws.size
+    keep = expected > 20
+    chi2 = ((counts[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3
+
+
+@pytest.mark.parametrize("mean", [GAUSSIAN_COUNTS + 1, 1e4])
+def test_shot_noise_has_poisson_moments_at_high_counts(mean):
+    g = torch.Generator()
+    g.manual_seed(2)
+    draws = shot_noise(torch.full((400_000,), mean, dtype=torch.float64), g).numpy()
+    n = draws.size
+    assert abs(draws.mean() - mean) < 5 * np.sqrt(mean / n)
+    assert abs(draws.var() / mean - 1) < 5 * np.sqrt(2 / n)
+
+
+def test_shot_noise_keeps_vacuum_dark():
+    g = torch.Generator()
+    g.manual_seed(3)
+    counts = torch.tensor([0.0, 0.0, 50.0, 0.0])
+    assert shot_noise(counts, g)[[0, 1, 3]].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_doses_follow_the_prior():
+    u = torch.linspace(0, 1, 5, dtype=torch.float64)
+    log_prior = Prior("log-uniform", 1e3, 1e5)
+    np.testing.assert_allclose(doses_from_unit(log_prior, u).numpy(), np.geomspace(1e3, 1e5, 5))
+    lin = doses_from_unit(Prior("uniform", 10.0, 30.0), u).numpy()
+    np.testing.assert_allclose(lin, np.linspace(10, 30, 5))
+    assert doses_from_unit(Prior("fixed", 7.0, 7.0), u).tolist() == [7.0] * 5
+
+
+def test_augmented_batches_are_pure_functions_of_seed_epoch_batch():
+    x = torch.rand(6, 1, 16, 16) * 0.05
+    prior = Prior("log-uniform", 1e3, 1e5)
+    options = dict(
+        dose_prior=prior, pixel_size_nm=1.0, flips=True, contrast_jitter=0.1, read_noise=1e-3
+    )
+    a = augment(x, batch_generator(5, 2, 7, torch.device("cpu")), **options)
+    b = augment(x, batch_generator(5, 2, 7, torch.device("cpu")), **options)
+    c = augment(x, batch_generator(5, 3, 7, torch.device("cpu")), **options)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_noise_scales_with_dose():
+    # at dose D e/Å² on 1 nm pixels a pixel of intensity I counts I * D * 100 electrons
+    x = torch.full((2, 1, 64, 64), 0.02)
+    relative = []
+    for dose in (1e3, 1e5):
+        prior = Prior("fixed", dose, dose)
+        y = augment(
+            x,
+            batch_generator(0, 0, 0, torch.device("cpu")),
+            dose_prior=prior,
+            pixel_size_nm=1.0,
+            flips=False,
+            contrast_jitter=0,
+            read_noise=0,
+        )
+        relative.append(float(y.std() / y.mean()))
+        expected = 1 / np.sqrt(0.02 * dose * 100)
+        assert relative[-1] == pytest.approx(expected, rel=0.05)

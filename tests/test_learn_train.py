@@ -1,0 +1,248 @@
+"""heteroagg.learn.train: reproducibility, resume, stopping rules, ensembles and errors."""
+
+import csv
+import importlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import torch
+
+from heteroagg.learn import TrainConfig, TrainedRun, train
+from heteroagg.learn import training as training_module
+from heteroagg.learn.networks import ParameterRegressor, ResNetRegressor
+from heteroagg.learn.training import learning_rate, regression_loss, split_items
+
+SMALL = dict(batch_size=32, widths=(8, 16), blocks=(1, 1), val_fraction=0.15, seed=1)
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_network_shapes_and_input_standardisation():
+    net = ResNetRegressor(5, widths=(8, 16, 32), blocks=(1, 2, 1), space_to_depth=4)
+    assert net(torch.rand(3, 1, 64, 64)).shape == (3, 5)
+    gaussian = ResNetRegressor(5, widths=(8,), blocks=(1,), gaussian=True)
+    assert gaussian(torch.rand(2, 1, 32, 32)).shape == (2, 10)
+    arch = {"widths": [8], "blocks": [1], "space_to_depth": 2, "gaussian": False}
+    model = ParameterRegressor(3, arch, input_mean=0.5, input_std=2.0).eval()
+    x = torch.rand(2, 1, 16, 16)
+    expected = model.net((x - 0.5) / 2.0)
+    assert torch.allclose(model(x), expected)
+    assert {"input_mean", "input_std"} <= set(model.state_dict())
+
+
+def test_loss_masks_missing_targets_and_gaussian_nll_matches_formula():
+    out = torch.tensor([[0.2, 0.5]])
+    target = torch.tensor([[0.0, float("nan")]])
+    assert float(regression_loss(out, target, False)) == pytest.approx(0.04)
+    out = torch.tensor([[0.2, 0.5, np.log(0.25), 0.0]])
+    target = torch.tensor([[0.0, 1.0]])
+    nll = [0.5 * (np.log(0.25) + 0.04 / 0.25), 0.5 * (0.0 + 0.25)]
+    assert float(regression_loss(out, target, True)) == pytest.approx(np.mean(nll), rel=1e-6)
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine():
+    config = TrainConfig(epochs=5, lr=1e-3)
+    lrs = [learning_rate(config, s, 10) for s in range(50)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[10] == pytest.approx(1e-3)
+    assert lrs[30] == pytest.approx(0.5e-3 * (1 + np.cos(np.pi * 20 / 40)))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+
+
+def test_split_is_by_item_and_stable():
+    failed = np.zeros(1000, bool)
+    failed[::10] = True
+    tr, va = split_items(1000, failed, seed=4, val_fraction=0.2)
+    assert not set(tr) & set(va)
+    assert set(tr) | set(va) == set(np.flatnonzero(~failed))
+    assert 0.15 < len(va) / 900 < 0.25
+    _, va2 = split_items(500, failed[:500], seed=4, val_fraction=0.2)
+    np.testing.assert_array_equal(va2, va[va < 500])  # adding items never moves old ones
+
+
+def test_training_learns_and_is_reproducible(tiny_train, tmp_path):
+    config = TrainConfig(epochs=4, **SMALL)
+    train(tiny_train, tmp_path / "a", config, progress=False)
+    train(tiny_train, tmp_path / "b", config, progress=False)
+    assert_same_weights(
+        weights(tmp_path / "a/member-0/best.pt"), weights(tmp_path / "b/member-0/best.pt")
+    )
+    with open(tmp_path / "a/member-0/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < 0.6 * losses[0]
+    info = json.loads((tmp_path / "a/run.json").read_text())
+    assert info["parameters"][0] == "n_particles" and info["train"]["epochs"] == 4
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tiny_train, tmp_path, monkeypatch):
+    config = TrainConfig(epochs=3, checkpoint_minutes=1e-9, **SMALL)
+    train(tiny_train, tmp_path / "full", config, progress=False)
+
+    original = training_module.learning_rate
+    calls = {"n": 0}
+
+    def dies_at_step_13(config, step, steps):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        return original(config, step, steps)
+
+    monkeypatch.setattr(training_module, "learning_rate", dies_at_step_13)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_train, tmp_path / "cut", config, progress=False)
+    monkeypatch.setattr(training_module, "learning_rate", original)
+    saved = torch.load(tmp_path / "cut/member-0/checkpoint.pt", weights_only=True)
+    assert (saved["state"]["epoch"], saved["state"]["batch"]) != (0, 0)
+    with pytest.raises(ValueError, match="not empty"):
+        train(tiny_train, tmp_path / "cut", config, progress=False)
+    train(tiny_train, tmp_path / "cut", config, resume=True, progress=False)
+    for name in ("best.pt", "checkpoint.pt"):
+        a, b = weights(tmp_path / "full/member-0" / name), weights(tmp_path / "cut/member-0" / name)
+        assert_same_weights(
+            a if name == "best.pt" else a["model"], b if name == "best.pt" else b["model"]
+        )
+    full = (tmp_path / "full/member-0/metrics.csv").read_text().splitlines()
+    cut = (tmp_path / "cut/member-0/metrics.csv").read_text().splitlines()
+    assert [r.split(",")[:3] for r in full] == [r.split(",")[:3] for r in cut]
+
+
+def test_resume_refuses_other_settings(tiny_train, tmp_path):
+    train(tiny_train, tmp_path / "r", TrainConfig(epochs=1, **SMALL), progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        train(
+            tiny_train,
+            tmp_path / "r",
+            TrainConfig(epochs=2, **{**SMALL, "seed": 9}),
+            resume=True,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="no run to resume"):
+        train(tiny_train, tmp_path / "none", TrainConfig(epochs=1, **SMALL), resume=True)
+
+
+def test_early_stopping_and_time_budget(tiny_train, tmp_path, monkeypatch):
+    worse = iter(range(100))
+    monkeypatch.setattr(
+        training_module._MemberTrainer, "validate", lambda self: {"val_loss": float(next(worse))}
+    )
+    summary = train(
+        tiny_train, tmp_path / "early", TrainConfig(epochs=10, patience=2, **SMALL), progress=False
+    )
+    assert summary.stopped == ["early stopping"] and summary.epochs == [3]
+    monkeypatch.undo()
+    summary = train(
+        tiny_train,
+        tmp_path / "budget",
+        TrainConfig(epochs=50, max_minutes=1e-6, **SMALL),
+        progress=False,
+    )
+    assert summary.stopped == ["time budget"] and summary.epochs == [1]
+    assert (tmp_path / "budget/member-0/best.pt").exists()
+
+
+def test_ensemble_with_gaussian_heads_predicts_uncertainty(tiny_run, tiny_test):
+    from heteroagg.data import open_dataset
+
+    run = TrainedRun(tiny_run, device="cpu")
+    assert len(run.models) == 2 and run.has_uncertainty
+    a, b = (m.state_dict()["net.head.2.weight"] for m in run.models)
+    assert not torch.equal(a, b)
+    ds = open_dataset(tiny_test)
+    images = ds.images[:5]
+    p = run.predict(images)
+    assert p.normalized.shape == p.normalized_std.shape == (5, len(run.parameters))
+    assert np.all(p.normalized_std > 0)
+    for name in run.parameters:
+        assert np.all(p.params_low[name] <= p.params[name] + 1e-12)
+        assert np.all(p.params[name] <= p.params_high[name] + 1e-12)
+    assert set(p.descriptors) == {"hetero_coordination_number"}
+    single = run.predict(images[0])
+    np.testing.assert_allclose(single.normalized[0], p.normalized[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        run.predict(np.zeros((32, 32)))
+    with pytest.raises(ValueError, match="NaN"):
+        run.predict(np.full((64, 64), np.nan))
+
+
+def test_bad_settings_give_clear_errors(tiny_train, tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        TrainConfig(val_fraction=1.5)
+    with pytest.raises(ValueError, match="descriptor_heads"):
+        TrainConfig(descriptor_heads=("volume",))
+    with pytest.raises(ValueError, match="unknown training settings"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="multiple of space_to_depth"):
+        train(tiny_train, tmp_path / "x", TrainConfig(**{**SMALL, "space_to_depth": 5}))
+    with pytest.raises(ValueError, match="too few"):
+        train(tiny_train, tmp_path / "y", TrainConfig(**{**SMALL, "batch_size": 4096}))
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="cuda"):
+            train(tiny_train, tmp_path / "z", TrainConfig(**SMALL), device="cuda")
+    with pytest.raises(ValueError, match="no trained run"):
+        TrainedRun(tmp_path)
+    try:
+        importlib.import_module("torch.utils.tensorboard")
+    except ImportError:
+        with pytest.raises(ValueError, match="tensorboard package"):
+            train(tiny_train, tmp_path / "tb", TrainConfig(**SMALL, tensorboard=True))
+
+
+def test_config_round_trips_through_toml(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[train]\nepochs = 7\nwidths = [8, 16]\nblocks = [1, 2]\ngaussian = true\n")
+    config = TrainConfig.from_toml(path)
+    assert config.epochs == 7 and config.widths == (8, 16) and config.gaussian
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.slow
+def test_torchrun_trains_with_two_processes(tiny_train, tmp_path):
+    script = (
+        "import sys; from heteroagg.learn import TrainConfig, train; "
+        "train(sys.argv[1], sys.argv[2], TrainConfig(epochs=2, batch_size=16, widths=(8, 16), "
+        "blocks=(1, 1), val_fraction=0.15), device='cpu', progress=False)"
+    )
+    (tmp_path / "ddp.py").write_text(script)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(tmp_path / "ddp.py"),
+            str(tiny_train),
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "run/member-0/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert (tmp_path / "run/member-0/best.pt").exists()

@@ -1,0 +1,373 @@
+"""Error analysis of a trained run on a held-out dataset, down to digital twins.
+
+Three parts (see :func:`evaluate`):
+
+1. per parameter: MAE, RMSE, R², bias and predicted-vs-true plots;
+2. per 3D descriptor, through digital twins: K aggregates sampled at θ̂
+   against the true aggregate, next to K aggregates sampled at the true θ
+   (the model's own stochastic spread, which no network can beat);
+3. failure modes: errors against N, the share of the aggregate outside the
+   field of view, and the dose.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from heteroagg._progress import progress_bar
+from heteroagg.data.dataset import SyntheticDataset
+from heteroagg.learn.batches import shot_noise
+from heteroagg.learn.inference import Prediction, TrainedRun
+from heteroagg.model import GenerationError, ModelParams
+from heteroagg.rng import derive_seed, uniform
+
+#: Descriptors compared through the twins (attributes of :class:`Descriptors`).
+TWIN_DESCRIPTORS = (
+    "coordination_number",
+    "hetero_coordination_number",
+    "hetero_coordination_ti",
+    "hetero_coordination_w",
+    "hetero_contact_fraction",
+    "radius_of_gyration",
+)
+
+#: Short labels of those descriptors for tables and plots.
+DESCRIPTOR_LABELS = {
+    "coordination_number": "CN",
+    "hetero_coordination_number": "HCN",
+    "hetero_coordination_ti": "HCN TiO2",
+    "hetero_coordination_w": "HCN WO3",
+    "hetero_contact_fraction": "hetero-contact fraction",
+    "radius_of_gyration": "R_g (nm)",
+}
+
+#: Streams of the evaluation seed: dose, noise, twins and true-θ samples.
+DOSE_STREAM, TWIN_STREAM, REFERENCE_STREAM = 0x646F7365, 0x7477696E, 0x72656673
+
+
+@dataclass
+class TestImages:
+    """Noisy test images with what is known about them."""
+
+    items: np.ndarray
+    images: np.ndarray
+    doses: np.ndarray
+    outside: np.ndarray
+
+
+def field_fraction_outside(dataset: SyntheticDataset, i: int) -> float:
+    """Volume share of item ``i``'s particles whose centres fall outside the image.
+
+    The renderer centres the middle of the projected bounding box, so this
+    follows from the stored rotation alone.
+    """
+    agg = dataset.aggregate(i)
+    imaging = dataset.index["config"]["imaging"]
+    xy = (agg.centers @ dataset.rotations[i].T)[:, :2]
+    lo = (xy - agg.radii[:, None]).min(axis=0)
+    hi = (xy + agg.radii[:, None]).max(axis=0)
+    centre = 0.5 * (lo + hi)
+    half = 0.5 * np.array(imaging["shape"][::-1], dtype=float) * imaging["pixel_size"]
+    outside = np.any(np.abs(xy - centre) > half, axis=1)
+    volume = agg.radii**3
+    return float(volume[outside].sum() / volume.sum())
+
+
+def noisy_test_images(
+    dataset: SyntheticDataset, items: np.ndarray, seed: int, noise: bool
+) -> TestImages:
+    """The test images with shot noise at a dose drawn per item from the dose prior."""
+    imaging = dataset.index["config"]["imaging"]
+    from heteroagg.data.config import ImagingConfig
+
+    config = ImagingConfig.from_config(imaging)
+    images = np.empty((len(items), *config.shape), dtype=np.float32)
+    doses = np.full(len(items), np.nan)
+    for k, i in enumerate(items):
+        image = dataset.images[int(i)]
+        if noise and not config.bake_noise:
+            item_seed = derive_seed(seed, int(i))
+            u = float(uniform(item_seed, DOSE_STREAM, 1, device="cpu")[0])
+            p = config.dose
+            dose = (
+                p.low
+                if p.kind == "fixed"
+                else (
+                    p.low + u * (p.high - p.low)
+                    if p.kind == "uniform"
+                    else p.low * (p.high / p.low) ** u
+                )
+            )
+            electrons = dose * (config.pixel_size * 10.0) ** 2
+            g = torch.Generator()
+            g.manual_seed(item_seed >> 1)
+            counts = shot_noise(torch.from_numpy(image * electrons).double(), g)
+            image = (counts / electrons).float().numpy()
+            doses[k] = dose
+        images[k] = image
+    outside = np.array([field_fraction_outside(dataset, int(i)) for i in items])
+    return TestImages(np.asarray(items), images, doses, outside)
+
+
+def parameter_metrics(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, bias and R² of one parameter."""
+    error = predicted - true
+    variance = float(np.var(true))
+    r2 = 1.0 - float(np.mean(error**2)) / variance if variance > 0 else math.nan
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "bias": float(np.mean(error)),
+        "r2": r2,
+    }
+
+
+def twin_params(space: Any, normalized: np.ndarray) -> ModelParams:
+    """A valid :class:`ModelParams` from a normalised θ (clipped to the prior)."""
+    values = space.denormalize(np.clip(normalized, 0.0, 1.0))
+    fields = {n: float(v) for n, v in values.items()}
+    fields["n_particles"] = round(fields["n_particles"])
+    return ModelParams(**fields)
+
+
+def descriptor_samples(params: ModelParams, seed: int, k: int) -> tuple[np.ndarray, int]:
+    """(k', D) descriptors of up to ``k`` aggregates sampled at ``params``; failures skipped."""
+    from heteroagg.aggregate import sample_aggregate
+
+    rows, failed = [], 0
+    for j in range(k):
+        try:
+            agg = sample_aggregate(params, derive_seed(seed, j))
+        except GenerationError:
+            failed += 1
+            continue
+        d = agg.descriptors()
+        rows.append([getattr(d, name) for name in TWIN_DESCRIPTORS])
+    return np.array(rows, dtype=float).reshape(-1, len(TWIN_DESCRIPTORS)), failed
+
+
+def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(estimate - truth) / truth, NaN where the truth is 0 or undefined."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (estimate - truth) / truth
+    return np.where(np.isfinite(out) & (truth != 0), out, np.nan)
+
+
+def twin_analysis(
+    run: TrainedRun,
+    dataset: SyntheticDataset,
+    test: TestImages,
+    prediction: Prediction,
+    k: int,
+    n_images: int,
+    seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Descriptors of the true aggregates, of K twins at θ̂ and of K samples at the true θ."""
+    space = run.space
+    rng_u = np.random.default_rng(derive_seed(seed, TWIN_STREAM))
+    chosen = np.arange(min(n_images, len(test.items)))
+    d = len(TWIN_DESCRIPTORS)
+    truth = np.full((len(chosen), d), np.nan)
+    twin_mean, reference_mean = np.full_like(truth, np.nan), np.full_like(truth, np.nan)
+    twin_single = np.full_like(truth, np.nan)
+    covered_twin, covered_reference = np.zeros_like(truth), np.zeros_like(truth)
+    failures = {"twins": 0, "reference": 0}
+    with progress_bar(progress, len(chosen), "digital twins") as advance, warnings.catch_warnings():
+        # per-material descriptors are NaN for aggregates without that material
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for row, k_img in enumerate(chosen):
+            i = int(test.items[k_img])
+            true_agg = dataset.aggregate(i)
+            dd = true_agg.descriptors()
+            truth[row] = [getattr(dd, name) for name in TWIN_DESCRIPTORS]
+            mu = prediction.normalized[k_img]
+            twin_seed = derive_seed(derive_seed(seed, TWIN_STREAM), i)
+            if prediction.normalized_std is None:
+                twins, failed = descriptor_samples(twin_params(space, mu), twin_seed, k)
+            else:  # propagate the predictive uncertainty: θ ~ N(μ, σ²) per twin
+                draws = mu + prediction.normalized_std[k_img] * rng_u.standard_normal((k, mu.size))
+                parts = [
+                    descriptor_samples(twin_params(space, t), derive_seed(twin_seed, j), 1)
+                    for j, t in enumerate(draws)
+                ]
+                twins = np.concatenate([p[0] for p in parts])
+                failed = sum(p[1] for p in parts)
+            true_theta = true_agg.params
+            reference, failed_ref = descriptor_samples(
+                true_theta, derive_seed(derive_seed(seed, REFERENCE_STREAM), i), k
+            )
+            failures["twins"] += failed
+            failures["reference"] += failed_ref
+            if len(twins):
+                twin_mean[row] = np.nanmean(twins, axis=0)
+                twin_single[row] = twins[0]
+                covered_twin[row] = (np.nanmin(twins, 0) <= truth[row]) & (
+                    truth[row] <= np.nanmax(twins, 0)
+                )
+            if len(reference):
+                reference_mean[row] = np.nanmean(reference, axis=0)
+                covered_reference[row] = (np.nanmin(reference, 0) <= truth[row]) & (
+                    truth[row] <= np.nanmax(reference, 0)
+                )
+            advance()
+    return {
+        "items": test.items[chosen],
+        "truth": truth,
+        "twin_mean": twin_mean,
+        "twin_single": twin_single,
+        "reference_mean": reference_mean,
+        "covered_twin": covered_twin,
+        "covered_reference": covered_reference,
+        "failures": failures,
+        "k": k,
+    }
+
+
+def _summary(errors: np.ndarray) -> dict[str, float]:
+    a = np.abs(errors[np.isfinite(errors)])
+    if a.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(a.size),
+        "median_abs": float(np.median(a)),
+        "q25_abs": float(np.quantile(a, 0.25)),
+        "q75_abs": float(np.quantile(a, 0.75)),
+        "q90_abs": float(np.quantile(a, 0.9)),
+        "median_signed": float(np.median(errors[np.isfinite(errors)])),
+        "within_15pct": float(np.mean(a <= 0.15)),
+    }
+
+
+def evaluate(
+    run: str | Path | TrainedRun,
+    data: str | Path,
+    out: str | Path,
+    *,
+    twins: int = 8,
+    twin_images: int = 200,
+    seed: int = 0,
+    noise: bool = True,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a trained run on a held-out dataset; write ``report.md``,
+    ``report.json`` and PNG plots into ``out``.
+
+    Parameters
+    ----------
+    run
+        A run folder (or a loaded :class:`TrainedRun`).
+    data
+        A test dataset generated with a different root seed than the
+        training set, with the same imaging settings.
+    out
+        Report folder (created).
+    twins
+        K: twins sampled from θ̂ per image, and samples from the true θ.
+    twin_images
+        How many test images get twins (the first ones).
+    seed
+        Root seed of the test noise, the twins and the reference samples.
+    noise
+        Apply shot noise at a dose drawn from the dataset's dose prior.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        What ``report.json`` holds.
+    """
+    from heteroagg.learn.report import write_report
+
+    if twins < 2:
+        raise ValueError(f"twins must be >= 2, got {twins}")
+    if twin_images < 0:
+        raise ValueError(f"twin_images must be >= 0, got {twin_images}")
+    trained = run if isinstance(run, TrainedRun) else TrainedRun(run, device)
+    dataset = SyntheticDataset(data)
+    imaging = dataset.index["config"]["imaging"]
+    if tuple(imaging["shape"]) != trained.image_shape or (
+        imaging["pixel_size"] != trained.pixel_size_nm
+    ):
+        raise ValueError(
+            f"{data} has images of {imaging['shape']} at {imaging['pixel_size']} nm; "
+            f"the run was trained on {list(trained.image_shape)} at "
+            f"{trained.pixel_size_nm} nm"
+        )
+    if dataset.index.get("seed") == trained.info["dataset"].get("seed"):
+        raise ValueError(
+            f"{data} was generated with the training set's root seed: its items "
+            "are training aggregates, not held-out ones"
+        )
+    items = np.flatnonzero(~dataset.failed[:])
+    test = noisy_test_images(dataset, items, seed, noise)
+    prediction = trained.predict(test.images)
+    true_norm = trained.space.normalize(
+        {n: dataset.params[n][:][items] for n in trained.parameters}
+    )
+
+    per_parameter = {}
+    for k, name in enumerate(trained.parameters):
+        true = dataset.params[name][:][items]
+        metrics = parameter_metrics(true, prediction.params[name])
+        metrics["r2_normalized"] = parameter_metrics(true_norm[:, k], prediction.normalized[:, k])[
+            "r2"
+        ]
+        if prediction.normalized_std is not None:
+            z = (
+                np.abs(prediction.normalized[:, k] - true_norm[:, k])
+                / prediction.normalized_std[:, k]
+            )
+            metrics["coverage_1sigma"] = float(np.mean(z <= 1.0))
+            metrics["coverage_2sigma"] = float(np.mean(z <= 2.0))
+        per_parameter[name] = metrics
+
+    direct = {}
+    for name, values in prediction.descriptors.items():
+        true = dataset.descriptors[name][:][items]
+        ok = np.isfinite(true)
+        direct[name] = {
+            **parameter_metrics(true[ok], values[ok]),
+            "relative": _summary(relative_error(values[ok], true[ok])),
+        }
+
+    twin = twin_analysis(trained, dataset, test, prediction, twins, twin_images, seed, progress)
+    per_descriptor = {}
+    for j, name in enumerate(TWIN_DESCRIPTORS):
+        truth = twin["truth"][:, j]
+        per_descriptor[name] = {
+            "twin_mean": _summary(relative_error(twin["twin_mean"][:, j], truth)),
+            "single_twin": _summary(relative_error(twin["twin_single"][:, j], truth)),
+            "true_theta_mean": _summary(relative_error(twin["reference_mean"][:, j], truth)),
+            "coverage_twins": float(np.mean(twin["covered_twin"][:, j])),
+            "coverage_true_theta": float(np.mean(twin["covered_reference"][:, j])),
+        }
+    report = {
+        "run": str(trained.path),
+        "data": str(Path(data).resolve()),
+        "n_test_images": len(items),
+        "n_twin_images": len(twin["items"]),
+        "twins_per_image": twins,
+        "noise": noise,
+        "uncertainty": prediction.normalized_std is not None,
+        "nominal_twin_range_coverage": (twins - 1) / (twins + 1),
+        "parameters": per_parameter,
+        "descriptors": per_descriptor,
+        "direct_descriptor_heads": direct,
+        "twin_failures": twin["failures"],
+        "train": trained.info["train"],
+        "training_dataset": trained.info["dataset"],
+    }
+    write_report(Path(out), report, trained, dataset, test, prediction, true_norm, twin)
+    return report

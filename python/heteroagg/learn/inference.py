@@ -1,0 +1,165 @@
+"""Loading a trained run and predicting θ̂ (and its uncertainty) from images."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from heteroagg.data.config import DatasetConfig
+from heteroagg.learn.networks import ParameterRegressor
+from heteroagg.learn.torch_device import torch_device
+
+
+@dataclass
+class Prediction:
+    """Predictions for a batch of images.
+
+    Attributes
+    ----------
+    normalized
+        (B, P) predicted varied parameters in the normalised [0, 1] space.
+    normalized_std
+        (B, P) predictive standard deviation there (ensemble spread plus the
+        Gaussian heads' variance), or None for a single point-estimate model.
+    params
+        Field name -> (B,) values in physical units (fixed fields included;
+        ``n_particles`` as a float).
+    params_low, params_high
+        The one-sigma band mapped to physical units (None without uncertainty).
+    descriptors, descriptors_std
+        Directly regressed descriptors (empty without descriptor heads).
+    """
+
+    normalized: np.ndarray
+    normalized_std: np.ndarray | None
+    params: dict[str, np.ndarray]
+    params_low: dict[str, np.ndarray] | None
+    params_high: dict[str, np.ndarray] | None
+    descriptors: dict[str, np.ndarray]
+    descriptors_std: dict[str, np.ndarray]
+
+
+class TrainedRun:
+    """A run folder written by :func:`~heteroagg.learn.train`, ready to predict.
+
+    Parameters
+    ----------
+    path
+        The run folder.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Attributes
+    ----------
+    parameters
+        Names of the predicted (varied) parameters.
+    space
+        The dataset's :class:`~heteroagg.ParameterSpace`.
+    image_shape, pixel_size_nm
+        What the network was trained on.
+    models
+        One network per ensemble member (weights of its best epoch).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        self.path = Path(path)
+        info_path = self.path / "run.json"
+        if not info_path.exists():
+            raise ValueError(f"{self.path} holds no trained run (no run.json)")
+        self.info = json.loads(info_path.read_text())
+        self.device = torch_device(device)
+        self.dataset_config = DatasetConfig.from_dict(self.info["dataset_config"])
+        self.space = self.dataset_config.params
+        self.parameters: tuple[str, ...] = tuple(self.info["parameters"])
+        self.descriptor_heads: tuple[str, ...] = tuple(self.info["descriptor_heads"])
+        self.image_shape = tuple(self.info["image_shape"])
+        self.pixel_size_nm = float(self.info["pixel_size_nm"])
+        self.architecture = {
+            k: self.info["train"][k] for k in ("widths", "blocks", "space_to_depth", "gaussian")
+        }
+        n_outputs = len(self.parameters) + len(self.descriptor_heads)
+        self.models: list[ParameterRegressor] = []
+        for k in range(int(self.info["train"].get("ensemble", 1))):
+            weights = self.path / f"member-{k}" / "best.pt"
+            if not weights.exists():
+                raise ValueError(f"{weights} is missing: member {k} has not finished an epoch")
+            model = ParameterRegressor(n_outputs, self.architecture)
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            self.models.append(model.to(self.device).eval())
+
+    @property
+    def has_uncertainty(self) -> bool:
+        return len(self.models) > 1 or bool(self.architecture["gaussian"])
+
+    def _check(self, images: np.ndarray) -> np.ndarray:
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1:] != self.image_shape:
+            raise ValueError(
+                f"expected images of shape (H, W) or (B, H, W) with (H, W) = "
+                f"{self.image_shape}, got {np.shape(images)}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError("images contain NaN or infinite values")
+        return x
+
+    def raw_outputs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(M, B, n_out[, x2]) network outputs of every member, normalised units."""
+        x = self._check(images)
+        outputs = []
+        with torch.no_grad():
+            for model in self.models:
+                parts = [
+                    model(torch.from_numpy(x[i : i + batch_size, None]).to(self.device))
+                    for i in range(0, len(x), batch_size)
+                ]
+                outputs.append(torch.cat(parts).cpu().numpy())
+        return np.stack(outputs)
+
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> Prediction:
+        """θ̂ for images in fractions of the incident beam, (H, W) or (B, H, W)."""
+        out = self.raw_outputs(images, batch_size)
+        n = len(self.parameters) + len(self.descriptor_heads)
+        means = out[..., :n]
+        mean = means.mean(axis=0)
+        std = None
+        if self.has_uncertainty:
+            variance = means.var(axis=0)
+            if self.architecture["gaussian"]:
+                variance = variance + np.exp(np.clip(out[..., n:], -14.0, 6.0)).mean(axis=0)
+            std = np.sqrt(variance)
+        p = len(self.parameters)
+        params = self.space.denormalize(np.clip(mean[:, :p], 0.0, 1.0))
+        low = high = None
+        if std is not None:
+            low = self.space.denormalize(np.clip(mean[:, :p] - std[:, :p], 0.0, 1.0))
+            high = self.space.denormalize(np.clip(mean[:, :p] + std[:, :p], 0.0, 1.0))
+        stats = self.info["descriptor_stats"]
+        descriptors = {
+            d: mean[:, p + k] * stats[d][1] + stats[d][0]
+            for k, d in enumerate(self.descriptor_heads)
+        }
+        descriptors_std = (
+            {}
+            if std is None
+            else {d: std[:, p + k] * stats[d][1] for k, d in enumerate(self.descriptor_heads)}
+        )
+        return Prediction(
+            mean[:, :p],
+            None if std is None else std[:, :p],
+            params,
+            low,
+            high,
+            descriptors,
+            descriptors_std,
+        )
+
+
+def load_run(path: str | Path, device: str = "auto") -> TrainedRun:
+    """Load a run folder for prediction (see :class:`TrainedRun`)."""
+    return TrainedRun(path, device)

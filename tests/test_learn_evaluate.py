@@ -1,0 +1,154 @@
+"""heteroagg.learn.evaluate: metrics, digital twins and the written report."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from heteroagg.data import open_dataset
+from heteroagg.learn import TrainedRun, evaluate
+from heteroagg.learn.evaluation import (
+    TWIN_DESCRIPTORS,
+    field_fraction_outside,
+    noisy_test_images,
+    parameter_metrics,
+    relative_error,
+    twin_analysis,
+)
+from heteroagg.learn.inference import Prediction
+
+
+def test_parameter_metrics_match_their_definitions():
+    rng = np.random.default_rng(0)
+    true = rng.random(500)
+    pred = true + rng.normal(0.1, 0.2, 500)
+    m = parameter_metrics(true, pred)
+    e = pred - true
+    assert m["mae"] == pytest.approx(np.abs(e).mean())
+    assert m["rmse"] == pytest.approx(np.sqrt((e**2).mean()))
+    assert m["bias"] == pytest.approx(e.mean())
+    ss_res, ss_tot = (e**2).sum(), ((true - true.mean()) ** 2).sum()
+    assert m["r2"] == pytest.approx(1 - ss_res / ss_tot)
+    assert parameter_metrics(true, true)["r2"] == 1.0
+    r = relative_error(np.array([1.1, 2.0, 1.0]), np.array([1.0, 0.0, np.nan]))
+    assert r[0] == pytest.approx(0.1) and np.isnan(r[1:]).all()
+
+
+def test_share_outside_the_field_agrees_with_the_clipped_flag(tiny_test):
+    ds = open_dataset(tiny_test)
+    items = np.flatnonzero(~ds.failed[:])
+    clipped = ds.clipped[:]
+    outside = np.array([field_fraction_outside(ds, int(i)) for i in items])
+    assert np.all((outside >= 0) & (outside <= 1))
+    # a particle centre outside the field means the aggregate was cropped
+    assert np.all(clipped[items][outside > 0])
+
+
+def test_test_noise_is_seeded_and_follows_the_dose(tiny_test):
+    ds = open_dataset(tiny_test)
+    items = np.flatnonzero(~ds.failed[:])[:20]
+    a = noisy_test_images(ds, items, seed=1, noise=True)
+    b = noisy_test_images(ds, items, seed=1, noise=True)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert np.all((a.doses >= 1e3) & (a.doses <= 1e5))
+    clean = noisy_test_images(ds, items, seed=1, noise=False)
+    np.testing.assert_array_equal(clean.images, ds.images[items])
+    # standardised by the Poisson standard deviation at each image's dose, the
+    # noise of the lit pixels has unit variance
+    electrons = a.doses * (2.0 * 10) ** 2
+    lit = clean.images > 0.005
+    z = np.concatenate(
+        [
+            (a.images[k] - clean.images[k])[lit[k]]
+            * np.sqrt(electrons[k] / clean.images[k][lit[k]])
+            for k in range(len(items))
+        ]
+    )
+    assert z.size > 1000
+    assert np.var(z) == pytest.approx(1.0, rel=0.08)
+    assert abs(np.mean(z)) < 0.1
+
+
+def test_oracle_twins_cover_the_truth_at_the_exchangeable_rate(tiny_test):
+    """With θ̂ = θ the true aggregate and K twins are exchangeable draws: the
+    truth lies in the twins' range with probability (K - 1) / (K + 1)."""
+    ds = open_dataset(tiny_test)
+    run_like = type("RunLike", (), {})()
+    from learn_data import tiny_config
+
+    run_like.space = tiny_config().params
+    items = np.flatnonzero(~ds.failed[:])
+    true_norm = run_like.space.normalize({n: ds.params[n][:][items] for n in run_like.space.varied})
+    test = noisy_test_images(ds, items, seed=0, noise=False)
+    oracle = Prediction(true_norm, None, {}, None, None, {}, {})
+    k = 4
+    twin = twin_analysis(
+        run_like, ds, test, oracle, k=k, n_images=len(items), seed=2, progress=False
+    )
+    j = TWIN_DESCRIPTORS.index("radius_of_gyration")
+    n = len(items)
+    nominal = (k - 1) / (k + 1)
+    for key in ("covered_twin", "covered_reference"):
+        coverage = twin[key][:, j].mean()
+        assert abs(coverage - nominal) < 4 * np.sqrt(nominal * (1 - nominal) / n), key
+    # twins at the true θ and samples at the true θ are the same law
+    e_twin = np.abs(relative_error(twin["twin_mean"][:, j], twin["truth"][:, j]))
+    e_ref = np.abs(relative_error(twin["reference_mean"][:, j], twin["truth"][:, j]))
+    assert np.nanmedian(e_twin) == pytest.approx(np.nanmedian(e_ref), rel=0.5)
+
+
+def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
+    report = evaluate(
+        tiny_run,
+        tiny_test,
+        tmp_path / "report",
+        twins=3,
+        twin_images=10,
+        device="cpu",
+        progress=False,
+    )
+    saved = json.loads((tmp_path / "report/report.json").read_text())
+    assert saved["parameters"] == report["parameters"]
+    for name in (
+        "report.md",
+        "parameters.png",
+        "descriptors.png",
+        "failure_modes.png",
+        "examples.png",
+    ):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    # recompute the parameter metrics from an independent prediction
+    run = TrainedRun(tiny_run, device="cpu")
+    ds = open_dataset(tiny_test)
+    items = np.flatnonzero(~ds.failed[:])
+    test = noisy_test_images(ds, items, seed=0, noise=True)
+    p = run.predict(test.images)
+    for name in run.parameters:
+        expected = parameter_metrics(ds.params[name][:][items], p.params[name])
+        assert report["parameters"][name]["r2"] == pytest.approx(expected["r2"])
+        assert 0 <= report["parameters"][name]["coverage_1sigma"] <= 1
+    assert report["uncertainty"] and report["n_twin_images"] == 10
+    hcn = report["descriptors"]["hetero_coordination_number"]
+    assert hcn["twin_mean"]["n"] + hcn["true_theta_mean"]["n"] > 0
+    assert "hetero_coordination_number" in report["direct_descriptor_heads"]
+    text = (tmp_path / "report/report.md").read_text()
+    assert "| n_particles |" in text and "HCN" in text
+
+
+def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train, tmp_path):
+    with pytest.raises(ValueError, match="training set's root seed"):
+        evaluate(tiny_run, tiny_train, tmp_path / "r", progress=False)
+    from heteroagg.data import default_config
+    from heteroagg.data.generation import generate
+
+    config = default_config().to_dict()
+    config["imaging"].update(shape=[32, 32])
+    from heteroagg.data import DatasetConfig
+
+    generate(DatasetConfig.from_dict(config), 4, tmp_path / "other", seed=99)
+    with pytest.raises(ValueError, match="trained on"):
+        evaluate(tiny_run, tmp_path / "other", tmp_path / "r2", progress=False)
+    with pytest.raises(ValueError, match="twins"):
+        evaluate(tiny_run, tmp_path / "other", tmp_path / "r3", twins=1)

@@ -1,3 +1,4 @@
+import json
 from importlib import resources
 
 import numpy as np
@@ -148,3 +149,57 @@ def test_generate_writes_a_dataset_and_resumes(tmp_path):
     assert (tmp_path / "sub.hspy").stat().st_size > 0
     bad = runner.invoke(app, ["export", str(tmp_path / "ds"), "--format", "tif", "--out", "x"])
     assert bad.exit_code == 2 and "format" in bad.output
+
+
+def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
+
+    config = tmp_path / "run.toml"
+    config.write_text(
+        "[train]\nbatch_size = 32\nwidths = [8, 16]\nblocks = [1, 1]\nval_fraction = 0.15\n"
+    )
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        str(tiny_train),
+        "--out",
+        str(run),
+        "--config",
+        str(config),
+        "--epochs",
+        "2",
+        "--seed",
+        "4",
+        "--device",
+        "cpu",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "last epoch" in result.output
+    info = json.loads((run / "run.json").read_text())
+    assert info["train"]["epochs"] == 2 and info["train"]["seed"] == 4
+    assert info["train"]["widths"] == [8, 16]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "not empty" in again.output
+    report = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(run),
+            "--data",
+            str(tiny_test),
+            "--out",
+            str(report),
+            "--twins",
+            "2",
+            "--twin-images",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((report / "report.json").read_text())
+    r2 = saved["parameters"]["n_particles"]["r2"]
+    assert f"{r2:.3f}" in result.output
+    assert (report / "report.md").exists()

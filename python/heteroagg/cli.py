@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,6 +23,22 @@ app = typer.Typer(
 console = Console()
 
 _DEFAULTS = ModelParams()
+
+
+def _abort(err: Exception) -> NoReturn:
+    """Print a one-line error and exit with status 2."""
+    console.print(f"[red]error:[/red] {err}")
+    raise typer.Exit(code=2) from err
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    """A rich table with one header per column."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 @app.command()
@@ -88,8 +104,7 @@ def sample(
         )
         agg = heteroagg.sample_aggregate(params, seed)
     except (ValueError, heteroagg.GenerationError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from err
+        _abort(err)
     d = agg.descriptors()
     table = Table(title=f"aggregate (seed {seed})")
     table.add_column("descriptor")
@@ -108,8 +123,7 @@ def sample(
 
             console.print(f"wrote {save_aggregate_plot(agg, plot)}")
     except (OSError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from err
+        _abort(err)
 
 
 validate_app = typer.Typer(
@@ -279,8 +293,7 @@ def render(
                 support=support or None, extrapolate=extrapolate,
             )  # fmt: skip
     except (OSError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from err
+        _abort(err)
     for warning in caught:
         console.print(f"[yellow]warning:[/yellow] {warning.message}")
     if out.suffix.lower() == ".npy":
@@ -329,8 +342,7 @@ def generate(
             scheduler="local" if dask_local else scheduler,
         )  # fmt: skip
     except (OSError, ValueError, ImportError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from err
+        _abort(err)
     table = Table(title=f"dataset {out}")
     table.add_column("")
     table.add_column("value", justify="right")
@@ -364,10 +376,83 @@ def export(
     try:
         path = export_dataset(dataset, out, format=format, items=selection)
     except (OSError, ValueError, ImportError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from err
+        _abort(err)
     console.print(f"wrote {path}")
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Training dataset folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
+    config: Annotated[
+        Path | None, typer.Option(help="Training settings (.toml, a [train] table).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+    epochs: Annotated[int | None, typer.Option(help="Override: most epochs.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Override: stop a member after this long.")
+    ] = None,
+    ensemble: Annotated[int | None, typer.Option(help="Override: ensemble members.")] = None,
+    gaussian: Annotated[
+        bool | None, typer.Option("--gaussian/--no-gaussian", help="Override: Gaussian head.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Override: root seed.")] = None,
+) -> None:
+    """Train a CNN regressor of the model parameters (torchrun for several GPUs)."""
+    from heteroagg.learn import TrainConfig
+    from heteroagg.learn import train as run
+
+    overrides = {"epochs": epochs, "max_minutes": max_minutes, "ensemble": ensemble,
+                 "gaussian": gaussian, "seed": seed}  # fmt: skip
+    try:
+        base = TrainConfig.from_toml(config).to_dict() if config is not None else {}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        summary = run(data, out, TrainConfig.from_dict(base), device=device, resume=resume)
+    except (OSError, ValueError, RuntimeError) as err:
+        _abort(err)
+    members = zip(summary.epochs, summary.best_val_loss, summary.stopped, strict=True)
+    rows = [(str(k), str(e), f"{loss:.4g}", why) for k, (e, loss, why) in enumerate(members)]
+    console.print(_table(f"run {out}", ("member", "epochs", "best val loss", "stopped by"), rows))
+    console.print(f"{summary.seconds / 60:.1f} min; metrics in {out}/member-*/metrics.csv")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Run folder from heteroagg train.")],
+    data: Annotated[Path, typer.Option("--data", help="Held-out test dataset folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder to write.")],
+    twins: Annotated[int, typer.Option(help="K: twins per image (and true-θ samples).")] = 8,
+    twin_images: Annotated[int, typer.Option(help="Test images that get twins.")] = 200,
+    seed: Annotated[int, typer.Option(help="Root seed of test noise and twins.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Error analysis of a trained run: parameters, descriptors of twins, failure modes."""
+    from heteroagg.learn import evaluate as run
+
+    try:
+        report = run(model, data, out, twins=twins, twin_images=twin_images, seed=seed,
+                     device=device)  # fmt: skip
+    except (OSError, ValueError, RuntimeError) as err:
+        _abort(err)
+    rows = [
+        (name, f"{m['r2']:.3f}", f"{m['mae']:.3g}", f"{m['bias']:.3g}")
+        for name, m in report["parameters"].items()
+    ]
+    title = f"{report['n_test_images']} test images"
+    console.print(_table(title, ("parameter", "R²", "MAE", "bias"), rows))
+    hcn = report["descriptors"]["hetero_coordination_number"]
+    console.print(
+        f"HCN through {twins} twins: median |relative error| "
+        f"{100 * hcn['twin_mean'].get('median_abs', float('nan')):.1f} % "
+        f"(true θ: {100 * hcn['true_theta_mean'].get('median_abs', float('nan')):.1f} %)"
+    )
+    console.print(f"report: {out / 'report.md'}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m heteroagg.cli, torchrun -m
+    main()

@@ -246,3 +246,29 @@ def test_torchrun_trains_with_two_processes(tiny_train, tmp_path):
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert (tmp_path / "run/member-0/best.pt").exists()
+
+
+def test_batch_norm_statistics_are_plain_averages_before_validation(
+    tiny_train, tmp_path, monkeypatch
+):
+    trainers = []
+
+    def keep(self):
+        trainers.append(self)
+        return 0, 0.0, "kept"
+
+    monkeypatch.setattr(training_module._MemberTrainer, "run", keep)
+    train(tiny_train, tmp_path / "bn", TrainConfig(epochs=1, bn_batches=3, **SMALL), progress=False)
+    trainer = trainers[0]
+    conv, norm = trainer.model.net.stem[1], trainer.model.net.stem[2]
+    norm.running_mean.fill_(123.0)
+    seen = []
+    hook = conv.register_forward_hook(lambda module, args, out: seen.append(out.detach()))
+    trainer.recalibrate_batch_norm()
+    hook.remove()
+    assert len(seen) == 3
+    expected_mean = torch.stack([o.mean(dim=(0, 2, 3)) for o in seen]).mean(0)
+    expected_var = torch.stack([o.var(dim=(0, 2, 3)) for o in seen]).mean(0)
+    assert torch.allclose(norm.running_mean, expected_mean, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(norm.running_var, expected_var, rtol=1e-4, atol=1e-6)
+    assert norm.momentum == 0.1

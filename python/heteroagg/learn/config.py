@@ -66,6 +66,9 @@ class TrainConfig:
         ``"auto"`` uses memory when they take under ``cache_gb``.
     cache_gb, workers
         See ``cache``.
+    bn_batches
+        Training batches over which the batch-norm statistics are
+        re-estimated before each validation (0: keep the running averages).
     checkpoint_minutes
         Also checkpoint within an epoch this often, so a killed run loses
         at most that much work.
@@ -94,6 +97,7 @@ class TrainConfig:
     cache: str = "auto"
     cache_gb: float = 12.0
     workers: int = 2
+    bn_batches: int = 32
     checkpoint_minutes: float = 5.0
     tensorboard: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -128,6 +132,12 @@ class TrainConfig:
             raise ValueError("widths and blocks must be positive integers")
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
+        if (
+            isinstance(self.bn_batches, bool)
+            or not isinstance(self.bn_batches, int)
+            or (self.bn_batches < 0)
+        ):
+            raise ValueError(f"bn_batches must be an integer >= 0, got {self.bn_batches!r}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers!r}")
         unknown = [d for d in self.descriptor_heads if d not in DESCRIPTOR_NAMES]

@@ -1,0 +1,96 @@
+"""Speed of the learning step: training throughput and prediction latency.
+
+The case: the default network (:class:`heteroagg.learn.TrainConfig`) on
+batches of 64 images of 256 x 256, with the default augmentation (shot noise
+at a dose drawn from the default prior, and the eight flips).  The anchor,
+measured in the same run, is the same network without space-to-depth: a 5x5
+stride-4 convolution on the full image, which reaches the same 64² first stage
+as a strided ResNet stem would.  Figures go
+to docs/performance.md.
+
+Run with ``pytest benchmarks/test_bench_learn.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from heteroagg.data import default_config  # noqa: E402
+from heteroagg.learn import TrainConfig  # noqa: E402
+from heteroagg.learn.batches import augment, batch_generator  # noqa: E402
+from heteroagg.learn.networks import ParameterRegressor  # noqa: E402
+from heteroagg.learn.training import regression_loss  # noqa: E402
+
+BATCH = 64
+SHAPE = (256, 256)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(0)
+    images = np.zeros((BATCH, 1, *SHAPE), np.float32)
+    for k in range(BATCH):  # sparse bright discs, like aggregates in vacuum
+        for _ in range(60):
+            cy, cx = rng.integers(40, 216, 2)
+            r = rng.uniform(2, 10)
+            yy, xx = np.ogrid[: SHAPE[0], : SHAPE[1]]
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+            images[k, 0][disc] += 0.002 * r
+    return torch.from_numpy(images), torch.rand(BATCH, 9)
+
+
+def step(model, optimizer, x, y):
+    loss = regression_loss(model(x), y, False)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def training_step(model, batch):
+    x, y = batch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    prior = default_config().imaging.dose
+    counter = iter(range(10**9))
+
+    def run():
+        g = batch_generator(0, 0, next(counter), torch.device("cpu"))
+        noisy = augment(x, g, dose_prior=prior, pixel_size_nm=1.0, flips=True,
+                        contrast_jitter=0.0, read_noise=0.0)  # fmt: skip
+        step(model, optimizer, noisy, y)
+
+    return run
+
+
+class PlainStem(torch.nn.Module):
+    """The anchor: a 5x5 stride-4 stem on the full image, then the same stages."""
+
+    def __init__(self):
+        super().__init__()
+        arch = TrainConfig().architecture
+        self.model = ParameterRegressor(9, {**arch, "space_to_depth": 1})
+        stem = self.model.net.stem
+        stem[1] = torch.nn.Conv2d(1, arch["widths"][0], 5, 4, 2, bias=False)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def test_train_step_default(benchmark, batch):
+    model = ParameterRegressor(9, TrainConfig().architecture)
+    model = model.to(memory_format=torch.channels_last)
+    benchmark.pedantic(training_step(model, batch), rounds=5, warmup_rounds=1)
+
+
+def test_train_step_anchor_plain_stem(benchmark, batch):
+    model = PlainStem().to(memory_format=torch.channels_last)
+    benchmark.pedantic(training_step(model, batch), rounds=5, warmup_rounds=1)
+
+
+def test_predict_one_image(benchmark, batch):
+    model = ParameterRegressor(9, TrainConfig().architecture).eval()
+    x = batch[0][:1]
+    with torch.no_grad():
+        benchmark(model, x)

@@ -44,6 +44,7 @@ def _plots(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     written = []
     names = trained.parameters
@@ -131,6 +132,7 @@ def _plots(
         ax.set_ylabel("mean |error| (normalised)")
         if log:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out / "failure_modes.png", dpi=110)

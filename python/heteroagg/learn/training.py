@@ -8,6 +8,7 @@ A run folder holds ``run.json`` (settings, dataset, normalisations), one
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 import os
@@ -215,7 +216,7 @@ def train(
     data, out = Path(data), Path(out)
     if config.tensorboard:
         try:
-            import torch.utils.tensorboard
+            importlib.import_module("torch.utils.tensorboard")
         except ImportError as err:
             raise ValueError(f"tensorboard = true needs the tensorboard package: {err}") from None
     dev = torch_device(device)

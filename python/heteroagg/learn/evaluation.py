@@ -23,10 +23,11 @@ import torch
 
 from heteroagg._progress import progress_bar
 from heteroagg.data.dataset import SyntheticDataset
+from heteroagg.data.torch_dataset import draw_dose
 from heteroagg.learn.batches import shot_noise
 from heteroagg.learn.inference import Prediction, TrainedRun
 from heteroagg.model import GenerationError, ModelParams
-from heteroagg.rng import derive_seed, uniform
+from heteroagg.rng import derive_seed
 
 #: Descriptors compared through the twins (attributes of :class:`Descriptors`).
 TWIN_DESCRIPTORS = (
@@ -48,8 +49,20 @@ DESCRIPTOR_LABELS = {
     "radius_of_gyration": "R_g (nm)",
 }
 
-#: Streams of the evaluation seed: dose, noise, twins and true-θ samples.
-DOSE_STREAM, TWIN_STREAM, REFERENCE_STREAM = 0x646F7365, 0x7477696E, 0x72656673
+#: Streams of the evaluation seed: twins and true-θ samples (the dose as in training data).
+TWIN_STREAM, REFERENCE_STREAM = 0x7477696E, 0x72656673
+
+
+@dataclass
+class Evaluated:
+    """Everything a report is drawn from."""
+
+    trained: TrainedRun
+    dataset: SyntheticDataset
+    test: TestImages
+    prediction: Prediction
+    true_norm: np.ndarray
+    twin: dict[str, Any]
 
 
 @dataclass
@@ -94,17 +107,7 @@ def noisy_test_images(
         image = dataset.images[int(i)]
         if noise and not config.bake_noise:
             item_seed = derive_seed(seed, int(i))
-            u = float(uniform(item_seed, DOSE_STREAM, 1, device="cpu")[0])
-            p = config.dose
-            dose = (
-                p.low
-                if p.kind == "fixed"
-                else (
-                    p.low + u * (p.high - p.low)
-                    if p.kind == "uniform"
-                    else p.low * (p.high / p.low) ** u
-                )
-            )
+            dose = draw_dose(config.dose, item_seed)
             electrons = dose * (config.pixel_size * 10.0) ** 2
             g = torch.Generator()
             g.manual_seed(item_seed >> 1)
@@ -369,5 +372,5 @@ def evaluate(
         "train": trained.info["train"],
         "training_dataset": trained.info["dataset"],
     }
-    write_report(Path(out), report, trained, dataset, test, prediction, true_norm, twin)
+    write_report(Path(out), report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
     return report

@@ -31,15 +31,9 @@ def _binned(x: np.ndarray, y: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray
     return np.array(centres), np.array(values)
 
 
-def _plots(
-    out: Path,
-    trained: Any,
-    dataset: Any,
-    test: Any,
-    prediction: Any,
-    true_norm: np.ndarray,
-    twin: dict,
-) -> list[str]:
+def _plots(out: Path, e: Any) -> list[str]:
+    trained, dataset, test, prediction = e.trained, e.dataset, e.test, e.prediction
+    true_norm, twin = e.true_norm, e.twin
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,20 +182,12 @@ def _plots(
     return written
 
 
-def write_report(
-    out: Path,
-    report: dict,
-    trained: Any,
-    dataset: Any,
-    test: Any,
-    prediction: Any,
-    true_norm: np.ndarray,
-    twin: dict,
-) -> None:
-    """Write ``report.json``, ``report.md`` and (with matplotlib) the PNG plots."""
+def write_report(out: Path, report: dict, evaluated: Any) -> None:
+    """Write ``report.json``, ``report.md`` and (with matplotlib) the PNG plots of an
+    :class:`~heteroagg.learn.evaluation.Evaluated`."""
     out.mkdir(parents=True, exist_ok=True)
     try:
-        plots = _plots(out, trained, dataset, test, prediction, true_norm, twin)
+        plots = _plots(out, evaluated)
     except ImportError:
         plots = []
     report["plots"] = plots

@@ -5,21 +5,20 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <thread>
 
 #include "heteroagg/geometry.hpp"
 #include "heteroagg/grid.hpp"
 #include "heteroagg/rng.hpp"
+#include "format.hpp"
 
 namespace heteroagg {
 
 namespace {
 
 [[noreturn]] void invalid(const char* field, const char* range, double value) {
-  std::ostringstream msg;
-  msg << field << " must be " << range << ", got " << value;
-  throw std::invalid_argument(msg.str());
+  throw std::invalid_argument(std::string(field) + " must be " + range + ", got " +
+                              detail::format_number(value));
 }
 
 bool finite(double x) { return std::isfinite(x); }
@@ -511,16 +510,16 @@ aggregate sample_aggregate(const model_params& params, std::uint64_t seed,
       ++merge_failures;
     }
   }
-  std::ostringstream msg;
-  msg << "could not build an aggregate with n_particles=" << params.n_particles
-      << ", fractal_dim=" << params.fractal_dim << ", prefactor=" << params.prefactor
-      << ", sigma_g=" << params.sigma_g << ", overlap=" << params.overlap << " in "
-      << options.aggregate_tries << " attempts (" << merge_failures
-      << " ran out of non-overlapping placements";
+  using detail::format_number;
+  std::string msg = "could not build an aggregate with n_particles=" +
+                    std::to_string(params.n_particles) + ", fractal_dim=" + format_number(params.fractal_dim) +
+                    ", prefactor=" + format_number(params.prefactor) + ", sigma_g=" + format_number(params.sigma_g) +
+                    ", overlap=" + format_number(params.overlap) + " in " + std::to_string(options.aggregate_tries) +
+                    " attempts (" + std::to_string(merge_failures) + " ran out of non-overlapping placements";
   if (std::isfinite(best_error))
-    msg << "; the closest missed the fractal-law R_g by " << 100.0 * best_error << "%";
-  msg << "): the fractal law cannot be met by non-overlapping spheres for these parameters";
-  throw generation_error(msg.str());
+    msg += "; the closest missed the fractal-law R_g by " + format_number(100.0 * best_error) + "%";
+  msg += "): the fractal law cannot be met by non-overlapping spheres for these parameters";
+  throw generation_error(msg);
 }
 
 std::vector<batch_item> sample_aggregates(const std::vector<model_params>& params,

@@ -4,10 +4,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
+#include "format.hpp"
 #include "parallel.hpp"
 
 namespace heteroagg {
@@ -90,10 +90,9 @@ void check_settings(const render_settings& s) {
 }
 
 void too_thick(const char* what, double t, double max) {
-  std::ostringstream msg;
-  msg << "a beam path of " << t << " nm through " << what << " exceeds its LUT, which ends at "
-      << max << " nm; use a longer LUT or extrapolate=True";
-  throw std::invalid_argument(msg.str());
+  throw std::invalid_argument("a beam path of " + detail::format_number(t) + " nm through " + what +
+                              " exceeds its LUT, which ends at " + detail::format_number(max) +
+                              " nm; use a longer LUT or extrapolate=True");
 }
 
 // Shift every row by its own random horizontal offset (linear interpolation,

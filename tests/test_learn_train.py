@@ -15,10 +15,11 @@ pytest.importorskip("torch")
 
 import torch
 
+from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn import TrainConfig, TrainedRun, train
 from heteroagg.learn import training as training_module
 from heteroagg.learn.networks import ParameterRegressor, ResNetRegressor
-from heteroagg.learn.training import learning_rate, regression_loss, split_items
+from heteroagg.learn.training import ImageStore, learning_rate, regression_loss, split_items
 
 SMALL = dict(batch_size=32, widths=(8, 16), blocks=(1, 1), val_fraction=0.15, seed=1)
 
@@ -44,6 +45,43 @@ def test_network_shapes_and_input_standardisation():
     expected = model.net((x - 0.5) / 2.0)
     assert torch.allclose(model(x), expected)
     assert {"input_mean", "input_std"} <= set(model.state_dict())
+
+
+def test_image_store_serves_the_stored_images_in_every_mode(tiny_train):
+    dataset = SyntheticDataset(tiny_train)
+    items = np.arange(3, len(dataset), 7)
+    chosen = items[[5, 0, 17, 17, 40]]
+    scale = float(dataset.index["image_scale"])
+    expected = np.stack([dataset.stored_image(int(i)) / scale for i in chosen])
+    cpu = torch.device("cpu")
+    for where, workers in [("memory", 0), ("memory", 2), ("stream", 0), ("device", 0)]:
+        store = ImageStore(dataset, items, where, cpu, workers, show_progress=False)
+        got = store(chosen)
+        assert got.shape == (len(chosen), 1, *expected.shape[1:]) and got.dtype == torch.float32
+        np.testing.assert_allclose(got[:, 0].numpy(), expected, rtol=1e-6, err_msg=where)
+    # Stored values above int16's range survive the int16 cache and its widening.
+    high = np.linspace(40000, 65535, store.cache[0].numel()).astype(np.uint16)
+    store.cache[0] = torch.from_numpy(high.view(np.int16).reshape(store.cache[0].shape))
+    np.testing.assert_allclose(store(items[:1])[0, 0].numpy().ravel(), high / scale, rtol=1e-6)
+
+
+def test_group_norm_network_is_batch_independent_and_sqrt_input_is_applied():
+    arch = {"widths": [8, 16], "blocks": [1, 1], "space_to_depth": 2, "gaussian": False,
+            "norm": "group", "input_transform": "sqrt"}  # fmt: skip
+    torch.manual_seed(0)
+    model = ParameterRegressor(3, arch, input_mean=0.1, input_std=0.2).train()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.rand(4, 1, 16, 16)
+    alone = torch.cat([model(x[k : k + 1]) for k in range(4)])
+    torch.testing.assert_close(model(x), alone)  # training mode, yet no batch coupling
+    torch.testing.assert_close(model(x), model.net((x.sqrt() - 0.1) / 0.2))
+    batch_arch = {**arch, "norm": "batch"}
+    batch_model = ParameterRegressor(3, batch_arch).train()
+    assert not torch.allclose(batch_model(x)[:1], batch_model(x[:1]))
+    with pytest.raises(ValueError, match="norm"):
+        TrainConfig(norm="layer")
+    with pytest.raises(ValueError, match="input_transform"):
+        TrainConfig(input_transform="log")
 
 
 def test_loss_masks_missing_targets_and_gaussian_nll_matches_formula():
@@ -90,6 +128,26 @@ def test_training_learns_and_is_reproducible(tiny_train, tmp_path):
     assert losses[-1] < 0.6 * losses[0]
     info = json.loads((tmp_path / "a/run.json").read_text())
     assert info["parameters"][0] == "n_particles" and info["train"]["epochs"] == 4
+
+
+def test_group_norm_sqrt_run_learns_and_reloads_with_its_architecture(tiny_train, tmp_path):
+    config = TrainConfig(epochs=3, norm="group", input_transform="sqrt", **SMALL)
+    train(tiny_train, tmp_path / "g", config, progress=False)
+    with open(tmp_path / "g/member-0/metrics.csv") as f:
+        losses = [float(r["train_loss"]) for r in csv.DictReader(f)]
+    assert losses[-1] < 0.7 * losses[0]
+    run = TrainedRun(tmp_path / "g", device="cpu")
+    model = run.models[0]
+    assert model.input_transform == "sqrt"
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    dataset = SyntheticDataset(tiny_train)
+    images = (dataset.stored_image(0) / float(dataset.index["image_scale"]))[None]
+    images = images.astype(np.float32)
+    with torch.no_grad():
+        direct = model.net((torch.from_numpy(images[:, None]).sqrt() - model.input_mean)
+                           / model.input_std)  # fmt: skip
+    np.testing.assert_allclose(run.raw_outputs(images)[0], direct.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(run.predict(images).params["frac_w"]).all()
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tiny_train, tmp_path, monkeypatch):

@@ -13,7 +13,9 @@ from typing import Any
 from heteroagg.data.generation import DESCRIPTOR_NAMES
 from heteroagg.rng import check_uint64
 
-CACHE_MODES = ("auto", "memory", "stream")
+CACHE_MODES = ("auto", "memory", "device", "stream")
+NORMS = ("batch", "group")
+INPUT_TRANSFORMS = ("linear", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class TrainConfig:
         The ResNet: channels and basic blocks per stage, and the pixel
         blocks folded into channels at the input (image sides must be
         multiples of it).
+    norm
+        ``"batch"`` or ``"group"`` normalisation layers.
+    input_transform
+        ``"linear"`` or ``"sqrt"``: what the network sees of an image (see
+        :func:`heteroagg.learn.networks.transform_input`).
     gaussian
         Predict a variance per output and train on the Gaussian NLL.
     ensemble
@@ -61,11 +68,14 @@ class TrainConfig:
         Largest standard deviation of Gaussian read noise, in fractions of
         the beam, drawn uniformly per image (0: off).
     cache
-        ``"memory"`` keeps the stored uint16 images in RAM, ``"stream"``
-        reads them from the shards with ``workers`` loader processes,
+        ``"memory"`` keeps the stored uint16 images in RAM, ``"device"`` in
+        the GPU's memory (batches are gathered there; on a CPU it is
+        ``"memory"``), ``"stream"`` reads every batch from the shards, and
         ``"auto"`` uses memory when they take under ``cache_gb``.
-    cache_gb, workers
+    cache_gb
         See ``cache``.
+    workers
+        Processes that decompress the shards while the cache fills.
     bn_batches
         Training batches over which the batch-norm statistics are
         re-estimated before each validation (0: keep the running averages).
@@ -87,6 +97,8 @@ class TrainConfig:
     widths: tuple[int, ...] = (16, 32, 64, 128)
     blocks: tuple[int, ...] = (1, 1, 1, 1)
     space_to_depth: int = 4
+    norm: str = "batch"
+    input_transform: str = "linear"
     gaussian: bool = False
     ensemble: int = 1
     descriptor_heads: tuple[str, ...] = ()
@@ -130,6 +142,12 @@ class TrainConfig:
             raise ValueError("widths and blocks need one entry per stage")
         if any(int(w) < 1 for w in (*self.widths, *self.blocks)):
             raise ValueError("widths and blocks must be positive integers")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.input_transform not in INPUT_TRANSFORMS:
+            raise ValueError(
+                f"input_transform must be one of {INPUT_TRANSFORMS}, got {self.input_transform!r}"
+            )
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if (
@@ -154,6 +172,8 @@ class TrainConfig:
             "blocks": list(self.blocks),
             "space_to_depth": self.space_to_depth,
             "gaussian": self.gaussian,
+            "norm": self.norm,
+            "input_transform": self.input_transform,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from heteroagg.data.config import DatasetConfig
+from heteroagg.learn.config import TrainConfig
 from heteroagg.learn.networks import ParameterRegressor
 from heteroagg.learn.torch_device import torch_device
 
@@ -78,9 +79,7 @@ class TrainedRun:
         self.descriptor_heads: tuple[str, ...] = tuple(self.info["descriptor_heads"])
         self.image_shape = tuple(self.info["image_shape"])
         self.pixel_size_nm = float(self.info["pixel_size_nm"])
-        self.architecture = {
-            k: self.info["train"][k] for k in ("widths", "blocks", "space_to_depth", "gaussian")
-        }
+        self.architecture = TrainConfig.from_dict(self.info["train"]).architecture
         n_outputs = len(self.parameters) + len(self.descriptor_heads)
         self.models: list[ParameterRegressor] = []
         for k in range(int(self.info["train"].get("ensemble", 1))):

@@ -7,20 +7,45 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from heteroagg.learn.config import INPUT_TRANSFORMS, NORMS
+
+
+def normalisation(kind: str, channels: int) -> nn.Module:
+    """Batch norm, or group norm over groups of 8 channels (one group if fewer divide)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(channels // 8 if channels % 8 == 0 else 1, channels)
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+
+
+def transform_input(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """The network's view of an image in fractions of the beam.
+
+    ``"sqrt"`` takes the square root (clipped at zero), which makes shot
+    noise of roughly constant variance and compresses the bright tail of
+    thick tungsten-oxide columns; ``"linear"`` passes the image on.
+    """
+    if kind == "sqrt":
+        return torch.sqrt(torch.clamp(x, min=0))
+    if kind == "linear":
+        return x
+    raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {kind!r}")
+
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and an identity (or 1x1) shortcut."""
+    """Two 3x3 convolutions with normalisation and an identity (or 1x1) shortcut."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, norm: str = "batch") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = normalisation(norm, c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = normalisation(norm, c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), normalisation(norm, c_out)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,6 +71,9 @@ class ResNetRegressor(nn.Module):
         downsampling that keeps every pixel of small particles.
     gaussian
         Also predict a log-variance per output (a Gaussian head).
+    norm
+        ``"batch"`` or ``"group"`` normalisation.  Group norm does not depend
+        on the batch, so evaluation needs no running statistics.
 
     Notes
     -----
@@ -63,6 +91,7 @@ class ResNetRegressor(nn.Module):
         blocks: Sequence[int] = (1, 1, 1, 1),
         space_to_depth: int = 4,
         gaussian: bool = False,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if len(widths) != len(blocks) or not widths:
@@ -75,7 +104,7 @@ class ResNetRegressor(nn.Module):
         self.stem = nn.Sequential(
             nn.PixelUnshuffle(self.space_to_depth),
             nn.Conv2d(self.space_to_depth**2, widths[0], 3, 1, 1, bias=False),
-            nn.BatchNorm2d(widths[0]),
+            normalisation(norm, widths[0]),
             nn.ReLU(inplace=True),
         )
         layers: list[nn.Module] = []
@@ -83,7 +112,7 @@ class ResNetRegressor(nn.Module):
         for stage, (width, count) in enumerate(zip(widths, blocks, strict=True)):
             for k in range(count):
                 stride = 2 if (stage > 0 and k == 0) else 1
-                layers.append(BasicBlock(c_in, width, stride))
+                layers.append(BasicBlock(c_in, width, stride, norm))
                 c_in = width
         self.body = nn.Sequential(*layers)
         self.head = nn.Sequential(
@@ -106,11 +135,13 @@ class ParameterRegressor(nn.Module):
     n_outputs
         Regressed quantities.
     architecture
-        ``widths``, ``blocks``, ``space_to_depth`` and ``gaussian``.
+        ``widths``, ``blocks``, ``space_to_depth`` and ``gaussian``, and
+        optionally ``norm`` (default ``"batch"``) and ``input_transform``
+        (default ``"linear"``, see :func:`transform_input`).
     input_mean, input_std
-        Standardisation of images in fractions of the beam (training-set
-        statistics), stored as buffers so that saved weights and exported
-        models carry them.
+        Standardisation of the transformed images (training-set statistics),
+        stored as buffers so that saved weights and exported models carry
+        them.
     """
 
     def __init__(
@@ -123,9 +154,13 @@ class ParameterRegressor(nn.Module):
             blocks=tuple(architecture["blocks"]),
             space_to_depth=int(architecture["space_to_depth"]),
             gaussian=bool(architecture["gaussian"]),
+            norm=str(architecture.get("norm", "batch")),
         )
+        self.input_transform = str(architecture.get("input_transform", "linear"))
+        transform_input(torch.zeros(1), self.input_transform)  # rejects unknown kinds
         self.register_buffer("input_mean", torch.tensor(float(input_mean)))
         self.register_buffer("input_std", torch.tensor(float(input_std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = transform_input(x, self.input_transform)
         return self.net((x - self.input_mean) / self.input_std)

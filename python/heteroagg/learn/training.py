@@ -11,8 +11,10 @@ import csv
 import importlib
 import json
 import math
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from heteroagg.data.config import DatasetConfig
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn.batches import VALIDATION_EPOCH, Targets, augment, batch_generator
 from heteroagg.learn.config import TrainConfig
-from heteroagg.learn.networks import ParameterRegressor
+from heteroagg.learn.networks import ParameterRegressor, transform_input
 from heteroagg.learn.torch_device import torch_device
 from heteroagg.rng import derive_seed, uniform
 
@@ -50,35 +52,87 @@ def split_items(n: int, failed: np.ndarray, seed: int, val_fraction: float):
     return np.flatnonzero(valid & (u >= val_fraction)), np.flatnonzero(valid & (u < val_fraction))
 
 
+def _read_shard(path: str, k: int) -> np.ndarray:
+    return SyntheticDataset(path).shard_images(k)
+
+
 class ImageStore:
-    """Stored uint16 images of chosen items, in RAM or read from the shards."""
+    """Stored uint16 images of chosen items: in RAM, on the device, or read from the shards.
+
+    Parameters
+    ----------
+    dataset
+        The dataset the items belong to.
+    items
+        The items this store serves.
+    where
+        ``"memory"`` caches the images in RAM, ``"device"`` in the training
+        device's memory (batches are then gathered there, with no host
+        traffic), ``"stream"`` reads every batch from the shards.
+    device
+        The training device (used by ``where="device"``).
+    workers
+        Processes that decompress shards while the cache fills (0 or 1: the
+        calling process does it).
+    show_progress
+        Show a progress bar while the cache fills.
+    """
 
     def __init__(
-        self, dataset: SyntheticDataset, items: np.ndarray, memory: bool, show_progress: bool
+        self,
+        dataset: SyntheticDataset,
+        items: np.ndarray,
+        where: str,
+        device: torch.device,
+        workers: int,
+        show_progress: bool,
     ) -> None:
-        self.dataset, self.memory = dataset, memory
+        self.dataset, self.where, self.device = dataset, where, device
         self.scale = float(dataset.index["image_scale"])
         self.position = {int(i): k for k, i in enumerate(items)}
-        if not memory:
+        if where == "stream":
             return
         shape = tuple(dataset.index["config"]["imaging"]["shape"])
-        self.cache = np.empty((len(items), *shape), dtype=np.uint16)
+        cache = np.empty((len(items), *shape), dtype=np.uint16)
         size = dataset.shard_size
-        shards = np.unique(np.asarray(items) // size)
+        shards = [int(s) for s in np.unique(np.asarray(items) // size)]
+
+        def place(s: int, block: np.ndarray) -> None:
+            chosen = items[items // size == s]
+            cache[[self.position[int(i)] for i in chosen]] = block[chosen - s * size]
+
         with progress_bar(show_progress, len(shards), "loading images") as advance:
-            for s in shards:
-                chosen = items[items // size == s]
-                block = dataset.shard_images(int(s))
-                self.cache[[self.position[int(i)] for i in chosen]] = block[chosen - s * size]
-                advance()
+            forkable = "fork" in multiprocessing.get_all_start_methods()
+            if workers > 1 and len(shards) > 1 and forkable:
+                # fork: the readers touch only h5py, and unguarded user scripts stay safe.
+                context = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                    blocks = pool.map(_read_shard, [str(dataset.path)] * len(shards), shards)
+                    for s, block in zip(shards, blocks, strict=True):
+                        place(s, block)
+                        advance()
+            else:
+                for s in shards:
+                    place(s, dataset.shard_images(s))
+                    advance()
+        # torch has few uint16 kernels: the bits are kept as int16 and widened per batch.
+        self.cache = torch.from_numpy(cache.view(np.int16))
+        if where == "device":
+            self.cache = self.cache.to(device)
 
     def __call__(self, items: np.ndarray) -> torch.Tensor:
-        """Clean images (B, 1, H, W) float32 in fractions of the beam."""
-        if self.memory:
-            raw = self.cache[[self.position[int(i)] for i in items]]
+        """Clean images (B, 1, H, W) float32 in fractions of the beam.
+
+        They lie on the training device for ``where="device"``, else on the CPU.
+        """
+        if self.where == "stream":
+            stack = np.stack([self.dataset.stored_image(int(i)) for i in items])
+            raw = torch.from_numpy(stack.view(np.int16))
         else:
-            raw = np.stack([self.dataset.stored_image(int(i)) for i in items])
-        return torch.from_numpy(raw.astype(np.float32) / np.float32(self.scale))[:, None]
+            rows = torch.as_tensor([self.position[int(i)] for i in items], dtype=torch.long)
+            raw = self.cache[rows.to(self.cache.device)]
+        raw = raw.to(torch.int32) & 0xFFFF
+        return (raw.to(torch.float32) / self.scale)[:, None]
 
 
 @dataclass
@@ -261,13 +315,18 @@ def train(
     else:
         targets = Targets(dataset, space, config.descriptor_heads, fit_items=train_items)
     image_bytes = 2 * shape[0] * shape[1] * (len(train_items) + len(val_items))
-    memory = config.cache == "memory" or (
-        config.cache == "auto" and image_bytes < config.cache_gb * 1e9
-    )
+    where = config.cache
+    if where == "auto":
+        where = "memory" if image_bytes < config.cache_gb * 1e9 else "stream"
+    if where == "device" and dev.type == "cpu":
+        where = "memory"
     show = progress and dist.main
-    store = ImageStore(dataset, np.concatenate([train_items, val_items]), memory, show)
+    store = ImageStore(
+        dataset, np.concatenate([train_items, val_items]), where, dev, config.workers, show
+    )
     if not resume:
         sample = store(train_items[: min(len(train_items), 512)])
+        sample = transform_input(sample, config.input_transform)
         input_stats = (float(sample.mean()), float(sample.std()) or 1.0)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)

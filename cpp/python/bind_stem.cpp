@@ -15,39 +15,18 @@
 #include "heteroagg/multislice.hpp"
 #include "heteroagg/parametrization.hpp"
 #include "heteroagg/potential.hpp"
+#include "multislice_arguments.hpp"
 
 namespace py = pybind11;
 using namespace heteroagg;
 
 namespace {
 
-using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using f32_array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using i32_array = py::array_t<int, py::array::c_style | py::array::forcecast>;
-
-grid2d make_grid(std::pair<std::size_t, std::size_t> gpts, std::pair<double, double> sampling) {
-  return grid2d{gpts.first, gpts.second, sampling.first, sampling.second};
-}
-
-// Reports progress to a Python callable and lets Ctrl-C stop the run.
-struct progress_relay {
-  py::object callback;
-  // Returns false, leaving the Python error set, on Ctrl-C or when the
-  // callback raises; the binding then re-raises that error.
-  static bool call(std::size_t done, void* context) {
-    py::gil_scoped_acquire acquire;
-    auto* self = static_cast<progress_relay*>(context);
-    if (PyErr_CheckSignals() != 0) return false;
-    if (self->callback.is_none()) return true;
-    try {
-      self->callback(done);
-    } catch (py::error_already_set& error) {
-      error.restore();
-      return false;
-    }
-    return true;
-  }
-};
+using bindings::f32_array;
+using bindings::f64_array;
+using bindings::make_grid;
+using bindings::progress_relay;
 
 }  // namespace
 
@@ -119,38 +98,19 @@ void bind_stem(py::module_& m) {
   m.def(
       "multislice",
       [](const f32_array& potentials, std::vector<double> thickness, std::pair<double, double> sampling,
-         double energy, double semiangle, const std::vector<std::tuple<int, int, double, double>>& aberrations,
-         const std::vector<std::tuple<double, double, std::vector<double>, std::vector<double>>>& detectors,
-         std::vector<std::size_t> exit_planes, std::pair<std::size_t, std::size_t> window,
+         double energy, double semiangle, const bindings::aberration_tuples& aberrations,
+         const bindings::detector_tuples& detectors, std::vector<std::size_t> exit_planes, std::pair<std::size_t, std::size_t> window,
          const f64_array& positions, unsigned threads, py::object progress) {
-        if (potentials.ndim() != 3) throw std::invalid_argument("potentials must have shape (slices, ny, nx)");
-        if (static_cast<std::size_t>(potentials.shape(0)) != thickness.size())
-          throw std::invalid_argument("one thickness per potential slice is needed");
-        if (positions.ndim() != 2 || positions.shape(1) != 2)
-          throw std::invalid_argument("positions must have shape (n, 2)");
-        const grid2d grid = make_grid(
-            {static_cast<std::size_t>(potentials.shape(1)), static_cast<std::size_t>(potentials.shape(2))}, sampling);
-        multislice_request request;
-        request.optics.energy = energy;
-        request.optics.semiangle = semiangle;
-        for (const auto& [n, mm, c, angle] : aberrations) request.optics.aberrations.push_back({n, mm, c, angle});
-        for (const auto& [inner, outer, angles, weights] : detectors)
-          request.detectors.push_back({inner, outer, angles, weights});
-        request.exit_planes = std::move(exit_planes);
-        request.window_ny = window.first;
-        request.window_nx = window.second;
-        request.positions = positions.data();
-        request.n_positions = static_cast<std::size_t>(positions.shape(0));
-        request.threads = threads;
-        py::array_t<float> out({static_cast<py::ssize_t>(request.exit_planes.size()),
-                                static_cast<py::ssize_t>(request.detectors.size()),
-                                static_cast<py::ssize_t>(request.n_positions)});
+        transmission_stack stack;
+        multislice_request request =
+            bindings::make_request(potentials, std::move(thickness), sampling, energy, semiangle, aberrations,
+                                   detectors, std::move(exit_planes), window, positions, threads, stack);
+        py::array_t<float> out = bindings::result_array(request);
         float* result = out.mutable_data();
         progress_relay relay{std::move(progress)};
         {
           py::gil_scoped_release release;
-          const transmission_stack stack = make_transmission(grid, potentials.data(), thickness, energy, threads);
-          request.stack = &stack;
+          stack = make_transmission(stack.grid, potentials.data(), stack.thickness, energy, threads);
           try {
             run_multislice(request, result, &progress_relay::call, &relay);
           } catch (const multislice_cancelled&) {

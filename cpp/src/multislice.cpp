@@ -189,12 +189,14 @@ void validate_request(const multislice_request& r) {
 
 }  // namespace
 
-void run_multislice(const multislice_request& r, float* out, progress_callback progress, void* context) {
+multislice_setup prepare_multislice(const multislice_request& r) {
   validate_request(r);
   const transmission_stack& stack = *r.stack;
   const grid2d& full = stack.grid;
-  const bool windowed = r.window_ny > 0;
-  const grid2d window{windowed ? r.window_ny : full.ny, windowed ? r.window_nx : full.nx, full.dy, full.dx};
+  multislice_setup setup;
+  setup.windowed = r.window_ny > 0;
+  setup.window = {setup.windowed ? r.window_ny : full.ny, setup.windowed ? r.window_nx : full.nx, full.dy, full.dx};
+  const grid2d& window = setup.window;
   const std::size_t area = window.ny * window.nx;
   const double wavelength = electron_wavelength(r.optics.energy);
   const double limit = band_limit_angle(window, wavelength);
@@ -203,20 +205,16 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
       throw std::invalid_argument("multislice: a detector reaches " + std::to_string(d.max_angle()) +
                                   " mrad, beyond the largest angle this sampling allows (" +
                                   std::to_string(limit) + " mrad); refine the sampling");
-
-  const fft2_plan plan(window.ny, window.nx);
-  // Propagators with the band limit folded in, one per distinct thickness.
   const std::vector<float> aperture = antialias_aperture(window);
   std::vector<double> distinct;
-  std::vector<std::size_t> propagator_of(stack.slices());
+  setup.propagator_of.resize(stack.slices());
   for (std::size_t s = 0; s < stack.slices(); ++s) {
     auto it = std::find(distinct.begin(), distinct.end(), stack.thickness[s]);
-    propagator_of[s] = static_cast<std::size_t>(it - distinct.begin());
+    setup.propagator_of[s] = static_cast<std::size_t>(it - distinct.begin());
     if (it == distinct.end()) distinct.push_back(stack.thickness[s]);
   }
-  std::vector<std::vector<complex64>> propagators(distinct.size(), std::vector<complex64>(area));
-  // Detector weights on the window's reciprocal grid.
-  std::vector<std::vector<float>> weights(r.detectors.size(), std::vector<float>(area));
+  setup.propagators.assign(distinct.size(), std::vector<complex64>(area));
+  setup.weights.assign(r.detectors.size(), std::vector<float>(area));
   for (std::size_t iy = 0; iy < window.ny; ++iy) {
     const double ky = fft_frequency(iy, window.ny, window.dy);
     for (std::size_t ix = 0; ix < window.nx; ++ix) {
@@ -224,17 +222,39 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
       const double k2 = kx * kx + ky * ky;
       const std::size_t i = iy * window.nx + ix;
       for (std::size_t p = 0; p < distinct.size(); ++p)
-        propagators[p][i] = aperture[i] * std::polar(1.0f, static_cast<float>(-pi * wavelength * distinct[p] * k2));
+        setup.propagators[p][i] =
+            aperture[i] * std::polar(1.0f, static_cast<float>(-pi * wavelength * distinct[p] * k2));
       const double alpha = wavelength * std::sqrt(k2) * 1e3;
       for (std::size_t d = 0; d < r.detectors.size(); ++d)
-        weights[d][i] = static_cast<float>(r.detectors[d].weight(alpha));
+        setup.weights[d][i] = static_cast<float>(r.detectors[d].weight(alpha));
     }
   }
+  setup.base.resize(area);
+  probe_reciprocal(window, r.optics, 0.0, 0.0, setup.base.data());
+  return setup;
+}
 
-  // The probe at the window origin; each position only adds a phase ramp.
-  std::vector<complex64> base(area);
-  probe_reciprocal(window, r.optics, 0.0, 0.0, base.data());
+probe_placement place_probe(const multislice_request& r, const multislice_setup& setup, std::size_t position) {
+  const grid2d& full = r.stack->grid;
+  const double x = r.positions[2 * position], y = r.positions[2 * position + 1];
+  probe_placement p;
+  if (setup.windowed) {
+    p.oy = static_cast<std::ptrdiff_t>(std::floor(y / full.dy)) - static_cast<std::ptrdiff_t>(setup.window.ny / 2);
+    p.ox = static_cast<std::ptrdiff_t>(std::floor(x / full.dx)) - static_cast<std::ptrdiff_t>(setup.window.nx / 2);
+  }
+  p.px = x - static_cast<double>(p.ox) * full.dx;
+  p.py = y - static_cast<double>(p.oy) * full.dy;
+  return p;
+}
 
+void run_multislice(const multislice_request& r, float* out, progress_callback progress, void* context) {
+  const multislice_setup setup = prepare_multislice(r);
+  const transmission_stack& stack = *r.stack;
+  const grid2d& full = stack.grid;
+  const grid2d& window = setup.window;
+  const bool windowed = setup.windowed;
+  const std::size_t area = window.ny * window.nx;
+  const fft2_plan plan(window.ny, window.nx);
   const unsigned threads = resolve_threads(r.threads);
   std::vector<probe_worker> workers;
   workers.reserve(threads);
@@ -247,15 +267,9 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
     if (cancelled) return;
     probe_worker& work = workers[worker];
     complex64* psi = work.psi.data();
-    const double x = r.positions[2 * position], y = r.positions[2 * position + 1];
-    // Window origin: whole pixels, so the potential is read without
-    // interpolation; the sub-pixel offset goes into the probe's phase ramp.
-    std::ptrdiff_t oy = 0, ox = 0;
-    if (windowed) {
-      oy = static_cast<std::ptrdiff_t>(std::floor(y / full.dy)) - static_cast<std::ptrdiff_t>(window.ny / 2);
-      ox = static_cast<std::ptrdiff_t>(std::floor(x / full.dx)) - static_cast<std::ptrdiff_t>(window.nx / 2);
-    }
-    const double px = x - static_cast<double>(ox) * full.dx, py = y - static_cast<double>(oy) * full.dy;
+    const probe_placement place = place_probe(r, setup, position);
+    const std::ptrdiff_t oy = place.oy, ox = place.ox;
+    const double px = place.px, py = place.py;
     for (std::size_t ix = 0; ix < window.nx; ++ix) {
       const double phase = -2.0 * pi * fft_frequency(ix, window.nx, window.dx) * px;
       work.ramp_x[ix] = complex64(static_cast<float>(std::cos(phase)), static_cast<float>(std::sin(phase)));
@@ -266,7 +280,7 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
     }
     for (std::size_t iy = 0; iy < window.ny; ++iy)
       for (std::size_t ix = 0; ix < window.nx; ++ix)
-        psi[iy * window.nx + ix] = base[iy * window.nx + ix] * (work.ramp_y[iy] * work.ramp_x[ix]);
+        psi[iy * window.nx + ix] = setup.base[iy * window.nx + ix] * (work.ramp_y[iy] * work.ramp_x[ix]);
     plan.inverse(psi);
     auto wrap = [](std::ptrdiff_t i, std::size_t n) {
       const auto m = static_cast<std::ptrdiff_t>(n);
@@ -288,11 +302,11 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
         }
       }
       plan.forward(psi);
-      const complex64* propagator = propagators[propagator_of[s]].data();
+      const complex64* propagator = setup.propagators[setup.propagator_of[s]].data();
       for (std::size_t i = 0; i < area; ++i) psi[i] *= propagator[i];
       if (next_plane < planes && r.exit_planes[next_plane] == s + 1) {
         for (std::size_t d = 0; d < detectors; ++d) {
-          const float* w = weights[d].data();
+          const float* w = setup.weights[d].data();
           double sum = 0.0;
           for (std::size_t i = 0; i < area; ++i) sum += w[i] * std::norm(psi[i]);
           out[(next_plane * detectors + d) * r.n_positions + position] = static_cast<float>(sum);

@@ -115,6 +115,35 @@ struct multislice_cancelled : std::runtime_error {
   multislice_cancelled() : std::runtime_error("multislice cancelled") {}
 };
 
+// What every probe of a request shares, computed once on the host and used by
+// the CPU path and its CUDA twin alike.
+struct multislice_setup {
+  grid2d window;          // the grid each probe is propagated on
+  bool windowed = false;  // false: the window is the stack's whole grid
+  // Fourier-space propagators with the band limit folded in, one per distinct
+  // slice thickness, and which one each slice uses.
+  std::vector<std::vector<complex64>> propagators;
+  std::vector<std::size_t> propagator_of;
+  // Detector weights on the window's reciprocal grid, one array per detector.
+  std::vector<std::vector<float>> weights;
+  // The probe at the window origin in reciprocal space.
+  std::vector<complex64> base;
+};
+
+// Validates `request` (std::invalid_argument) and computes its setup.  Only
+// the stack's grid and thicknesses are read, not its data.
+multislice_setup prepare_multislice(const multislice_request& request);
+
+// Where probe `position` sits: the window's origin in whole pixels of the
+// stack grid (so the potential is read without interpolation) and the
+// probe's offset (Å) from that origin, which becomes a phase ramp.
+struct probe_placement {
+  std::ptrdiff_t oy = 0, ox = 0;
+  double py = 0.0, px = 0.0;
+};
+probe_placement place_probe(const multislice_request& request, const multislice_setup& setup,
+                            std::size_t position);
+
 // Intensities as fractions of the incident beam:
 // out[(plane * detectors + detector) * n_positions + position].  Throws
 // std::invalid_argument on inconsistent requests.

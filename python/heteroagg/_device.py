@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -52,3 +52,42 @@ def resolve_device(device: str) -> Literal["cpu", "cuda"]:
     if device == "cuda" and not available:
         raise RuntimeError(f"device='cuda' was requested but {reason}")
     return "cuda" if available else "cpu"
+
+
+def _cufft_wheel_paths() -> list[str]:
+    """cuFFT libraries shipped in ``nvidia-*`` wheels (PyTorch and CuPy bring them)."""
+    import glob
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    found: list[str] = []
+    for root in spec.submodule_search_locations:
+        found += sorted(glob.glob(os.path.join(root, "**", "libcufft.so*"), recursive=True))
+    return found
+
+
+def cuda_fft_extension(device: str) -> Any:
+    """The CUDA extension with cuFFT loaded, or None where ``"auto"`` falls back to the CPU.
+
+    Parameters
+    ----------
+    device
+        The caller's ``device`` argument, already known to resolve to CUDA.
+
+    Raises
+    ------
+    RuntimeError
+        For an explicit ``"cuda"`` when cuFFT cannot be loaded.
+    """
+    from heteroagg import _cuda  # type: ignore[attr-defined]
+
+    try:
+        _cuda.load_cufft(_cufft_wheel_paths())
+    except RuntimeError:
+        if device == "cuda":
+            raise
+        return None
+    return _cuda

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from heteroagg import _core
-from heteroagg._device import resolve_device
+from heteroagg._device import cuda_fft_extension, resolve_device
 from heteroagg._progress import progress_bar
 from heteroagg.stem.detectors import as_detector
 from heteroagg.stem.probe import Probe
@@ -277,8 +277,13 @@ def _run_configuration(
     memory_limit: float,
     threads: int,
     advance: Callable[[int], None],
+    engine: Callable[..., np.ndarray],
 ) -> np.ndarray:
-    """(planes, detectors, scan_y, scan_x) intensities for one atom configuration."""
+    """(planes, detectors, scan_y, scan_x) intensities for one atom configuration.
+
+    ``engine`` is ``_core.multislice`` or its CUDA twin, which take the same
+    arguments.
+    """
     edges = grid.slice_edges
     dy, dx = grid.sampling
     out = np.empty((len(planes), len(detectors), *grid.scan_gpts), dtype=np.float64)
@@ -296,7 +301,7 @@ def _run_configuration(
             advance(count - done[0])
             done[0] = count
 
-        result = _core.multislice(
+        result = engine(
             potentials,
             list(grid.slice_thickness),
             (dy, dx),
@@ -433,8 +438,10 @@ def haadf_multislice(
     parametrization
         ``"lobato"`` (Lobato & Van Dyck 2014) or ``"kirkland"`` (Kirkland 2010).
     device
-        ``"auto"`` or ``"cpu"``.  The multislice has no CUDA path yet, so an
-        explicit ``"cuda"`` raises.
+        ``"auto"``, ``"cpu"`` or ``"cuda"``: where the probes are propagated
+        (the potentials are built on the CPU either way).  ``"cuda"`` raises
+        when no CUDA device or no cuFFT can be used; ``"auto"`` then falls
+        back to the CPU.
     defocus, cs, aberrations, source_size
         Probe aberrations and source size, see :class:`Probe`.
     exit_planes
@@ -467,11 +474,11 @@ def haadf_multislice(
         For bad input, or when the detector reaches beyond the largest angle
         the sampling allows (2/3 of the Nyquist angle; the message names it).
     """
-    backend = resolve_device(device)
-    if backend == "cuda" and device == "cuda":
-        raise RuntimeError(
-            "device='cuda': the multislice has no CUDA path yet; use 'cpu' or 'auto'"
-        )
+    engine = _core.multislice
+    if resolve_device(device) == "cuda":
+        extension = cuda_fft_extension(device)
+        if extension is not None:
+            engine = extension.multislice
     detectors = [as_detector(detector)]
     probe = Probe(
         energy=energy,
@@ -543,6 +550,7 @@ def haadf_multislice(
                 memory_limit,
                 int(threads),
                 advance,
+                engine,
             )
         result /= configurations
     images = result[:, 0]

@@ -1,0 +1,22 @@
+// Host entry point of the CUDA multislice: the twin of heteroagg::
+// make_transmission followed by heteroagg::run_multislice.
+#pragma once
+
+#include <cstddef>
+
+#include "heteroagg/multislice.hpp"
+
+namespace heteroagg::cuda {
+
+// Propagates the request's probes through transmission functions built on
+// the device from `potentials` (slices x ny x nx, V·Å, the grid of
+// request.stack, whose data is not read), in batches of `batch` probes that
+// share one batched cuFFT plan (0: as many as about 1 GiB of wave functions
+// holds).  Writes `out` in the layout of heteroagg::run_multislice; the
+// results agree with it to single-precision rounding.  `progress` is called
+// from the calling thread after every batch.  Throws std::invalid_argument
+// for inconsistent requests and std::runtime_error for CUDA errors.
+void run_multislice(const multislice_request& request, const float* potentials, float* out, std::size_t batch = 0,
+                    progress_callback progress = nullptr, void* context = nullptr);
+
+}  // namespace heteroagg::cuda

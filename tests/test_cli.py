@@ -2,6 +2,7 @@ import json
 from importlib import resources
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import heteroagg
@@ -143,6 +144,7 @@ def test_generate_writes_a_dataset_and_resumes(tmp_path):
     on_dask = runner.invoke(app, [*args, "--resume", "--dask-local", "--workers", "2"])
     assert on_dask.exit_code == 0 and "5 computed" in on_dask.output
     np.testing.assert_array_equal(open_dataset(tmp_path / "ds").images[:], ds.images[:])
+    pytest.importorskip("rsciio.hspy")
     export_args = ["export", str(tmp_path / "ds"), "--format", "hspy", "--items", "2:7"]
     exported = runner.invoke(app, [*export_args, "--out", str(tmp_path / "sub.hspy")])
     assert exported.exit_code == 0, exported.output

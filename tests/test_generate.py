@@ -259,6 +259,7 @@ def test_kill_9_mid_run_then_resume(reference, tmp_path):
 def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
     from heteroagg.data.export import export_dataset
 
+    pytest.importorskip("emdfile" if fmt == "emd" else "rsciio.hspy")
     ds = open_dataset(reference[0])
     out = export_dataset(reference[0], tmp_path / f"sub.{fmt}", format=fmt, items=slice(10, 30))
     if fmt == "emd":

@@ -115,9 +115,10 @@ def test_split_is_by_item_and_stable():
 
 
 def test_training_learns_and_is_reproducible(tiny_train, tmp_path):
+    # Bit-identical on the CPU; CUDA convolutions pick non-deterministic kernels.
     config = TrainConfig(epochs=4, **SMALL)
-    train(tiny_train, tmp_path / "a", config, progress=False)
-    train(tiny_train, tmp_path / "b", config, progress=False)
+    train(tiny_train, tmp_path / "a", config, progress=False, device="cpu")
+    train(tiny_train, tmp_path / "b", config, progress=False, device="cpu")
     assert_same_weights(
         weights(tmp_path / "a/member-0/best.pt"), weights(tmp_path / "b/member-0/best.pt")
     )
@@ -132,7 +133,7 @@ def test_training_learns_and_is_reproducible(tiny_train, tmp_path):
 
 def test_group_norm_sqrt_run_learns_and_reloads_with_its_architecture(tiny_train, tmp_path):
     config = TrainConfig(epochs=3, norm="group", input_transform="sqrt", **SMALL)
-    train(tiny_train, tmp_path / "g", config, progress=False)
+    train(tiny_train, tmp_path / "g", config, progress=False, device="cpu")
     with open(tmp_path / "g/member-0/metrics.csv") as f:
         losses = [float(r["train_loss"]) for r in csv.DictReader(f)]
     assert losses[-1] < 0.7 * losses[0]
@@ -152,7 +153,7 @@ def test_group_norm_sqrt_run_learns_and_reloads_with_its_architecture(tiny_train
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tiny_train, tmp_path, monkeypatch):
     config = TrainConfig(epochs=3, checkpoint_minutes=1e-9, **SMALL)
-    train(tiny_train, tmp_path / "full", config, progress=False)
+    train(tiny_train, tmp_path / "full", config, progress=False, device="cpu")
 
     original = training_module.learning_rate
     calls = {"n": 0}
@@ -165,13 +166,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_train, tmp_path, mo
 
     monkeypatch.setattr(training_module, "learning_rate", dies_at_step_13)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_train, tmp_path / "cut", config, progress=False)
+        train(tiny_train, tmp_path / "cut", config, progress=False, device="cpu")
     monkeypatch.setattr(training_module, "learning_rate", original)
     saved = torch.load(tmp_path / "cut/member-0/checkpoint.pt", weights_only=True)
     assert (saved["state"]["epoch"], saved["state"]["batch"]) != (0, 0)
     with pytest.raises(ValueError, match="not empty"):
-        train(tiny_train, tmp_path / "cut", config, progress=False)
-    train(tiny_train, tmp_path / "cut", config, resume=True, progress=False)
+        train(tiny_train, tmp_path / "cut", config, progress=False, device="cpu")
+    train(tiny_train, tmp_path / "cut", config, resume=True, progress=False, device="cpu")
     for name in ("best.pt", "checkpoint.pt"):
         a, b = weights(tmp_path / "full/member-0" / name), weights(tmp_path / "cut/member-0" / name)
         assert_same_weights(

@@ -19,7 +19,8 @@ def draw_dose(prior: Any, seed: int) -> float:
     """A dose (e/Å²) from the config's dose prior, a pure function of ``seed``."""
     if prior.kind == "fixed":
         return float(prior.low)
-    u = float(uniform(seed, DOSE_STREAM, 1)[0])
+    # the CPU: one number, and DataLoader workers are forked, where CUDA cannot start
+    u = float(uniform(seed, DOSE_STREAM, 1, device="cpu")[0])
     if prior.kind == "uniform":
         return prior.low + u * (prior.high - prior.low)
     return prior.low * (prior.high / prior.low) ** u

@@ -56,6 +56,14 @@ def info() -> None:
     table.add_row("CUDA compiler at build", cuda_compiler or "not found")
     table.add_row("CUDA device", "yes" if compiled else "no")
     table.add_row("CUDA status", reason)
+    if compiled:
+        try:
+            from heteroagg._device import cuda_fft_extension
+
+            fft = cuda_fft_extension("cuda").load_cufft([])
+        except RuntimeError as err:
+            fft = f"not found ({str(err).splitlines()[0]})"
+        table.add_row("cuFFT (GPU multislice)", fft)
     console.print(table)
 
 

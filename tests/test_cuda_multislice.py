@@ -98,3 +98,14 @@ def test_explicit_cuda_without_a_device_raises():
         haadf_multislice(rutile_slab((1, 1, 1)), energy=300e3, semiangle=20.0,
                          detector=(50.0, 150.0), sampling=0.1, slice_thickness=2.0,
                          scan_sampling=1.0, device="cuda")  # fmt: skip
+
+
+def test_cufft_is_found_or_named_in_a_clear_error():
+    cuda = pytest.importorskip("heteroagg._cuda")
+    missing = "/nonexistent/libcufft.so.12"
+    try:
+        path = cuda.load_cufft([missing])
+    except RuntimeError as err:
+        assert missing in str(err) and "nvidia-cufft" in str(err)
+    else:
+        assert path != missing and "cufft" in path

@@ -108,17 +108,10 @@ void bind_stem(py::module_& m) {
         py::array_t<float> out = bindings::result_array(request);
         float* result = out.mutable_data();
         progress_relay relay{std::move(progress)};
-        {
-          py::gil_scoped_release release;
+        bindings::run_without_gil([&] {
           stack = make_transmission(stack.grid, potentials.data(), stack.thickness, energy, threads);
-          try {
-            run_multislice(request, result, &progress_relay::call, &relay);
-          } catch (const multislice_cancelled&) {
-            py::gil_scoped_acquire acquire;
-            if (PyErr_Occurred()) throw py::error_already_set();
-            throw;
-          }
-        }
+          run_multislice(request, result, &progress_relay::call, &relay);
+        });
         return out;
       },
       py::arg("potentials"), py::arg("thickness"), py::arg("sampling"), py::arg("energy"), py::arg("semiangle"),

@@ -81,6 +81,20 @@ inline multislice_request make_request(const f32_array& potentials, std::vector<
   return request;
 }
 
+// Runs `run` without the GIL.  When the progress relay cancelled the run, the
+// Python error that stopped it (Ctrl-C, or the callback's exception) is raised.
+template <class Run>
+void run_without_gil(Run&& run) {
+  py::gil_scoped_release release;
+  try {
+    run();
+  } catch (const multislice_cancelled&) {
+    py::gil_scoped_acquire acquire;
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw;
+  }
+}
+
 // The (planes, detectors, positions) result array of a request.
 inline py::array_t<float> result_array(const multislice_request& request) {
   return py::array_t<float>({static_cast<py::ssize_t>(request.exit_planes.size()),

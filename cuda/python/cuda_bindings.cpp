@@ -55,17 +55,10 @@ PYBIND11_MODULE(_cuda, m) {
         py::array_t<float> out = bindings::result_array(request);
         float* result = out.mutable_data();
         bindings::progress_relay relay{std::move(progress)};
-        {
-          py::gil_scoped_release release;
-          try {
-            heteroagg::cuda::run_multislice(request, potentials.data(), result, batch,
-                                            &bindings::progress_relay::call, &relay);
-          } catch (const multislice_cancelled&) {
-            py::gil_scoped_acquire acquire;
-            if (PyErr_Occurred()) throw py::error_already_set();
-            throw;
-          }
-        }
+        bindings::run_without_gil([&] {
+          heteroagg::cuda::run_multislice(request, potentials.data(), result, batch, &bindings::progress_relay::call,
+                                          &relay);
+        });
         return out;
       },
       py::arg("potentials"), py::arg("thickness"), py::arg("sampling"), py::arg("energy"), py::arg("semiangle"),

@@ -26,28 +26,13 @@ from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.data.torch_dataset import draw_dose
 from heteroagg.learn.batches import shot_noise
 from heteroagg.learn.inference import Prediction, TrainedRun
-from heteroagg.model import GenerationError, ModelParams
 from heteroagg.rng import derive_seed
-
-#: Descriptors compared through the twins (attributes of :class:`Descriptors`).
-TWIN_DESCRIPTORS = (
-    "coordination_number",
-    "hetero_coordination_number",
-    "hetero_coordination_ti",
-    "hetero_coordination_w",
-    "hetero_contact_fraction",
-    "radius_of_gyration",
+from heteroagg.twins import (
+    TWIN_DESCRIPTORS,
+    descriptor_row,
+    descriptor_samples,
+    twin_params,
 )
-
-#: Short labels of those descriptors for tables and plots.
-DESCRIPTOR_LABELS = {
-    "coordination_number": "CN",
-    "hetero_coordination_number": "HCN",
-    "hetero_coordination_ti": "HCN TiO2",
-    "hetero_coordination_w": "HCN WO3",
-    "hetero_contact_fraction": "hetero-contact fraction",
-    "radius_of_gyration": "R_g (nm)",
-}
 
 #: Streams of the evaluation seed: twins and true-θ samples (the dose as in training data).
 TWIN_STREAM, REFERENCE_STREAM = 0x7477696E, 0x72656673
@@ -132,30 +117,6 @@ def parameter_metrics(true: np.ndarray, predicted: np.ndarray) -> dict[str, floa
     }
 
 
-def twin_params(space: Any, normalized: np.ndarray) -> ModelParams:
-    """A valid :class:`ModelParams` from a normalised θ (clipped to the prior)."""
-    values = space.denormalize(np.clip(normalized, 0.0, 1.0))
-    fields = {n: float(v) for n, v in values.items()}
-    fields["n_particles"] = round(fields["n_particles"])
-    return ModelParams(**fields)
-
-
-def descriptor_samples(params: ModelParams, seed: int, k: int) -> tuple[np.ndarray, int]:
-    """(k', D) descriptors of up to ``k`` aggregates sampled at ``params``; failures skipped."""
-    from heteroagg.aggregate import sample_aggregate
-
-    rows, failed = [], 0
-    for j in range(k):
-        try:
-            agg = sample_aggregate(params, derive_seed(seed, j))
-        except GenerationError:
-            failed += 1
-            continue
-        d = agg.descriptors()
-        rows.append([getattr(d, name) for name in TWIN_DESCRIPTORS])
-    return np.array(rows, dtype=float).reshape(-1, len(TWIN_DESCRIPTORS)), failed
-
-
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(estimate - truth) / truth, NaN where the truth is 0 or undefined."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -189,8 +150,7 @@ def twin_analysis(
         for row, k_img in enumerate(chosen):
             i = int(test.items[k_img])
             true_agg = dataset.aggregate(i)
-            dd = true_agg.descriptors()
-            truth[row] = [getattr(dd, name) for name in TWIN_DESCRIPTORS]
+            truth[row] = descriptor_row(true_agg)
             mu = prediction.normalized[k_img]
             twin_seed = derive_seed(derive_seed(seed, TWIN_STREAM), i)
             if prediction.normalized_std is None:
@@ -267,7 +227,9 @@ def evaluate(
     Parameters
     ----------
     run
-        A run folder (or a loaded :class:`TrainedRun`).
+        A run folder, an exported ``.onnx`` model (evaluated through ONNX
+        Runtime, as deployed), or a loaded :class:`TrainedRun` or
+        :class:`~heteroagg.learn.onnx_run.OnnxRun`.
     data
         A test dataset generated with a different root seed than the
         training set, with the same imaging settings.
@@ -297,7 +259,15 @@ def evaluate(
         raise ValueError(f"twins must be >= 2, got {twins}")
     if twin_images < 0:
         raise ValueError(f"twin_images must be >= 0, got {twin_images}")
-    trained = run if isinstance(run, TrainedRun) else TrainedRun(run, device)
+    if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":
+        from heteroagg.learn.onnx_run import OnnxRun
+
+        providers = "cpu" if device == "cpu" else "auto"
+        trained: Any = OnnxRun(run, providers=providers)
+    elif isinstance(run, (str, Path)):
+        trained = TrainedRun(run, device)
+    else:
+        trained = run
     dataset = SyntheticDataset(data)
     imaging = dataset.index["config"]["imaging"]
     if tuple(imaging["shape"]) != trained.image_shape or (

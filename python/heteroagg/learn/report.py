@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from heteroagg.learn.evaluation import DESCRIPTOR_LABELS, TWIN_DESCRIPTORS, relative_error
+from heteroagg.learn.evaluation import relative_error
+from heteroagg.twins import DESCRIPTOR_LABELS, TWIN_DESCRIPTORS
 
 
 def _fmt(value: float, digits: int = 3) -> str:

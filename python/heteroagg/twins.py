@@ -1,0 +1,150 @@
+"""Digital twins: aggregates sampled at an estimated θ, and their descriptors.
+
+Used by the error analysis (:func:`heteroagg.learn.evaluate`) and by
+``heteroagg predict --twins``.  Needs neither torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from heteroagg.model import GenerationError, ModelParams
+from heteroagg.rng import derive_seed
+
+#: Descriptors reported for twins (attributes of :class:`~heteroagg.Descriptors`).
+TWIN_DESCRIPTORS = (
+    "coordination_number",
+    "hetero_coordination_number",
+    "hetero_coordination_ti",
+    "hetero_coordination_w",
+    "hetero_contact_fraction",
+    "radius_of_gyration",
+)
+
+#: Short labels of those descriptors for tables and plots.
+DESCRIPTOR_LABELS = {
+    "coordination_number": "CN",
+    "hetero_coordination_number": "HCN",
+    "hetero_coordination_ti": "HCN TiO2",
+    "hetero_coordination_w": "HCN WO3",
+    "hetero_contact_fraction": "hetero-contact fraction",
+    "radius_of_gyration": "R_g (nm)",
+}
+
+
+def twin_params(space: Any, normalized: np.ndarray) -> ModelParams:
+    """A valid :class:`ModelParams` from a normalised θ (clipped to the prior)."""
+    values = space.denormalize(np.clip(normalized, 0.0, 1.0))
+    fields = {n: float(v) for n, v in values.items()}
+    fields["n_particles"] = round(fields["n_particles"])
+    return ModelParams(**fields)
+
+
+def descriptor_row(aggregate: Any) -> list[float]:
+    """The :data:`TWIN_DESCRIPTORS` of one aggregate."""
+    d = aggregate.descriptors()
+    return [getattr(d, name) for name in TWIN_DESCRIPTORS]
+
+
+def descriptor_samples(params: ModelParams, seed: int, k: int) -> tuple[np.ndarray, int]:
+    """(k', D) descriptors of up to ``k`` aggregates sampled at ``params``; failures skipped."""
+    from heteroagg.aggregate import sample_aggregate
+
+    rows, failed = [], 0
+    for j in range(k):
+        try:
+            agg = sample_aggregate(params, derive_seed(seed, j))
+        except GenerationError:
+            failed += 1
+            continue
+        rows.append(descriptor_row(agg))
+    return np.array(rows, dtype=float).reshape(-1, len(TWIN_DESCRIPTORS)), failed
+
+
+def sample_twins(
+    space: Any,
+    normalized: np.ndarray,
+    normalized_std: np.ndarray | None,
+    k: int,
+    seed: int,
+) -> tuple[list[Any], int]:
+    """Up to ``k`` twins of one image from its estimate θ̂.
+
+    Parameters
+    ----------
+    space
+        The :class:`~heteroagg.ParameterSpace` the estimate lives in.
+    normalized, normalized_std
+        θ̂ in the normalised space and its predictive standard deviation
+        (None: every twin at θ̂; else each twin's θ is drawn from N(θ̂, σ²)).
+    k
+        Twins wanted.
+    seed
+        Seed of the draws; twin j is a pure function of (seed, j).
+
+    Returns
+    -------
+    (aggregates, failed)
+        The twins that could be built, and how many could not.
+    """
+    from heteroagg.aggregate import sample_aggregate
+
+    twins, failed = [], 0
+    for j in range(k):
+        theta = np.asarray(normalized, dtype=float)
+        if normalized_std is not None:
+            z = np.random.default_rng(derive_seed(seed, 2 * j + 1)).standard_normal(theta.size)
+            theta = theta + np.asarray(normalized_std, dtype=float) * z
+        try:
+            twins.append(sample_aggregate(twin_params(space, theta), derive_seed(seed, 2 * j)))
+        except GenerationError:
+            failed += 1
+    return twins, failed
+
+
+def write_twins(path: str | Any, records: list[dict[str, Any]]) -> None:
+    """Write digital twins and their descriptor distributions to HDF5.
+
+    Each record becomes a group ``image-<k>`` holding the estimate (attrs
+    ``source``, ``index`` and one attr per parameter), ``descriptors``
+    (K, D) with the names in its ``names`` attr, their ``mean`` and ``std``
+    attrs, and one subgroup ``twin-<j>`` per twin with ``centers`` (nm),
+    ``radii`` (nm) and ``materials`` (0 TiO2, 1 WO3) and the twin's θ as attrs.
+
+    Parameters
+    ----------
+    path
+        The file to write (replaced).
+    records
+        Dicts with ``source`` (str), ``index`` (int), ``params`` (name ->
+        value), ``twins`` (aggregates) and ``failed`` (int).
+    """
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["descriptor_names"] = list(TWIN_DESCRIPTORS)
+        for k, record in enumerate(records):
+            group = f.create_group(f"image-{k}")
+            group.attrs["source"] = str(record["source"])
+            group.attrs["index"] = int(record["index"])
+            group.attrs["failed_twins"] = int(record["failed"])
+            for name, value in record["params"].items():
+                group.attrs[name] = float(value)
+            rows = np.array([descriptor_row(t) for t in record["twins"]], dtype=float)
+            rows = rows.reshape(-1, len(TWIN_DESCRIPTORS))
+            table = group.create_dataset("descriptors", data=rows)
+            table.attrs["names"] = list(TWIN_DESCRIPTORS)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                table.attrs["mean"] = np.nanmean(rows, axis=0) if len(rows) else np.nan
+                table.attrs["std"] = np.nanstd(rows, axis=0) if len(rows) else np.nan
+            for j, twin in enumerate(record["twins"]):
+                t = group.create_group(f"twin-{j}")
+                t.create_dataset("centers", data=twin.centers)
+                t.create_dataset("radii", data=twin.radii)
+                t.create_dataset("materials", data=twin.materials)
+                for name, value in twin.params.as_dict().items():
+                    t.attrs[name] = value

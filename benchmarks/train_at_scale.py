@@ -26,34 +26,11 @@ import torch
 from heteroagg.data import generate
 from heteroagg.data.config import default_config
 from heteroagg.learn import TrainConfig, train
-from heteroagg.learn.networks import ParameterRegressor
 from heteroagg.learn.torch_device import torch_device
+from heteroagg.learn.training import training_images_per_second
 from heteroagg.model import ModelParams
 
 HEADS = ("hetero_coordination_number", "coordination_number", "radius_of_gyration")
-
-
-def training_images_per_second(
-    config: TrainConfig, shape, n_outputs: int, device: torch.device, seconds: float
-) -> float:
-    """Forward, backward and AdamW steps per second on random batches, times the batch size."""
-    model = ParameterRegressor(n_outputs, config.architecture).to(
-        device, memory_format=torch.channels_last
-    )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    x = torch.rand(config.batch_size, 1, *shape, device=device)
-    steps, start = 0, None
-    while True:
-        loss = model(x).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        float(loss.detach())
-        steps += 1
-        if steps == 20:
-            start = time.perf_counter()
-        if start is not None and time.perf_counter() - start > seconds:
-            return (steps - 20) * config.batch_size / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -82,7 +59,7 @@ def main() -> None:
     )
     shape = tuple(default_config().imaging.shape)
     n_outputs = len(ModelParams.field_names()) + len(HEADS)
-    rate = training_images_per_second(config, shape, n_outputs, device, 10.0)
+    rate = training_images_per_second(config, shape, n_outputs, args.device, 10.0)
     train_items = 0.95 * args.items
     # 0.7: the data path (gather, noise, flips), validation and checkpoints.
     epochs = max(2, int(0.7 * rate * 60 * args.minutes / train_items))

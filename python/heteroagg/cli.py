@@ -6,6 +6,7 @@ import platform
 from pathlib import Path
 from typing import Annotated, NoReturn
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -456,6 +457,156 @@ def evaluate(
         f"(true θ: {100 * hcn['true_theta_mean'].get('median_abs', float('nan')):.1f} %)"
     )
     console.print(f"report: {out / 'report.md'}")
+
+
+@app.command("export-onnx")
+def export_onnx(
+    run: Annotated[Path, typer.Argument(help="Run folder from heteroagg train.")],
+    out: Annotated[Path, typer.Argument(help="The .onnx file to write.")],
+) -> None:
+    """Export a trained run to ONNX, check it, and compare ONNX Runtime with PyTorch."""
+    try:
+        from heteroagg.deploy.export import export_onnx as export
+    except ImportError as err:
+        _abort(ImportError(f"export needs torch, onnx and onnxruntime: {err}"))
+    try:
+        report = export(run, out)
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        _abort(err)
+    rows = [
+        (str(b), f"{report.max_abs_difference[b]:.2e}", f"{report.max_rel_difference[b]:.2e}")
+        for b in sorted(report.max_abs_difference)
+    ]
+    columns = ("batch", "max |Δ|", "max relative")
+    console.print(_table("PyTorch against ONNX Runtime", columns, rows))
+    console.print(f"onnx.checker passed; outputs: {', '.join(report.outputs)}")
+    console.print(f"model: {report.path}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="An .onnx model from heteroagg export-onnx.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files: npy, TIFF, PNG, EMD, HDF5.")],
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel size (nm); default: the file's, else the model's.")
+    ] = None,
+    resample: Annotated[
+        bool, typer.Option(help="Resample and crop/pad to the model's pixel and shape.")
+    ] = False,
+    intensity_scale: Annotated[
+        float | None, typer.Option(help="Stored value of the full beam (integer images).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="HDF5/EMD dataset to read.")] = None,
+    twins: Annotated[int, typer.Option(help="K: digital twins sampled per image (0: none).")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="twins.h5 to write.")] = None,
+    seed: Annotated[int, typer.Option(help="Root seed of the twins.")] = 0,
+    providers: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """θ̂ for images with an exported model, and optionally 3D digital twins."""
+    from heteroagg._progress import progress_bar
+    from heteroagg.data.space import ParameterSpace
+    from heteroagg.deploy.images import read_images
+    from heteroagg.deploy.runtime import Predictor
+    from heteroagg.rng import check_uint64, derive_seed
+    from heteroagg.twins import (
+        DESCRIPTOR_LABELS,
+        TWIN_DESCRIPTORS,
+        descriptor_row,
+        sample_twins,
+        write_twins,
+    )
+
+    try:
+        if twins < 0:
+            raise ValueError(f"--twins must be >= 0, got {twins}")
+        if twins and out is None:
+            raise ValueError("--twins needs --out FILE.h5 to write the twins to")
+        check_uint64("seed", seed)
+        predictor = Predictor(model, providers=providers)
+        files = [read_images(path, intensity_scale, dataset) for path in images]
+        estimates = [
+            predictor.predict(f.images, pixel_size or f.pixel_size_nm, resample) for f in files
+        ]
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        _abort(err)
+    console.print(f"model {model.name} on {predictor.provider}")
+    rows = []
+    for f, estimate in zip(files, estimates, strict=True):
+        for b in range(len(f.images)):
+            label = f.path.name if len(f.images) == 1 else f"{f.path.name}[{b}]"
+            for k, name in enumerate(predictor.parameters):
+                value = f"{estimate[name][b]:.4g}"
+                band = ""
+                if estimate.low is not None:
+                    band = f"{estimate.low[name][b]:.4g} to {estimate.high[name][b]:.4g}"
+                unit = predictor.units.get(name, "")
+                unit = "" if unit == "1" else unit
+                rows.append((label if k == 0 else "", name, value, band, unit))
+    columns = ("image", "parameter", "estimate", "one-sigma band", "unit")
+    console.print(_table("θ̂", columns, rows))
+    if not twins:
+        return
+    space = ParameterSpace.from_config(predictor.metadata["parameter_space"])
+    records = []
+    total = sum(len(f.images) for f in files)
+    with progress_bar(True, total, "digital twins") as advance:
+        for f, estimate in zip(files, estimates, strict=True):
+            for b in range(len(f.images)):
+                std = None if estimate.normalized_std is None else estimate.normalized_std[b]
+                made, failed = sample_twins(
+                    space, estimate.normalized[b], std, twins, derive_seed(seed, len(records))
+                )
+                params = {name: estimate[name][b] for name in estimate}
+                records.append({"source": f.path, "index": b, "params": params, "twins": made,
+                                "failed": failed})  # fmt: skip
+                advance()
+    write_twins(out, records)
+    rows = []
+    for k, record in enumerate(records):
+        values = np.array([descriptor_row(t) for t in record["twins"]], dtype=float)
+        for j, name in enumerate(TWIN_DESCRIPTORS):
+            column = values[:, j] if len(values) else np.array([np.nan])
+            finite = column[np.isfinite(column)]
+            text = f"{finite.mean():.3g} ± {finite.std():.2g}" if len(finite) else "—"
+            rows.append((str(k) if j == 0 else "", DESCRIPTOR_LABELS[name], text))
+    console.print(_table(f"descriptors of {twins} twins per image (mean ± spread)",
+                         ("image", "descriptor", "twins"), rows))  # fmt: skip
+    console.print(f"twins: {out}")
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "heteroagg-quickstart"
+    ),
+    minutes: Annotated[float, typer.Option(help="Total time budget.")] = 20.0,
+    train_items: Annotated[
+        int | None, typer.Option(help="Training items (default: sized to the budget).")
+    ] = None,
+    test_items: Annotated[int, typer.Option(help="Test items.")] = 1000,
+    twin_images: Annotated[int, typer.Option(help="Test images checked through twins.")] = 100,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+) -> None:
+    """The whole method on defaults: data, training, ONNX export, evaluation and twins."""
+    try:
+        from heteroagg.quickstart import quickstart as run
+    except ImportError as err:
+        _abort(ImportError(f"quickstart needs the train and onnx extras: {err}"))
+    try:
+        result = run(out, minutes, train_items=train_items, test_items=test_items,
+                     twin_images=twin_images, workers=workers)  # fmt: skip
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        _abort(err)
+    ev = result.evaluation
+    rows = [(name, f"{m['r2']:.3f}", f"{m['mae']:.3g}") for name, m in ev["parameters"].items()]
+    console.print(_table(f"{ev['n_test_images']} test images, through ONNX Runtime",
+                         ("parameter", "R²", "MAE"), rows))  # fmt: skip
+    hcn = ev["descriptors"]["hetero_coordination_number"]["twin_mean"].get("median_abs", np.nan)
+    console.print(f"HCN through twins: median relative error {100 * hcn:.1f} %")
+    steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.steps.items())
+    console.print(f"steps: {steps}")
+    console.print(f"model: {result.model}")
+    console.print(f"report: {result.report}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

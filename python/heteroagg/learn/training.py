@@ -222,6 +222,40 @@ def _run_info(
     }
 
 
+def training_images_per_second(
+    config: TrainConfig,
+    shape: tuple[int, int],
+    n_outputs: int,
+    device: str = "auto",
+    seconds: float = 5.0,
+) -> float:
+    """Training throughput of ``config``'s network on random batches (images/s).
+
+    Forward, backward and AdamW steps at ``config.batch_size`` after a few
+    warm-up steps; the data path (noise, flips) is not included.  Used to
+    size the epochs of a run to a time budget.
+    """
+    dev = torch_device(device)
+    model = ParameterRegressor(n_outputs, config.architecture).to(
+        dev, memory_format=torch.channels_last
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    x = torch.rand(config.batch_size, 1, *shape, device=dev)
+    warmup, steps, start = 3, 0, 0.0
+    while True:
+        loss = model(x).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        float(loss.detach())
+        steps += 1
+        if steps == warmup:
+            start = time.perf_counter()
+        elapsed = time.perf_counter() - start
+        if steps > warmup and elapsed > seconds:
+            return (steps - warmup) * config.batch_size / elapsed
+
+
 @dataclass
 class TrainSummary:
     """What :func:`train` did, per member."""

@@ -1,0 +1,150 @@
+"""Reading HAADF-STEM images from the files microscopes and scripts write.
+
+Supported: ``.npy``, ``.tif``/``.tiff`` (tifffile, else Pillow), ``.png``
+(Pillow), ``.emd``/``.h5``/``.hdf5`` (h5py; EMD 1.0 files and plain HDF5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".emd", ".h5", ".hdf5")
+
+
+@dataclass
+class ImageFile:
+    """Images read from one file.
+
+    Attributes
+    ----------
+    path
+        The file.
+    images
+        (B, H, W) float32 in fractions of the incident beam.
+    pixel_size_nm
+        The pixel size the file states (EMD and HDF5 dimension vectors), or None.
+    """
+
+    path: Path
+    images: np.ndarray
+    pixel_size_nm: float | None
+
+
+def _hdf5_array(path: Path, key: str | None) -> tuple[np.ndarray, float | None]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if key is not None:
+            if key not in f or not isinstance(f[key], h5py.Dataset):
+                raise ValueError(f"{path} has no dataset {key!r}")
+            return np.asarray(f[key][()]), None
+        found: list[Any] = []
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.ndim in (2, 3) and obj.dtype.kind in "uif":
+                found.append(obj)
+
+        f.visititems(visit)
+        if not found:
+            raise ValueError(f"{path} holds no 2D or 3D numeric dataset")
+        # EMD 1.0: a group with emd_group_type = 1 holds 'data' and its dimension vectors
+        for dataset in found:
+            group = dataset.parent
+            if group.attrs.get("emd_group_type") == 1 and dataset.name.endswith("/data"):
+                return np.asarray(dataset[()]), _emd_pixel_size_nm(group, dataset.ndim)
+        return np.asarray(found[0][()]), None
+
+
+def _emd_pixel_size_nm(group: Any, ndim: int) -> float | None:
+    """The last dimension vector's step, converted to nm when its units say how."""
+    dim = group.get(f"dim{ndim}")
+    if dim is None or len(dim) < 2:
+        return None
+    step = float(dim[1] - dim[0])
+    units = dim.attrs.get("units", b"")
+    units = units.decode() if isinstance(units, bytes) else str(units)
+    to_nm = {"nm": 1.0, "Å": 0.1, "A": 0.1, "angstrom": 0.1, "pm": 1e-3, "m": 1e9}
+    scale = to_nm.get(units.strip())
+    return None if scale is None else step * scale
+
+
+def _raster(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        except ImportError:
+            pass
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError(f"reading {path.suffix} files needs Pillow: pip install pillow") from None
+    with Image.open(path) as image:
+        frames = []
+        for k in range(getattr(image, "n_frames", 1)):
+            image.seek(k)
+            frames.append(np.asarray(image))
+    return np.stack(frames) if len(frames) > 1 else frames[0]
+
+
+def read_images(
+    path: str | Path, intensity_scale: float | None = None, dataset: str | None = None
+) -> ImageFile:
+    """Read images as fractions of the incident beam.
+
+    Parameters
+    ----------
+    path
+        A ``.npy``, TIFF, PNG, EMD or HDF5 file with one image (H, W) or a
+        stack (B, H, W).
+    intensity_scale
+        The stored value of the full incident beam: images are divided by
+        it.  Integer images need it (a raw detector count is not a fraction
+        of the beam); float images default to 1 (already fractions).
+    dataset
+        The HDF5/EMD dataset to read (default: the EMD data group, else the
+        first 2D or 3D numeric dataset).
+
+    Returns
+    -------
+    ImageFile
+
+    Raises
+    ------
+    ValueError
+        For unknown suffixes, unreadable content, colour images, or integer
+        images without ``intensity_scale``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"{path}: unknown image format {suffix!r}; use one of {SUFFIXES}")
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist")
+    pixel = None
+    if suffix == ".npy":
+        raw = np.load(path, allow_pickle=False)
+    elif suffix in (".emd", ".h5", ".hdf5"):
+        raw, pixel = _hdf5_array(path, dataset)
+    else:
+        raw = _raster(path)
+    if raw.ndim == 3 and raw.shape[-1] in (3, 4) and suffix in (".png", ".tif", ".tiff"):
+        raise ValueError(f"{path} is a colour image; HAADF images have one channel")
+    if raw.ndim not in (2, 3) or raw.dtype.kind not in "uif":
+        raise ValueError(f"{path}: expected a 2D image or a 3D stack of numbers, got {raw.shape}")
+    if intensity_scale is None:
+        if raw.dtype.kind in "ui":
+            raise ValueError(
+                f"{path} holds integer values ({raw.dtype}); give the value of the full incident "
+                "beam (--intensity-scale) so they can be turned into fractions of it"
+            )
+        intensity_scale = 1.0
+    if not intensity_scale > 0:
+        raise ValueError(f"intensity_scale must be positive, got {intensity_scale!r}")
+    images = (raw.astype(np.float64) / intensity_scale).astype(np.float32)
+    return ImageFile(path, images if images.ndim == 3 else images[None], pixel)

@@ -1,0 +1,193 @@
+"""ONNX export, the numpy + onnxruntime runtime, image readers and `heteroagg predict`."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from typer.testing import CliRunner
+
+from heteroagg.cli import app
+from heteroagg.data import open_dataset
+from heteroagg.data.space import ParameterSpace
+from heteroagg.deploy import Predictor, export_onnx
+from heteroagg.deploy.export import METADATA_KEYS
+from heteroagg.deploy.images import read_images
+from heteroagg.learn import TrainedRun, evaluate
+from heteroagg.twins import sample_twins, twin_params
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    report = export_onnx(tiny_run, path)
+    return path, report
+
+
+def test_export_checks_parity_and_writes_metadata(exported, tiny_run):
+    path, report = exported
+    assert sorted(report.max_rel_difference) == [1, 8]
+    assert max(report.max_rel_difference.values()) < 1e-4
+    import onnx
+
+    model = onnx.load(str(path))
+    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert set(METADATA_KEYS) <= set(meta)
+    info = json.loads((tiny_run / "run.json").read_text())
+    assert meta["parameters"] == info["parameters"]
+    assert meta["input_shape"] == [64, 64] and meta["pixel_size_nm"] == 2.0
+    assert meta["units"]["radius_w"] == "nm" and meta["uncertainty"] is True
+    assert meta["imaging"]["energy"] == info["dataset_config"]["imaging"]["energy"]
+    assert [i.name for i in model.graph.input] == ["images"]
+    batch_axis = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_axis.dim_param  # symbolic: any batch size
+    assert model.opset_import[0].version == 18
+
+
+def test_predictor_matches_the_trained_run(exported, tiny_run, tiny_test):
+    predictor = Predictor(exported[0], providers="cpu")
+    assert predictor.provider == "CPUExecutionProvider"
+    images = open_dataset(tiny_test).images[:11]
+    got = predictor.predict(images, batch_size=4)
+    expected = TrainedRun(tiny_run, device="cpu").predict(images)
+    assert set(got) == set(expected.params)  # every ModelParams field, fixed ones too
+    for name in expected.params:
+        np.testing.assert_allclose(got[name], expected.params[name], rtol=1e-4, err_msg=name)
+        np.testing.assert_allclose(got.low[name], expected.params_low[name], rtol=1e-4)
+        np.testing.assert_allclose(got.high[name], expected.params_high[name], rtol=1e-4)
+    np.testing.assert_allclose(got.normalized_std, expected.normalized_std, rtol=1e-4, atol=1e-6)
+    hcn = "hetero_coordination_number"
+    np.testing.assert_allclose(got.descriptors[hcn], expected.descriptors[hcn], rtol=1e-4)
+    single = predictor.predict(images[0])  # (H, W) works too
+    np.testing.assert_allclose(single["frac_w"], got["frac_w"][:1], rtol=1e-5)
+
+
+def test_predictor_checks_input_and_resamples_when_asked(exported, tiny_test):
+    predictor = Predictor(exported[0], providers="cpu")
+    images = open_dataset(tiny_test).images[:2]
+    with pytest.raises(ValueError, match="64 x 64 images at 2 nm"):
+        predictor.predict(np.zeros((2, 32, 32)))
+    with pytest.raises(ValueError, match="resample"):
+        predictor.predict(images, pixel_size_nm=1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        predictor.predict(np.full((64, 64), np.nan))
+    # the same field at twice the sampling, resampled back, is the same image
+    fine = np.kron(images, np.ones((1, 2, 2)))
+    np.testing.assert_allclose(predictor.prepare(fine, 1.0, resample=True), images, atol=1e-7)
+    np.testing.assert_allclose(
+        predictor.predict(fine, 1.0, resample=True)["frac_w"],
+        predictor.predict(images)["frac_w"],
+        rtol=1e-5,
+    )
+    # a smaller field is padded with vacuum around its centre
+    padded = predictor.prepare(images[:, 16:48, 16:48], resample=True)
+    np.testing.assert_array_equal(padded[:, 16:48, 16:48], images[:, 16:48, 16:48])
+    assert not padded[:, :16].any()
+
+
+def test_predictor_errors(exported, tmp_path):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            Predictor(exported[0], providers="cuda")
+    with pytest.raises(ValueError, match="providers"):
+        Predictor(exported[0], providers="gpu")
+    with pytest.raises(ValueError, match="does not exist"):
+        Predictor(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        Predictor(tmp_path / "junk.onnx")
+
+
+def test_twins_follow_the_estimate(exported):
+    predictor = Predictor(exported[0], providers="cpu")
+    space = ParameterSpace.from_config(predictor.metadata["parameter_space"])
+    theta = np.full(len(space.varied), 0.5)
+    twins, failed = sample_twins(space, theta, None, 3, seed=7)
+    assert len(twins) + failed == 3
+    for twin in twins:
+        assert twin.params == twin_params(space, theta)
+    again, _ = sample_twins(space, theta, np.full_like(theta, 0.1), 3, seed=7)
+    repeat, _ = sample_twins(space, theta, np.full_like(theta, 0.1), 3, seed=7)
+    assert [t.params for t in again] == [t.params for t in repeat]
+    assert len({t.params.frac_w for t in again}) == len(again)  # drawn per twin
+
+
+def test_read_images_in_every_format(tmp_path):
+    from PIL import Image
+
+    image = np.linspace(0, 0.05, 64 * 48, dtype=np.float32).reshape(48, 64)
+    np.save(tmp_path / "a.npy", image)
+    np.testing.assert_array_equal(read_images(tmp_path / "a.npy").images[0], image)
+    counts = np.round(image * 60000).astype(np.uint16)
+    Image.fromarray(counts).save(tmp_path / "a.png")
+    Image.fromarray(counts).save(tmp_path / "a.tif")
+    for name in ("a.png", "a.tif"):
+        with pytest.raises(ValueError, match="intensity-scale"):
+            read_images(tmp_path / name)
+        got = read_images(tmp_path / name, intensity_scale=60000).images[0]
+        np.testing.assert_allclose(got, counts / 60000, rtol=1e-6)
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match="colour"):
+        read_images(tmp_path / "rgb.png", intensity_scale=255)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f.create_dataset("meta/scalar", data=np.arange(3.0))
+        f.create_dataset("scan/haadf", data=np.stack([image, 2 * image]))
+    stack = read_images(tmp_path / "a.h5")
+    assert stack.images.shape == (2, 48, 64) and stack.pixel_size_nm is None
+    with h5py.File(tmp_path / "a.emd", "w") as f:  # EMD 1.0 layout
+        group = f.create_group("data/haadf")
+        group.attrs["emd_group_type"] = 1
+        group.create_dataset("data", data=image)
+        group.create_dataset("dim1", data=np.arange(48) * 5.0).attrs["units"] = "Å"
+        group.create_dataset("dim2", data=np.arange(64) * 5.0).attrs["units"] = "Å"
+    emd = read_images(tmp_path / "a.emd")
+    assert emd.pixel_size_nm == pytest.approx(0.5)
+    np.testing.assert_array_equal(emd.images[0], image)
+    with pytest.raises(ValueError, match="unknown image format"):
+        read_images(tmp_path / "a.jpg")
+
+
+def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
+    runner = CliRunner()
+    model = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["export-onnx", str(tiny_run), str(model)])
+    assert result.exit_code == 0, result.output
+    assert "onnx.checker passed" in result.output
+    images = open_dataset(tiny_test).images[:2]
+    np.save(tmp_path / "two.npy", images)
+    out = tmp_path / "twins.h5"
+    args = ["predict", str(model), str(tmp_path / "two.npy"), "--twins", "3", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "frac_w" in result.output and "HCN" in result.output
+    estimate = Predictor(model, providers="cpu").predict(images)
+    with h5py.File(out) as f:
+        assert list(f) == ["image-0", "image-1"]
+        group = f["image-1"]
+        assert group.attrs["frac_w"] == pytest.approx(estimate["frac_w"][1], rel=1e-5)
+        table = group["descriptors"]
+        assert table.shape[1] == len(table.attrs["names"])
+        assert table.shape[0] + group.attrs["failed_twins"] == 3
+        twin = group["twin-0"]
+        assert twin["centers"].shape == (len(twin["radii"]), 3)
+        assert len(twin["radii"]) == twin.attrs["n_particles"]
+    bad = runner.invoke(app, ["predict", str(model), str(tmp_path / "two.npy"), "--twins", "2"])
+    assert bad.exit_code != 0 and "--out" in bad.output
+    wrong = runner.invoke(app, ["predict", str(model), str(tmp_path / "none.npy")])
+    assert wrong.exit_code != 0 and "does not exist" in wrong.output
+
+
+def test_evaluation_through_onnx_runtime_matches_pytorch(exported, tiny_run, tiny_test, tmp_path):
+    kwargs = dict(twins=2, twin_images=3, progress=False, device="cpu")
+    via_torch = evaluate(tiny_run, tiny_test, tmp_path / "torch", **kwargs)
+    via_onnx = evaluate(exported[0], tiny_test, tmp_path / "onnx", **kwargs)
+    for name, metrics in via_torch["parameters"].items():
+        assert via_onnx["parameters"][name]["r2"] == pytest.approx(metrics["r2"], abs=1e-4)
+    assert (tmp_path / "onnx" / "report.md").exists()

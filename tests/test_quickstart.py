@@ -1,0 +1,42 @@
+"""`heteroagg quickstart` end to end, on a small budget."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from typer.testing import CliRunner
+
+from heteroagg.cli import app
+from heteroagg.deploy import Predictor
+
+
+@pytest.mark.slow
+def test_quickstart_leaves_a_model_and_a_report(tmp_path):
+    out = tmp_path / "qs"
+    args = ["quickstart", "--out", str(out), "--minutes", "1", "--train-items", "300",
+            "--test-items", "40", "--twin-images", "3"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "through ONNX Runtime" in result.output and str(out / "report.md") in result.output
+    report = (out / "report.md").read_text()
+    for section in ("Parameters on the test set", "digital twins", "Test item"):
+        assert section in report
+    for plot in ("parameters.png", "descriptors.png", "examples.png"):
+        assert (out / "evaluation" / plot).stat().st_size > 0
+    evaluation = json.loads((out / "evaluation" / "report.json").read_text())
+    assert evaluation["n_test_images"] > 30 and evaluation["run"].endswith("model.onnx")
+    predictor = Predictor(out / "model.onnx", providers="cpu")
+    assert np.isfinite(predictor.predict(np.zeros((256, 256)))["frac_w"]).all()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code != 0 and "already holds a quickstart" in again.output
+
+
+def test_quickstart_rejects_bad_budgets(tmp_path):
+    for bad in (["--minutes", "0"], ["--minutes", "1", "--train-items", "5"]):
+        result = CliRunner().invoke(app, ["quickstart", "--out", str(tmp_path / "x"), *bad])
+        assert result.exit_code != 0 and "must be" in result.output

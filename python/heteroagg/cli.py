@@ -540,7 +540,6 @@ def predict(
                 if estimate.low is not None:
                     band = f"{estimate.low[name][b]:.4g} to {estimate.high[name][b]:.4g}"
                 unit = predictor.units.get(name, "")
-                unit = "" if unit == "1" else unit
                 rows.append((label if k == 0 else "", name, value, band, unit))
     columns = ("image", "parameter", "estimate", "one-sigma band", "unit")
     console.print(_table("θ̂", columns, rows))

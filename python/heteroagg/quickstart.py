@@ -155,7 +155,16 @@ def quickstart(
     return result
 
 
-def _write_report(result, predictor, showcase, names, n_train, n_test, epochs) -> None:
+def _write_report(
+    result: QuickstartResult,
+    predictor: Any,
+    showcase: list[dict[str, Any]],
+    names: tuple[str, ...],
+    n_train: int,
+    n_test: int,
+    epochs: int,
+) -> None:
+    """``report.md`` (and ``quickstart.json``) from the steps' results."""
     from heteroagg.twins import DESCRIPTOR_LABELS
 
     ev = result.evaluation

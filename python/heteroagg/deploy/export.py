@@ -23,6 +23,7 @@ from torch import nn
 
 import heteroagg
 from heteroagg.learn.inference import TrainedRun
+from heteroagg.model import PARAM_UNITS
 
 #: ONNX opset of exported models.
 OPSET = 18
@@ -30,18 +31,6 @@ OPSET = 18
 INPUT_NAME = "images"
 #: Variance bounds of the Gaussian heads' log-variance, as TrainedRun.predict clips it.
 LOG_VARIANCE_RANGE = (-14.0, 6.0)
-#: Units of the model parameters (ModelParams fields).
-PARAMETER_UNITS = {
-    "n_particles": "1",
-    "frac_w": "1",
-    "radius_ti": "nm",
-    "radius_w": "nm",
-    "sigma_g": "1",
-    "fractal_dim": "1",
-    "prefactor": "1",
-    "segregation": "1",
-    "overlap": "1",
-}
 #: Metadata keys written into every exported model.
 METADATA_KEYS = (
     "heteroagg_version",
@@ -167,7 +156,7 @@ def _metadata(run: TrainedRun, outputs: list[str]) -> dict[str, str]:
         "format_version": FORMAT_VERSION,
         "parameters": list(run.parameters),
         "fixed_parameters": fixed,
-        "units": PARAMETER_UNITS,
+        "units": PARAM_UNITS,
         "descriptors": list(run.descriptor_heads),
         "outputs": outputs,
         "input_shape": list(run.image_shape),

@@ -48,8 +48,16 @@ def test_cpp_example_runs_the_exported_model(tiny_run, tiny_test, tmp_path):
         args.append(f"-DONNXRUNTIME_LIBRARY={library}")
     subprocess.run(args, check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    # the wheel's library is named libonnxruntime.so.1.x; the program asks for its soname
+    links = tmp_path / "lib"
+    links.mkdir()
+    for found in [*root.glob("lib*/libonnxruntime.so*"), *filter(None, [library])]:
+        for name in ("libonnxruntime.so.1", "libonnxruntime.so"):
+            if not (links / name).exists():
+                (links / name).symlink_to(found.resolve())
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{links}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
     run = subprocess.run([str(build / "heteroagg_infer"), str(model), "2"], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+                         text=True, check=True, env=env)  # fmt: skip
     lines = [line for line in run.stdout.splitlines() if line.startswith("image ")]
     assert len(lines) == 2
     predictor = Predictor(model, providers="cpu")

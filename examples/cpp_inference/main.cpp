@@ -32,6 +32,12 @@ std::vector<std::string> json_strings(const std::string& text) {
   return out;
 }
 
+// A JSON scalar as text: a string loses its quotes.
+std::string unquote(const std::string& text) {
+  return text.size() >= 2 && text.front() == '"' && text.back() == '"' ? text.substr(1, text.size() - 2) : text;
+}
+
+// The JSON-encoded metadata entry `key`.
 std::string metadata(const Ort::ModelMetadata& meta, const char* key) {
   Ort::AllocatorWithDefaultOptions allocator;
   Ort::AllocatedStringPtr value = meta.LookupCustomMetadataMapAllocated(key, allocator);
@@ -75,7 +81,7 @@ int main(int argc, char** argv) {
       throw std::runtime_error("cannot read the model's input_shape");
     std::cout << "model: " << parameters.size() << " parameters, input " << ny << " x " << nx << " at "
               << metadata(meta, "pixel_size_nm") << " nm per pixel, heteroagg "
-              << metadata(meta, "heteroagg_version") << "\n";
+              << unquote(metadata(meta, "heteroagg_version")) << "\n";
 
     std::vector<float> images = make_batch(batch, ny, nx);
     const std::vector<std::int64_t> shape{batch, ny, nx};

@@ -513,6 +513,7 @@ def predict(
         TWIN_DESCRIPTORS,
         descriptor_row,
         sample_twins,
+        spread_text,
         write_twins,
     )
 
@@ -564,10 +565,8 @@ def predict(
     for k, record in enumerate(records):
         values = np.array([descriptor_row(t) for t in record["twins"]], dtype=float)
         for j, name in enumerate(TWIN_DESCRIPTORS):
-            column = values[:, j] if len(values) else np.array([np.nan])
-            finite = column[np.isfinite(column)]
-            text = f"{finite.mean():.3g} ± {finite.std():.2g}" if len(finite) else "—"
-            rows.append((str(k) if j == 0 else "", DESCRIPTOR_LABELS[name], text))
+            label = DESCRIPTOR_LABELS[name]
+            rows.append((str(k) if j == 0 else "", label, spread_text(values, j)))
     console.print(_table(f"descriptors of {twins} twins per image (mean ± spread)",
                          ("image", "descriptor", "twins"), rows))  # fmt: skip
     console.print(f"twins: {out}")

@@ -165,7 +165,7 @@ def _write_report(
     epochs: int,
 ) -> None:
     """``report.md`` (and ``quickstart.json``) from the steps' results."""
-    from heteroagg.twins import DESCRIPTOR_LABELS
+    from heteroagg.twins import DESCRIPTOR_LABELS, spread_text
 
     ev = result.evaluation
     hcn = ev["descriptors"]["hetero_coordination_number"]
@@ -221,10 +221,7 @@ def _write_report(
             "|---|---|---|",
         ]
         for j, name in enumerate(names):
-            column = case["twins"][:, j] if len(case["twins"]) else np.array([])
-            finite = column[np.isfinite(column)]
-            text = f"{finite.mean():.3g} ± {finite.std():.2g}" if len(finite) else "—"
-            truth = case["truth_descriptors"][j]
+            text, truth = spread_text(case["twins"], j), case["truth_descriptors"][j]
             lines.append(f"| {DESCRIPTOR_LABELS[name]} | {text} | {truth:.3g} |")
         lines.append("")
     result.report.write_text("\n".join(lines))

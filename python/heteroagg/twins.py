@@ -49,6 +49,13 @@ def descriptor_row(aggregate: Any) -> list[float]:
     return [getattr(d, name) for name in TWIN_DESCRIPTORS]
 
 
+def spread_text(rows: np.ndarray, j: int) -> str:
+    """Mean ± spread of column ``j`` of twin descriptor rows (NaNs ignored), or a dash."""
+    column = rows[:, j] if len(rows) else np.array([])
+    finite = column[np.isfinite(column)]
+    return f"{finite.mean():.3g} ± {finite.std():.2g}" if len(finite) else "—"
+
+
 def descriptor_samples(params: ModelParams, seed: int, k: int) -> tuple[np.ndarray, int]:
     """(k', D) descriptors of up to ``k`` aggregates sampled at ``params``; failures skipped."""
     from heteroagg.aggregate import sample_aggregate

@@ -18,6 +18,7 @@ from heteroagg.learn.evaluation import (
     twin_analysis,
 )
 from heteroagg.learn.inference import Prediction
+from learn_data import tiny_config
 
 
 def test_parameter_metrics_match_their_definitions():
@@ -135,6 +136,23 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     assert "hetero_coordination_number" in report["direct_descriptor_heads"]
     text = (tmp_path / "report/report.md").read_text()
     assert "| n_particles |" in text and "HCN" in text
+    # the oracle ceilings of the test set's prior, as heteroagg.learn.ceiling gives them
+    from heteroagg.learn.ceiling import oracle_r2
+    from heteroagg.learn.evaluation import CEILING_DRAWS
+
+    ceiling = oracle_r2(tiny_config().params, n=CEILING_DRAWS)
+    assert set(ceiling) == {"n_particles", "frac_w", "radius_ti", "radius_w"}
+    for name, m in report["parameters"].items():
+        if name in ceiling:
+            assert m["oracle_r2"] == pytest.approx(ceiling[name]["r2"])
+            assert m["oracle_r2_normalized"] == pytest.approx(ceiling[name]["r2_normalized"])
+        else:
+            assert m["oracle_r2"] is None and m["oracle_r2_normalized"] is None
+    assert "| oracle R² (3D, upper bound) |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| frac_w |"))
+    assert row.split("|")[7].strip() == f"{ceiling['frac_w']['r2']:.3g}"
+    row = next(line for line in text.splitlines() if line.startswith("| sigma_g |"))
+    assert row.split("|")[7].strip() == "n/a"
 
 
 def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train, tmp_path):

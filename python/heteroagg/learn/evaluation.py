@@ -2,7 +2,9 @@
 
 Three parts (see :func:`evaluate`):
 
-1. per parameter: MAE, RMSE, R², bias and predicted-vs-true plots;
+1. per parameter: MAE, RMSE, R², bias and predicted-vs-true plots, next to
+   the R² ceiling of an oracle that sees the aggregate in 3D
+   (:func:`~heteroagg.learn.ceiling.oracle_r2`);
 2. per 3D descriptor, through digital twins: K aggregates sampled at θ̂
    against the true aggregate, next to K aggregates sampled at the true θ
    (the model's own stochastic spread, which no network can beat);
@@ -23,8 +25,10 @@ import torch
 
 from heteroagg._progress import progress_bar
 from heteroagg.data.dataset import SyntheticDataset
+from heteroagg.data.space import ParameterSpace
 from heteroagg.data.torch_dataset import draw_dose
 from heteroagg.learn.batches import shot_noise
+from heteroagg.learn.ceiling import oracle_r2
 from heteroagg.learn.inference import Prediction, TrainedRun
 from heteroagg.rng import derive_seed
 from heteroagg.twins import (
@@ -36,6 +40,9 @@ from heteroagg.twins import (
 
 #: Streams of the evaluation seed: twins and true-θ samples (the dose as in training data).
 TWIN_STREAM, REFERENCE_STREAM = 0x7477696E, 0x72656673
+
+#: Draws of θ behind the report's oracle ceilings (seed 0; :mod:`heteroagg.learn.ceiling`).
+CEILING_DRAWS = 50_000
 
 
 @dataclass
@@ -305,6 +312,12 @@ def evaluate(
             metrics["coverage_1sigma"] = float(np.mean(z <= 1.0))
             metrics["coverage_2sigma"] = float(np.mean(z <= 2.0))
         per_parameter[name] = metrics
+    ceiling = oracle_r2(
+        ParameterSpace.from_config(dataset.index["config"]["params"]), n=CEILING_DRAWS
+    )
+    for name, metrics in per_parameter.items():
+        metrics["oracle_r2"] = ceiling.get(name, {}).get("r2")
+        metrics["oracle_r2_normalized"] = ceiling.get(name, {}).get("r2_normalized")
 
     direct = {}
     for name, values in prediction.descriptors.items():

@@ -88,6 +88,59 @@ def test_haadf_multislice_on_cuda_matches_cpu():
     np.testing.assert_allclose(gpu, cpu, atol=2e-4 * cpu.max())
 
 
+def random_atoms(count: int, extent: tuple[float, float], depth: float, seed: int):
+    rng = np.random.default_rng(seed)
+    positions = np.column_stack(
+        [rng.uniform(-1, extent[1] + 1, count), rng.uniform(-1, extent[0] + 1, count),
+         rng.uniform(0, depth, count)]
+    )  # fmt: skip
+    numbers = rng.choice(np.array([8, 22, 74], dtype=np.int32), count)
+    return positions, numbers
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("gpts", [(96, 80), (64, 64)])
+def test_cuda_potentials_match_the_cpu(gpts):
+    """Same FFT superposition; deposits are atomic sums and the FFTs differ,
+    so the potentials agree to 1e-5 of their largest value."""
+    from heteroagg import _cuda
+
+    heteroagg._device.cuda_fft_extension("cuda")
+    positions, numbers = random_atoms(300, (gpts[0] * 0.05, gpts[1] * 0.04), 9.0, seed=7)
+    edges = [0.0, 2.0, 4.5, 9.0]
+    args = (positions, numbers, gpts, (0.05, 0.04), (0.3, -0.2), edges, "lobato", True, 0)
+    cpu = _core.projected_potentials(*args)
+    gpu = _cuda.projected_potentials(*args)
+    assert gpu.shape == cpu.shape == (3, *gpts)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-5 * cpu.max())
+    assert cpu.max() > 100  # tungsten columns are there
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        out = torch.zeros((3, *gpts), device="cuda")
+        _cuda.projected_potentials(*args, out=out.data_ptr())
+        np.testing.assert_array_equal(out.cpu().numpy(), gpu)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_multislice_from_atoms_matches_the_cpu():
+    from heteroagg import _cuda
+    from heteroagg.stem.multislice import _cpu_engine
+
+    heteroagg._device.cuda_fft_extension("cuda")
+    positions, numbers = random_atoms(200, (96 * 0.03, 80 * 0.025), 8.0, seed=8)
+    scan = np.random.default_rng(9).uniform(0, 2.0, (29, 2))
+    args = (positions, numbers, (96, 80), (0.0, 0.0), [0.0, 2.0, 4.0, 6.0, 8.0], "lobato",
+            [2.0] * 4, (0.03, 0.025), 300e3, 20.0, [], [(40.0, 150.0, [], [])], [2, 4], (48, 40),
+            scan, 0, None)  # fmt: skip
+    cpu = _cpu_engine(*args)
+    gpu = _cuda.multislice_atoms(*args)
+    assert gpu.shape == cpu.shape == (2, 1, 29)
+    np.testing.assert_allclose(gpu, cpu, atol=2e-4 * cpu.max())
+    assert cpu.max() > 1e-3
+
+
 def test_explicit_cuda_without_a_device_raises():
     if CUDA:
         pytest.skip("a CUDA device is present")

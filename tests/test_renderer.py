@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+import heteroagg
 from heteroagg import Aggregate
 from heteroagg.stem import (
     FieldOfViewWarning,
@@ -277,8 +278,14 @@ def test_luts_with_other_optics_are_refused():
     other.inputs["semiangle_mrad"] = 25.0
     with pytest.raises(ValueError, match="different optics"):
         render_haadf(sphere(), pixel_size=0.1, shape=16, luts={"TiO2": LUTS["TiO2"], "WO3": other})
-    with pytest.raises(RuntimeError, match="cuda"):
+
+
+@pytest.mark.skipif(heteroagg.cuda_status()[0], reason="a CUDA device is available")
+def test_explicit_cuda_without_a_device_raises():
+    with pytest.raises(RuntimeError, match="device='cuda' was requested"):
         render_haadf(sphere(), pixel_size=0.1, shape=16, luts=LUTS, device="cuda")
+    with pytest.raises(RuntimeError, match="device='cuda' was requested"):
+        HaadfRenderer(pixel_size=0.1, shape=16, luts=LUTS, device="cuda")
 
 
 def test_batch_equals_single_renders_on_any_thread_count():

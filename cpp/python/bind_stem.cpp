@@ -16,13 +16,13 @@
 #include "heteroagg/parametrization.hpp"
 #include "heteroagg/potential.hpp"
 #include "multislice_arguments.hpp"
+#include "potential_arguments.hpp"
 
 namespace py = pybind11;
 using namespace heteroagg;
 
 namespace {
 
-using i32_array = py::array_t<int, py::array::c_style | py::array::forcecast>;
 using bindings::f32_array;
 using bindings::f64_array;
 using bindings::make_grid;
@@ -54,37 +54,18 @@ void bind_stem(py::module_& m) {
 
   m.def(
       "projected_potentials",
-      [](const f64_array& positions, const i32_array& numbers, std::pair<std::size_t, std::size_t> gpts,
+      [](const f64_array& positions, const bindings::i32_array& numbers, std::pair<std::size_t, std::size_t> gpts,
          std::pair<double, double> sampling, std::pair<double, double> origin, std::vector<double> slice_edges,
          const std::string& parametrization_name, bool pixel_correction, unsigned threads) {
-        if (positions.ndim() != 2 || positions.shape(1) != 3)
-          throw std::invalid_argument("positions must have shape (n, 3)");
-        if (numbers.ndim() != 1 || numbers.shape(0) != positions.shape(0))
-          throw std::invalid_argument("numbers must have shape (n,)");
-        const parametrization kind = parametrization_from_name(parametrization_name);
-        std::map<int, atomic_potential> elements;
-        for (py::ssize_t a = 0; a < numbers.shape(0); ++a) {
-          const int z = numbers.data()[a];
-          if (!elements.count(z)) elements.emplace(z, atomic_potential(kind, z));
-        }
-        potential_request request;
-        request.grid = make_grid(gpts, sampling);
-        request.x0 = origin.first;
-        request.y0 = origin.second;
-        request.slice_edges = std::move(slice_edges);
-        request.atoms = {positions.data(), numbers.data(), static_cast<std::size_t>(positions.shape(0))};
-        request.pixel_correction = pixel_correction;
-        request.threads = threads;
+        const bindings::potential_arguments args(positions, numbers, gpts, sampling, origin, std::move(slice_edges),
+                                                 parametrization_name, pixel_correction, threads);
         std::vector<float> values;
         {
           py::gil_scoped_release release;
-          values = projected_potentials(
-              request, [&elements](int z, double k2) {
-                return elements.at(z).projected_potential_fourier(std::sqrt(k2));
-              });
+          values = projected_potentials(args.request, args.form());
         }
         // hand the buffer to numpy without copying it
-        const auto slices = static_cast<py::ssize_t>(request.slice_edges.size() - 1);
+        const auto slices = static_cast<py::ssize_t>(args.slices());
         auto* owner = new std::vector<float>(std::move(values));
         py::capsule free_owner(owner, [](void* p) { delete static_cast<std::vector<float>*>(p); });
         return py::array_t<float>(

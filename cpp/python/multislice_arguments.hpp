@@ -51,19 +51,15 @@ struct progress_relay {
 // A multislice request over potentials (slices, ny, nx); `stack` receives the
 // grid and thicknesses (its data is left to the caller) and must outlive the
 // request.
-inline multislice_request make_request(const f32_array& potentials, std::vector<double> thickness,
+inline multislice_request make_request(std::pair<std::size_t, std::size_t> gpts, std::vector<double> thickness,
                                        std::pair<double, double> sampling, double energy, double semiangle,
                                        const aberration_tuples& aberrations, const detector_tuples& detectors,
                                        std::vector<std::size_t> exit_planes,
                                        std::pair<std::size_t, std::size_t> window, const f64_array& positions,
                                        unsigned threads, transmission_stack& stack) {
-  if (potentials.ndim() != 3) throw std::invalid_argument("potentials must have shape (slices, ny, nx)");
-  if (static_cast<std::size_t>(potentials.shape(0)) != thickness.size())
-    throw std::invalid_argument("one thickness per potential slice is needed");
   if (positions.ndim() != 2 || positions.shape(1) != 2)
     throw std::invalid_argument("positions must have shape (n, 2)");
-  stack.grid = make_grid(
-      {static_cast<std::size_t>(potentials.shape(1)), static_cast<std::size_t>(potentials.shape(2))}, sampling);
+  stack.grid = make_grid(gpts, sampling);
   stack.thickness = std::move(thickness);
   multislice_request request;
   request.stack = &stack;
@@ -79,6 +75,21 @@ inline multislice_request make_request(const f32_array& potentials, std::vector<
   request.n_positions = static_cast<std::size_t>(positions.shape(0));
   request.threads = threads;
   return request;
+}
+
+// The same over potentials (slices, ny, nx), one thickness per slice.
+inline multislice_request make_request(const f32_array& potentials, std::vector<double> thickness,
+                                       std::pair<double, double> sampling, double energy, double semiangle,
+                                       const aberration_tuples& aberrations, const detector_tuples& detectors,
+                                       std::vector<std::size_t> exit_planes,
+                                       std::pair<std::size_t, std::size_t> window, const f64_array& positions,
+                                       unsigned threads, transmission_stack& stack) {
+  if (potentials.ndim() != 3) throw std::invalid_argument("potentials must have shape (slices, ny, nx)");
+  if (static_cast<std::size_t>(potentials.shape(0)) != thickness.size())
+    throw std::invalid_argument("one thickness per potential slice is needed");
+  return make_request({static_cast<std::size_t>(potentials.shape(1)), static_cast<std::size_t>(potentials.shape(2))},
+                      std::move(thickness), sampling, energy, semiangle, aberrations, detectors,
+                      std::move(exit_planes), window, positions, threads, stack);
 }
 
 // Runs `run` without the GIL.  When the progress relay cancelled the run, the

@@ -47,21 +47,22 @@ void deposit_bilinear(const potential_request& r, std::size_t a, complex64* grid
 
 }  // namespace
 
-std::vector<float> projected_potentials(const potential_request& r, const projected_form_factor& form) {
+std::vector<std::map<int, std::vector<std::size_t>>> atoms_by_slice(const potential_request& r) {
   const grid2d& g = r.grid;
   if (g.ny == 0 || g.nx == 0 || !(g.dx > 0.0) || !(g.dy > 0.0))
     throw std::invalid_argument("potential: the grid needs pixels of positive size");
   for (std::size_t a = 0; a < 3 * r.atoms.n; ++a)
     if (!std::isfinite(r.atoms.positions[a])) throw std::invalid_argument("potential: atom positions must be finite");
   const std::vector<std::size_t> slice = slice_of_atoms(r.atoms, r.slice_edges);
-  const std::size_t slices = r.slice_edges.size() - 1, area = g.ny * g.nx;
-
-  // Atoms grouped by slice, then by element.
-  std::vector<std::map<int, std::vector<std::size_t>>> groups(slices);
+  std::vector<std::map<int, std::vector<std::size_t>>> groups(r.slice_edges.size() - 1);
   for (std::size_t a = 0; a < r.atoms.n; ++a) groups[slice[a]][r.atoms.numbers[a]].push_back(a);
+  return groups;
+}
 
-  // F / (pixel correction * pixel area) on the grid, once per element,
-  // rows shared out among the threads.
+std::map<int, std::vector<float>> element_factor_tables(const potential_request& r, const projected_form_factor& form) {
+  // Rows are shared out among the threads.
+  const grid2d& g = r.grid;
+  const std::size_t area = g.ny * g.nx;
   const unsigned threads = detail::resolve_threads(r.threads);
   std::map<int, std::vector<float>> factor;
   for (std::size_t a = 0; a < r.atoms.n; ++a) factor.emplace(r.atoms.numbers[a], std::vector<float>());
@@ -84,6 +85,15 @@ std::vector<float> projected_potentials(const potential_request& r, const projec
       }
     });
   }
+  return factor;
+}
+
+std::vector<float> projected_potentials(const potential_request& r, const projected_form_factor& form) {
+  const grid2d& g = r.grid;
+  const std::vector<std::map<int, std::vector<std::size_t>>> groups = atoms_by_slice(r);
+  const std::size_t slices = r.slice_edges.size() - 1, area = g.ny * g.nx;
+  const unsigned threads = detail::resolve_threads(r.threads);
+  const std::map<int, std::vector<float>> factor = element_factor_tables(r, form);
 
   std::vector<float> out(slices * area, 0.0f);
   const fft2_plan plan(g.ny, g.nx);

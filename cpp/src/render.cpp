@@ -16,20 +16,6 @@ namespace {
 
 const char* material_name(std::size_t m) { return m == 0 ? "TiO2" : m == 1 ? "WO3" : "material"; }
 
-double interpolate(const std::vector<double>& values, double step, double t) {
-  const double x = t / step;
-  const auto last = values.size() - 1;
-  if (x >= static_cast<double>(last)) return values[last];
-  const auto k = static_cast<std::size_t>(x);
-  const double w = x - static_cast<double>(k);
-  return values[k] + w * (values[k + 1] - values[k]);
-}
-
-// Uniform float in (0, 1) from 24 random bits.
-inline float unit_float(std::uint32_t bits) {
-  return (static_cast<float>(bits >> 8) + 0.5f) * (1.0f / 16777216.0f);
-}
-
 // Scratch buffers of one thread, reused between images.
 struct workspace {
   std::vector<float> thickness, weighted, longest, padded, clean;
@@ -72,7 +58,9 @@ float uncovered_length(const workspace& w, std::int32_t node, float lo, float hi
   return std::max(0.0f, (hi - lo) - covered);
 }
 
-void check_settings(const render_settings& s) {
+}  // namespace
+
+void check_render_settings(const render_settings& s) {
   if (s.ny == 0 || s.nx == 0) throw std::invalid_argument("image shape must be positive");
   if (!(s.pixel_nm > 0.0) || !std::isfinite(s.pixel_nm))
     throw std::invalid_argument("pixel size must be positive and finite (nm)");
@@ -89,6 +77,8 @@ void check_settings(const render_settings& s) {
     throw std::invalid_argument("scan jitter and read noise must be >= 0");
 }
 
+namespace {
+
 void too_thick(const char* what, double t, double max) {
   throw std::invalid_argument("a beam path of " + detail::format_number(t) + " nm through " + what +
                               " exceeds its LUT, which ends at " + detail::format_number(max) +
@@ -97,30 +87,20 @@ void too_thick(const char* what, double t, double max) {
 
 // Shift every row by its own random horizontal offset (linear interpolation,
 // edges extended), as a scan with line-to-line jitter records it.
-void jitter_rows(float* image, std::size_t ny, std::size_t nx, double sigma_px, philox_stream& rng,
+void jitter_rows(float* image, std::size_t ny, std::size_t nx, double sigma_px, std::uint64_t seed,
                  std::vector<float>& row) {
   row.resize(nx);
   for (std::size_t i = 0; i < ny; ++i) {
     float* r = image + i * nx;
     std::copy(r, r + nx, row.begin());
-    const double shift = sigma_px * rng.normal();
-    for (std::size_t j = 0; j < nx; ++j) {
-      const double x = std::clamp(static_cast<double>(j) + shift, 0.0, static_cast<double>(nx - 1));
-      const auto k = std::min(static_cast<std::size_t>(x), nx - 1);
-      const auto k1 = std::min(k + 1, nx - 1);
-      const auto w = static_cast<float>(x - static_cast<double>(k));
-      r[j] = row[k] + w * (row[k1] - row[k]);
-    }
+    const double shift = sigma_px * normal_at(seed, render_stream_jitter, i);
+    for (std::size_t j = 0; j < nx; ++j) r[j] = shifted_sample(row.data(), nx, j, shift);
   }
 }
 
 }  // namespace
 
-double thickness_table::density_at(double t) const {
-  const double max = max_thickness();
-  if (t > max) return density.back() * t / max;
-  return interpolate(density, step_nm, t);
-}
+double thickness_table::density_at(double t) const { return view().density_at(t); }
 
 double thickness_table::intensity_at(double t) const { return -std::expm1(-density_at(t)); }
 
@@ -130,53 +110,63 @@ double thickness_table::spread_at(double t) const {
     const double last = -std::expm1(-density.back());
     return last > 0.0 ? spread.back() * intensity_at(t) / last : 0.0;
   }
-  return interpolate(spread, step_nm, t);
+  return view().interpolate(spread.data(), t);
 }
 
-std::uint64_t poisson(philox_stream& rng, double mean) {
-  if (!(mean > 0.0)) return 0;
-  if (mean < 10.0) {  // inversion by products of uniforms; 24-bit uniforms suffice here
-    const float limit = std::exp(-static_cast<float>(mean));
-    std::uint64_t k = 0;
-    float product = unit_float(rng.next_u32());
-    while (product > limit) {
-      ++k;
-      product *= unit_float(rng.next_u32());
+void check_path_length(const render_settings& s, std::size_t material, double deepest_nm) {
+  const bool film = material == s.tables.size();
+  const double max = film ? s.support.max_thickness() : s.tables[material].max_thickness();
+  if (!s.extrapolate && deepest_nm > max * (1.0 + 1e-6))
+    too_thick(film ? "the support film" : material_name(material), deepest_nm, max);
+}
+
+render_projection project_aggregate(const render_input& input, const render_settings& s) {
+  if (input.n == 0) throw std::invalid_argument("the aggregate has no particles");
+  const std::size_t nx = s.nx, ny = s.ny, n_materials = s.tables.size();
+  const double px = s.pixel_nm;
+  render_projection out;
+  out.rotation = input.rotation;
+  if (!input.has_rotation) {
+    philox_stream rng(input.seed, render_stream_rotation);
+    out.rotation = random_rotation(rng);
+  }
+  out.centres.resize(input.n);
+  double lo_x = std::numeric_limits<double>::infinity(), hi_x = -lo_x, lo_y = lo_x, hi_y = -lo_x;
+  for (std::size_t i = 0; i < input.n; ++i) {
+    const vec3 c{input.centers[3 * i], input.centers[3 * i + 1], input.centers[3 * i + 2]};
+    const double r = input.radii[i];
+    if (!(r > 0.0) || !std::isfinite(r) || !std::isfinite(c.x + c.y + c.z))
+      throw std::invalid_argument("centres must be finite and radii positive");
+    if (input.materials[i] >= n_materials) throw std::invalid_argument("material code without a table");
+    out.centres[i] = out.rotation * c;
+    lo_x = std::min(lo_x, out.centres[i].x - r);
+    hi_x = std::max(hi_x, out.centres[i].x + r);
+    lo_y = std::min(lo_y, out.centres[i].y - r);
+    hi_y = std::max(hi_y, out.centres[i].y + r);
+  }
+  out.cx = input.has_center ? input.cx : 0.5 * (lo_x + hi_x);
+  out.cy = input.has_center ? input.cy : 0.5 * (lo_y + hi_y);
+  out.x0 = out.cx - 0.5 * static_cast<double>(nx - 1) * px;
+  out.y0 = out.cy - 0.5 * static_cast<double>(ny - 1) * px;
+  out.clipped = lo_x < out.x0 - 0.5 * px || hi_x > out.x0 + (static_cast<double>(nx) - 0.5) * px ||
+                lo_y < out.y0 - 0.5 * px || hi_y > out.y0 + (static_cast<double>(ny) - 0.5) * px;
+
+  // Per-particle brightness: a log-normal draw with the table's mean and spread.
+  out.factor.assign(input.n, 1.0f);
+  if (s.orientation_spread) {
+    philox_stream rng(input.seed, render_stream_orientation);
+    for (std::size_t i = 0; i < input.n; ++i) {
+      const auto& table = s.tables[input.materials[i]];
+      const double d = 2.0 * input.radii[i];
+      const double mean = table.intensity_at(d), spread = table.spread_at(d);
+      const double z = rng.normal();
+      if (!(mean > 0.0)) continue;
+      const double var = std::log1p((spread / mean) * (spread / mean));
+      const double drawn = std::min(mean * std::exp(std::sqrt(var) * z - 0.5 * var), 1.0 - 1e-9);
+      out.factor[i] = static_cast<float>(-std::log1p(-drawn) / table.density_at(d));
     }
-    return k;
   }
-  // Transformed rejection with squeeze (W. Hormann, Insurance Math. Econom. 12, 39 (1993)),
-  // in single precision where that is exact enough for the integer result.
-  if (mean < 1e6) {
-    const float lam = static_cast<float>(mean), slam = std::sqrt(lam);
-    const float b = 0.931f + 2.53f * slam, a = -0.059f + 0.02483f * b;
-    const float vr = 0.9277f - 3.6224f / (b - 2.0f);
-    for (;;) {
-      const float u = unit_float(rng.next_u32()) - 0.5f;
-      const float v = unit_float(rng.next_u32());
-      const float us = 0.5f - std::fabs(u);
-      const float k = std::floor((2.0f * a / us + b) * u + lam + 0.43f);
-      if (us >= 0.07f && v <= vr) return static_cast<std::uint64_t>(k);
-      if (k < 0.0f || (us < 0.013f && v > us)) continue;
-      const double kd = k, inv_alpha = 1.1239 + 1.1328 / (b - 3.4);
-      if (std::log(static_cast<double>(v) * inv_alpha / (a / (us * us) + b)) <=
-          -mean + kd * std::log(mean) - std::lgamma(kd + 1.0))
-        return static_cast<std::uint64_t>(kd);
-    }
-  }
-  const double slam = std::sqrt(mean);
-  const double b = 0.931 + 2.53 * slam, a = -0.059 + 0.02483 * b;
-  const double inv_alpha = 1.1239 + 1.1328 / (b - 3.4), vr = 0.9277 - 3.6224 / (b - 2.0);
-  for (;;) {
-    const double u = rng.uniform() - 0.5;
-    const double v = rng.uniform();
-    const double us = 0.5 - std::fabs(u);
-    const double k = std::floor((2.0 * a / us + b) * u + mean + 0.43);
-    if (us >= 0.07 && v <= vr) return static_cast<std::uint64_t>(k);
-    if (k < 0.0 || (us < 0.013 && v > us)) continue;
-    if (std::log(v * inv_alpha / (a / (us * us) + b)) <= -mean + k * std::log(mean) - std::lgamma(k + 1.0))
-      return static_cast<std::uint64_t>(k);
-  }
+  return out;
 }
 
 namespace {
@@ -238,56 +228,17 @@ void convolve_replicate(const float* image, std::size_t ny, std::size_t nx, cons
 namespace {
 
 void render_with(const render_input& input, const render_settings& s, render_output& output, workspace& w) {
-  if (input.n == 0) throw std::invalid_argument("the aggregate has no particles");
   if (output.image == nullptr) throw std::invalid_argument("no image buffer");
   const std::size_t ny = s.ny, nx = s.nx, pixels = ny * nx, n_materials = s.tables.size();
   const double px = s.pixel_nm;
-
-  // Rotation and projection.
-  mat3 rotation = input.rotation;
-  if (!input.has_rotation) {
-    philox_stream rng(input.seed, render_stream_rotation);
-    rotation = random_rotation(rng);
-  }
-  std::vector<vec3> centres(input.n);
-  double lo_x = std::numeric_limits<double>::infinity(), hi_x = -lo_x, lo_y = lo_x, hi_y = -lo_x;
-  for (std::size_t i = 0; i < input.n; ++i) {
-    const vec3 c{input.centers[3 * i], input.centers[3 * i + 1], input.centers[3 * i + 2]};
-    const double r = input.radii[i];
-    if (!(r > 0.0) || !std::isfinite(r) || !std::isfinite(c.x + c.y + c.z))
-      throw std::invalid_argument("centres must be finite and radii positive");
-    if (input.materials[i] >= n_materials) throw std::invalid_argument("material code without a table");
-    centres[i] = rotation * c;
-    lo_x = std::min(lo_x, centres[i].x - r);
-    hi_x = std::max(hi_x, centres[i].x + r);
-    lo_y = std::min(lo_y, centres[i].y - r);
-    hi_y = std::max(hi_y, centres[i].y + r);
-  }
-  const double cx = input.has_center ? input.cx : 0.5 * (lo_x + hi_x);
-  const double cy = input.has_center ? input.cy : 0.5 * (lo_y + hi_y);
-  const double x0 = cx - 0.5 * static_cast<double>(nx - 1) * px;  // centre of pixel column 0
-  const double y0 = cy - 0.5 * static_cast<double>(ny - 1) * px;
-  output.rotation = rotation;
-  output.cx = cx;
-  output.cy = cy;
-  output.clipped = lo_x < x0 - 0.5 * px || hi_x > x0 + (static_cast<double>(nx) - 0.5) * px ||
-                   lo_y < y0 - 0.5 * px || hi_y > y0 + (static_cast<double>(ny) - 0.5) * px;
-
-  // Per-particle brightness: a log-normal draw with the table's mean and spread.
-  std::vector<float> factor(input.n, 1.0f);
-  if (s.orientation_spread) {
-    philox_stream rng(input.seed, render_stream_orientation);
-    for (std::size_t i = 0; i < input.n; ++i) {
-      const auto& table = s.tables[input.materials[i]];
-      const double d = 2.0 * input.radii[i];
-      const double mean = table.intensity_at(d), spread = table.spread_at(d);
-      const double z = rng.normal();
-      if (!(mean > 0.0)) continue;
-      const double var = std::log1p((spread / mean) * (spread / mean));
-      const double drawn = std::min(mean * std::exp(std::sqrt(var) * z - 0.5 * var), 1.0 - 1e-9);
-      factor[i] = static_cast<float>(-std::log1p(-drawn) / table.density_at(d));
-    }
-  }
+  const render_projection projection = project_aggregate(input, s);
+  const std::vector<vec3>& centres = projection.centres;
+  const std::vector<float>& factor = projection.factor;
+  const double x0 = projection.x0, y0 = projection.y0;
+  output.rotation = projection.rotation;
+  output.cx = projection.cx;
+  output.cy = projection.cy;
+  output.clipped = projection.clipped;
 
   // Path lengths per material at every pixel centre.
   const bool track_owner = output.particle != nullptr || output.material != nullptr;
@@ -342,8 +293,7 @@ void render_with(const render_input& input, const render_settings& s, render_out
     thick[m] = w.thickness.data() + m * pixels;
     weighted[m] = s.orientation_spread ? w.weighted.data() + m * pixels : nullptr;
     for (std::size_t p = 0; p < pixels; ++p) deepest[m] = std::max(deepest[m], thick[m][p]);
-    if (!s.extrapolate && deepest[m] > s.tables[m].max_thickness() * (1.0 + 1e-6))
-      too_thick(material_name(m), deepest[m], s.tables[m].max_thickness());
+    check_path_length(s, m, deepest[m]);
   }
 
   // Intensities: materials (and the support film) add in optical density.
@@ -355,12 +305,10 @@ void render_with(const render_input& input, const render_settings& s, render_out
   const bool support = s.support_nm > 0.0;
   double support_sigma = 0.0;
   if (support) {
-    if (!s.extrapolate && s.support_nm > s.support.max_thickness() * (1.0 + 1e-6))
-      too_thick("the support film", s.support_nm, s.support.max_thickness());
+    check_path_length(s, n_materials, s.support_nm);
     // Atoms in one pixel's column are Poisson: relative RMS 1 / sqrt(count).
     support_sigma = 1.0 / std::sqrt(s.support_atoms_per_nm3 * px * px * s.support_nm);
   }
-  philox_stream support_rng(input.seed, render_stream_support);
   for (std::size_t p = 0; p < pixels; ++p) {
     double density = 0.0;
     for (std::size_t m = 0; m < n_materials; ++m) {
@@ -371,7 +319,8 @@ void render_with(const render_input& input, const render_settings& s, render_out
       density += dm;
     }
     if (support) {
-      const double t = std::max(0.0, s.support_nm * (1.0 + support_sigma * support_rng.normal()));
+      const double z = normal_at(input.seed, render_stream_support, p);
+      const double t = std::max(0.0, s.support_nm * (1.0 + support_sigma * z));
       density += s.support.density_at(t);
     }
     clean[p] = density > 0.0 ? static_cast<float>(-std::expm1(-density)) : 0.0f;
@@ -392,31 +341,26 @@ void render_with(const render_input& input, const render_settings& s, render_out
   else if (image != clean)
     std::copy(clean, clean + pixels, image);
   if (s.scan_jitter_px > 0.0) {
-    philox_stream rng(input.seed, render_stream_jitter);
     std::vector<float> row;
-    jitter_rows(image, ny, nx, s.scan_jitter_px, rng, row);
+    jitter_rows(image, ny, nx, s.scan_jitter_px, input.seed, row);
   }
   if (s.dose > 0.0) {
-    philox_stream rng(input.seed, render_stream_shot);
     const double electrons = s.dose * (10.0 * px) * (10.0 * px);  // per pixel
     for (std::size_t p = 0; p < pixels; ++p)
-      image[p] = static_cast<float>(
-          static_cast<double>(poisson(rng, electrons * std::max(0.0f, image[p]))) / electrons);
+      image[p] = shot_noise_pixel(input.seed, render_stream_shot, p, electrons, image[p]);
   }
-  if (s.gain != 1.0 || s.black_level != 0.0 || s.read_noise > 0.0) {
-    philox_stream rng(input.seed, render_stream_read);
+  if (s.gain != 1.0 || s.black_level != 0.0 || s.read_noise > 0.0)
     for (std::size_t p = 0; p < pixels; ++p) {
       double v = s.black_level + s.gain * image[p];
-      if (s.read_noise > 0.0) v += s.read_noise * rng.normal();
+      if (s.read_noise > 0.0) v += s.read_noise * normal_at(input.seed, render_stream_read, p);
       image[p] = static_cast<float>(v);
     }
-  }
 }
 
 }  // namespace
 
 void render_haadf(const render_input& input, const render_settings& settings, render_output& output) {
-  check_settings(settings);
+  check_render_settings(settings);
   // Scratch is kept for the usual image sizes; that of very large ones is given back.
   struct release_if_large {
     workspace& w;
@@ -431,7 +375,7 @@ void render_haadf(const render_input& input, const render_settings& settings, re
 void render_haadf_batch(const std::vector<render_input>& inputs, const render_settings& settings,
                         std::vector<render_output>& outputs, unsigned threads) {
   if (outputs.size() != inputs.size()) throw std::invalid_argument("one output per input");
-  check_settings(settings);
+  check_render_settings(settings);
   detail::parallel_for(inputs.size(), threads, [&](std::size_t i, unsigned) {
     render_haadf(inputs[i], settings, outputs[i]);
   });

@@ -151,6 +151,18 @@ void test_poisson_moments() {
   check(std::fabs(zeros / 1e5 - p0) < 5 * std::sqrt(p0 * (1 - p0) / 1e5), "Poisson P(0)");
 }
 
+// The random draws a pixel reaches directly are those of the sequential
+// stream, and per-pixel streams never meet whole-image ones.
+void test_direct_draws_match_the_sequential_stream() {
+  philox_stream rng(21, render_stream_read);
+  for (std::uint64_t k = 0; k < 1000; ++k)
+    check(normal_at(21, render_stream_read, k) == rng.normal(), "normal_at(k) is the k-th normal");
+  check(pixel_stream(render_stream_shot, 0) != render_stream_shot, "pixel streams differ from image streams");
+  check(pixel_stream(render_stream_shot, 7) != pixel_stream(render_stream_read, 7), "pixel streams by kind");
+  check(pixel_stream(render_stream_shot, 7) != pixel_stream(render_stream_shot, 8), "pixel streams by pixel");
+  check(pixel_stream(render_stream_shot, 7) >= 256, "pixel streams stay clear of ids below 256");
+}
+
 void test_convolution_brute_force() {
   philox_stream rng(5, 5);
   const std::size_t ny = 13, nx = 17, ry = 2, rx = 3;
@@ -222,6 +234,7 @@ int main() {
   test_paths_match_brute_force();
   test_rotation_is_applied();
   test_poisson_moments();
+  test_direct_draws_match_the_sequential_stream();
   test_convolution_brute_force();
   test_batch_and_errors();
   return heteroagg_test::finish("render");

@@ -19,6 +19,8 @@
 #include "heteroagg_cuda/cufft_library.hpp"
 #include "heteroagg_cuda/device_memory.hpp"
 #include "heteroagg_cuda/multislice.hpp"
+#include "heteroagg_cuda/potential.hpp"
+#include "batched_fft.hpp"
 
 namespace heteroagg::cuda {
 
@@ -26,32 +28,6 @@ namespace {
 
 constexpr double pi = 3.14159265358979323846;
 constexpr unsigned threads_per_block = 256;
-
-void check_fft(cufft_result status, const char* what) {
-  if (status != 0)
-    throw std::runtime_error(std::string("cuFFT error ") + std::to_string(status) + " in " + what);
-}
-
-// A batched 2D complex-to-complex cuFFT plan, destroyed with the object.
-class batched_fft {
- public:
-  batched_fft(const cufft_functions& fft, std::size_t ny, std::size_t nx, std::size_t batch) : fft_(fft) {
-    int n[2] = {static_cast<int>(ny), static_cast<int>(nx)};
-    check_fft(fft_.plan_many(&plan_, 2, n, nullptr, 1, 0, nullptr, 1, 0, cufft_c2c, static_cast<int>(batch)),
-              "cufftPlanMany");
-  }
-  ~batched_fft() { fft_.destroy(plan_); }
-  batched_fft(const batched_fft&) = delete;
-  batched_fft& operator=(const batched_fft&) = delete;
-
-  void forward(float2* data) const { check_fft(fft_.exec_c2c(plan_, data, data, cufft_forward), "forward FFT"); }
-  // Unnormalised: the caller folds in 1 / (ny nx).
-  void inverse(float2* data) const { check_fft(fft_.exec_c2c(plan_, data, data, cufft_inverse), "inverse FFT"); }
-
- private:
-  const cufft_functions& fft_;
-  cufft_handle plan_ = 0;
-};
 
 unsigned blocks_for(std::size_t n) { return static_cast<unsigned>((n + threads_per_block - 1) / threads_per_block); }
 
@@ -61,11 +37,6 @@ __device__ double frequency(std::size_t i, std::size_t n, double d) {
   const auto k = static_cast<double>(i);
   const auto nn = static_cast<double>(n);
   return (i < (n + 1) / 2 ? k : k - nn) / (nn * d);
-}
-
-__device__ std::size_t wrap(long long i, std::size_t n) {
-  const auto m = static_cast<long long>(n);
-  return static_cast<std::size_t>(((i % m) + m) % m);
 }
 
 // exp(i sigma V) of every potential pixel (single precision, as the CPU path).
@@ -98,22 +69,26 @@ __global__ void probe_kernel(const float2* base, const double* px, const double*
 }
 
 // psi *= factor * t(window origin + pixel), read periodically from the slice.
-__global__ void transmit_kernel(float2* psi, const float2* t, const long long* oy, const long long* ox,
-                                std::size_t ny, std::size_t nx, std::size_t full_ny, std::size_t full_nx,
-                                float factor, std::size_t n) {
-  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  const std::size_t area = ny * nx, b = i / area, pixel = i % area, iy = pixel / nx, ix = pixel % nx;
-  const float2 ti = t[wrap(oy[b] + static_cast<long long>(iy), full_ny) * full_nx +
-                      wrap(ox[b] + static_cast<long long>(ix), full_nx)];
-  const float2 value = mul(psi[i], ti);
-  psi[i] = make_float2(value.x * factor, value.y * factor);
+// Grid (column blocks, rows, probes) with 32-bit indices; the origins come
+// wrapped into the slice, so the periodic read needs no division.
+__global__ void transmit_kernel(float2* psi, const float2* t, const unsigned* oy, const unsigned* ox, unsigned ny,
+                                unsigned nx, unsigned full_ny, unsigned full_nx, float factor) {
+  const unsigned ix = blockIdx.x * blockDim.x + threadIdx.x, iy = blockIdx.y, b = blockIdx.z;
+  if (ix >= nx) return;
+  unsigned y = oy[b] + iy, x = ox[b] + ix;
+  while (y >= full_ny) y -= full_ny;
+  while (x >= full_nx) x -= full_nx;
+  float2* p = psi + (static_cast<std::size_t>(b) * ny + iy) * nx + ix;
+  const float2 value = mul(*p, t[static_cast<std::size_t>(y) * full_nx + x]);
+  *p = make_float2(value.x * factor, value.y * factor);
 }
 
-__global__ void propagate_kernel(float2* psi, const float2* propagator, std::size_t area, std::size_t n) {
-  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  psi[i] = mul(psi[i], propagator[i % area]);
+// Grid (pixel blocks, probes): every probe times the same propagator.
+__global__ void propagate_kernel(float2* psi, const float2* propagator, unsigned area) {
+  const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= area) return;
+  float2* p = psi + static_cast<std::size_t>(blockIdx.y) * area + i;
+  *p = mul(*p, propagator[i]);
 }
 
 // sums[b] += sum_i weight[i] |psi_b[i]|^2; grid (blocks per probe, probes).
@@ -139,7 +114,7 @@ void launched(const char* what) { check(cudaGetLastError(), what); }
 }  // namespace
 
 void run_multislice(const multislice_request& r, const float* potentials, float* out, std::size_t batch,
-                    progress_callback progress, void* context) {
+                    progress_callback progress, void* context, bool potentials_on_device) {
   const multislice_setup setup = prepare_multislice(r);
   const transmission_stack& stack = *r.stack;
   const grid2d& full = stack.grid;
@@ -148,16 +123,19 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
   if (r.n_positions == 0) return;
   if (!potentials) throw std::invalid_argument("multislice: potentials missing");
   if (batch == 0) batch = std::max<std::size_t>(1, (std::size_t{1} << 30) / (area * sizeof(float2)));
-  batch = std::min(batch, r.n_positions);
+  batch = std::min({batch, r.n_positions, std::size_t{65535}});  // probes are a grid dimension
+  if (full.ny > 0xffffffffu / 2 || full.nx > 0xffffffffu / 2 || window.ny > 65535)
+    throw std::invalid_argument("multislice: the CUDA path takes grids of at most 65535 rows");
   const cufft_functions& fft = cufft();
 
   // Transmission functions of every slice, band-limited on the full grid.
   device_array<float2> transmission(slices * full_area);
   {
-    device_array<float> v(slices * full_area);
-    v.upload(potentials, slices * full_area);
+    device_array<float> v(potentials_on_device ? 0 : slices * full_area);
+    if (!potentials_on_device) v.upload(potentials, slices * full_area);
     const std::size_t n = slices * full_area;
-    transmission_kernel<<<blocks_for(n), threads_per_block>>>(v.get(), transmission.get(),
+    transmission_kernel<<<blocks_for(n), threads_per_block>>>(potentials_on_device ? potentials : v.get(),
+                                                              transmission.get(),
                                                               static_cast<float>(interaction_constant(r.optics.energy)), n);
     launched("transmission_kernel");
   }
@@ -191,13 +169,17 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
   // Per-batch arrays.
   device_array<float2> psi(batch * area);
   device_array<double> d_px(batch), d_py(batch);
-  device_array<long long> d_oy(batch), d_ox(batch);
+  device_array<unsigned> d_oy(batch), d_ox(batch);
   device_array<double> sums(planes * detectors * batch);
   std::vector<double> px(batch), py(batch), host_sums(planes * detectors * batch);
-  std::vector<long long> oy(batch), ox(batch);
+  std::vector<unsigned> oy(batch), ox(batch);
   const batched_fft plan(fft, window.ny, window.nx, batch);
   const std::size_t n = batch * area;
   const float inverse_scale = 1.0f / static_cast<float>(area);
+  const unsigned row_threads = window.nx >= 256 ? 256 : 64;
+  const dim3 transmit_grid(static_cast<unsigned>((window.nx + row_threads - 1) / row_threads),
+                           static_cast<unsigned>(window.ny), static_cast<unsigned>(batch));
+  const dim3 propagate_grid(blocks_for(area), static_cast<unsigned>(batch));
   const dim3 detect_grid(static_cast<unsigned>(std::min<std::size_t>(blocks_for(area), 64)),
                          static_cast<unsigned>(batch));
 
@@ -206,8 +188,12 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
     for (std::size_t b = 0; b < batch; ++b) {
       // A short last batch repeats its last probe; the repeats are not read back.
       const probe_placement place = place_probe(r, setup, first + std::min(b, count - 1));
-      oy[b] = place.oy;
-      ox[b] = place.ox;
+      const auto wrapped = [](long long o, std::size_t n) {
+        const auto m = static_cast<long long>(n);
+        return static_cast<unsigned>(((o % m) + m) % m);
+      };
+      oy[b] = wrapped(place.oy, full.ny);
+      ox[b] = wrapped(place.ox, full.nx);
       px[b] = place.px;
       py[b] = place.py;
     }
@@ -223,13 +209,14 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
     plan.inverse(psi.get());
     std::size_t next_plane = 0;
     for (std::size_t s = 0; s < slices; ++s) {
-      transmit_kernel<<<blocks_for(n), threads_per_block>>>(psi.get(), transmission.get() + s * full_area,
-                                                            d_oy.get(), d_ox.get(), window.ny, window.nx, full.ny,
-                                                            full.nx, inverse_scale, n);
+      transmit_kernel<<<transmit_grid, row_threads>>>(psi.get(), transmission.get() + s * full_area, d_oy.get(),
+                                                      d_ox.get(), static_cast<unsigned>(window.ny),
+                                                      static_cast<unsigned>(window.nx), static_cast<unsigned>(full.ny),
+                                                      static_cast<unsigned>(full.nx), inverse_scale);
       launched("transmit_kernel");
       plan.forward(psi.get());
-      propagate_kernel<<<blocks_for(n), threads_per_block>>>(
-          psi.get(), propagators.get() + setup.propagator_of[s] * area, area, n);
+      propagate_kernel<<<propagate_grid, threads_per_block>>>(
+          psi.get(), propagators.get() + setup.propagator_of[s] * area, static_cast<unsigned>(area));
       launched("propagate_kernel");
       if (next_plane < planes && r.exit_planes[next_plane] == s + 1) {
         for (std::size_t d = 0; d < detectors; ++d) {
@@ -248,6 +235,17 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
         out[k * r.n_positions + first + b] = static_cast<float>(host_sums[k * batch + b]);
     if (progress && !progress(first + count, context)) throw multislice_cancelled();
   }
+}
+
+void run_multislice_from_atoms(const multislice_request& r, const potential_request& atoms,
+                               const projected_form_factor& form, float* out, std::size_t batch,
+                               progress_callback progress, void* context) {
+  const grid2d& grid = r.stack->grid;
+  if (atoms.grid.ny != grid.ny || atoms.grid.nx != grid.nx || atoms.slice_edges.size() != r.stack->slices() + 1)
+    throw std::invalid_argument("multislice: the atoms' grid and slices must be the multislice's");
+  device_array<float> potentials(r.stack->slices() * grid.ny * grid.nx);
+  projected_potentials(atoms, form, potentials.get());
+  run_multislice(r, potentials.get(), out, batch, progress, context, true);
 }
 
 }  // namespace heteroagg::cuda

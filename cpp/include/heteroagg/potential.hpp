@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "heteroagg/multislice.hpp"
@@ -37,6 +38,16 @@ struct potential_request {
   bool pixel_correction = true;  // divide by abTEM's sinc pixel factor
   unsigned threads = 0;
 };
+
+// F(k^2) / (pixel correction * pixel area) on the request's FFT grid, one
+// table (ny, nx) per element of its atoms: what the FFT superposition
+// multiplies each element's deltas by.
+std::map<int, std::vector<float>> element_factor_tables(const potential_request& request,
+                                                        const projected_form_factor& form);
+
+// Checks the request (grid, finite positions, slice edges) and groups its
+// atoms by slice and then by element.
+std::vector<std::map<int, std::vector<std::size_t>>> atoms_by_slice(const potential_request& request);
 
 // Projected potential of every slice, (slices, ny, nx) float32 in V·Å.
 std::vector<float> projected_potentials(const potential_request& request, const projected_form_factor& form);

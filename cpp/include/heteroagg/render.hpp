@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "heteroagg/geometry.hpp"
+#include "heteroagg/render_pixel.hpp"
 
 namespace heteroagg {
 
@@ -37,6 +38,8 @@ struct thickness_table {
   std::vector<double> density;  // -ln(1 - I) at t_k, density[0] = 0
   std::vector<double> spread;   // standard deviation of I over orientations at t_k
   double max_thickness() const { return step_nm * static_cast<double>(density.size() - 1); }
+  // The table as plain arrays (valid while the table lives).
+  table_view view() const { return table_view{density.data(), spread.data(), density.size(), step_nm}; }
   // D(t) by linear interpolation; beyond the table, D grows in proportion to t.
   double density_at(double t) const;
   // Mean I(t) and its orientation spread.
@@ -88,6 +91,28 @@ struct render_output {
   bool clipped = false;  // some sphere reaches beyond the field of view
 };
 
+// The per-aggregate setup shared by the CPU and CUDA renderers.
+struct render_projection {
+  std::vector<vec3> centres;  // rotated centres, nm
+  std::vector<float> factor;  // per-particle optical-density factor (1 without orientation spread)
+  mat3 rotation;
+  double cx = 0.0, cy = 0.0;  // nm at the image centre
+  double x0 = 0.0, y0 = 0.0;  // nm at the centre of pixel (0, 0)
+  bool clipped = false;
+};
+
+// Throws std::invalid_argument for inconsistent settings.
+void check_render_settings(const render_settings& settings);
+
+// Rotation, projection, field centre, clipping and brightness factors of one
+// aggregate.  Throws std::invalid_argument for bad spheres or materials.
+render_projection project_aggregate(const render_input& input, const render_settings& settings);
+
+// Throws std::invalid_argument, as the renderer does, when a beam path of
+// `deepest_nm` through `material` exceeds its table and extrapolation is off;
+// material settings.tables.size() is the support film.
+void check_path_length(const render_settings& settings, std::size_t material, double deepest_nm);
+
 // Render one image.  Throws std::invalid_argument for bad settings or, without
 // `extrapolate`, a path longer than a material's table.
 void render_haadf(const render_input& input, const render_settings& settings, render_output& output);
@@ -95,9 +120,6 @@ void render_haadf(const render_input& input, const render_settings& settings, re
 // Render many images on `threads` workers (0: all cores); output[i] for input[i].
 void render_haadf_batch(const std::vector<render_input>& inputs, const render_settings& settings,
                         std::vector<render_output>& outputs, unsigned threads);
-
-// A Poisson draw of mean `mean` >= 0 (inversion below 10, else Hormann's PTRS).
-std::uint64_t poisson(philox_stream& rng, double mean);
 
 // Convolve a row-major ny x nx image with a (2 ry + 1) x (2 rx + 1) kernel,
 // edges extended by their nearest pixel.

@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "heteroagg/multislice.hpp"
+#include "heteroagg/potential.hpp"
 
 namespace heteroagg::cuda {
 
@@ -14,9 +15,18 @@ namespace heteroagg::cuda {
 // share one batched cuFFT plan (0: as many as about 1 GiB of wave functions
 // holds).  Writes `out` in the layout of heteroagg::run_multislice; the
 // results agree with it to single-precision rounding.  `progress` is called
-// from the calling thread after every batch.  Throws std::invalid_argument
-// for inconsistent requests and std::runtime_error for CUDA errors.
+// from the calling thread after every batch.  `potentials` is host memory,
+// or device memory when `potentials_on_device` (from projected_potentials in
+// heteroagg_cuda/potential.hpp, say).  Throws std::invalid_argument for
+// inconsistent requests and std::runtime_error for CUDA errors.
 void run_multislice(const multislice_request& request, const float* potentials, float* out, std::size_t batch = 0,
-                    progress_callback progress = nullptr, void* context = nullptr);
+                    progress_callback progress = nullptr, void* context = nullptr,
+                    bool potentials_on_device = false);
+
+// The same with the potentials built on the device from `atoms` (on the
+// request's grid, one slice per thickness), never leaving it.
+void run_multislice_from_atoms(const multislice_request& request, const potential_request& atoms,
+                               const projected_form_factor& form, float* out, std::size_t batch = 0,
+                               progress_callback progress = nullptr, void* context = nullptr);
 
 }  // namespace heteroagg::cuda

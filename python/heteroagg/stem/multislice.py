@@ -281,8 +281,10 @@ def _run_configuration(
 ) -> np.ndarray:
     """(planes, detectors, scan_y, scan_x) intensities for one atom configuration.
 
-    ``engine`` is ``_core.multislice`` or its CUDA twin, which take the same
-    arguments.
+    ``engine`` is :func:`_cpu_engine` or the CUDA extension's
+    ``multislice_atoms``, which take the same arguments: the atoms of a tile
+    and the multislice settings.  The CUDA one builds the potentials on the
+    device, where they stay.
     """
     edges = grid.slice_edges
     dy, dx = grid.sampling
@@ -292,7 +294,8 @@ def _run_configuration(
     ys = np.arange(grid.scan_gpts[0]) * grid.scan_sampling[0]
     xs = np.arange(grid.scan_gpts[1]) * grid.scan_sampling[1]
 
-    def propagate(potentials: np.ndarray, origin: tuple[float, float], by: slice, bx: slice):
+    def propagate(atoms: tuple, origin: tuple[float, float], by: slice, bx: slice):
+        tile_positions, tile_numbers, gpts = atoms
         yy, xx = np.meshgrid(ys[by], xs[bx], indexing="ij")
         scan = np.stack([xx.ravel() - origin[0], yy.ravel() - origin[1]], axis=1)
         done = [0]
@@ -302,7 +305,12 @@ def _run_configuration(
             done[0] = count
 
         result = engine(
-            potentials,
+            tile_positions,
+            tile_numbers,
+            gpts,
+            origin,
+            list(edges),
+            parametrization,
             list(grid.slice_thickness),
             (dy, dx),
             probe.energy,
@@ -317,15 +325,12 @@ def _run_configuration(
         )
         out[:, :, by, bx] = result.reshape(len(planes), len(detectors), *yy.shape)
 
-    def whole_cell() -> np.ndarray:
-        """Potentials of the periodic cell, atoms wrapped into it."""
+    def whole_cell() -> tuple:
+        """Atoms of the periodic cell, wrapped into it, and its grid."""
         wrapped = positions.copy()
         wrapped[:, 0] %= grid.extent[1]
         wrapped[:, 1] %= grid.extent[0]
-        return _core.projected_potentials(
-            wrapped, numbers, grid.gpts, (dy, dx), (0.0, 0.0), list(edges), parametrization,
-            True, threads,
-        )  # fmt: skip
+        return wrapped, numbers, tuple(grid.gpts)
 
     if window is None:
         propagate(whole_cell(), (0.0, 0.0), slice(None), slice(None))
@@ -354,19 +359,27 @@ def _run_configuration(
             origin[1] + tile[0] * dy + POTENTIAL_CUTOFF,
         )
         tile_positions, tile_numbers = _periodic_images(positions, numbers, grid.extent, lo, hi)
-        potentials = _core.projected_potentials(
-            tile_positions,
-            tile_numbers,
-            tile,
-            (dy, dx),
-            origin,
-            list(edges),
-            parametrization,
-            True,
-            threads,
-        )
-        propagate(potentials, origin, by, bx)
+        propagate((tile_positions, tile_numbers, tile), origin, by, bx)
     return out
+
+
+def _cpu_engine(
+    atom_positions: np.ndarray,
+    numbers: np.ndarray,
+    gpts: tuple[int, int],
+    origin: tuple[float, float],
+    slice_edges: list[float],
+    parametrization: str,
+    thickness: list[float],
+    sampling: tuple[float, float],
+    *multislice_args: Any,
+) -> np.ndarray:
+    """Potentials of the atoms on the CPU, then the CPU multislice."""
+    threads = multislice_args[-2]
+    potentials = _core.projected_potentials(
+        atom_positions, numbers, gpts, sampling, origin, slice_edges, parametrization, True, threads
+    )
+    return _core.multislice(potentials, thickness, sampling, *multislice_args)
 
 
 def _gaussian_blur(images: np.ndarray, sigma: float, sampling: tuple[float, float]) -> np.ndarray:
@@ -474,11 +487,11 @@ def haadf_multislice(
         For bad input, or when the detector reaches beyond the largest angle
         the sampling allows (2/3 of the Nyquist angle; the message names it).
     """
-    engine = _core.multislice
+    engine: Callable[..., np.ndarray] = _cpu_engine
     if resolve_device(device) == "cuda":
         extension = cuda_fft_extension(device)
         if extension is not None:
-            engine = extension.multislice
+            engine = extension.multislice_atoms
     detectors = [as_detector(detector)]
     probe = Probe(
         energy=energy,

@@ -15,6 +15,10 @@ The image of an aggregate is formed in the C++ core (``render.hpp``):
    probe's optics and source size and binned onto the pixels;
 6. scan lines are jittered, shot noise is drawn for the dose (Poisson), and
    the detector applies gain, black level and read noise.
+
+With ``device="cuda"`` the same steps run as CUDA kernels (``cuda/src/render.cu``)
+for many aggregates per launch, drawing the same random streams; images can be
+written straight into a CuPy array or a torch tensor on the device.
 """
 
 from __future__ import annotations
@@ -206,6 +210,12 @@ class HaadfRenderer:
     >>> renderer = HaadfRenderer(pixel_size=0.4, shape=(256, 256), dose=5e3)
     >>> image = renderer(agg, seed=1)                      # doctest: +SKIP
     >>> images = renderer.batch(aggs, seeds=range(64))    # doctest: +SKIP
+
+    On a GPU, a batch can be written into a device array without a copy:
+
+    >>> gpu = HaadfRenderer(pixel_size=1.0, shape=256, device="cuda")    # doctest: +SKIP
+    >>> out = torch.empty((64, 256, 256), device="cuda")                # doctest: +SKIP
+    >>> gpu.batch(aggs, seeds=range(64), out=out)                        # doctest: +SKIP
     """
 
     def __init__(
@@ -227,9 +237,7 @@ class HaadfRenderer:
         probe_fraction: float = PROBE_FRACTION,
         device: str = "auto",
     ) -> None:
-        backend = resolve_device(device)
-        if backend == "cuda" and device == "cuda":
-            raise RuntimeError("device='cuda': the renderer has no CUDA path yet; use 'cpu'")
+        self.device = resolve_device(device)
         if isinstance(pixel_size, bool) or not isinstance(pixel_size, (int, float)):
             raise ValueError(f"pixel_size must be a number of nm, got {pixel_size!r}")
         if not (math.isfinite(pixel_size) and pixel_size > 0):
@@ -284,7 +292,7 @@ class HaadfRenderer:
         self.shape = (int(shape[0]), int(shape[1]))
         self.probe = probe
         self.kernel = kernel
-        self._settings = _core.RenderSettings(
+        settings = dict(
             ny=self.shape[0],
             nx=self.shape[1],
             pixel_nm=self.pixel_size,
@@ -301,6 +309,12 @@ class HaadfRenderer:
             black_level=float(black_level),
             read_noise=float(read_noise),
         )
+        self._settings = _core.RenderSettings(**settings)
+        self._cuda_settings = None
+        if self.device == "cuda":
+            from heteroagg import _cuda  # type: ignore[attr-defined]
+
+            self._cuda_settings = _cuda.RenderSettings(**settings)
 
     @staticmethod
     def _material_luts(luts: Mapping[str | int, HaadfLUT] | None) -> list[HaadfLUT]:
@@ -345,6 +359,18 @@ class HaadfRenderer:
             if not (math.isfinite(cx) and math.isfinite(cy)):
                 raise ValueError(f"center must be finite (nm), got {center!r}")
             center = (cx, cy)
+        if self.device == "cuda" and not labels:
+            images, _, clipped = self._cuda_batch(
+                [self._arrays(agg)],
+                [seed],
+                0,
+                0,
+                None if rotation is None else rotation[None],
+                None if center is None else np.array([center], dtype=float),
+            )
+            if clipped[0]:
+                self._warn_clipped()
+            return images[0]
         try:
             out = _core.render_haadf(
                 *self._arrays(agg), rotation, center, seed, self._settings, bool(labels)
@@ -352,13 +378,7 @@ class HaadfRenderer:
         except ValueError as err:
             raise ValueError(str(err)) from None
         if out["clipped"]:
-            warnings.warn(
-                f"the aggregate reaches beyond the {self.shape[1]} x {self.shape[0]} pixel field "
-                f"of view ({self.shape[1] * self.pixel_size:g} x "
-                f"{self.shape[0] * self.pixel_size:g} nm); part of it is cut off",
-                FieldOfViewWarning,
-                stacklevel=3,
-            )
+            self._warn_clipped()
         if not labels:
             return out["image"]
         return Rendering(
@@ -373,18 +393,56 @@ class HaadfRenderer:
             clipped=bool(out["clipped"]),
         )
 
-    def batch(
-        self, aggs: Sequence[Aggregate], seeds: Sequence[int], *, threads: int = 0
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Render many aggregates on C++ threads with the GIL released.
+    def _warn_clipped(self) -> None:
+        warnings.warn(
+            f"the aggregate reaches beyond the {self.shape[1]} x {self.shape[0]} pixel field "
+            f"of view ({self.shape[1] * self.pixel_size:g} x "
+            f"{self.shape[0] * self.pixel_size:g} nm); part of it is cut off",
+            FieldOfViewWarning,
+            stacklevel=4,
+        )
 
-        Image ``i`` is ``self(aggs[i], seeds[i])`` bit for bit, whatever the
-        thread count; rotations are drawn from the seeds.
+    def batch(
+        self,
+        aggs: Sequence[Aggregate],
+        seeds: Sequence[int],
+        *,
+        threads: int = 0,
+        out: Any = None,
+    ) -> tuple[Any, np.ndarray, np.ndarray]:
+        """Render many aggregates with the GIL released.
+
+        On the CPU the images are drawn on C++ threads, and image ``i`` is
+        ``self(aggs[i], seeds[i])`` bit for bit, whatever the thread count.
+        With ``device="cuda"`` the whole batch is drawn by CUDA kernels; the
+        images then agree with the CPU's to single-precision rounding (and
+        shot-noise counts to within one electron where the GPU's and the
+        host's math libraries round differently).  Rotations are drawn from
+        the seeds.
+
+        Parameters
+        ----------
+        aggs, seeds
+            The aggregates and one seed in [0, 2**64) each.
+        threads
+            CPU threads (0: all cores); on CUDA they project the aggregates.
+        out
+            Where to write the images, (B, H, W) float32 and C-contiguous:
+            a numpy array, or with ``device="cuda"`` any array in device
+            memory that exposes ``__cuda_array_interface__`` (a CuPy array,
+            a torch CUDA tensor), written in place without a copy.  None:
+            a new numpy array.
 
         Returns
         -------
         images, rotations, clipped
-            (B, H, W) float32, (B, 3, 3) and (B,) bool.
+            ``out`` (or a new (B, H, W) float32 array), (B, 3, 3) and (B,)
+            bool.
+
+        Raises
+        ------
+        ValueError
+            For bad input, or an ``out`` of the wrong shape, type or memory.
         """
         seeds = [check_uint64("seed", s) for s in seeds]
         if len(seeds) != len(aggs):
@@ -392,10 +450,76 @@ class HaadfRenderer:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(f"threads must be an int >= 0, got {threads!r}")
         arrays = [self._arrays(agg) for agg in aggs]
+        shape = (len(aggs), *self.shape)
+        address = _device_address(out, shape) if out is not None and self.device == "cuda" else 0
+        if self.device == "cuda":
+            images, rotations, clipped = self._cuda_batch(arrays, seeds, threads, address)
+        else:
+            try:
+                images, rotations, clipped = _core.render_haadf_batch(
+                    arrays, seeds, self._settings, threads
+                )
+            except ValueError as err:
+                raise ValueError(str(err)) from None
+        if out is None:
+            return images, rotations, clipped
+        if images is not None:
+            host = _host_out(out, shape)
+            host[...] = images
+        return out, rotations, clipped
+
+    def _cuda_batch(
+        self,
+        arrays: list,
+        seeds: list[int],
+        threads: int,
+        address: int,
+        rotations: np.ndarray | None = None,
+        centers: np.ndarray | None = None,
+    ) -> tuple[Any, np.ndarray, np.ndarray]:
+        from heteroagg import _cuda  # type: ignore[attr-defined]
+
         try:
-            return _core.render_haadf_batch(arrays, seeds, self._settings, threads)
+            return _cuda.render_haadf_batch(
+                arrays, seeds, self._cuda_settings, threads, address, rotations, centers
+            )
         except ValueError as err:
             raise ValueError(str(err)) from None
+
+
+def _device_address(out: Any, shape: tuple[int, ...]) -> int:
+    """Address of a (B, H, W) float32 C-contiguous device array."""
+    interface = getattr(out, "__cuda_array_interface__", None)
+    if interface is None:
+        raise ValueError(
+            "with device='cuda', out must be a device array with __cuda_array_interface__ "
+            f"(a CuPy array or a torch CUDA tensor), got {type(out).__name__}"
+        )
+    if tuple(interface["shape"]) != shape:
+        raise ValueError(f"out has shape {tuple(interface['shape'])}, expected {shape}")
+    if np.dtype(interface["typestr"]) != np.float32:
+        raise ValueError(f"out must hold float32, got {np.dtype(interface['typestr'])}")
+    strides = interface.get("strides")
+    if strides is not None and tuple(strides) != (shape[1] * shape[2] * 4, shape[2] * 4, 4):
+        raise ValueError("out must be C-contiguous")
+    address, read_only = interface["data"]
+    if read_only:
+        raise ValueError("out is read-only")
+    return int(address)
+
+
+def _host_out(out: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``out`` as a writable numpy array of the batch's shape."""
+    if hasattr(out, "__cuda_array_interface__"):
+        raise ValueError("out is a device array; build the renderer with device='cuda'")
+    host = np.asarray(out)
+    if host.shape != shape or host.dtype != np.float32:
+        raise ValueError(
+            f"out must be a float32 array of shape {shape}, got {host.dtype} {host.shape}"
+        )
+    if not host.flags.writeable:
+        raise ValueError("out is read-only")
+    return host
 
 
 def _check_rotation(rotation: Any) -> np.ndarray:
@@ -475,8 +599,9 @@ def render_haadf(
     labels
         Return a :class:`Rendering` with the label maps instead of the image.
     device
-        ``"auto"`` or ``"cpu"``; there is no CUDA renderer yet, so an
-        explicit ``"cuda"`` raises.
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; an explicit
+        ``"cuda"`` without a usable GPU raises ``RuntimeError``.  Label maps
+        are drawn on the CPU.
 
     Returns
     -------

@@ -17,3 +17,27 @@ def tiny_config() -> DatasetConfig:
 def tiny_dataset(out, n: int, seed: int):
     generate(tiny_config(), n, out, seed=seed, shard_size=128)
     return out
+
+
+def train_killed_at_step(step: int, data, out, config, monkeypatch, **options) -> None:
+    """Run ``train`` until Ctrl-C arrives at optimiser step ``step``, as a killed run."""
+    import pytest
+
+    from heteroagg.learn import train
+    from heteroagg.learn import training as training_module
+
+    original = training_module.learning_rate
+    calls = {"n": 0}
+
+    def interrupted(config, k, steps):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return original(config, k, steps)
+
+    monkeypatch.setattr(training_module, "learning_rate", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(data, out, config, progress=False, device="cpu", **options)
+    finally:
+        monkeypatch.setattr(training_module, "learning_rate", original)

@@ -20,6 +20,7 @@ from heteroagg.learn import TrainConfig, TrainedRun, train
 from heteroagg.learn import training as training_module
 from heteroagg.learn.networks import ParameterRegressor, ResNetRegressor
 from heteroagg.learn.training import ImageStore, learning_rate, regression_loss, split_items
+from learn_data import train_killed_at_step
 
 SMALL = dict(batch_size=32, widths=(8, 16), blocks=(1, 1), val_fraction=0.15, seed=1)
 
@@ -155,19 +156,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_train, tmp_path, mo
     config = TrainConfig(epochs=3, checkpoint_minutes=1e-9, **SMALL)
     train(tiny_train, tmp_path / "full", config, progress=False, device="cpu")
 
-    original = training_module.learning_rate
-    calls = {"n": 0}
-
-    def dies_at_step_13(config, step, steps):
-        calls["n"] += 1
-        if calls["n"] == 13:
-            raise KeyboardInterrupt
-        return original(config, step, steps)
-
-    monkeypatch.setattr(training_module, "learning_rate", dies_at_step_13)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_train, tmp_path / "cut", config, progress=False, device="cpu")
-    monkeypatch.setattr(training_module, "learning_rate", original)
+    train_killed_at_step(13, tiny_train, tmp_path / "cut", config, monkeypatch)
     saved = torch.load(tmp_path / "cut/member-0/checkpoint.pt", weights_only=True)
     assert (saved["state"]["epoch"], saved["state"]["batch"]) != (0, 0)
     with pytest.raises(ValueError, match="not empty"):

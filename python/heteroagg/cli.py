@@ -281,6 +281,7 @@ def render(
     dose: Annotated[float, typer.Option(help="Dose (e/Å²); 0: no shot noise.")] = 0.0,
     support: Annotated[float, typer.Option(help="Carbon support film (nm); 0: none.")] = 0.0,
     extrapolate: Annotated[bool, typer.Option(help="Continue LUTs past their end.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Render a HAADF-STEM image of an aggregate with the shipped LUTs."""
     import warnings
@@ -299,9 +300,9 @@ def render(
             warnings.simplefilter("always", FieldOfViewWarning)
             image = render_haadf(
                 agg, pixel_size=pixel_size, shape=shape, seed=seed, dose=dose or None,
-                support=support or None, extrapolate=extrapolate,
+                support=support or None, extrapolate=extrapolate, device=device,
             )  # fmt: skip
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     for warning in caught:
         console.print(f"[yellow]warning:[/yellow] {warning.message}")
@@ -338,6 +339,9 @@ def generate(
     dask_local: Annotated[
         bool, typer.Option(help="Run on a Dask LocalCluster of --workers processes.")
     ] = False,
+    device: Annotated[
+        str, typer.Option(help="Render on: cpu, cuda or auto (see docs/performance.md).")
+    ] = "cpu",
 ) -> None:
     """Generate a synthetic dataset of (parameters, image, 3D aggregate) items."""
     from heteroagg.data import DatasetConfig, default_config
@@ -348,9 +352,9 @@ def generate(
         summary = run(
             cfg, n, out, seed=seed, workers=workers, resume=resume, shard_size=shard_size,
             on_failure="redraw" if redraw else "skip", progress=True,
-            scheduler="local" if dask_local else scheduler,
+            scheduler="local" if dask_local else scheduler, device=device,
         )  # fmt: skip
-    except (OSError, ValueError, ImportError) as err:
+    except (OSError, ValueError, ImportError, RuntimeError) as err:
         _abort(err)
     table = Table(title=f"dataset {out}")
     table.add_column("")
@@ -391,10 +395,30 @@ def export(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option("--data", help="Training dataset folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Training dataset folder (not on the fly).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Training settings (.toml, a [train] table).")
+    ] = None,
+    on_the_fly: Annotated[
+        bool,
+        typer.Option("--on-the-fly", help="Train on items generated and rendered while training."),
+    ] = False,
+    data_config: Annotated[
+        Path | None,
+        typer.Option(help="On the fly: dataset config (.toml) of the items; default: shipped."),
+    ] = None,
+    val_data: Annotated[
+        Path | None,
+        typer.Option(help="On the fly: a dataset folder to validate on (another seed)."),
+    ] = None,
+    items_per_epoch: Annotated[
+        int | None, typer.Option(help="Override, on the fly: training items per epoch.")
+    ] = None,
+    data_seed: Annotated[
+        int | None, typer.Option(help="Override, on the fly: root seed of the item stream.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
@@ -408,16 +432,35 @@ def train(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Override: root seed.")] = None,
 ) -> None:
-    """Train a CNN regressor of the model parameters (torchrun for several GPUs)."""
+    """Train a CNN regressor of the model parameters (torchrun for several GPUs).
+
+    From a stored dataset (--data DIR), or on the fly (--on-the-fly): items
+    generated from a dataset config and rendered while training, never stored.
+    """
     from heteroagg.learn import TrainConfig
     from heteroagg.learn import train as run
 
     overrides = {"epochs": epochs, "max_minutes": max_minutes, "ensemble": ensemble,
-                 "gaussian": gaussian, "seed": seed}  # fmt: skip
+                 "gaussian": gaussian, "seed": seed, "items_per_epoch": items_per_epoch,
+                 "data_seed": data_seed, "on_the_fly": on_the_fly or None}  # fmt: skip
     try:
         base = TrainConfig.from_toml(config).to_dict() if config is not None else {}
         base.update({k: v for k, v in overrides.items() if v is not None})
-        summary = run(data, out, TrainConfig.from_dict(base), device=device, resume=resume)
+        settings = TrainConfig.from_dict(base)
+        if settings.on_the_fly:
+            if data is not None:
+                raise ValueError(
+                    "--data is a stored dataset; on the fly, give the items' --data-config "
+                    "(and --val-data to validate on a stored dataset)"
+                )
+            source: Path | None = data_config
+        else:
+            if data_config is not None or val_data is not None:
+                raise ValueError("--data-config and --val-data are for --on-the-fly runs")
+            if data is None:
+                raise ValueError("give --data (a dataset folder) or --on-the-fly")
+            source = data
+        summary = run(source, out, settings, device=device, resume=resume, validation=val_data)
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     members = zip(summary.epochs, summary.best_val_loss, summary.stopped, strict=True)

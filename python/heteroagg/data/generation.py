@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -92,8 +93,11 @@ def _item_arrays(config: DatasetConfig, seed: int, start: int, stop: int, on_fai
 
 
 def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, out: str,
-                 on_failure: str) -> dict[str, Any]:  # fmt: skip
-    """Compute shard ``k`` (items start..stop) and write it whole; returns its stats."""
+                 on_failure: str, device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Compute shard ``k`` (items start..stop) and write it whole; returns its stats.
+
+    ``device`` is where the images are rendered, already resolved ("cpu" or "cuda").
+    """
     import h5py
 
     import heteroagg
@@ -108,6 +112,7 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
     renderer = HaadfRenderer(
         pixel_size=imaging.pixel_size, shape=imaging.shape, support=imaging.support or None,
         orientation_spread=imaging.orientation_spread, extrapolate=imaging.extrapolate,
+        device=device,
     )  # fmt: skip
     images = np.zeros((n, ny, nx), dtype=np.uint16)
     rotations = np.zeros((n, 3, 3))
@@ -158,10 +163,13 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
             "bytes": path.stat().st_size, "reasons": failures}  # fmt: skip
 
 
-def _render_items(renderer: Any, policy: str, aggs: list, seeds: list[int]) -> list[tuple]:
+def _render_items(
+    renderer: Any, policy: str, aggs: list, seeds: list[int], threads: int = 1
+) -> list[tuple]:
     """``(image, rotation, clipped, reason)`` per aggregate; ``reason`` is set
     (and the rest unused) for an item the renderer refuses, e.g. a path
-    beyond the LUTs without ``extrapolate``."""
+    beyond the LUTs without ``extrapolate``.  ``threads`` render a batch (0:
+    every core); the images do not depend on it."""
     import warnings
 
     from heteroagg.stem import FieldOfViewWarning
@@ -170,7 +178,7 @@ def _render_items(renderer: Any, policy: str, aggs: list, seeds: list[int]) -> l
         warnings.simplefilter("ignore", FieldOfViewWarning)
         if policy == "random":
             try:
-                images, rotations, clipped = renderer.batch(aggs, seeds, threads=1)
+                images, rotations, clipped = renderer.batch(aggs, seeds, threads=threads)
                 return list(zip(images, rotations, clipped, [""] * len(aggs), strict=True))
             except ValueError:
                 pass  # find the refused items one by one
@@ -204,6 +212,7 @@ def generate(
     on_failure: str = "skip",
     scheduler: str | None = None,
     progress: bool = False,
+    device: str = "cpu",
 ) -> GenerationSummary:
     """Generate ``n`` items into the folder ``out``.
 
@@ -234,6 +243,16 @@ def generate(
         (a shared file system).
     progress
         Show a progress bar with items/s and ETA.
+    device
+        Where the images are rendered: ``"cpu"``, ``"cuda"`` or ``"auto"``
+        (CUDA when available).  Aggregates are always built on the CPU.  With
+        CUDA, local worker processes are started fresh ("spawn") and share the
+        GPU; a Dask cluster's workers render on the CPU.  The stored images
+        agree with the CPU renderer's to single-precision rounding.  The
+        default is the CPU: building aggregates and compressing shards take
+        most of a stored item's time, and in a measured run (docs/performance.md)
+        16 CUDA workers wrote 8 192 items slower than 16 CPU workers.  The GPU
+        renderer pays off where images are not stored: on-the-fly training.
 
     Raises
     ------
@@ -242,10 +261,12 @@ def generate(
         dataset when ``resume`` is False).
     """
     from heteroagg import __version__
+    from heteroagg._device import resolve_device
     from heteroagg._progress import progress_bar
     from heteroagg.rng import check_uint64
 
     seed = check_uint64("seed", seed)
+    backend = "cpu" if scheduler is not None and device == "auto" else resolve_device(device)
     for name, value, low in (("n", n, 1), ("workers", workers, 1), ("shard_size", shard_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -273,13 +294,15 @@ def generate(
     done_items = n - sum(stop - start for _, start, stop in todo)
     with progress_bar(progress, n, "generating", done_items) as advance:
         folder = str(out.resolve())
-        args = [(index["config"], seed, k, a, b, folder, on_failure) for k, a, b in todo]
+        args = [(index["config"], seed, k, a, b, folder, on_failure, backend) for k, a, b in todo]
         if scheduler is not None:
             _collect(_run_dask(scheduler, workers, args), summary, advance)
         elif workers == 1:
             _collect((_write_shard(*a) for a in args), summary, advance)
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            # A forked child cannot use a CUDA context its parent has opened.
+            context = multiprocessing.get_context("spawn" if backend == "cuda" else None)
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 futures = [pool.submit(_write_shard, *a) for a in args]
                 _collect((f.result() for f in as_completed(futures)), summary, advance)
     summary.seconds = time.perf_counter() - start_time

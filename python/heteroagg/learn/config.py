@@ -14,6 +14,7 @@ from heteroagg.data.generation import DESCRIPTOR_NAMES
 from heteroagg.rng import check_uint64
 
 CACHE_MODES = ("auto", "memory", "device", "stream")
+FAILURE_POLICIES = ("skip", "redraw")
 NORMS = ("batch", "group")
 INPUT_TRANSFORMS = ("linear", "sqrt")
 
@@ -84,6 +85,27 @@ class TrainConfig:
         at most that much work.
     tensorboard
         Also log to TensorBoard (needs the ``tensorboard`` package).
+    on_the_fly
+        Train on items generated and rendered while training, from a
+        dataset config, instead of a stored dataset (see
+        :mod:`heteroagg.learn.on_the_fly`); every epoch sees new items.
+    items_per_epoch
+        On the fly: training items per epoch (a multiple of ``batch_size``
+        is used: ``items_per_epoch // batch_size`` steps).
+    val_items
+        On the fly, without a validation dataset: validation items generated
+        once (from the validation split of the same item stream) and kept in
+        memory.
+    data_seed
+        On the fly: root seed of the item stream, as ``heteroagg generate
+        --seed``: item ``i`` is the item ``i`` of a dataset generated with it.
+    on_failure
+        On the fly: ``"skip"`` or ``"redraw"`` parameter draws that cannot be
+        built, as ``heteroagg generate`` does (``--redraw``).
+    threads
+        On the fly: CPU threads that build and render items (0: every core).
+    prefetch_batches
+        On the fly: batches built ahead of the training loop.
     """
 
     seed: int = 0
@@ -112,16 +134,27 @@ class TrainConfig:
     bn_batches: int = 32
     checkpoint_minutes: float = 5.0
     tensorboard: bool = False
+    on_the_fly: bool = False
+    items_per_epoch: int = 16384
+    val_items: int = 1024
+    data_seed: int = 0
+    on_failure: str = "skip"
+    threads: int = 0
+    prefetch_batches: int = 4
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_uint64("seed", self.seed)
+        check_uint64("data_seed", self.data_seed)
         positive = {
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "ensemble": self.ensemble,
             "patience": self.patience,
             "space_to_depth": self.space_to_depth,
+            "items_per_epoch": self.items_per_epoch,
+            "val_items": self.val_items,
+            "prefetch_batches": self.prefetch_batches,
         }
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -158,6 +191,19 @@ class TrainConfig:
             raise ValueError(f"bn_batches must be an integer >= 0, got {self.bn_batches!r}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an integer >= 0, got {self.threads!r}")
+        if not isinstance(self.on_the_fly, bool):
+            raise ValueError(f"on_the_fly must be true or false, got {self.on_the_fly!r}")
+        if self.on_failure not in FAILURE_POLICIES:
+            raise ValueError(
+                f"on_failure must be one of {FAILURE_POLICIES}, got {self.on_failure!r}"
+            )
+        if self.on_the_fly and self.items_per_epoch < self.batch_size:
+            raise ValueError(
+                f"items_per_epoch={self.items_per_epoch} is less than one batch "
+                f"(batch_size={self.batch_size})"
+            )
         unknown = [d for d in self.descriptor_heads if d not in DESCRIPTOR_NAMES]
         if unknown:
             raise ValueError(f"unknown descriptor_heads {unknown}; choose from {DESCRIPTOR_NAMES}")

@@ -1,5 +1,7 @@
 """Training a regressor of the model parameters on a generated dataset.
 
+The items come from a stored dataset folder, or, with ``on_the_fly = true``,
+are generated and rendered while training (:mod:`heteroagg.learn.on_the_fly`).
 A run folder holds ``run.json`` (settings, dataset, normalisations), one
 ``member-k/`` per ensemble member with ``checkpoint.pt`` (resumable state),
 ``best.pt`` (weights of the best validation epoch) and ``metrics.csv``.
@@ -188,29 +190,19 @@ def _save_atomic(state: dict, path: Path) -> None:
 
 
 def _run_info(
-    data: Path,
-    dataset: SyntheticDataset,
+    dataset_info: dict[str, Any],
+    dataset_config: DatasetConfig,
     config: TrainConfig,
-    targets: Targets,
+    targets: Any,
     input_stats: tuple[float, float],
-    n_train: int,
-    n_val: int,
 ) -> dict[str, Any]:
     import heteroagg
 
-    dataset_config = DatasetConfig.from_dict(dataset.index["config"])
     return {
         "format_version": RUN_FORMAT_VERSION,
         "heteroagg_version": heteroagg.__version__,
         "train": config.to_dict(),
-        "dataset": {
-            "path": str(data.resolve()),
-            "n": len(dataset),
-            "n_train": n_train,
-            "n_val": n_val,
-            "heteroagg_version": dataset.index.get("heteroagg_version"),
-            "seed": dataset.index.get("seed"),
-        },
+        "dataset": dataset_info,
         "dataset_config": dataset_config.to_dict(),
         "parameters": list(dataset_config.params.varied),
         "descriptor_heads": list(targets.descriptor_names),
@@ -220,6 +212,215 @@ def _run_info(
         "image_shape": list(dataset_config.imaging.shape),
         "pixel_size_nm": dataset_config.imaging.pixel_size,
     }
+
+
+@dataclass
+class _Data:
+    """What the members train and validate on.
+
+    ``store``/``targets`` serve ``train_items`` by index: the training items
+    of a stored dataset, or on the fly the calibration items kept in memory
+    (they feed the input statistics and the batch-norm batches).  ``val_*``
+    is the validation set and ``stream`` the on-the-fly item stream (None
+    for a stored dataset).
+    """
+
+    config: DatasetConfig
+    info: dict[str, Any]
+    store: Any
+    targets: Any
+    train_items: np.ndarray
+    val_store: Any
+    val_targets: Any
+    val_items: np.ndarray
+    stream: Any = None
+
+
+def _cache_mode(config: TrainConfig, image_bytes: int, dev: torch.device) -> str:
+    where = config.cache
+    if where == "auto":
+        where = "memory" if image_bytes < config.cache_gb * 1e9 else "stream"
+    if where == "device" and dev.type == "cpu":
+        where = "memory"
+    return where
+
+
+def _stored_data(
+    data: Path,
+    config: TrainConfig,
+    dev: torch.device,
+    dist: _Distributed,
+    saved: dict[str, Any] | None,
+    show: bool,
+) -> _Data:
+    """A dataset folder split into training and validation items."""
+    dataset = SyntheticDataset(data)
+    dataset_config = DatasetConfig.from_dict(dataset.index["config"])
+    _check_shape(dataset_config, config)
+    if saved is not None and saved["dataset"]["path"] != str(data.resolve()):
+        raise ValueError(f"the run was trained on {saved['dataset']['path']}, not {data}")
+    train_items, val_items = split_items(
+        len(dataset), dataset.failed[:], config.seed, config.val_fraction
+    )
+    if len(train_items) < config.batch_size * dist.world or len(val_items) == 0:
+        raise ValueError(
+            f"{data} has {len(train_items)} training and {len(val_items)} validation "
+            f"items: too few for batches of {config.batch_size}"
+        )
+    space = dataset_config.params
+    if saved is not None:
+        targets = Targets(dataset, space, config.descriptor_heads, stats=saved["descriptor_stats"])
+    else:
+        targets = Targets(dataset, space, config.descriptor_heads, fit_items=train_items)
+    shape = dataset_config.imaging.shape
+    image_bytes = 2 * shape[0] * shape[1] * (len(train_items) + len(val_items))
+    where = _cache_mode(config, image_bytes, dev)
+    store = ImageStore(
+        dataset, np.concatenate([train_items, val_items]), where, dev, config.workers, show
+    )
+    info = {
+        "path": str(data.resolve()),
+        "n": len(dataset),
+        "n_train": len(train_items),
+        "n_val": len(val_items),
+        "heteroagg_version": dataset.index.get("heteroagg_version"),
+        "seed": dataset.index.get("seed"),
+    }
+    return _Data(dataset_config, info, store, targets, train_items, store, targets, val_items)
+
+
+def _check_shape(dataset_config: DatasetConfig, config: TrainConfig) -> None:
+    shape = dataset_config.imaging.shape
+    if any(side % config.space_to_depth for side in shape):
+        raise ValueError(
+            f"image shape {shape} is not a multiple of space_to_depth={config.space_to_depth}"
+        )
+
+
+def _stream_config(data: Any) -> DatasetConfig:
+    """The dataset config of an on-the-fly run: a DatasetConfig, a TOML file or None."""
+    from heteroagg.data.config import default_config
+
+    if data is None:
+        return default_config()
+    if isinstance(data, DatasetConfig):
+        return data
+    if not isinstance(data, (str, os.PathLike)):
+        raise ValueError(
+            f"on_the_fly needs a DatasetConfig or a dataset config file, got {type(data).__name__}"
+        )
+    path = Path(data)
+    if path.is_dir():
+        raise ValueError(
+            f"on_the_fly generates its items from a dataset config (a .toml file or a "
+            f"DatasetConfig), but {path} is a folder; give a stored dataset as "
+            "validation= (heteroagg train --val-data) to validate on it"
+        )
+    if not path.exists():
+        raise ValueError(f"dataset config {path} does not exist")
+    return DatasetConfig.from_toml(path)
+
+
+def _validation_dataset(
+    validation: str | Path, dataset_config: DatasetConfig, config: TrainConfig
+) -> tuple[SyntheticDataset, np.ndarray]:
+    """A stored dataset to validate an on-the-fly run on, and its items that were built."""
+    dataset = SyntheticDataset(validation)
+    if DatasetConfig.from_dict(dataset.index["config"]).to_dict() != dataset_config.to_dict():
+        raise ValueError(
+            f"the validation dataset {validation} was generated with another dataset config "
+            "than the one the run trains on"
+        )
+    if dataset.index.get("seed") == config.data_seed:
+        raise ValueError(
+            f"the validation dataset {validation} was generated with the item stream's root "
+            f"seed (data_seed={config.data_seed}): its items are training items"
+        )
+    items = np.flatnonzero(~np.asarray(dataset.failed[:], dtype=bool))
+    if len(items) == 0:
+        raise ValueError(f"the validation dataset {validation} holds no item that was built")
+    return dataset, items
+
+
+def _on_the_fly_data(
+    data: Any,
+    validation: str | Path | None,
+    config: TrainConfig,
+    dev: torch.device,
+    saved: dict[str, Any] | None,
+    show: bool,
+) -> _Data:
+    """The item stream of a dataset config, its calibration and validation sets.
+
+    The calibration set, the first training items of the stream, sets the
+    input standardisation and the descriptor statistics and feeds the
+    batch-norm re-estimation; it and the generated validation set are
+    rendered once and kept in memory (on the GPU when training there).
+    """
+    from heteroagg.learn import on_the_fly as fly
+
+    dataset_config = _stream_config(data)
+    _check_shape(dataset_config, config)
+    validation_path = None if validation is None else str(Path(validation).resolve())
+    if saved is not None:
+        if saved["dataset_config"] != dataset_config.to_dict():
+            raise ValueError("the run was trained on another dataset config; give the same one")
+        before = saved["dataset"].get("validation")
+        if before != validation_path:
+            raise ValueError(
+                f"the run was validated on {before or 'generated items'}, "
+                f"not {validation_path or 'generated items'}"
+            )
+    stored_val = None
+    if validation is not None:
+        stored_val = _validation_dataset(validation, dataset_config, config)
+    stream = fly.ItemStream(
+        dataset_config,
+        config.data_seed,
+        config.seed,
+        config.val_fraction,
+        on_failure=config.on_failure,
+        threads=config.threads,
+        descriptor_names=config.descriptor_heads,
+        device=dev,
+    )
+    size = fly.calibration_size(config.batch_size, config.bn_batches)
+    n_val = 0 if stored_val is not None else config.val_items
+    with progress_bar(show, size + n_val, "rendering fixed items") as advance:
+        calibration = fly.first_batches(stream, size, False, advance)
+        generated_val = fly.first_batches(stream, n_val, True, advance)
+    names = tuple(config.descriptor_heads)
+    stats = saved["descriptor_stats"] if saved else fly.descriptor_stats(calibration, names)
+    fixed = fly.FixedItems(calibration + generated_val, dev)
+    targets = fixed.targets(names, stats)
+    info: dict[str, Any] = {
+        "on_the_fly": True,
+        "path": None,
+        "seed": config.data_seed,
+        "items_per_epoch": config.items_per_epoch,
+        "validation": validation_path,
+        "heteroagg_version": _version(),
+    }
+    if stored_val is None:
+        val_store, val_targets = fixed, targets
+        val_items = np.concatenate([b.items for b in generated_val])
+    else:
+        dataset, val_items = stored_val
+        shape = dataset_config.imaging.shape
+        where = _cache_mode(config, 2 * shape[0] * shape[1] * len(val_items), dev)
+        val_store = ImageStore(dataset, val_items, where, dev, config.workers, show)
+        val_targets = Targets(dataset, dataset_config.params, names, stats=stats)
+    info["n_val"] = len(val_items)
+    train_items = np.concatenate([b.items for b in calibration])
+    return _Data(
+        dataset_config, info, fixed, targets, train_items, val_store, val_targets, val_items, stream
+    )
+
+
+def _version() -> str:
+    import heteroagg
+
+    return heteroagg.__version__
 
 
 def training_images_per_second(
@@ -268,20 +469,24 @@ class TrainSummary:
 
 
 def train(
-    data: str | Path,
+    data: Any,
     out: str | Path,
     config: TrainConfig | None = None,
     *,
     device: str = "auto",
     resume: bool = False,
     progress: bool = True,
+    validation: str | Path | None = None,
 ) -> TrainSummary:
     """Train a CNN regressor of the normalised parameters θ (and descriptor heads).
 
     Parameters
     ----------
     data
-        A dataset folder written by :func:`heteroagg.data.generate`.
+        A dataset folder written by :func:`heteroagg.data.generate`.  With
+        ``config.on_the_fly``: the dataset config whose items are generated
+        while training, a :class:`~heteroagg.data.DatasetConfig` or a TOML
+        file (None: :func:`~heteroagg.data.default_config`).
     out
         The run folder (created; must be empty unless ``resume``).
     config
@@ -295,85 +500,76 @@ def train(
         match; the resumed run reproduces the uninterrupted one.
     progress
         Show a progress bar.
+    validation
+        On the fly only: a dataset folder to validate on (generated with the
+        same dataset config and another root seed) instead of ``val_items``
+        generated items.
 
     Returns
     -------
     TrainSummary
     """
     config = config or TrainConfig()
-    data, out = Path(data), Path(out)
+    out = Path(out)
     if config.tensorboard:
         try:
             importlib.import_module("torch.utils.tensorboard")
         except ImportError as err:
             raise ValueError(f"tensorboard = true needs the tensorboard package: {err}") from None
+    if not config.on_the_fly:
+        if validation is not None:
+            raise ValueError("validation= is for on_the_fly runs; a dataset is split instead")
+        if isinstance(data, DatasetConfig) or (
+            isinstance(data, (str, os.PathLike)) and Path(data).suffix.lower() == ".toml"
+        ):
+            what = "a DatasetConfig" if isinstance(data, DatasetConfig) else str(data)
+            raise ValueError(
+                f"{what} is a dataset config: set on_the_fly = true (heteroagg train "
+                "--on-the-fly) to train on items generated while training, or give a dataset folder"
+            )
+        if data is None:
+            raise ValueError("give a dataset folder to train on (or set on_the_fly = true)")
     dev = torch_device(device)
     dist = _init_distributed(dev)
+    if config.on_the_fly and dist.world > 1:
+        raise ValueError("on_the_fly trains in one process; several processes are not supported")
     if dev.type == "cuda" and dist.world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
-    dataset = SyntheticDataset(data)
-    dataset_config = DatasetConfig.from_dict(dataset.index["config"])
-    shape = dataset_config.imaging.shape
-    if any(side % config.space_to_depth for side in shape):
-        raise ValueError(
-            f"image shape {shape} is not a multiple of space_to_depth={config.space_to_depth}"
-        )
     info_path = out / "run.json"
+    saved = None
     if resume:
         if not info_path.exists():
             raise ValueError(f"{out} holds no run to resume (no run.json)")
         saved = json.loads(info_path.read_text())
-        if saved["train"] != config.to_dict():
+        if TrainConfig.from_dict(saved["train"]) != config:
             raise ValueError(
                 f"{out} was started with other settings; resume with the same "
                 "config or train into a new folder"
             )
-        if saved["dataset"]["path"] != str(data.resolve()):
-            raise ValueError(f"{out} was trained on {saved['dataset']['path']}, not {data}")
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; pass resume=True to continue a run there")
 
-    train_items, val_items = split_items(
-        len(dataset), dataset.failed[:], config.seed, config.val_fraction
-    )
-    if len(train_items) < config.batch_size * dist.world or len(val_items) == 0:
-        raise ValueError(
-            f"{data} has {len(train_items)} training and {len(val_items)} validation "
-            f"items: too few for batches of {config.batch_size}"
-        )
-    space = dataset_config.params
-    if resume:
-        targets = Targets(dataset, space, config.descriptor_heads, stats=saved["descriptor_stats"])
+    show = progress and dist.main
+    if config.on_the_fly:
+        source = _on_the_fly_data(data, validation, config, dev, saved, show)
+    else:
+        source = _stored_data(Path(data), config, dev, dist, saved, show)
+    if saved is not None:
         input_stats = (saved["input_mean"], saved["input_std"])
     else:
-        targets = Targets(dataset, space, config.descriptor_heads, fit_items=train_items)
-    image_bytes = 2 * shape[0] * shape[1] * (len(train_items) + len(val_items))
-    where = config.cache
-    if where == "auto":
-        where = "memory" if image_bytes < config.cache_gb * 1e9 else "stream"
-    if where == "device" and dev.type == "cpu":
-        where = "memory"
-    show = progress and dist.main
-    store = ImageStore(
-        dataset, np.concatenate([train_items, val_items]), where, dev, config.workers, show
-    )
-    if not resume:
-        sample = store(train_items[: min(len(train_items), 512)])
+        sample = source.store(source.train_items[: min(len(source.train_items), 512)])
         sample = transform_input(sample, config.input_transform)
         input_stats = (float(sample.mean()), float(sample.std()) or 1.0)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
-            info = _run_info(
-                data, dataset, config, targets, input_stats, len(train_items), len(val_items)
-            )
+            info = _run_info(source.info, source.config, config, source.targets, input_stats)
             info_path.write_text(json.dumps(info, indent=2))
     if dist.world > 1:
         torch.distributed.barrier()
 
-    noise_prior = None
-    if config.noise and not dataset_config.imaging.bake_noise:
-        noise_prior = dataset_config.imaging.dose
+    imaging = source.config.imaging
+    noise_prior = imaging.dose if config.noise and not imaging.bake_noise else None
     summary = TrainSummary(out, [], [], [], 0.0)
     start = time.perf_counter()
     for member in range(config.ensemble):
@@ -383,14 +579,17 @@ def train(
             out / f"member-{member}",
             dev,
             dist,
-            store,
-            targets,
-            train_items,
-            val_items,
+            source.store,
+            source.targets,
+            source.train_items,
+            source.val_items,
             input_stats,
             noise_prior,
-            dataset_config.imaging.pixel_size,
+            imaging.pixel_size,
             show,
+            val_store=source.val_store,
+            val_targets=source.val_targets,
+            stream=source.stream,
         )
         epoch, best, stopped = trainer.run()
         summary.epochs.append(epoch)
@@ -418,10 +617,17 @@ class _MemberTrainer:
         noise_prior: Any,
         pixel_size: float,
         show: bool,
+        *,
+        val_store: Any = None,
+        val_targets: Any = None,
+        stream: Any = None,
     ) -> None:
         self.config, self.folder, self.dev, self.dist = config, folder, dev, dist
         self.store, self.targets, self.show = store, targets, show
+        self.val_store = store if val_store is None else val_store
+        self.val_targets = targets if val_targets is None else val_targets
         self.train_items, self.val_items = train_items, val_items
+        self.stream = stream
         self.noise_prior, self.pixel_size = noise_prior, pixel_size
         self.seed = derive_seed(config.seed, member)
         torch.manual_seed(self.seed >> 1)
@@ -437,10 +643,14 @@ class _MemberTrainer:
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.global_batch = config.batch_size * dist.world
-        self.steps_per_epoch = len(train_items) // self.global_batch
+        if stream is not None:
+            self.steps_per_epoch = config.items_per_epoch // self.global_batch
+        else:
+            self.steps_per_epoch = len(train_items) // self.global_batch
         self.state = {
             "epoch": 0,
             "batch": 0,
+            "cursor": 0,
             "best_val": math.inf,
             "bad_epochs": 0,
             "elapsed": 0.0,
@@ -493,10 +703,26 @@ class _MemberTrainer:
 
     # -- batches -----------------------------------------------------------
     def _batch(self, items: np.ndarray, epoch: int, index: int, training: bool):
+        """A batch of stored (or calibration) items, or of validation items."""
+        store = self.store if training else self.val_store
+        targets = self.targets if training else self.val_targets
+        x = self._augment(store(items).to(self.dev), epoch, index, training)
+        return x, targets(items).to(self.dev)
+
+    def _fresh_batch(self, batch: Any, epoch: int, index: int):
+        """A batch from the on-the-fly producer, with the noise of a stored one."""
+        from heteroagg.learn.on_the_fly import target_values
+
+        x = self._augment(batch.clean(self.dev), epoch, index, True)
+        y = target_values(
+            batch.params, batch.descriptors, self.targets.descriptor_names, self.targets.stats
+        )
+        return x, torch.from_numpy(y).to(self.dev)
+
+    def _augment(self, x: torch.Tensor, epoch: int, index: int, training: bool) -> torch.Tensor:
         c = self.config
-        x = self.store(items).to(self.dev)
         g = batch_generator(self.seed if training else c.seed, epoch, index, self.dev)
-        x = augment(
+        return augment(
             x,
             g,
             dose_prior=self.noise_prior,
@@ -505,7 +731,6 @@ class _MemberTrainer:
             contrast_jitter=c.contrast_jitter if training else 0,
             read_noise=c.read_noise if training else 0,
         )
-        return x, self.targets(items).to(self.dev)
 
     def _order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(derive_seed(self.seed, epoch))
@@ -549,7 +774,7 @@ class _MemberTrainer:
         """Validation loss and per-output R² (normalised units), fixed noise."""
         self.recalibrate_batch_norm()
         self.model.eval()
-        n_out = self.targets.width
+        n_out = self.val_targets.width
         sums = torch.zeros(5, n_out, dtype=torch.float64)
         mine = self.val_items[self.dist.rank :: self.dist.world]
         size = self.config.batch_size
@@ -579,7 +804,7 @@ class _MemberTrainer:
         count, sy, syy, sse = sums[0], sums[1], sums[2], sums[3]
         variance = syy - sy**2 / count.clamp(min=1)
         r2 = 1 - sse / variance.clamp(min=1e-12)
-        n_params = len(self.targets.parameters[0])
+        n_params = n_out - len(self.val_targets.descriptor_names)
         out = {"val_loss": float(sse[:n_params].sum() / count[:n_params].sum())}
         names = self._output_names()
         out.update({f"r2_{name}": float(r2[k]) for k, name in enumerate(names)})
@@ -605,45 +830,70 @@ class _MemberTrainer:
         done = s["epoch"] * self.steps_per_epoch + s["batch"]
         last_checkpoint = time.perf_counter()
         description = f"training member {self.folder.name[-1]}"
-        with progress_bar(self.show, total, description, completed=done) as advance:
-            while s["epoch"] < c.epochs and not s["stopped"]:
-                epoch_start = time.perf_counter()
-                order = self._order(s["epoch"])
-                images = 0
-                while s["batch"] < self.steps_per_epoch:
-                    tick = time.perf_counter()
-                    step = s["epoch"] * self.steps_per_epoch + s["batch"]
-                    lo = s["batch"] * self.global_batch + self.dist.rank * c.batch_size
-                    x, y = self._batch(order[lo : lo + c.batch_size], s["epoch"], s["batch"], True)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = learning_rate(c, step, self.steps_per_epoch)
-                    loss = regression_loss(self.net(x), y, c.gaussian)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                    s["loss_sum"] += float(loss.detach())
-                    s["loss_count"] += 1
-                    s["batch"] += 1
-                    images += self.global_batch
-                    s["elapsed"] += time.perf_counter() - tick
-                    advance()
-                    out_of_time = c.max_minutes is not None and s["elapsed"] > 60 * c.max_minutes
-                    if out_of_time:
-                        s["stopped"] = "time budget"
-                        break
-                    if time.perf_counter() - last_checkpoint > 60 * c.checkpoint_minutes:
-                        self._save()
-                        last_checkpoint = time.perf_counter()
-                if s["batch"] == self.steps_per_epoch or s["stopped"]:
-                    self._end_epoch(images, time.perf_counter() - epoch_start)
-                self._save()
-                last_checkpoint = time.perf_counter()
+        producer = None
+        if self.stream is not None:
+            from heteroagg.learn.on_the_fly import BatchProducer
+
+            producer = BatchProducer(self.stream, s["cursor"], c.batch_size, c.prefetch_batches)
+        try:
+            with progress_bar(self.show, total, description, completed=done) as advance:
+                self._loop(producer, advance, last_checkpoint)
+        finally:
+            if producer is not None:
+                producer.close()
         if not s["stopped"]:
             s["stopped"] = "last epoch"
             self._save()
         return s["epoch"], s["best_val"], s["stopped"]
 
-    def _end_epoch(self, images: int, seconds: float) -> None:
+    def _loop(self, producer: Any, advance: Any, last_checkpoint: float) -> None:
+        """Epochs of batches from the stored items, or from ``producer`` on the fly."""
+        c, s = self.config, self.state
+        while s["epoch"] < c.epochs and not s["stopped"]:
+            epoch_start = time.perf_counter()
+            order = self._order(s["epoch"]) if producer is None else None
+            images = 0
+            data = {"wait": 0.0, "work": 0.0, "images": 0}
+            while s["batch"] < self.steps_per_epoch:
+                tick = time.perf_counter()
+                step = s["epoch"] * self.steps_per_epoch + s["batch"]
+                if producer is None:
+                    lo = s["batch"] * self.global_batch + self.dist.rank * c.batch_size
+                    items = order[lo : lo + c.batch_size]
+                    x, y = self._batch(items, s["epoch"], s["batch"], True)
+                else:
+                    fresh = producer.get()
+                    data["wait"] += time.perf_counter() - tick
+                    data["work"] += fresh.seconds
+                    data["images"] += len(fresh.items)
+                    x, y = self._fresh_batch(fresh, s["epoch"], s["batch"])
+                for group in self.optimizer.param_groups:
+                    group["lr"] = learning_rate(c, step, self.steps_per_epoch)
+                loss = regression_loss(self.net(x), y, c.gaussian)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                s["loss_sum"] += float(loss.detach())
+                s["loss_count"] += 1
+                s["batch"] += 1
+                if producer is not None:
+                    s["cursor"] = fresh.cursor
+                images += self.global_batch
+                s["elapsed"] += time.perf_counter() - tick
+                advance()
+                out_of_time = c.max_minutes is not None and s["elapsed"] > 60 * c.max_minutes
+                if out_of_time:
+                    s["stopped"] = "time budget"
+                    break
+                if time.perf_counter() - last_checkpoint > 60 * c.checkpoint_minutes:
+                    self._save()
+                    last_checkpoint = time.perf_counter()
+            if s["batch"] == self.steps_per_epoch or s["stopped"]:
+                self._end_epoch(images, time.perf_counter() - epoch_start, data, producer)
+            self._save()
+            last_checkpoint = time.perf_counter()
+
+    def _end_epoch(self, images: int, seconds: float, data: dict, producer: Any) -> None:
         c, s = self.config, self.state
         metrics = self.validate()
         row = {
@@ -654,6 +904,10 @@ class _MemberTrainer:
             "images_per_s": images / max(seconds, 1e-9),
             "elapsed_s": s["elapsed"],
         }
+        if producer is not None:
+            # what the producer alone would deliver, and how long training waited for it
+            row["generated_images_per_s"] = data["images"] / max(data["work"], 1e-9)
+            row["data_wait_s"] = data["wait"]
         self._log(row)
         if metrics["val_loss"] < s["best_val"]:
             s["best_val"], s["bad_epochs"] = metrics["val_loss"], 0

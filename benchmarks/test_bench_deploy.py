@@ -6,7 +6,9 @@ generated set (the weights do not change the speed).  Measured in one run:
 
 - single-image latency of :class:`heteroagg.deploy.Predictor` on one CPU thread;
 - the same for ``TrainedRun.predict`` (PyTorch eager, one thread): the anchor;
-- batch throughput of the Predictor (64 images, default threads).
+- batch throughput of the Predictor (64 images, default threads);
+- single-image latency of a model exported with ``symmetrize=True`` (eight
+  copies of the image per member), one thread.
 
 Figures go to docs/performance.md.  Run with ``pytest benchmarks/test_bench_deploy.py``.
 """
@@ -35,6 +37,7 @@ def deployed(tmp_path_factory):
                          val_fraction=0.2, bn_batches=1)  # fmt: skip
     train(root / "data", root / "run", config, device="cpu", progress=False)
     export_onnx(root / "run", root / "model.onnx")
+    export_onnx(root / "run", root / "symmetric.onnx", symmetrize=True)
     images = open_dataset(root / "data").images[:64]
     return root, np.asarray(images, dtype=np.float32)
 
@@ -65,3 +68,10 @@ def test_predictor_batch_throughput(benchmark, deployed):
     predictor.predict(images)
     benchmark.pedantic(predictor.predict, (images,), rounds=5, iterations=1)
     benchmark.extra_info["images_per_second"] = len(images) / benchmark.stats.stats.median
+
+
+def test_symmetrized_predictor_single_image_one_thread(benchmark, deployed):
+    root, images = deployed
+    predictor = Predictor(root / "symmetric.onnx", providers="cpu", threads=1)
+    predictor.predict(images[0])
+    benchmark(predictor.predict, images[0])

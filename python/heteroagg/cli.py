@@ -478,13 +478,16 @@ def evaluate(
     twin_images: Annotated[int, typer.Option(help="Test images that get twins.")] = 200,
     seed: Annotated[int, typer.Option(help="Root seed of test noise and twins.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    symmetrize: Annotated[
+        bool, typer.Option(help="Average over the image's quarter turns and mirrors.")
+    ] = False,
 ) -> None:
     """Error analysis of a trained run: parameters, descriptors of twins, failure modes."""
     from heteroagg.learn import evaluate as run
 
     try:
         report = run(model, data, out, twins=twins, twin_images=twin_images, seed=seed,
-                     device=device)  # fmt: skip
+                     device=device, symmetrize=symmetrize)  # fmt: skip
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     rows = [
@@ -506,6 +509,9 @@ def evaluate(
 def export_onnx(
     run: Annotated[Path, typer.Argument(help="Run folder from heteroagg train.")],
     out: Annotated[Path, typer.Argument(help="The .onnx file to write.")],
+    symmetrize: Annotated[
+        bool, typer.Option(help="Average over the image's quarter turns and mirrors (8x work).")
+    ] = False,
 ) -> None:
     """Export a trained run to ONNX, check it, and compare ONNX Runtime with PyTorch."""
     try:
@@ -513,7 +519,7 @@ def export_onnx(
     except ImportError as err:
         _abort(ImportError(f"export needs torch, onnx and onnxruntime: {err}"))
     try:
-        report = export(run, out)
+        report = export(run, out, symmetrize=symmetrize)
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         _abort(err)
     rows = [

@@ -23,6 +23,8 @@ from torch import nn
 
 import heteroagg
 from heteroagg.learn.inference import TrainedRun
+from heteroagg.learn.networks import LOG_VARIANCE_RANGE
+from heteroagg.learn.symmetry import symmetric_outputs
 from heteroagg.model import PARAM_UNITS
 
 #: ONNX opset of exported models.
@@ -30,7 +32,6 @@ OPSET = 18
 #: Name of the graph's input.
 INPUT_NAME = "images"
 #: Variance bounds of the Gaussian heads' log-variance, as TrainedRun.predict clips it.
-LOG_VARIANCE_RANGE = (-14.0, 6.0)
 #: Metadata keys written into every exported model.
 METADATA_KEYS = (
     "heteroagg_version",
@@ -47,6 +48,7 @@ METADATA_KEYS = (
     "dataset",
     "train",
     "uncertainty",
+    "symmetrized",
 )
 FORMAT_VERSION = 1
 
@@ -62,9 +64,10 @@ class DeployedRegressor(nn.Module):
     an uncertainty, ``descriptors_std``.
     """
 
-    def __init__(self, run: TrainedRun) -> None:
+    def __init__(self, run: TrainedRun, symmetrize: bool = False) -> None:
         super().__init__()
         self.members = nn.ModuleList([m.cpu().eval() for m in run.models])
+        self.symmetrize = symmetrize
         self.n_params = len(run.parameters)
         self.n_outputs = self.n_params + len(run.descriptor_heads)
         self.gaussian = bool(run.architecture["gaussian"])
@@ -91,8 +94,10 @@ class DeployedRegressor(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = images.unsqueeze(1)
-        outs = torch.stack([member(x) for member in self.members])  # (M, B, n[, x2])
         n, p = self.n_outputs, self.n_params
+        outs = torch.stack(  # (M, B, n[, x2])
+            [symmetric_outputs(m, x, n) if self.symmetrize else m(x) for m in self.members]
+        )
         means = outs[..., :n]
         mean = means.mean(dim=0)
         result = [self.physical(mean[:, :p]), mean[:, :p]]
@@ -145,7 +150,7 @@ class ExportReport:
     max_rel_difference: dict[int, float]
 
 
-def _metadata(run: TrainedRun, outputs: list[str]) -> dict[str, str]:
+def _metadata(run: TrainedRun, outputs: list[str], symmetrized: bool) -> dict[str, str]:
     fixed = {
         name: float(prior.low)
         for name, prior in run.space.priors.items()
@@ -166,6 +171,7 @@ def _metadata(run: TrainedRun, outputs: list[str]) -> dict[str, str]:
         "dataset": run.info["dataset"],
         "train": run.info["train"],
         "uncertainty": run.has_uncertainty,
+        "symmetrized": symmetrized,
     }
     return {key: json.dumps(values[key]) for key in METADATA_KEYS}
 
@@ -185,7 +191,7 @@ def parity_images(shape: tuple[int, int], batch: int, seed: int = 0) -> np.ndarr
 
 
 def export_onnx(
-    run: str | Path | TrainedRun, path: str | Path, *, check: bool = True
+    run: str | Path | TrainedRun, path: str | Path, *, check: bool = True, symmetrize: bool = False
 ) -> ExportReport:
     """Export a trained run to ONNX, verify it, and check PyTorch-vs-ONNX Runtime parity.
 
@@ -198,6 +204,10 @@ def export_onnx(
     check
         Run ``onnx.checker`` and compare ONNX Runtime with PyTorch at batch
         sizes 1 and 8 (needs onnxruntime).
+    symmetrize
+        Average every member over the image's quarter turns and mirrors inside
+        the graph (:meth:`~heteroagg.learn.TrainedRun.predict` with
+        ``symmetrize=True``): eight times the work per image, a smaller error.
 
     Returns
     -------
@@ -212,7 +222,7 @@ def export_onnx(
     import onnx
 
     trained = run if isinstance(run, TrainedRun) else TrainedRun(run, device="cpu")
-    model = DeployedRegressor(trained).eval()
+    model = DeployedRegressor(trained, symmetrize).eval()
     names = model.output_names()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +247,7 @@ def export_onnx(
     finally:
         exporter_log.setLevel(level)
     proto = program.model_proto
-    for key, value in _metadata(trained, names).items():
+    for key, value in _metadata(trained, names, symmetrize).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.doc_string = "heteroagg: model parameters of a hetero-aggregate from one HAADF-STEM image"

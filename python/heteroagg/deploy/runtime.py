@@ -103,6 +103,8 @@ class Predictor:
         Descriptors the model regresses directly.
     input_shape, pixel_size_nm
         The image size and pixel the model was trained on.
+    symmetrized
+        Whether the graph averages over the image's quarter turns and mirrors.
     metadata
         Every metadata entry, decoded.
     provider
@@ -146,6 +148,7 @@ class Predictor:
         self.input_shape: tuple[int, int] = tuple(self.metadata["input_shape"])
         self.pixel_size_nm = float(self.metadata["pixel_size_nm"])
         self.has_uncertainty = bool(self.metadata["uncertainty"])
+        self.symmetrized = bool(self.metadata.get("symmetrized", False))
         self._outputs: list[str] = list(self.metadata["outputs"])
         if providers == "cuda" and self.provider != _PROVIDERS["cuda"]:
             raise RuntimeError(f"onnxruntime fell back to {self.provider} instead of CUDA")

@@ -227,6 +227,7 @@ def evaluate(
     noise: bool = True,
     device: str = "auto",
     progress: bool = True,
+    symmetrize: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a trained run on a held-out dataset; write ``report.md``,
     ``report.json`` and PNG plots into ``out``.
@@ -254,6 +255,11 @@ def evaluate(
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     progress
         Show progress bars.
+    symmetrize
+        Predict with each member averaged over the image's quarter turns and
+        mirrors (:meth:`TrainedRun.predict`).  An ONNX model does so when it
+        was exported with ``symmetrize=True``; asking it of one that was not
+        raises ``ValueError``.
 
     Returns
     -------
@@ -266,9 +272,9 @@ def evaluate(
         raise ValueError(f"twins must be >= 2, got {twins}")
     if twin_images < 0:
         raise ValueError(f"twin_images must be >= 0, got {twin_images}")
-    if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":
-        from heteroagg.learn.onnx_run import OnnxRun
+    from heteroagg.learn.onnx_run import OnnxRun
 
+    if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":
         providers = "cpu" if device == "cpu" else "auto"
         trained: Any = OnnxRun(run, providers=providers)
     elif isinstance(run, (str, Path)):
@@ -290,9 +296,18 @@ def evaluate(
             f"{data} was generated with the training set's root seed: its items "
             "are training aggregates, not held-out ones"
         )
+    baked = bool(getattr(trained, "symmetrized", False))
+    if symmetrize and isinstance(trained, OnnxRun) and not baked:
+        raise ValueError(
+            f"{trained.path} was exported without symmetrize; export it with "
+            "symmetrize=True (heteroagg export-onnx --symmetrize) to evaluate it so"
+        )
     items = np.flatnonzero(~dataset.failed[:])
     test = noisy_test_images(dataset, items, seed, noise)
-    prediction = trained.predict(test.images)
+    if isinstance(trained, OnnxRun):
+        prediction = trained.predict(test.images)
+    else:
+        prediction = trained.predict(test.images, symmetrize=symmetrize)
     true_norm = trained.space.normalize(
         {n: dataset.params[n][:][items] for n in trained.parameters}
     )
@@ -346,6 +361,7 @@ def evaluate(
         "n_twin_images": len(twin["items"]),
         "twins_per_image": twins,
         "noise": noise,
+        "symmetrized": symmetrize or baked,
         "uncertainty": prediction.normalized_std is not None,
         "nominal_twin_range_coverage": (twins - 1) / (twins + 1),
         "parameters": per_parameter,

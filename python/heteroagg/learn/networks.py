@@ -9,6 +9,9 @@ from torch import nn
 
 from heteroagg.learn.config import INPUT_TRANSFORMS, NORMS
 
+#: Range (low, high) the Gaussian heads' log-variances are clamped to.
+LOG_VARIANCE_RANGE = (-14.0, 6.0)
+
 
 def normalisation(kind: str, channels: int) -> nn.Module:
     """Batch norm, or group norm over groups of 8 channels (one group if fewer divide)."""

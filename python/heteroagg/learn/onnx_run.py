@@ -32,6 +32,7 @@ class OnnxRun:
         self.descriptor_heads = self.predictor.descriptors
         self.image_shape = self.predictor.input_shape
         self.pixel_size_nm = self.predictor.pixel_size_nm
+        self.symmetrized = self.predictor.symmetrized
         self.space = ParameterSpace.from_config(meta["parameter_space"])
         self.info = {"train": meta["train"], "dataset": meta["dataset"]}
 

@@ -199,7 +199,12 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         "",
         f"Test set: {report['data']} ({report['n_test_images']} images"
         + (", shot noise at doses from the dataset's prior" if report["noise"] else "")
-        + ").",
+        + ")."
+        + (
+            " Predictions averaged over each image's quarter turns and mirrors."
+            if report.get("symmetrized")
+            else ""
+        ),
         "",
         "## Parameters",
         "",

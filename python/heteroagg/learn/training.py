@@ -30,7 +30,7 @@ from heteroagg.data.config import DatasetConfig
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn.batches import VALIDATION_EPOCH, Targets, augment, batch_generator
 from heteroagg.learn.config import TrainConfig
-from heteroagg.learn.networks import ParameterRegressor, transform_input
+from heteroagg.learn.networks import LOG_VARIANCE_RANGE, ParameterRegressor, transform_input
 from heteroagg.learn.torch_device import torch_device
 from heteroagg.rng import derive_seed, uniform
 
@@ -176,7 +176,7 @@ def regression_loss(output: torch.Tensor, target: torch.Tensor, gaussian: bool) 
     target = torch.nan_to_num(target)
     mean = output[:, :n]
     if gaussian:
-        log_var = output[:, n:].clamp(-14.0, 6.0)
+        log_var = output[:, n:].clamp(*LOG_VARIANCE_RANGE)
         per = 0.5 * (log_var + (mean - target) ** 2 * torch.exp(-log_var))
     else:
         per = (mean - target) ** 2

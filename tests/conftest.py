@@ -1,8 +1,17 @@
 """Session fixtures: tiny datasets and a trained run for the learning tests."""
 
+import os
+
 import pytest
 
 from learn_data import tiny_dataset
+
+# Under pytest-xdist the workers share the cores: each worker's PyTorch and
+# OpenMP pools get its share, so that 16 workers on 16 cores do not start 16
+# threads each.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture(scope="session")

@@ -109,9 +109,9 @@ def make_renderer(imaging: ImagingConfig, device: torch.device) -> tuple[Any, An
     """The renderers of on-the-fly items: ``(cuda_renderer or None, cpu_renderer)``.
 
     On a CUDA training device with heteroagg's CUDA extension, the CUDA
-    renderer (``HaadfRenderer(..., device="cuda")``) is used when this
-    heteroagg has one; the ``"fixed"`` rotation policy and ``bake_noise`` stay
-    on the CPU.  The CPU renderer also finds the items the CUDA one refuses.
+    renderer (``HaadfRenderer(..., device="cuda")``) is used; the ``"fixed"``
+    rotation policy and ``bake_noise`` stay on the CPU.  The CPU renderer also
+    finds the items the CUDA one refuses.
     """
     from heteroagg._device import cuda_status
     from heteroagg.stem import HaadfRenderer
@@ -133,8 +133,8 @@ def make_renderer(imaging: ImagingConfig, device: torch.device) -> tuple[Any, An
     if gpu:
         try:
             return HaadfRenderer(**settings, device="cuda"), cpu
-        except (RuntimeError, TypeError):
-            pass  # this heteroagg's renderer has no CUDA path: render on the CPU
+        except RuntimeError:
+            pass  # the CUDA extension cannot be used here: render on the CPU
     return None, cpu
 
 

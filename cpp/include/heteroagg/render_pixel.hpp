@@ -125,8 +125,7 @@ HETEROAGG_HD inline float shifted_sample(const float* row, std::size_t nx, std::
   double x = static_cast<double>(j) + shift;
   const double last = static_cast<double>(nx - 1);
   x = x < 0.0 ? 0.0 : (x > last ? last : x);
-  std::size_t k = static_cast<std::size_t>(x);
-  if (k > nx - 1) k = nx - 1;
+  const auto k = static_cast<std::size_t>(x);
   const std::size_t k1 = k + 1 < nx ? k + 1 : nx - 1;
   const auto w = static_cast<float>(x - static_cast<double>(k));
   return row[k] + w * (row[k1] - row[k]);

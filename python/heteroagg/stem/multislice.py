@@ -372,14 +372,25 @@ def _cpu_engine(
     parametrization: str,
     thickness: list[float],
     sampling: tuple[float, float],
-    *multislice_args: Any,
+    energy: float,
+    semiangle: float,
+    aberrations: list,
+    detectors: list,
+    exit_planes: list[int],
+    window: tuple[int, int],
+    positions: np.ndarray,
+    threads: int,
+    progress: Callable[[int], None] | None,
 ) -> np.ndarray:
-    """Potentials of the atoms on the CPU, then the CPU multislice."""
-    threads = multislice_args[-2]
+    """Potentials of the atoms on the CPU, then the CPU multislice: the
+    arguments of the CUDA extension's ``multislice_atoms``."""
     potentials = _core.projected_potentials(
         atom_positions, numbers, gpts, sampling, origin, slice_edges, parametrization, True, threads
     )
-    return _core.multislice(potentials, thickness, sampling, *multislice_args)
+    return _core.multislice(
+        potentials, thickness, sampling, energy, semiangle, aberrations, detectors, exit_planes,
+        window, positions, threads, progress,
+    )  # fmt: skip
 
 
 def _gaussian_blur(images: np.ndarray, sigma: float, sampling: tuple[float, float]) -> np.ndarray:

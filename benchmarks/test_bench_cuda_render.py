@@ -35,9 +35,9 @@ SETTINGS = {"pixel_size": 1.0, "shape": (256, 256), "extrapolate": True}
 
 @pytest.fixture(scope="module")
 def aggregates():
-    from heteroagg.data.generation import _item_arrays
+    from heteroagg.data.generation import build_items
 
-    _, aggs, _ = _item_arrays(heteroagg.default_config(), 1, 0, IMAGES + 200, "skip")
+    _, aggs, _ = build_items(heteroagg.default_config().params, 1, range(IMAGES + 200), "skip")
     return [a for a in aggs if a is not None][:IMAGES]
 
 

@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,30 +67,65 @@ def _shard_path(out: Path, k: int) -> Path:
     return out / f"shard-{k:05d}.h5"
 
 
-def _item_arrays(config: DatasetConfig, seed: int, start: int, stop: int, on_failure: str):
-    """Parameters, aggregates, render seeds and failure reasons of items start..stop."""
-    from heteroagg.aggregate import sample_aggregate
+def build_items(
+    space: Any, seed: int, indices: Sequence[int], on_failure: str, threads: int | None = 1
+) -> tuple[list, list, list[str]]:
+    """Parameters, aggregates (None where they cannot be built) and failure reasons of items.
+
+    Item ``i`` draws θ from ``(seed, i)`` and its aggregate from
+    ``derive_seed(derive_seed(seed, i), 1 + attempt)``; with
+    ``on_failure="redraw"`` a failed attempt draws new parameters from
+    ``(derive_seed(seed, i), attempt)``, up to :data:`MAX_REDRAWS` times.  The
+    aggregates are sampled on ``threads`` C++ threads (None: every core); the
+    items do not depend on it.  A reason is the last attempt's error.
+    """
+    from heteroagg.aggregate import sample_aggregate, sample_aggregates
     from heteroagg.model import GenerationError
     from heteroagg.rng import derive_seed
 
-    space = config.params
-    params, aggs, reasons = [], [], []
-    for i in range(start, stop):
-        item_seed = derive_seed(seed, i)
-        theta = space.sample(seed, i)
-        agg, reason = None, ""
-        for attempt in range(1 + (MAX_REDRAWS if on_failure == "redraw" else 0)):
-            if attempt:
-                theta = space.sample(item_seed, attempt)
-            try:
-                agg = sample_aggregate(theta, derive_seed(item_seed, 1 + attempt))
-                break
-            except GenerationError as err:
-                reason = f"GenerationError: {err}"
-        params.append(theta)
-        aggs.append(agg)
-        reasons.append("" if agg is not None else reason)
+    indices = list(indices)
+    params = space.sample_many(seed, indices)
+    aggs: list = [None] * len(indices)
+    attempts = 1 + (MAX_REDRAWS if on_failure == "redraw" else 0)
+    todo = list(range(len(indices)))
+    for attempt in range(attempts):
+        if not todo:
+            break
+        item_seeds = [derive_seed(seed, indices[k]) for k in todo]
+        if attempt:
+            for k, item_seed in zip(todo, item_seeds, strict=True):
+                params[k] = space.sample(item_seed, attempt)
+        built = sample_aggregates(
+            [params[k] for k in todo],
+            [derive_seed(item_seed, 1 + attempt) for item_seed in item_seeds],
+            threads=threads,
+            on_error="none",
+        )
+        for k, agg in zip(todo, built, strict=True):
+            aggs[k] = agg
+        todo = [k for k in todo if aggs[k] is None]
+    reasons = [""] * len(indices)
+    for k in todo:  # only failed items: repeat their last attempt for its message
+        try:
+            sample_aggregate(params[k], derive_seed(derive_seed(seed, indices[k]), attempts))
+        except GenerationError as err:
+            reasons[k] = f"GenerationError: {err}"
     return params, aggs, reasons
+
+
+def render_seed(seed: int, i: int) -> int:
+    """The seed item ``i``'s image is rendered with."""
+    from heteroagg.rng import derive_seed
+
+    return derive_seed(derive_seed(seed, i), 0)
+
+
+def quantise(images: np.ndarray) -> np.ndarray:
+    """Images in fractions of the beam as stored: ``round(clip(I, 0, 1) * IMAGE_SCALE)``
+    in uint16, computed in the images' own precision.  ``images`` is overwritten."""
+    np.clip(images, 0, 1, out=images)
+    images *= IMAGE_SCALE
+    return np.rint(images, out=images).astype(np.uint16)
 
 
 def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, out: str,
@@ -101,12 +137,11 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
     import h5py
 
     import heteroagg
-    from heteroagg.rng import derive_seed
     from heteroagg.stem import HaadfRenderer
 
     config = DatasetConfig.from_dict(config_dict)
     imaging = config.imaging
-    params, aggs, reasons = _item_arrays(config, seed, start, stop, on_failure)
+    params, aggs, reasons = build_items(config.params, seed, range(start, stop), on_failure)
     n = stop - start
     ny, nx = imaging.shape
     renderer = HaadfRenderer(
@@ -118,14 +153,14 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
     rotations = np.zeros((n, 3, 3))
     clipped = np.zeros(n, dtype=bool)
     built = [j for j in range(n) if aggs[j] is not None]
-    render_seeds = [derive_seed(derive_seed(seed, start + j), 0) for j in built]
+    render_seeds = [render_seed(seed, start + j) for j in built]
     rendered = _render_items(renderer, imaging.rotation, [aggs[j] for j in built], render_seeds)
     for j, s, (image, rotation, cropped, reason) in zip(built, render_seeds, rendered, strict=True):
         if reason:
             reasons[j] = reason
             continue
         image = _noisy(image, imaging, s) if imaging.bake_noise else image
-        images[j] = np.round(np.clip(image, 0, 1) * IMAGE_SCALE)
+        images[j] = quantise(np.array(image))
         rotations[j], clipped[j] = rotation, cropped
     names = heteroagg.ModelParams.field_names()
     theta = np.array([[getattr(p, f) for f in names] for p in params], dtype=np.float64)

@@ -29,9 +29,14 @@ import numpy as np
 import torch
 
 from heteroagg.data.config import DatasetConfig, ImagingConfig
-from heteroagg.data.generation import DESCRIPTOR_NAMES, IMAGE_SCALE, MAX_REDRAWS
-from heteroagg.learn.training import SPLIT_STREAM
-from heteroagg.rng import derive_seed, uniform
+from heteroagg.data.generation import (
+    DESCRIPTOR_NAMES,
+    IMAGE_SCALE,
+    build_items,
+    quantise,
+    render_seed,
+)
+from heteroagg.learn.training import is_validation_item
 
 #: Training items whose clean images set the input standardisation (as for a stored dataset).
 INPUT_STATS_ITEMS = 512
@@ -250,8 +255,7 @@ class ItemStream:
     # -- which items --------------------------------------------------------
     def is_validation(self, i: int) -> bool:
         """Whether item ``i`` belongs to the validation split (as in ``split_items``)."""
-        u = uniform(derive_seed(self.split_seed, i), SPLIT_STREAM, 1, device="cpu")[0]
-        return bool(u < self.val_fraction)
+        return is_validation_item(self.split_seed, i, self.val_fraction)
 
     def candidates(self, start: int, count: int, validation: bool) -> list[int]:
         """The next ``count`` item indices from ``start`` on in one split."""
@@ -265,30 +269,10 @@ class ItemStream:
     # -- building -----------------------------------------------------------
     def build(self, indices: list[int]) -> list[tuple[int, Any, Any]]:
         """``(i, θ, aggregate or None)`` per index, as ``generate`` builds item ``i``."""
-        from heteroagg.aggregate import sample_aggregates
-
-        space = self.config.params
-        params = space.sample_many(self.seed, indices)
-        aggs: list[Any] = [None] * len(indices)
-        todo = list(range(len(indices)))
-        attempts = 1 + (MAX_REDRAWS if self.on_failure == "redraw" else 0)
-        for attempt in range(attempts):
-            if not todo:
-                break
-            item_seeds = [derive_seed(self.seed, indices[k]) for k in todo]
-            if attempt:
-                for k, s in zip(todo, item_seeds, strict=True):
-                    params[k] = space.sample(s, attempt)
-            built = sample_aggregates(
-                [params[k] for k in todo],
-                [derive_seed(s, 1 + attempt) for s in item_seeds],
-                threads=self.threads or None,
-                on_error="none",
-            )
-            for k, agg in zip(todo, built, strict=True):
-                aggs[k] = agg
-            todo = [k for k in todo if aggs[k] is None]
-        return [(i, p, a) for i, p, a in zip(indices, params, aggs, strict=True)]
+        params, aggs, _ = build_items(
+            self.config.params, self.seed, indices, self.on_failure, self.threads or None
+        )
+        return list(zip(indices, params, aggs, strict=True))
 
     def walk(self, cursor: int, validation: bool = False, chunk: int = 0) -> _Walker:
         """The items of one split from ``cursor`` on that build and render.
@@ -322,7 +306,7 @@ class ItemStream:
 
     def render_seed(self, i: int) -> int:
         """The render seed of item ``i``, as ``generate`` draws its image."""
-        return derive_seed(derive_seed(self.seed, i), 0)
+        return render_seed(self.seed, i)
 
     def _render_batch(self, walker: _Walker, size: int) -> tuple[list, Any]:
         """On the GPU: render a whole batch into one CUDA tensor."""
@@ -365,10 +349,7 @@ class ItemStream:
 
             for k, s in enumerate(seeds):
                 images[k] = _noisy(images[k], imaging, s)
-        # as generate stores it, round(clip(I, 0, 1) * IMAGE_SCALE), in place: large blocks
-        np.clip(images, 0, 1, out=images)
-        images *= np.float32(IMAGE_SCALE)
-        stored = np.rint(images, out=images).astype(np.uint16)
+        stored = quantise(images)  # as generate stores it, in place: large blocks
         kept = [b for b, good in zip(built, ok, strict=True) if good]
         return [(i, p, agg, image) for (i, p, agg, _), image in zip(kept, stored, strict=True)]
 

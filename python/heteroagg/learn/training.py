@@ -47,11 +47,14 @@ def split_items(n: int, failed: np.ndarray, seed: int, val_fraction: float):
     Each item of a dataset is a distinct aggregate, so splitting items splits
     aggregates; items that failed are in neither set.
     """
-    u = np.array(
-        [uniform(derive_seed(seed, i), SPLIT_STREAM, 1, device="cpu")[0] for i in range(n)]
-    )
+    validation = np.array([is_validation_item(seed, i, val_fraction) for i in range(n)], bool)
     valid = ~np.asarray(failed, dtype=bool)
-    return np.flatnonzero(valid & (u >= val_fraction)), np.flatnonzero(valid & (u < val_fraction))
+    return np.flatnonzero(valid & ~validation), np.flatnonzero(valid & validation)
+
+
+def is_validation_item(seed: int, i: int, val_fraction: float) -> bool:
+    """Whether item ``i`` is held out: a uniform draw from ``(seed, i)`` below ``val_fraction``."""
+    return bool(uniform(derive_seed(seed, i), SPLIT_STREAM, 1, device="cpu")[0] < val_fraction)
 
 
 def _read_shard(path: str, k: int) -> np.ndarray:

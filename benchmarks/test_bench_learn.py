@@ -42,14 +42,20 @@ def batch():
     return torch.from_numpy(images), torch.rand(BATCH, 9)
 
 
-def step(model, optimizer, x, y):
-    loss = regression_loss(model(x), y, False)
+def step(model, optimizer, x, y, maps=None):
+    if maps is None:
+        loss = regression_loss(model(x), y, False)
+    else:
+        out, dense = model(x, maps=True)
+        loss = regression_loss(out, y, False) + (dense - maps).square().mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
 
 
-def training_step(model, batch):
+def training_step(model, batch, maps=None):
+    """One optimiser step on the batch; with ``maps``, the label maps are turned
+    with the images and learnt by the dense head, as ``label_maps`` runs do."""
     x, y = batch
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     prior = default_config().imaging.dose
@@ -57,9 +63,13 @@ def training_step(model, batch):
 
     def run():
         g = batch_generator(0, 0, next(counter), torch.device("cpu"))
-        noisy = augment(x, g, dose_prior=prior, pixel_size_nm=1.0, flips=True,
-                        contrast_jitter=0.0, read_noise=0.0)  # fmt: skip
-        step(model, optimizer, noisy, y)
+        options = dict(dose_prior=prior, pixel_size_nm=1.0, flips=True, contrast_jitter=0.0,
+                       read_noise=0.0)  # fmt: skip
+        if maps is None:
+            step(model, optimizer, augment(x, g, **options), y)
+        else:
+            noisy, turned = augment(x, g, maps=maps, **options)
+            step(model, optimizer, noisy, y, turned)
 
     return run
 
@@ -82,6 +92,14 @@ def test_train_step_default(benchmark, batch):
     model = ParameterRegressor(9, TrainConfig().architecture)
     model = model.to(memory_format=torch.channels_last)
     benchmark.pedantic(training_step(model, batch), rounds=5, warmup_rounds=1)
+
+
+def test_train_step_with_label_maps(benchmark, batch):
+    """The default network that also learns four label maps (8 x 8 pixel blocks)."""
+    model = ParameterRegressor(9, {**TrainConfig().architecture, "map_outputs": 4})
+    model = model.to(memory_format=torch.channels_last)
+    maps = torch.rand(BATCH, 4, SHAPE[0] // 8, SHAPE[1] // 8)
+    benchmark.pedantic(training_step(model, batch, maps), rounds=5, warmup_rounds=1)
 
 
 def test_train_step_anchor_plain_stem(benchmark, batch):

@@ -174,13 +174,14 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
         "4",
         "--device",
         "cpu",
+        "--label-maps",
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "last epoch" in result.output
     info = json.loads((run / "run.json").read_text())
     assert info["train"]["epochs"] == 2 and info["train"]["seed"] == 4
-    assert info["train"]["widths"] == [8, 16]
+    assert info["train"]["widths"] == [8, 16] and len(info["train"]["label_maps"]) == 4
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "not empty" in " ".join(again.output.split())
     report = tmp_path / "report"

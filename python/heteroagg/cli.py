@@ -431,6 +431,13 @@ def train(
         bool | None, typer.Option("--gaussian/--no-gaussian", help="Override: Gaussian head.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Override: root seed.")] = None,
+    label_maps: Annotated[
+        bool | None,
+        typer.Option(
+            "--label-maps/--no-label-maps",
+            help="Override: learn all label maps as an auxiliary target, or none.",
+        ),
+    ] = None,
 ) -> None:
     """Train a CNN regressor of the model parameters (torchrun for several GPUs).
 
@@ -439,10 +446,13 @@ def train(
     """
     from heteroagg.learn import TrainConfig
     from heteroagg.learn import train as run
+    from heteroagg.learn.config import LABEL_MAPS
 
     overrides = {"epochs": epochs, "max_minutes": max_minutes, "ensemble": ensemble,
                  "gaussian": gaussian, "seed": seed, "items_per_epoch": items_per_epoch,
                  "data_seed": data_seed, "on_the_fly": on_the_fly or None}  # fmt: skip
+    if label_maps is not None:
+        overrides["label_maps"] = LABEL_MAPS if label_maps else ()
     try:
         base = TrainConfig.from_toml(config).to_dict() if config is not None else {}
         base.update({k: v for k, v in overrides.items() if v is not None})

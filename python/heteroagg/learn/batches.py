@@ -77,7 +77,8 @@ def augment(
     flips: bool,
     contrast_jitter: float,
     read_noise: float,
-) -> torch.Tensor:
+    maps: torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Noise and augmentations of a (B, 1, H, W) batch of clean images.
 
     Parameters
@@ -90,6 +91,10 @@ def augment(
         Shot noise at a dose drawn per image from this prior, or None.
     pixel_size_nm, flips, contrast_jitter, read_noise
         See :class:`~heteroagg.learn.TrainConfig`.
+    maps
+        (B, C, h, w) label maps of the images: they are turned and flipped
+        with them, and ``(images, maps)`` is returned.  The images do not
+        depend on whether maps are given.
     """
     b = x.shape[0]
     if dose_prior is not None:
@@ -103,8 +108,11 @@ def augment(
         sigma = read_noise * torch.rand(b, generator=g, device=x.device).view(b, 1, 1, 1)
         x = x + sigma * torch.randn(x.shape, generator=g, device=x.device)
     if flips:
-        x = dihedral(x, torch.randint(0, 8, (b,), generator=g, device=x.device))
-    return x
+        k = torch.randint(0, 8, (b,), generator=g, device=x.device)
+        x = dihedral(x, k)
+        if maps is not None:
+            maps = dihedral(maps, k.to(maps.device))
+    return x if maps is None else (x, maps)
 
 
 class Targets:

@@ -17,6 +17,8 @@ CACHE_MODES = ("auto", "memory", "device", "stream")
 FAILURE_POLICIES = ("skip", "redraw")
 NORMS = ("batch", "group")
 INPUT_TRANSFORMS = ("linear", "sqrt")
+#: The label maps a run can learn; paths in nm, centres as counts per block.
+LABEL_MAPS = ("path_tio2", "path_wo3", "centres_tio2", "centres_wo3")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,14 @@ class TrainConfig:
     descriptor_heads
         Descriptors regressed directly, next to the parameters (names from
         the dataset's stored descriptors).
+    label_maps
+        Label maps (names from :data:`LABEL_MAPS`)
+        that a dense head learns as an auxiliary target, drawn from each
+        item's aggregate (see :mod:`heteroagg.learn.label_maps`).  The head is
+        used in training alone: predictions and exported models do not change.
+    label_map_weight
+        Weight of the label maps' mean squared error (maps standardised per
+        map) in the training loss.
     flips
         Augment with the eight 90° rotations and flips of the image.
     noise
@@ -124,6 +134,8 @@ class TrainConfig:
     gaussian: bool = False
     ensemble: int = 1
     descriptor_heads: tuple[str, ...] = ()
+    label_maps: tuple[str, ...] = ()
+    label_map_weight: float = 1.0
     flips: bool = True
     noise: bool = True
     contrast_jitter: float = 0.0
@@ -159,7 +171,7 @@ class TrainConfig:
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("lr", "cache_gb", "checkpoint_minutes"):
+        for name in ("lr", "cache_gb", "checkpoint_minutes", "label_map_weight"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -207,6 +219,11 @@ class TrainConfig:
         unknown = [d for d in self.descriptor_heads if d not in DESCRIPTOR_NAMES]
         if unknown:
             raise ValueError(f"unknown descriptor_heads {unknown}; choose from {DESCRIPTOR_NAMES}")
+        unknown = [n for n in self.label_maps if n not in LABEL_MAPS]
+        if unknown:
+            raise ValueError(f"unknown label_maps {unknown}; choose from {LABEL_MAPS}")
+        if len(set(self.label_maps)) != len(self.label_maps):
+            raise ValueError(f"label_maps repeats a name: {list(self.label_maps)}")
         if self.extra:
             raise ValueError(f"unknown training settings: {sorted(self.extra)}")
 
@@ -220,6 +237,7 @@ class TrainConfig:
             "gaussian": self.gaussian,
             "norm": self.norm,
             "input_transform": self.input_transform,
+            "map_outputs": len(self.label_maps),
         }
 
     def to_dict(self) -> dict[str, Any]:

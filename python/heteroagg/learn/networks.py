@@ -36,6 +36,11 @@ def transform_input(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {kind!r}")
 
 
+def map_block(space_to_depth: int, stages: int) -> int:
+    """Pixels per side of the image block that one value of the dense head covers."""
+    return space_to_depth * (2 if stages > 1 else 1)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with normalisation and an identity (or 1x1) shortcut."""
 
@@ -77,6 +82,11 @@ class ResNetRegressor(nn.Module):
     norm
         ``"batch"`` or ``"group"`` normalisation.  Group norm does not depend
         on the batch, so evaluation needs no running statistics.
+    map_outputs
+        Label maps predicted by a dense head on the second stage's features
+        (the first stage's with one stage), one value per block of
+        :attr:`map_block` pixels; 0: no dense head.  It serves as an
+        auxiliary training target (:mod:`heteroagg.learn.label_maps`).
 
     Notes
     -----
@@ -84,7 +94,8 @@ class ResNetRegressor(nn.Module):
     means then log-variances for a Gaussian head.  Global average *and*
     maximum pooling feed the head: the mean carries extensive quantities
     (total projected mass over the fixed field), the maximum the brightest
-    columns.
+    columns.  ``forward(x, maps=True)`` also returns the dense head's
+    ``(B, map_outputs, h, w)`` maps.
     """
 
     def __init__(
@@ -95,6 +106,7 @@ class ResNetRegressor(nn.Module):
         space_to_depth: int = 4,
         gaussian: bool = False,
         norm: str = "batch",
+        map_outputs: int = 0,
     ) -> None:
         super().__init__()
         if len(widths) != len(blocks) or not widths:
@@ -117,17 +129,41 @@ class ResNetRegressor(nn.Module):
                 stride = 2 if (stage > 0 and k == 0) else 1
                 layers.append(BasicBlock(c_in, width, stride, norm))
                 c_in = width
+        #: body layers up to (and including) the stage that feeds the dense head
+        self.map_depth = sum(blocks[: min(2, len(blocks))])
+        #: pixels along each side of the image block one dense-head value covers
+        self.map_block = map_block(self.space_to_depth, len(blocks))
         self.body = nn.Sequential(*layers)
+        self.map_outputs = int(map_outputs)
+        self.dense: nn.Module | None = None
+        if self.map_outputs:
+            tapped = widths[min(1, len(widths) - 1)]
+            self.dense = nn.Sequential(
+                nn.Conv2d(tapped, tapped, 3, 1, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(tapped, self.map_outputs, 1),
+            )
         self.head = nn.Sequential(
             nn.Linear(2 * c_in, 256),
             nn.ReLU(inplace=True),
             nn.Linear(256, self.n_outputs * (2 if gaussian else 1)),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(self.stem(x))
+    def forward(
+        self, x: torch.Tensor, maps: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        y = self.stem(x)
+        if maps:
+            if self.dense is None:
+                raise ValueError("this network has no dense head (map_outputs=0)")
+            y = self.body[: self.map_depth](y)
+            dense = self.dense(y)
+            y = self.body[self.map_depth :](y)
+        else:
+            y = self.body(y)
         pooled = torch.cat([y.mean(dim=(2, 3)), y.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        out = self.head(pooled)
+        return (out, dense) if maps else out
 
 
 class ParameterRegressor(nn.Module):
@@ -139,8 +175,9 @@ class ParameterRegressor(nn.Module):
         Regressed quantities.
     architecture
         ``widths``, ``blocks``, ``space_to_depth`` and ``gaussian``, and
-        optionally ``norm`` (default ``"batch"``) and ``input_transform``
-        (default ``"linear"``, see :func:`transform_input`).
+        optionally ``norm`` (default ``"batch"``), ``input_transform``
+        (default ``"linear"``, see :func:`transform_input`) and
+        ``map_outputs`` (default 0).
     input_mean, input_std
         Standardisation of the transformed images (training-set statistics),
         stored as buffers so that saved weights and exported models carry
@@ -158,12 +195,15 @@ class ParameterRegressor(nn.Module):
             space_to_depth=int(architecture["space_to_depth"]),
             gaussian=bool(architecture["gaussian"]),
             norm=str(architecture.get("norm", "batch")),
+            map_outputs=int(architecture.get("map_outputs", 0)),
         )
         self.input_transform = str(architecture.get("input_transform", "linear"))
         transform_input(torch.zeros(1), self.input_transform)  # rejects unknown kinds
         self.register_buffer("input_mean", torch.tensor(float(input_mean)))
         self.register_buffer("input_std", torch.tensor(float(input_std)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, maps: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = transform_input(x, self.input_transform)
-        return self.net((x - self.input_mean) / self.input_std)
+        return self.net((x - self.input_mean) / self.input_std, maps)

@@ -78,6 +78,8 @@ class Batch:
         The first item index after this batch: where the next one starts.
     seconds
         Time the producer spent building and rendering the batch.
+    maps
+        (B, C, h, w) float32 label maps of the run's ``label_maps``, or None.
     """
 
     items: np.ndarray
@@ -86,6 +88,7 @@ class Batch:
     descriptors: np.ndarray
     cursor: int
     seconds: float = 0.0
+    maps: np.ndarray | None = None
 
     def clean(self, device: torch.device) -> torch.Tensor:
         """(B, 1, H, W) float32 clean images on ``device``, as ``ImageStore`` serves them."""
@@ -226,6 +229,9 @@ class ItemStream:
         Descriptors computed per item (the run's descriptor heads).
     device
         The training device: the CUDA renderer is used on a GPU.
+    label_maps, map_block
+        Label maps drawn per item (the run's ``label_maps``) on the CPU, and
+        the pixels per side of one map cell.
     """
 
     def __init__(
@@ -239,6 +245,8 @@ class ItemStream:
         threads: int = 0,
         descriptor_names: tuple[str, ...] = (),
         device: torch.device | None = None,
+        label_maps: tuple[str, ...] = (),
+        map_block: int = 8,
     ) -> None:
         if on_failure not in ("skip", "redraw"):
             raise ValueError(f"on_failure must be 'skip' or 'redraw', got {on_failure!r}")
@@ -248,6 +256,7 @@ class ItemStream:
         self.config, self.seed, self.split_seed = config, int(seed), int(split_seed)
         self.val_fraction, self.on_failure = float(val_fraction), on_failure
         self.threads, self.descriptor_names = int(threads), tuple(descriptor_names)
+        self.label_maps, self.map_block = tuple(label_maps), int(map_block)
         self.device = device or torch.device("cpu")
         self.cuda_renderer, self.cpu_renderer = make_renderer(config.imaging, self.device)
         self.on_cuda = self.cuda_renderer is not None
@@ -302,7 +311,24 @@ class ItemStream:
                 d = agg.descriptors()
                 descriptors[k] = [float(getattr(d, name)) for name in self.descriptor_names]
         items = np.array([i for i, *_ in kept], dtype=np.int64)
-        return Batch(items, images, params, descriptors, walker.cursor, time.perf_counter() - tick)
+        maps = self._label_maps(kept) if self.label_maps else None
+        seconds = time.perf_counter() - tick
+        return Batch(items, images, params, descriptors, walker.cursor, seconds, maps)
+
+    def _label_maps(self, kept: list[tuple]) -> np.ndarray:
+        """The label maps of built items, seen as their images were rendered."""
+        from heteroagg.learn.label_maps import draw_label_maps
+
+        fixed = self.config.imaging.rotation != "random"
+        return draw_label_maps(
+            [agg for _, _, agg, _ in kept],
+            [np.eye(3) if fixed else None for _ in kept],
+            [self.render_seed(i) for i, *_ in kept],
+            self.cpu_renderer,
+            self.label_maps,
+            self.map_block,
+            threads=self.threads,
+        )
 
     def render_seed(self, i: int) -> int:
         """The render seed of item ``i``, as ``generate`` draws its image."""
@@ -393,6 +419,9 @@ class FixedItems:
         self.cache = torch.cat([b.bits().to(device) for b in batches])
         self.params = np.concatenate([b.params for b in batches])
         self.descriptors = np.concatenate([b.descriptors for b in batches])
+        self.maps = None
+        if batches and batches[0].maps is not None:
+            self.maps = np.concatenate([b.maps for b in batches])
 
     def __call__(self, items: np.ndarray) -> torch.Tensor:
         rows = torch.as_tensor([self.position[int(i)] for i in items], dtype=torch.long)
@@ -400,6 +429,12 @@ class FixedItems:
 
     def targets(self, names: tuple[str, ...], stats: dict) -> FixedTargets:
         return FixedTargets(self, names, stats)
+
+    def label_maps(self) -> Any:
+        """The items' label maps as :class:`~heteroagg.learn.label_maps.LabelMaps`, or None."""
+        from heteroagg.learn.label_maps import LabelMaps
+
+        return None if self.maps is None else LabelMaps(self.maps, self.items)
 
 
 class FixedTargets:

@@ -30,7 +30,12 @@ from heteroagg.data.config import DatasetConfig
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn.batches import VALIDATION_EPOCH, Targets, augment, batch_generator
 from heteroagg.learn.config import TrainConfig
-from heteroagg.learn.networks import LOG_VARIANCE_RANGE, ParameterRegressor, transform_input
+from heteroagg.learn.networks import (
+    LOG_VARIANCE_RANGE,
+    ParameterRegressor,
+    map_block,
+    transform_input,
+)
 from heteroagg.learn.torch_device import torch_device
 from heteroagg.rng import derive_seed, uniform
 
@@ -224,8 +229,9 @@ class _Data:
     ``store``/``targets`` serve ``train_items`` by index: the training items
     of a stored dataset, or on the fly the calibration items kept in memory
     (they feed the input statistics and the batch-norm batches).  ``val_*``
-    is the validation set and ``stream`` the on-the-fly item stream (None
-    for a stored dataset).
+    is the validation set, ``stream`` the on-the-fly item stream (None for
+    a stored dataset); ``maps`` and ``val_maps`` serve the label maps of the
+    training and validation items (None without ``label_maps``).
     """
 
     config: DatasetConfig
@@ -237,6 +243,8 @@ class _Data:
     val_targets: Any
     val_items: np.ndarray
     stream: Any = None
+    maps: Any = None
+    val_maps: Any = None
 
 
 def _cache_mode(config: TrainConfig, image_bytes: int, dev: torch.device) -> str:
@@ -298,6 +306,36 @@ def _check_shape(dataset_config: DatasetConfig, config: TrainConfig) -> None:
         raise ValueError(
             f"image shape {shape} is not a multiple of space_to_depth={config.space_to_depth}"
         )
+    block = map_block(config.space_to_depth, len(config.widths))
+    if config.label_maps and any(side % block for side in shape):
+        raise ValueError(
+            f"label_maps need image sides that are multiples of {block} (twice "
+            f"space_to_depth={config.space_to_depth}); the images are {shape}"
+        )
+
+
+def _stored_label_maps(
+    dataset: SyntheticDataset,
+    items: np.ndarray,
+    config: TrainConfig,
+    dist: _Distributed,
+    cache: Path,
+    show: bool,
+) -> Any:
+    """The label maps of stored items, drawn by the main process into ``cache``
+    (in the run folder, so a resumed run reads them back)."""
+    from heteroagg.learn.label_maps import stored_label_maps
+
+    def maps(progress: bool) -> Any:
+        block = map_block(config.space_to_depth, len(config.widths))
+        return stored_label_maps(
+            dataset, items, config.label_maps, block, cache=cache, show_progress=progress
+        )
+
+    drawn = maps(show) if dist.main else None
+    if dist.world > 1:
+        torch.distributed.barrier()
+    return drawn if drawn is not None else maps(False)
 
 
 def _stream_config(data: Any) -> DatasetConfig:
@@ -386,6 +424,8 @@ def _on_the_fly_data(
         threads=config.threads,
         descriptor_names=config.descriptor_heads,
         device=dev,
+        label_maps=config.label_maps,
+        map_block=map_block(config.space_to_depth, len(config.widths)),
     )
     size = fly.calibration_size(config.batch_size, config.bn_batches)
     n_val = 0 if stored_val is not None else config.val_items
@@ -404,6 +444,7 @@ def _on_the_fly_data(
         "validation": validation_path,
         "heteroagg_version": _version(),
     }
+    maps = val_maps = fixed.label_maps()
     if stored_val is None:
         val_store, val_targets = fixed, targets
         val_items = np.concatenate([b.items for b in generated_val])
@@ -413,10 +454,21 @@ def _on_the_fly_data(
         where = _cache_mode(config, 2 * shape[0] * shape[1] * len(val_items), dev)
         val_store = ImageStore(dataset, val_items, where, dev, config.workers, show)
         val_targets = Targets(dataset, dataset_config.params, names, stats=stats)
+        val_maps = None  # drawn once the run folder exists (see train)
     info["n_val"] = len(val_items)
     train_items = np.concatenate([b.items for b in calibration])
     return _Data(
-        dataset_config, info, fixed, targets, train_items, val_store, val_targets, val_items, stream
+        dataset_config,
+        info,
+        fixed,
+        targets,
+        train_items,
+        val_store,
+        val_targets,
+        val_items,
+        stream,
+        maps,
+        val_maps,
     )
 
 
@@ -570,6 +622,15 @@ def train(
             info_path.write_text(json.dumps(info, indent=2))
     if dist.world > 1:
         torch.distributed.barrier()
+    if config.label_maps and source.stream is None:
+        items = np.concatenate([source.train_items, source.val_items])
+        cache = out / "label_maps.npy"
+        source.maps = _stored_label_maps(source.store.dataset, items, config, dist, cache, show)
+        source.val_maps = source.maps
+    elif config.label_maps and source.val_maps is None:  # on the fly, a stored validation set
+        cache = out / "validation_label_maps.npy"
+        dataset = source.val_store.dataset
+        source.val_maps = _stored_label_maps(dataset, source.val_items, config, dist, cache, show)
 
     imaging = source.config.imaging
     noise_prior = imaging.dose if config.noise and not imaging.bake_noise else None
@@ -593,6 +654,8 @@ def train(
             val_store=source.val_store,
             val_targets=source.val_targets,
             stream=source.stream,
+            maps=source.maps,
+            val_maps=source.val_maps,
         )
         epoch, best, stopped = trainer.run()
         summary.epochs.append(epoch)
@@ -624,6 +687,8 @@ class _MemberTrainer:
         val_store: Any = None,
         val_targets: Any = None,
         stream: Any = None,
+        maps: Any = None,
+        val_maps: Any = None,
     ) -> None:
         self.config, self.folder, self.dev, self.dist = config, folder, dev, dist
         self.store, self.targets, self.show = store, targets, show
@@ -631,6 +696,8 @@ class _MemberTrainer:
         self.val_targets = targets if val_targets is None else val_targets
         self.train_items, self.val_items = train_items, val_items
         self.stream = stream
+        self.maps, self.val_maps = maps, val_maps
+        self.map_scale = None if maps is None else maps.scale(train_items).to(dev)
         self.noise_prior, self.pixel_size = noise_prior, pixel_size
         self.seed = derive_seed(config.seed, member)
         torch.manual_seed(self.seed >> 1)
@@ -706,23 +773,42 @@ class _MemberTrainer:
 
     # -- batches -----------------------------------------------------------
     def _batch(self, items: np.ndarray, epoch: int, index: int, training: bool):
-        """A batch of stored (or calibration) items, or of validation items."""
+        """Images, targets and label maps (or None) of stored (or calibration)
+        items, or of validation items."""
         store = self.store if training else self.val_store
         targets = self.targets if training else self.val_targets
-        x = self._augment(store(items).to(self.dev), epoch, index, training)
-        return x, targets(items).to(self.dev)
+        maps = None
+        source = self.maps if training else self.val_maps
+        if source is not None:
+            maps = source(items).to(self.dev) / self.map_scale
+        x = self._augment(store(items).to(self.dev), epoch, index, training, maps)
+        if maps is not None:
+            x, maps = x
+        return x, targets(items).to(self.dev), maps
 
     def _fresh_batch(self, batch: Any, epoch: int, index: int):
         """A batch from the on-the-fly producer, with the noise of a stored one."""
         from heteroagg.learn.on_the_fly import target_values
 
-        x = self._augment(batch.clean(self.dev), epoch, index, True)
         y = target_values(
             batch.params, batch.descriptors, self.targets.descriptor_names, self.targets.stats
         )
-        return x, torch.from_numpy(y).to(self.dev)
+        maps = None
+        if batch.maps is not None:
+            maps = torch.from_numpy(batch.maps).to(self.dev) / self.map_scale
+        x = self._augment(batch.clean(self.dev), epoch, index, True, maps)
+        if maps is not None:
+            x, maps = x
+        return x, torch.from_numpy(y).to(self.dev), maps
 
-    def _augment(self, x: torch.Tensor, epoch: int, index: int, training: bool) -> torch.Tensor:
+    def _augment(
+        self,
+        x: torch.Tensor,
+        epoch: int,
+        index: int,
+        training: bool,
+        maps: torch.Tensor | None = None,
+    ) -> Any:
         c = self.config
         g = batch_generator(self.seed if training else c.seed, epoch, index, self.dev)
         return augment(
@@ -733,6 +819,7 @@ class _MemberTrainer:
             flips=c.flips and training,
             contrast_jitter=c.contrast_jitter if training else 0,
             read_noise=c.read_noise if training else 0,
+            maps=maps,
         )
 
     def _order(self, epoch: int) -> np.ndarray:
@@ -762,7 +849,7 @@ class _MemberTrainer:
         self.model.train()
         with torch.no_grad():
             for k in range(min(self.config.bn_batches, len(mine) // size)):
-                x, _ = self._batch(mine[k * size : (k + 1) * size], self.state["epoch"], k, True)
+                x = self._batch(mine[k * size : (k + 1) * size], self.state["epoch"], k, True)[0]
                 self.model(x)
         if self.dist.world > 1:
             for m in norms:
@@ -774,22 +861,30 @@ class _MemberTrainer:
             m.momentum = momentum
 
     def validate(self) -> dict[str, float]:
-        """Validation loss and per-output R² (normalised units), fixed noise."""
+        """Validation loss and per-output R² (normalised units), fixed noise;
+        with label maps also their mean squared error (standardised maps)."""
         self.recalibrate_batch_norm()
         self.model.eval()
         n_out = self.val_targets.width
         sums = torch.zeros(5, n_out, dtype=torch.float64)
+        map_error = torch.zeros(2, dtype=torch.float64)
         mine = self.val_items[self.dist.rank :: self.dist.world]
         size = self.config.batch_size
         with torch.no_grad():
             for k, start in enumerate(range(0, len(mine), size)):
-                x, y = self._batch(
+                x, y, maps = self._batch(
                     mine[start : start + size],
                     VALIDATION_EPOCH,
                     k * self.dist.world + self.dist.rank,
                     False,
                 )
-                pred = self.model(x)[:, :n_out].double().cpu()
+                if maps is None:
+                    pred = self.model(x)
+                else:
+                    pred, dense = self.model(x, maps=True)
+                    map_error[0] += float((dense - maps).square().sum())
+                    map_error[1] += maps.numel()
+                pred = pred[:, :n_out].double().cpu()
                 y = y.double().cpu()
                 ok = ~torch.isnan(y)
                 y0 = torch.nan_to_num(y)
@@ -804,6 +899,7 @@ class _MemberTrainer:
                 )
         if self.dist.world > 1:
             torch.distributed.all_reduce(sums)
+            torch.distributed.all_reduce(map_error)
         count, sy, syy, sse = sums[0], sums[1], sums[2], sums[3]
         variance = syy - sy**2 / count.clamp(min=1)
         r2 = 1 - sse / variance.clamp(min=1e-12)
@@ -811,6 +907,8 @@ class _MemberTrainer:
         out = {"val_loss": float(sse[:n_params].sum() / count[:n_params].sum())}
         names = self._output_names()
         out.update({f"r2_{name}": float(r2[k]) for k, name in enumerate(names)})
+        if self.maps is not None:
+            out["val_map_loss"] = float(map_error[0] / map_error[1].clamp(min=1))
         self.model.train()
         return out
 
@@ -863,16 +961,16 @@ class _MemberTrainer:
                 if producer is None:
                     lo = s["batch"] * self.global_batch + self.dist.rank * c.batch_size
                     items = order[lo : lo + c.batch_size]
-                    x, y = self._batch(items, s["epoch"], s["batch"], True)
+                    x, y, maps = self._batch(items, s["epoch"], s["batch"], True)
                 else:
                     fresh = producer.get()
                     data["wait"] += time.perf_counter() - tick
                     data["work"] += fresh.seconds
                     data["images"] += len(fresh.items)
-                    x, y = self._fresh_batch(fresh, s["epoch"], s["batch"])
+                    x, y, maps = self._fresh_batch(fresh, s["epoch"], s["batch"])
                 for group in self.optimizer.param_groups:
                     group["lr"] = learning_rate(c, step, self.steps_per_epoch)
-                loss = regression_loss(self.net(x), y, c.gaussian)
+                loss = self._loss(x, y, maps)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -895,6 +993,14 @@ class _MemberTrainer:
                 self._end_epoch(images, time.perf_counter() - epoch_start, data, producer)
             self._save()
             last_checkpoint = time.perf_counter()
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
+        """The regression loss, plus the weighted label-map error when maps are learnt."""
+        if maps is None:
+            return regression_loss(self.net(x), y, self.config.gaussian)
+        out, dense = self.net(x, maps=True)
+        loss = regression_loss(out, y, self.config.gaussian)
+        return loss + self.config.label_map_weight * (dense - maps).square().mean()
 
     def _end_epoch(self, images: int, seconds: float, data: dict, producer: Any) -> None:
         c, s = self.config, self.state

@@ -12,8 +12,10 @@ from heteroagg.data.space import ParameterSpace, Prior
 from heteroagg.learn.ceiling import (
     frac_w_posterior,
     log_median_posterior,
+    nearest_neighbour_r2,
     oracle_draws,
     oracle_r2,
+    volume_observer_r2,
 )
 
 
@@ -185,3 +187,38 @@ def test_ceilings_are_deterministic_and_bounded():
     assert a["n_particles"] == {"r2": 1.0, "r2_normalized": 1.0}
     for name in ("frac_w", "radius_ti", "radius_w"):
         assert 0.5 < a[name]["r2"] < 1.0
+
+
+def test_nearest_neighbours_recover_the_closed_form_frac_w_posterior():
+    """Given (N, N_W), k-NN regression approaches the exact posterior mean's R²."""
+    prior = default_config().params
+    draws = oracle_draws(prior, n=100_000, seed=3)
+    features = np.column_stack([draws.params["n_particles"], draws.n_wo3])
+    target = ((draws.params["frac_w"] - 0.05) / 0.45)[:, None]
+    knn = nearest_neighbour_r2(features, target, neighbours=32)[0]
+    half = len(target) // 2
+    exact = 1 - np.mean((draws.estimate_normalized["frac_w"][half:] - target[half:, 0]) ** 2) / (
+        np.var(target[half:, 0])
+    )
+    assert exact - 0.01 < knn <= exact + 0.002
+
+
+def test_weighing_monodisperse_particles_counts_them():
+    """With one radius per material, the volumes give N_W exactly: the 3D oracle's R²."""
+    mono = space(sigma_g=1.0, radius_ti=5.0, radius_w=3.0)
+    seen = volume_observer_r2(mono, n=60_000, seed=1, neighbours=16)
+    assert set(seen) == {"frac_w"}
+    assert seen["frac_w"] == pytest.approx(oracle_r2(mono)["frac_w"]["r2_normalized"], abs=0.01)
+
+
+def test_volume_observer_lies_below_the_oracle_under_the_default_prior():
+    prior = default_config().params
+    seen = volume_observer_r2(prior, n=60_000, seed=2)
+    ceiling = oracle_r2(prior)
+    assert seen["frac_w"] < 0.5 < ceiling["frac_w"]["r2_normalized"]
+    for name in ("radius_ti", "radius_w"):
+        assert 0.3 < seen[name] < ceiling[name]["r2_normalized"]
+    with pytest.raises(ValueError, match="too few"):
+        volume_observer_r2(prior, n=100, neighbours=64)
+    with pytest.raises(ValueError, match="neighbours"):
+        volume_observer_r2(prior, n=1000, neighbours=0)

@@ -88,6 +88,18 @@ def _check_n(n: object) -> int:
     return int(n)
 
 
+def _draw_theta(
+    space: ParameterSpace, n: int, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """``n`` draws of the size parameters and sigma_g, with N and N_W per draw."""
+    names = ("n_particles", "frac_w", "radius_ti", "radius_w", "sigma_g")
+    u = rng.random((n, len(names)))
+    params = {name: space._from_unit(name, u[:, j]) for j, name in enumerate(names)}
+    n_particles = params["n_particles"].astype(np.int64)
+    n_wo3 = np.floor(params["frac_w"] * n_particles + 0.5).astype(np.int64)
+    return params, n_particles, n_wo3
+
+
 def _simpson_weights(nodes: int) -> np.ndarray:
     w = np.ones(nodes)
     w[1:-1:2], w[2:-1:2] = 4.0, 2.0
@@ -220,11 +232,7 @@ def oracle_draws(space: ParameterSpace, n: int = 200_000, seed: int = 0) -> Orac
     """
     n = _check_n(n)
     rng = np.random.default_rng(check_uint64("seed", seed))
-    names = ("n_particles", "frac_w", "radius_ti", "radius_w", "sigma_g")
-    u = rng.random((n, len(names)))
-    params = {name: space._from_unit(name, u[:, j]) for j, name in enumerate(names)}
-    n_particles = params["n_particles"].astype(np.int64)
-    n_wo3 = np.floor(params["frac_w"] * n_particles + 0.5).astype(np.int64)
+    params, n_particles, n_wo3 = _draw_theta(space, n, rng)
     counts = {"n_wo3": n_wo3, "n_tio2": n_particles - n_wo3}
     log_sigma = np.log(params["sigma_g"])
     z = rng.standard_normal((n, 2))
@@ -425,11 +433,7 @@ def volume_observer_r2(
     if n < 2 * neighbours:
         raise ValueError(f"n={n} draws are too few for {neighbours} neighbours")
     rng = np.random.default_rng(check_uint64("seed", seed))
-    names = ("n_particles", "frac_w", "radius_ti", "radius_w", "sigma_g")
-    u = rng.random((n, len(names)))
-    params = {name: space._from_unit(name, u[:, j]) for j, name in enumerate(names)}
-    n_particles = params["n_particles"].astype(np.int64)
-    n_wo3 = np.floor(params["frac_w"] * n_particles + 0.5).astype(np.int64)
+    params, n_particles, n_wo3 = _draw_theta(space, n, rng)
     log_sigma = np.log(params["sigma_g"])
     v_w = _total_volumes(n_wo3, params["radius_w"], log_sigma, rng)
     v_ti = _total_volumes(n_particles - n_wo3, params["radius_ti"], log_sigma, rng)

@@ -309,8 +309,8 @@ def _check_shape(dataset_config: DatasetConfig, config: TrainConfig) -> None:
     block = map_block(config.space_to_depth, len(config.widths))
     if config.label_maps and any(side % block for side in shape):
         raise ValueError(
-            f"label_maps need image sides that are multiples of {block} (twice "
-            f"space_to_depth={config.space_to_depth}); the images are {shape}"
+            f"label_maps need image sides that are multiples of {block}, the pixels one "
+            f"label-map value covers; the images are {shape}"
         )
 
 

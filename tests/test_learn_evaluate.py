@@ -137,7 +137,7 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     text = (tmp_path / "report/report.md").read_text()
     assert "| n_particles |" in text and "HCN" in text
     # the oracle ceilings of the test set's prior, as heteroagg.learn.ceiling gives them
-    from heteroagg.learn.ceiling import oracle_r2
+    from heteroagg.learn.ceiling import oracle_r2, volume_observer_r2
     from heteroagg.learn.evaluation import CEILING_DRAWS
 
     ceiling = oracle_r2(tiny_config().params, n=CEILING_DRAWS)
@@ -149,10 +149,20 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
         else:
             assert m["oracle_r2"] is None and m["oracle_r2_normalized"] is None
     assert "| oracle R² (3D, upper bound) |" in text
+    # and the observer that only weighs the materials, which sits below the oracle
+    weighing = volume_observer_r2(tiny_config().params, n=CEILING_DRAWS)
+    assert set(weighing) == {"frac_w", "radius_ti", "radius_w"}
+    for name in weighing:
+        m = report["parameters"][name]
+        assert m["volume_observer_r2"] == pytest.approx(weighing[name]["r2"])
+        assert m["volume_observer_r2"] < m["oracle_r2"]
+    assert report["parameters"]["n_particles"]["volume_observer_r2"] is None
+    assert "| volume observer R² |" in text
     row = next(line for line in text.splitlines() if line.startswith("| frac_w |"))
     assert row.split("|")[7].strip() == f"{ceiling['frac_w']['r2']:.3g}"
+    assert row.split("|")[8].strip() == f"{weighing['frac_w']['r2']:.3g}"
     row = next(line for line in text.splitlines() if line.startswith("| sigma_g |"))
-    assert row.split("|")[7].strip() == "n/a"
+    assert row.split("|")[7].strip() == "n/a" and row.split("|")[8].strip() == "n/a"
 
 
 def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train, tmp_path):

@@ -395,7 +395,7 @@ def nearest_neighbour_r2(
 
 def volume_observer_r2(
     space: ParameterSpace, n: int = 400_000, seed: int = 0, neighbours: int = 64
-) -> dict[str, float]:
+) -> dict[str, dict[str, float]]:
     """R² of an observer that counts the particles and weighs each material.
 
     It sees N and the total volume of TiO2 and of WO3 in the aggregate (what
@@ -419,8 +419,10 @@ def volume_observer_r2(
     Returns
     -------
     dict
-        For each varied parameter of :data:`VOLUME_OBSERVER_PARAMETERS`, its
-        R² in the normalised units of :meth:`ParameterSpace.normalize`.
+        For each varied parameter of :data:`VOLUME_OBSERVER_PARAMETERS`:
+        ``{"r2": ..., "r2_normalized": ...}``, its R² in physical units and
+        in the normalised units of :meth:`ParameterSpace.normalize`, as
+        :func:`oracle_r2` gives them.
 
     Raises
     ------
@@ -441,6 +443,11 @@ def volume_observer_r2(
     chosen = [name for name in VOLUME_OBSERVER_PARAMETERS if name in space.varied]
     if not chosen:
         return {}
-    targets = np.column_stack([_normalized(space, name, params) for name in chosen])
+    targets = np.column_stack(
+        [params[name] for name in chosen] + [_normalized(space, name, params) for name in chosen]
+    )
     values = nearest_neighbour_r2(features, targets, neighbours)
-    return {name: float(v) for name, v in zip(chosen, values, strict=True)}
+    return {
+        name: {"r2": float(values[j]), "r2_normalized": float(values[len(chosen) + j])}
+        for j, name in enumerate(chosen)
+    }

@@ -28,7 +28,7 @@ from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.data.space import ParameterSpace
 from heteroagg.data.torch_dataset import draw_dose
 from heteroagg.learn.batches import shot_noise
-from heteroagg.learn.ceiling import oracle_r2
+from heteroagg.learn.ceiling import oracle_r2, volume_observer_r2
 from heteroagg.learn.inference import Prediction, TrainedRun
 from heteroagg.rng import derive_seed
 from heteroagg.twins import (
@@ -327,12 +327,13 @@ def evaluate(
             metrics["coverage_1sigma"] = float(np.mean(z <= 1.0))
             metrics["coverage_2sigma"] = float(np.mean(z <= 2.0))
         per_parameter[name] = metrics
-    ceiling = oracle_r2(
-        ParameterSpace.from_config(dataset.index["config"]["params"]), n=CEILING_DRAWS
-    )
+    space = ParameterSpace.from_config(dataset.index["config"]["params"])
+    ceiling = oracle_r2(space, n=CEILING_DRAWS)
+    weighing = volume_observer_r2(space, n=CEILING_DRAWS)
     for name, metrics in per_parameter.items():
-        metrics["oracle_r2"] = ceiling.get(name, {}).get("r2")
-        metrics["oracle_r2_normalized"] = ceiling.get(name, {}).get("r2_normalized")
+        for key, observer in (("oracle", ceiling), ("volume_observer", weighing)):
+            metrics[f"{key}_r2"] = observer.get(name, {}).get("r2")
+            metrics[f"{key}_r2_normalized"] = observer.get(name, {}).get("r2_normalized")
 
     direct = {}
     for name, values in prediction.descriptors.items():

@@ -208,14 +208,16 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         "",
         "## Parameters",
         "",
-        "| parameter | R² | R² (normalised) | MAE | RMSE | bias | oracle R² (3D, upper bound) |"
+        "| parameter | R² | R² (normalised) | MAE | RMSE | bias | oracle R² (3D, upper bound) "
+        "| volume observer R² |"
         + (" 1sigma coverage | 2sigma coverage |" if report["uncertainty"] else ""),
-        "|---|---|---|---|---|---|---|" + ("---|---|" if report["uncertainty"] else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if report["uncertainty"] else ""),
     ]
     for name, m in report["parameters"].items():
         row = (
             f"| {name} | {_fmt(m['r2'])} | {_fmt(m['r2_normalized'])} | {_fmt(m['mae'])} | "
-            f"{_fmt(m['rmse'])} | {_fmt(m['bias'])} | {_fmt(m.get('oracle_r2'))} |"
+            f"{_fmt(m['rmse'])} | {_fmt(m['bias'])} | {_fmt(m.get('oracle_r2'))} | "
+            f"{_fmt(m.get('volume_observer_r2'))} |"
         )
         if report["uncertainty"]:
             row += f" {_pct(m['coverage_1sigma'])} | {_pct(m['coverage_2sigma'])} |"
@@ -225,7 +227,11 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         "Oracle R²: the R² of the Bayes posterior mean of an observer that sees the aggregate "
         "in 3D (N, each particle's material and radius) and also knows sigma_g, over 50 000 "
         "draws from the test set's prior (heteroagg.learn.ceiling). No estimator from one "
-        "image can beat it in expectation. n/a: no ceiling is computed for that parameter.",
+        "image can beat it in expectation. Volume observer R²: an observer that counts the "
+        "particles and knows each material's total volume, but cannot tell the particles "
+        "apart (nearest-neighbour posterior mean over the same number of draws); an estimate "
+        "below it does not even use what weighing the materials tells. n/a: not computed for "
+        "that parameter.",
     ]
     if report["uncertainty"]:
         lines += [

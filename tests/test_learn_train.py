@@ -268,7 +268,8 @@ def test_torchrun_trains_with_two_processes(tiny_train, tmp_path):
     script = (
         "import sys; from heteroagg.learn import TrainConfig, train; "
         "train(sys.argv[1], sys.argv[2], TrainConfig(epochs=2, batch_size=16, widths=(8, 16), "
-        "blocks=(1, 1), val_fraction=0.15), device='cpu', progress=False)"
+        "blocks=(1, 1), val_fraction=0.15, label_maps=('path_wo3', 'centres_wo3')), "
+        "device='cpu', progress=False)"
     )
     (tmp_path / "ddp.py").write_text(script)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -294,6 +295,9 @@ def test_torchrun_trains_with_two_processes(tiny_train, tmp_path):
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert (tmp_path / "run/member-0/best.pt").exists()
+    # rank 0 drew the label maps; both ranks learnt them (the loss is all-reduced)
+    assert np.load(tmp_path / "run/label_maps.npy").shape[1:] == (2, 8, 8)
+    assert float(rows[-1]["val_map_loss"]) > 0
 
 
 def test_batch_norm_statistics_are_plain_averages_before_validation(

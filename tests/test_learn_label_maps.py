@@ -183,6 +183,18 @@ def test_label_map_run_learns_the_maps_resumes_and_predicts(tiny_train, tmp_path
     assert prediction.normalized.shape == (1, len(info["parameters"]))
     assert np.all(np.isfinite(prediction.normalized))
 
+    # the exported model is the θ network alone, as without label maps
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from heteroagg.deploy import export_onnx
+
+    report = export_onnx(tmp_path / "whole", tmp_path / "model.onnx")
+    assert max(report.max_rel_difference.values()) < 1e-4
+    names = [t.name for t in onnx.load(str(tmp_path / "model.onnx")).graph.initializer]
+    assert names and not [n for n in names if "dense" in n]
+
 
 def test_label_map_settings_are_checked(tiny_train, tmp_path):
     with pytest.raises(ValueError, match="unknown label_maps"):

@@ -21,6 +21,11 @@ INPUT_TRANSFORMS = ("linear", "sqrt")
 LABEL_MAPS = ("path_tio2", "path_wo3", "centres_tio2", "centres_wo3")
 
 
+def map_block(space_to_depth: int, stages: int) -> int:
+    """Pixels per side of the image block that one value of the dense head covers."""
+    return space_to_depth * (2 if stages > 1 else 1)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train a regressor of the model parameters.
@@ -239,6 +244,11 @@ class TrainConfig:
             "input_transform": self.input_transform,
             "map_outputs": len(self.label_maps),
         }
+
+    @property
+    def map_block(self) -> int:
+        """Pixels per side of the image block that one label-map value covers."""
+        return map_block(self.space_to_depth, len(self.widths))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

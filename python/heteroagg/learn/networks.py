@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from heteroagg.learn.config import INPUT_TRANSFORMS, NORMS
+from heteroagg.learn.config import INPUT_TRANSFORMS, NORMS, map_block
 
 #: Range (low, high) the Gaussian heads' log-variances are clamped to.
 LOG_VARIANCE_RANGE = (-14.0, 6.0)
@@ -34,11 +34,6 @@ def transform_input(x: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "linear":
         return x
     raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {kind!r}")
-
-
-def map_block(space_to_depth: int, stages: int) -> int:
-    """Pixels per side of the image block that one value of the dense head covers."""
-    return space_to_depth * (2 if stages > 1 else 1)
 
 
 class BasicBlock(nn.Module):

@@ -30,12 +30,7 @@ from heteroagg.data.config import DatasetConfig
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn.batches import VALIDATION_EPOCH, Targets, augment, batch_generator
 from heteroagg.learn.config import TrainConfig
-from heteroagg.learn.networks import (
-    LOG_VARIANCE_RANGE,
-    ParameterRegressor,
-    map_block,
-    transform_input,
-)
+from heteroagg.learn.networks import LOG_VARIANCE_RANGE, ParameterRegressor, transform_input
 from heteroagg.learn.torch_device import torch_device
 from heteroagg.rng import derive_seed, uniform
 
@@ -306,7 +301,7 @@ def _check_shape(dataset_config: DatasetConfig, config: TrainConfig) -> None:
         raise ValueError(
             f"image shape {shape} is not a multiple of space_to_depth={config.space_to_depth}"
         )
-    block = map_block(config.space_to_depth, len(config.widths))
+    block = config.map_block
     if config.label_maps and any(side % block for side in shape):
         raise ValueError(
             f"label_maps need image sides that are multiples of {block}, the pixels one "
@@ -327,9 +322,8 @@ def _stored_label_maps(
     from heteroagg.learn.label_maps import stored_label_maps
 
     def maps(progress: bool) -> Any:
-        block = map_block(config.space_to_depth, len(config.widths))
         return stored_label_maps(
-            dataset, items, config.label_maps, block, cache=cache, show_progress=progress
+            dataset, items, config.label_maps, config.map_block, cache=cache, show_progress=progress
         )
 
     drawn = maps(show) if dist.main else None
@@ -425,7 +419,7 @@ def _on_the_fly_data(
         descriptor_names=config.descriptor_heads,
         device=dev,
         label_maps=config.label_maps,
-        map_block=map_block(config.space_to_depth, len(config.widths)),
+        map_block=config.map_block,
     )
     size = fly.calibration_size(config.batch_size, config.bn_batches)
     n_val = 0 if stored_val is not None else config.val_items

@@ -308,3 +308,37 @@ def test_batch_equals_single_renders_on_any_thread_count():
     assert clipped.dtype == bool and clipped.shape == (6,)
     with pytest.raises(ValueError, match="seeds"):
         renderer.batch(aggs, seeds[:2])
+
+
+def test_batch_writes_into_out_in_place():
+    rng = np.random.default_rng(2)
+    aggs = [
+        Aggregate(rng.uniform(-2, 2, (4, 3)), rng.uniform(0.8, 1.2, 4), rng.integers(0, 2, 4))
+        for _ in range(3)
+    ]
+    renderer = HaadfRenderer(pixel_size=0.1, shape=(40, 32), luts=LUTS, dose=300.0)
+    expected, _, _ = renderer.batch(aggs, [1, 2, 3])
+    out = np.full((3, 40, 32), np.nan, np.float32)
+    returned, _, _ = renderer.batch(aggs, [1, 2, 3], out=out)
+    assert returned is out
+    np.testing.assert_array_equal(out, expected)
+    # the core renders straight into a C-contiguous array: no copy in between
+    arrays = [renderer._arrays(a) for a in aggs]
+    target = np.zeros_like(out)
+    images, _, _ = heteroagg._core.render_haadf_batch(
+        arrays, [1, 2, 3], renderer._settings, 1, target
+    )
+    assert np.shares_memory(images, target)
+    np.testing.assert_array_equal(target, expected)
+    # a strided out is filled through a copy
+    wide = np.zeros((3, 40, 64), np.float32)
+    renderer.batch(aggs, [1, 2, 3], out=wide[:, :, ::2])
+    np.testing.assert_array_equal(wide[:, :, ::2], expected)
+    with pytest.raises(ValueError, match="shape"):
+        renderer.batch(aggs, [1, 2, 3], out=np.zeros((3, 32, 40), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        renderer.batch(aggs, [1, 2, 3], out=np.zeros((3, 40, 32)))
+    frozen = np.zeros((3, 40, 32), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        renderer.batch(aggs, [1, 2, 3], out=frozen)

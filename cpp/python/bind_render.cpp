@@ -91,15 +91,21 @@ void bind_render(py::module_& m) {
   m.def(
       "render_haadf_batch",
       [](const std::vector<bindings::aggregate_tuple>& aggregates, const std::vector<std::uint64_t>& seeds,
-         const render_settings& settings, unsigned threads) {
+         const render_settings& settings, unsigned threads,
+         std::optional<py::array_t<float, py::array::c_style>> out) {
         std::vector<bindings::aggregate_arrays> arrays;
         const std::vector<render_input> inputs = bindings::batch_inputs(aggregates, seeds, arrays);
         const auto count = static_cast<py::ssize_t>(inputs.size());
         const auto ny = static_cast<py::ssize_t>(settings.ny), nx = static_cast<py::ssize_t>(settings.nx);
-        py::array_t<float> images({count, ny, nx});
+        using c_array = py::array_t<float, py::array::c_style>;
+        c_array images = out ? *out : c_array({count, ny, nx});
+        if (images.ndim() != 3 || images.shape(0) != count || images.shape(1) != ny || images.shape(2) != nx)
+          throw std::invalid_argument("out must have shape (batch, ny, nx)");
+        if (!images.writeable()) throw std::invalid_argument("out is read-only");
+        float* data = images.mutable_data();
         std::vector<render_output> outputs(inputs.size());
         for (std::size_t i = 0; i < inputs.size(); ++i)
-          outputs[i].image = images.mutable_data() + static_cast<py::ssize_t>(i) * ny * nx;
+          outputs[i].image = data + static_cast<py::ssize_t>(i) * ny * nx;
         {
           py::gil_scoped_release release;
           render_haadf_batch(inputs, settings, outputs, threads);
@@ -107,5 +113,7 @@ void bind_render(py::module_& m) {
         const py::tuple geometry = bindings::batch_geometry(outputs);
         return py::make_tuple(images, geometry[0], geometry[1]);
       },
-      py::arg("aggregates"), py::arg("seeds"), py::arg("settings"), py::arg("threads"));
+      py::arg("aggregates"), py::arg("seeds"), py::arg("settings"), py::arg("threads"),
+      py::arg("out").noconvert() = py::none(),
+      "Render a batch into `out` ((batch, ny, nx) float32, C-contiguous and written in place) or a new array.");
 }

@@ -451,20 +451,22 @@ class HaadfRenderer:
             raise ValueError(f"threads must be an int >= 0, got {threads!r}")
         arrays = [self._arrays(agg) for agg in aggs]
         shape = (len(aggs), *self.shape)
-        address = _device_address(out, shape) if out is not None and self.device == "cuda" else 0
         if self.device == "cuda":
+            address = 0 if out is None else _device_address(out, shape)
             images, rotations, clipped = self._cuda_batch(arrays, seeds, threads, address)
-        else:
-            try:
-                images, rotations, clipped = _core.render_haadf_batch(
-                    arrays, seeds, self._settings, threads
-                )
-            except ValueError as err:
-                raise ValueError(str(err)) from None
-        if out is None:
+            return (images if out is None else out), rotations, clipped
+        host = None if out is None else _host_out(out, shape)
+        # a C-contiguous float32 out is written in place; a strided one through a copy
+        direct = host if host is not None and host.flags.c_contiguous else None
+        try:
+            images, rotations, clipped = _core.render_haadf_batch(
+                arrays, seeds, self._settings, threads, direct
+            )
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        if host is None:
             return images, rotations, clipped
-        if images is not None:
-            host = _host_out(out, shape)
+        if direct is None:
             host[...] = images
         return out, rotations, clipped
 

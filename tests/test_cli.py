@@ -206,3 +206,10 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
     r2 = saved["parameters"]["n_particles"]["r2"]
     assert f"{r2:.3f}" in result.output
     assert (report / "report.md").exists()
+    quick = [
+        "evaluate", "--model", str(run), "--data", str(tiny_test), "--out",
+        str(tmp_path / "quick"), "--twins", "2", "--twin-images", "0",
+    ]  # fmt: skip
+    result = runner.invoke(app, quick)
+    assert result.exit_code == 0, result.output
+    assert "HCN through twins: not computed" in result.output

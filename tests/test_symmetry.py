@@ -76,6 +76,9 @@ def test_onnx_export_carries_the_symmetrization(run_and_images, tiny_run, tiny_t
     report = evaluate(tmp_path / "sym.onnx", tiny_test, tmp_path / "r2", twins=2, twin_images=0,
                       progress=False)  # fmt: skip
     assert report["symmetrized"] is True
+    # without twin images there is no coverage to report (and no mean of nothing)
+    hcn = report["descriptors"]["hetero_coordination_number"]
+    assert hcn["coverage_twins"] is None and hcn["twin_mean"] == {"n": 0}
     saved = json.loads((tmp_path / "r2" / "report.json").read_text())
     assert saved["symmetrized"] is True
     assert "quarter turns and mirrors" in (tmp_path / "r2" / "report.md").read_text()

@@ -507,11 +507,14 @@ def evaluate(
     title = f"{report['n_test_images']} test images"
     console.print(_table(title, ("parameter", "R²", "MAE", "bias"), rows))
     hcn = report["descriptors"]["hetero_coordination_number"]
-    console.print(
-        f"HCN through {twins} twins: median |relative error| "
-        f"{100 * hcn['twin_mean'].get('median_abs', float('nan')):.1f} % "
-        f"(true θ: {100 * hcn['true_theta_mean'].get('median_abs', float('nan')):.1f} %)"
-    )
+    if "median_abs" in hcn["twin_mean"]:
+        console.print(
+            f"HCN through {twins} twins: median |relative error| "
+            f"{100 * hcn['twin_mean']['median_abs']:.1f} % "
+            f"(true θ: {100 * hcn['true_theta_mean'].get('median_abs', float('nan')):.1f} %)"
+        )
+    else:
+        console.print("HCN through twins: not computed (no twin images)")
     console.print(f"report: {out / 'report.md'}")
 
 

@@ -201,6 +201,11 @@ def twin_analysis(
     }
 
 
+def _share(flags: np.ndarray) -> float | None:
+    """Share of true ``flags``, or None without any (no twin images)."""
+    return float(np.mean(flags)) if flags.size else None
+
+
 def _summary(errors: np.ndarray) -> dict[str, float]:
     a = np.abs(errors[np.isfinite(errors)])
     if a.size == 0:
@@ -352,8 +357,8 @@ def evaluate(
             "twin_mean": _summary(relative_error(twin["twin_mean"][:, j], truth)),
             "single_twin": _summary(relative_error(twin["twin_single"][:, j], truth)),
             "true_theta_mean": _summary(relative_error(twin["reference_mean"][:, j], truth)),
-            "coverage_twins": float(np.mean(twin["covered_twin"][:, j])),
-            "coverage_true_theta": float(np.mean(twin["covered_reference"][:, j])),
+            "coverage_twins": _share(twin["covered_twin"][:, j]),
+            "coverage_true_theta": _share(twin["covered_reference"][:, j]),
         }
     report = {
         "run": str(trained.path),

@@ -56,9 +56,8 @@ from torch import nn
 from heteroagg.data import SyntheticDataset
 from heteroagg.data.config import DatasetConfig
 from heteroagg.data.space import ParameterSpace
-from heteroagg.learn.label_maps import draw_label_maps
+from heteroagg.learn.label_maps import stored_label_maps
 from heteroagg.learn.networks import ResNetRegressor
-from heteroagg.stem import HaadfRenderer
 
 #: Pixels per side of one cell of the ``materials`` input.
 MATERIALS_BLOCK = 2
@@ -75,21 +74,7 @@ def item_maps(
     dataset: SyntheticDataset, items: np.ndarray, names: tuple[str, ...], block: int
 ) -> np.ndarray:
     """(len(items), len(names), H / block, W / block) float32 label maps of stored items."""
-    imaging = dataset.index["config"]["imaging"]
-    renderer = HaadfRenderer(
-        pixel_size=imaging["pixel_size"], shape=tuple(imaging["shape"]), extrapolate=True
-    )
-    rotations = np.asarray(dataset.rotations[:])
-    ny, nx = imaging["shape"]
-    out = np.zeros((len(items), len(names), ny // block, nx // block), np.float32)
-    for start in range(0, len(items), 1024):
-        chunk = items[start : start + 1024]
-        aggs = [dataset.aggregate(int(i)) for i in chunk]
-        draw_label_maps(
-            aggs, list(rotations[chunk]), [0] * len(chunk), renderer, names, block,
-            out=out[start : start + len(chunk)],
-        )  # fmt: skip
-    return out
+    return np.asarray(stored_label_maps(dataset, items, names, block).maps, dtype=np.float32)
 
 
 def network_inputs(dataset: SyntheticDataset, items: np.ndarray, kind: str) -> np.ndarray:

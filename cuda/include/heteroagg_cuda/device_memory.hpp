@@ -40,4 +40,29 @@ class device_array {
   std::size_t count_ = 0;
 };
 
+// Page-locks an existing host buffer (a numpy array, say) for the object's
+// lifetime, so that copies between it and the device run at the bus's speed
+// instead of through the driver's pageable bounce buffer.  A buffer that
+// cannot be registered stays pageable: its copies are then slower, not wrong.
+class pinned_host_range {
+ public:
+  pinned_host_range(void* host, std::size_t bytes) {
+    if (host == nullptr || bytes == 0) return;
+    if (cudaHostRegister(host, bytes, cudaHostRegisterDefault) == cudaSuccess)
+      host_ = host;
+    else
+      cudaGetLastError();  // a failed registration is not sticky: clear it
+  }
+  ~pinned_host_range() {
+    if (host_ != nullptr) cudaHostUnregister(host_);
+  }
+  pinned_host_range(const pinned_host_range&) = delete;
+  pinned_host_range& operator=(const pinned_host_range&) = delete;
+
+  bool pinned() const { return host_ != nullptr; }
+
+ private:
+  void* host_ = nullptr;
+};
+
 }  // namespace heteroagg::cuda

@@ -44,17 +44,16 @@ def main() -> None:
 
     for symmetrize in (False, True):
         members = [run.predict(test.images, symmetrize=symmetrize).normalized for run in runs]
+        alone = [space.denormalize(m) for m in members]
         ensemble = space.denormalize(np.mean(members, axis=0))
         errors = [m - truth_normalized for m in members]
         print(f"\nsymmetrized: {symmetrize}")
         print("parameter | " + " | ".join(args.runs) + " | ensemble | error correlation")
         for k, name in enumerate(runs[0].parameters):
-            alone = [
-                parameter_metrics(truth[name], space.denormalize(m)[name])["r2"] for m in members
-            ]
+            scores = [parameter_metrics(truth[name], m[name])["r2"] for m in alone]
             together = parameter_metrics(truth[name], ensemble[name])["r2"]
             correlation = np.corrcoef(errors[0][:, k], errors[1][:, k])[0, 1]
-            cells = " | ".join(f"{r2:.3f}" for r2 in alone)
+            cells = " | ".join(f"{r2:.3f}" for r2 in scores)
             print(f"{name} | {cells} | {together:.3f} | {correlation:.2f}")
 
 

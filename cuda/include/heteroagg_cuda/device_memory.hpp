@@ -59,8 +59,6 @@ class pinned_host_range {
   pinned_host_range(const pinned_host_range&) = delete;
   pinned_host_range& operator=(const pinned_host_range&) = delete;
 
-  bool pinned() const { return host_ != nullptr; }
-
  private:
   void* host_ = nullptr;
 };

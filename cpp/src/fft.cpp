@@ -11,30 +11,25 @@
 
 #include "fft_kernel.hpp"
 
-#define HETEROAGG_FFT_NAME fft2_baseline_impl
+#define HETEROAGG_FFT_NAME fft2_baseline_kernels
 #include "fft_kernel.inc"
 
 namespace heteroagg {
 
 namespace detail {
-
-void fft2_baseline(const fft2_layout& layout, float* data, std::size_t count, bool inverse, float* scratch) {
-  fft2_baseline_impl(layout, data, count, inverse, scratch);
-}
-
 namespace {
 
 constexpr double pi = 3.14159265358979323846;
 
 // The AVX2 kernel where the CPU has it; HETEROAGG_FFT_KERNEL=portable forces
 // the portable one (so tests can check both on one machine).
-fft2_kernel select_kernel() {
+fft2_kernels select_kernels() {
   const char* forced = std::getenv("HETEROAGG_FFT_KERNEL");
-  if (forced != nullptr && std::string(forced) == "portable") return &fft2_baseline;
+  if (forced != nullptr && std::string(forced) == "portable") return fft2_baseline_kernels();
 #if defined(HETEROAGG_HAVE_AVX2_FFT)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &fft2_avx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return fft2_avx2_kernels();
 #endif
-  return &fft2_baseline;
+  return fft2_baseline_kernels();
 }
 
 // Radices for a transform of length n, largest first: 7, 5, 3, then powers of two as 8s and 4s.
@@ -81,7 +76,7 @@ std::size_t next_fft_size(std::size_t n) {
 struct fft2_plan::impl {
   detail::fft2_layout layout{};
   std::vector<float> twiddles;
-  detail::fft2_kernel kernel = nullptr;
+  detail::fft2_kernels kernels{};
 
   impl(std::size_t ny, std::size_t nx) {
     if (!fft_size_ok(ny) || !fft_size_ok(nx))
@@ -96,7 +91,7 @@ struct fft2_plan::impl {
     std::size_t q = 0;
     for (detail::fft_axis* axis : {&layout.cols, &layout.rows})
       for (unsigned p = 0; p < axis->n_passes; ++p) axis->passes[p].twiddles = twiddles.data() + offsets[q++];
-    kernel = detail::select_kernel();
+    kernels = detail::select_kernels();
   }
 
   // Fills the passes of one axis and appends their twiddles (computed in
@@ -119,14 +114,17 @@ struct fft2_plan::impl {
     }
   }
 
+  // Per-thread scratch, 64-byte aligned, so one plan can serve many threads at once.
+  float* scratch() const {
+    thread_local std::vector<float> buffer;
+    const std::size_t need = detail::fft_any_scratch_floats(layout.ny, layout.nx) + 16;
+    if (buffer.size() < need) buffer.assign(need, 0.0f);
+    const auto misalign = reinterpret_cast<std::uintptr_t>(buffer.data()) % 64;
+    return buffer.data() + (misalign ? (64 - misalign) / sizeof(float) : 0);
+  }
+
   void run(complex64* data, std::size_t count, bool inverse) const {
-    // Per-thread scratch, so one plan can serve many threads at once.
-    thread_local std::vector<float> scratch;
-    const std::size_t need = detail::fft_scratch_floats(layout.ny, layout.nx) + 16;
-    if (scratch.size() < need) scratch.assign(need, 0.0f);
-    const auto misalign = reinterpret_cast<std::uintptr_t>(scratch.data()) % 64;
-    float* aligned = scratch.data() + (misalign ? (64 - misalign) / sizeof(float) : 0);
-    kernel(layout, reinterpret_cast<float*>(data), count, inverse, aligned);
+    kernels.transform(layout, reinterpret_cast<float*>(data), count, inverse, scratch());
   }
 };
 
@@ -139,6 +137,40 @@ void fft2_plan::forward(complex64* data) const { impl_->run(data, 1, false); }
 void fft2_plan::inverse(complex64* data) const { impl_->run(data, 1, true); }
 void fft2_plan::forward(complex64* data, std::size_t count) const { impl_->run(data, count, false); }
 void fft2_plan::inverse(complex64* data, std::size_t count) const { impl_->run(data, count, true); }
+
+void fft2_plan::rows_pass(complex64* data, const periodic_window& factor, bool from_real) const {
+  if (factor.gy == 0 || factor.gx < nx())
+    throw std::invalid_argument("fft2_plan::rows_pass: the window is wider than its grid");
+  auto wrap = [](std::ptrdiff_t i, std::size_t n) {
+    const auto m = static_cast<std::ptrdiff_t>(n);
+    return static_cast<std::size_t>(((i % m) + m) % m);
+  };
+  const detail::fft_window window{reinterpret_cast<const float*>(factor.grid), factor.gy, factor.gx,
+                                  wrap(factor.oy, factor.gy), wrap(factor.ox, factor.gx)};
+  impl_->kernels.rows(impl_->layout, reinterpret_cast<float*>(data), window, from_real, impl_->scratch());
+}
+
+void fft2_plan::columns_pass(complex64* data, const float* factor, const std::vector<const float*>& weights,
+                             double* sums, bool back) const {
+  impl_->kernels.columns(impl_->layout, reinterpret_cast<float*>(data), factor, weights.data(), weights.size(), sums,
+                         back, impl_->scratch());
+}
+
+std::vector<float> fft2_plan::column_layout(const complex64* values) const {
+  std::vector<float> out(column_layout_floats());
+  impl_->kernels.column_layout(impl_->layout, reinterpret_cast<const float*>(values), out.data());
+  return out;
+}
+
+std::vector<float> fft2_plan::column_layout(const float* values) const {
+  std::vector<complex64> complex(values, values + ny() * nx());
+  return column_layout(complex.data());
+}
+
+std::size_t fft2_plan::column_layout_floats() const {
+  return 2 * detail::fft_lanes * ny() * ((nx() + detail::fft_lanes - 1) / detail::fft_lanes);
+}
+
 std::size_t fft2_plan::ny() const { return impl_->layout.ny; }
 std::size_t fft2_plan::nx() const { return impl_->layout.nx; }
 

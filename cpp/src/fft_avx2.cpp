@@ -2,13 +2,5 @@
 // -mavx2 -mfma and is only called after a run-time check of the CPU.
 #include "fft_kernel.hpp"
 
-#define HETEROAGG_FFT_NAME fft2_avx2_impl
+#define HETEROAGG_FFT_NAME fft2_avx2_kernels
 #include "fft_kernel.inc"
-
-namespace heteroagg::detail {
-
-void fft2_avx2(const fft2_layout& layout, float* data, std::size_t count, bool inverse, float* scratch) {
-  fft2_avx2_impl(layout, data, count, inverse, scratch);
-}
-
-}  // namespace heteroagg::detail

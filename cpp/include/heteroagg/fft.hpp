@@ -4,6 +4,7 @@
 #include <complex>
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 namespace heteroagg {
 
@@ -14,6 +15,14 @@ bool fft_size_ok(std::size_t n);
 
 // Smallest n' >= n with fft_size_ok(n').
 std::size_t next_fft_size(std::size_t n);
+
+// A window onto a periodic row-major gy x gx grid: point (y, x) of the
+// window is grid[(oy + y) mod gy][(ox + x) mod gx].
+struct periodic_window {
+  const complex64* grid;
+  std::size_t gy, gx;
+  std::ptrdiff_t oy, ox;
+};
 
 // Plan for in-place 2D FFTs of a row-major ny x nx complex64 array (x fastest).
 // Construction throws std::invalid_argument for sizes that are not fft_size_ok.
@@ -34,6 +43,28 @@ class fft2_plan {
   // batch of `count` contiguous ny*nx arrays
   void forward(complex64* data, std::size_t count) const;
   void inverse(complex64* data, std::size_t count) const;
+
+  // The two halves of a multislice step, each reading and writing the array
+  // once.  They work on arrays held with only their rows transformed: with
+  // R the forward FFT along x and C along y (so forward() is C R), such an
+  // array is R x for the plain array x.
+  //
+  // rows_pass applies R diag(f) R^-1, where f is `factor`'s window (at
+  // least as wide as the plan); with from_real it applies R diag(f) to a
+  // plain array instead.
+  //
+  // columns_pass applies C^-1 diag(p) C, where p is `factor` in column
+  // layout.  Between the two it adds sum(w |C data|^2) to sums[d] for each
+  // weight w (column layout), over the fully transformed array.  With
+  // back = false it stops there and leaves `data` unspecified.
+  void rows_pass(complex64* data, const periodic_window& factor, bool from_real) const;
+  void columns_pass(complex64* data, const float* factor, const std::vector<const float*>& weights, double* sums,
+                    bool back) const;
+  // A ny x nx array in the order in which columns_pass visits the points
+  // (column_layout_floats() floats; it depends on the plan's kernel).
+  std::vector<float> column_layout(const complex64* values) const;
+  std::vector<float> column_layout(const float* real_values) const;
+  std::size_t column_layout_floats() const;
 
   std::size_t ny() const;
   std::size_t nx() const;

@@ -164,7 +164,9 @@ namespace {
 // Everything one worker needs, allocated once per worker.
 struct probe_worker {
   std::vector<complex64> psi, ramp_x, ramp_y;
-  probe_worker(std::size_t ny, std::size_t nx) : psi(ny * nx), ramp_x(nx), ramp_y(ny) {}
+  std::vector<double> sums;
+  probe_worker(std::size_t ny, std::size_t nx, std::size_t detectors)
+      : psi(ny * nx), ramp_x(nx), ramp_y(ny), sums(detectors) {}
 };
 
 void validate_request(const multislice_request& r) {
@@ -252,13 +254,16 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
   const transmission_stack& stack = *r.stack;
   const grid2d& full = stack.grid;
   const grid2d& window = setup.window;
-  const bool windowed = setup.windowed;
-  const std::size_t area = window.ny * window.nx;
   const fft2_plan plan(window.ny, window.nx);
+  std::vector<std::vector<float>> propagators, weight_layouts;
+  for (const auto& p : setup.propagators) propagators.push_back(plan.column_layout(p.data()));
+  for (const auto& w : setup.weights) weight_layouts.push_back(plan.column_layout(w.data()));
+  std::vector<const float*> weights, no_weights;
+  for (const auto& w : weight_layouts) weights.push_back(w.data());
   const unsigned threads = resolve_threads(r.threads);
   std::vector<probe_worker> workers;
   workers.reserve(threads);
-  for (unsigned w = 0; w < threads; ++w) workers.emplace_back(window.ny, window.nx);
+  for (unsigned w = 0; w < threads; ++w) workers.emplace_back(window.ny, window.nx, r.detectors.size());
   const std::size_t planes = r.exit_planes.size(), detectors = r.detectors.size();
   std::atomic<std::size_t> finished{0};
   std::atomic<bool> cancelled{false};
@@ -282,39 +287,25 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
       for (std::size_t ix = 0; ix < window.nx; ++ix)
         psi[iy * window.nx + ix] = setup.base[iy * window.nx + ix] * (work.ramp_y[iy] * work.ramp_x[ix]);
     plan.inverse(psi);
-    auto wrap = [](std::ptrdiff_t i, std::size_t n) {
-      const auto m = static_cast<std::ptrdiff_t>(n);
-      return static_cast<std::size_t>(((i % m) + m) % m);
-    };
+    // Each slice is one pass over rows (R T R^-1: the transmission between
+    // half-transforms along x) and one over columns (C^-1 P C, reading the
+    // detectors where the wave is fully in Fourier space), so the wave is
+    // read and written twice per slice; between passes its rows stay
+    // transformed.
     std::size_t next_plane = 0;
     for (std::size_t s = 0; s < stack.slices(); ++s) {
-      const complex64* t = stack.slice(s);
-      for (std::size_t iy = 0; iy < window.ny; ++iy) {
-        const complex64* row = t + wrap(oy + static_cast<std::ptrdiff_t>(iy), full.ny) * full.nx;
-        complex64* p = psi + iy * window.nx;
-        if (!windowed) {
-          for (std::size_t ix = 0; ix < window.nx; ++ix) p[ix] *= row[ix];
-        } else {
-          const std::size_t start = wrap(ox, full.nx);
-          const std::size_t first = std::min(window.nx, full.nx - start);
-          for (std::size_t ix = 0; ix < first; ++ix) p[ix] *= row[start + ix];
-          for (std::size_t ix = first; ix < window.nx; ++ix) p[ix] *= row[ix - first];
-        }
-      }
-      plan.forward(psi);
-      const complex64* propagator = setup.propagators[setup.propagator_of[s]].data();
-      for (std::size_t i = 0; i < area; ++i) psi[i] *= propagator[i];
-      if (next_plane < planes && r.exit_planes[next_plane] == s + 1) {
-        for (std::size_t d = 0; d < detectors; ++d) {
-          const float* w = setup.weights[d].data();
-          double sum = 0.0;
-          for (std::size_t i = 0; i < area; ++i) sum += w[i] * std::norm(psi[i]);
-          out[(next_plane * detectors + d) * r.n_positions + position] = static_cast<float>(sum);
-        }
+      plan.rows_pass(psi, periodic_window{stack.slice(s), full.ny, full.nx, oy, ox}, s == 0);
+      const bool read = next_plane < planes && r.exit_planes[next_plane] == s + 1;
+      const bool last = read && next_plane + 1 == planes;
+      std::fill(work.sums.begin(), work.sums.end(), 0.0);
+      plan.columns_pass(psi, propagators[setup.propagator_of[s]].data(), read ? weights : no_weights,
+                        work.sums.data(), !last);
+      if (read) {
+        for (std::size_t d = 0; d < detectors; ++d)
+          out[(next_plane * detectors + d) * r.n_positions + position] = static_cast<float>(work.sums[d]);
         ++next_plane;
       }
-      if (next_plane == planes) break;  // nothing left to read out
-      plan.inverse(psi);
+      if (last) break;  // nothing left to read out
     }
     ++finished;
   };

@@ -5,8 +5,10 @@ Case per window size N (256, 512, 1024): a rutile slab filling an N x N grid
 at 0.05 Å, 20 slices of 2 Å, 300 kV, 20 mrad, a 50-120 mrad detector, probes
 propagated over the whole periodic grid.  Only propagation and detection are
 timed: both codes get their potentials built beforehand (heteroagg's are
-turned into transmission functions inside the timed call).  Skips without a
-CUDA device; the abTEM rows skip without abTEM or CuPy.
+turned into transmission functions inside the timed call).  heteroagg runs
+both ways: with cuFFT and separate multiply kernels, and with fused steps
+(one row and one column kernel per slice).  Skips without a CUDA device; the
+abTEM rows skip without abTEM or CuPy.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def scan_positions(n: int) -> np.ndarray:
     return rng.uniform(0, n * SAMPLING, (PROBES[n], 2))
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["cufft", "fused"])
 @pytest.mark.parametrize("n", sorted(PROBES))
-def test_heteroagg_cuda(benchmark, n):
+def test_heteroagg_cuda(benchmark, n, fused):
     cuda = cuda_fft_extension("cuda")
     atoms = case_atoms(n)
     edges = np.linspace(0, SLICES * THICKNESS, SLICES + 1)
@@ -60,7 +63,7 @@ def test_heteroagg_cuda(benchmark, n):
     def run():
         return cuda.multislice(
             potentials, [THICKNESS] * SLICES, (SAMPLING, SAMPLING), ENERGY, SEMIANGLE, [],
-            [(*DETECTOR, [], [])], [SLICES], (0, 0), positions,
+            [(*DETECTOR, [], [])], [SLICES], (0, 0), positions, fused=fused,
         )  # fmt: skip
 
     run()

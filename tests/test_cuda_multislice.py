@@ -66,6 +66,49 @@ def test_cuda_multislice_matches_the_cpu_path(window):
 
 @pytest.mark.cuda
 @needs_cuda
+@pytest.mark.parametrize(
+    ("gpts", "window"),
+    [((96, 80), (64, 32)), ((96, 80), (32, 64)), ((128, 64), (0, 0)), ((64, 64), (8, 4))],
+)
+def test_fused_steps_match_the_cpu_path(gpts, window):
+    """The row and column kernels against the CPU path: windows that wrap around the grid, the
+    whole grid, and the smallest sides (fewer columns than a column block reads)."""
+    potentials = blob_potentials(5, *gpts, seed=8)
+    rng = np.random.default_rng(9)
+    positions = np.column_stack([rng.uniform(-0.5, 3, 21), rng.uniform(-0.5, 3, 21)])
+    cpu, gpu = both(potentials, window, positions, fused=True)
+    _, unfused = both(potentials, window, positions, batch=4, fused=False)
+    assert gpu.shape == cpu.shape == (2, 2, 21)
+    np.testing.assert_allclose(gpu[:, 0], cpu[:, 0], atol=2e-4 * cpu[:, 0].max() + 1e-7)
+    np.testing.assert_allclose(gpu[:, 1], cpu[:, 1], rtol=1e-5)
+    np.testing.assert_allclose(gpu, unfused, atol=2e-4 * cpu.max())
+    _, batched = both(potentials, window, positions, batch=4, fused=True)
+    np.testing.assert_allclose(batched, gpu, rtol=1e-6, atol=1e-9)  # atomic sums may round apart
+
+
+def test_fused_steps_reject_windows_that_are_not_powers_of_two():
+    """Checked on the host before anything runs on a device."""
+    _cuda = pytest.importorskip("heteroagg._cuda", reason="heteroagg was built without CUDA")
+    args = dict(
+        potentials=blob_potentials(2, 96, 80, seed=1),
+        thickness=[2.0, 2.0],
+        sampling=(0.03, 0.025),
+        energy=300e3,
+        semiangle=20.0,
+        aberrations=[],
+        detectors=[(40.0, 150.0, [], [])],
+        exit_planes=[2],
+        positions=np.zeros((1, 2)),
+        fused=True,
+    )
+    with pytest.raises(ValueError, match="powers of two"):
+        _cuda.multislice(window=(48, 32), **args)
+    with pytest.raises(ValueError, match="powers of two"):
+        _cuda.multislice(window=(0, 0), **args)  # the whole 96 x 80 grid
+
+
+@pytest.mark.cuda
+@needs_cuda
 def test_cuda_batches_do_not_change_the_result():
     potentials = blob_potentials(3, 64, 64, seed=5)
     positions = np.random.default_rng(6).uniform(0, 1.6, (23, 2))

@@ -53,7 +53,7 @@ PYBIND11_MODULE(_cuda, m) {
          double energy, double semiangle, const bindings::aberration_tuples& aberrations,
          const bindings::detector_tuples& detectors, std::vector<std::size_t> exit_planes,
          std::pair<std::size_t, std::size_t> window, const bindings::f64_array& positions, unsigned threads,
-         py::object progress, std::size_t batch) {
+         py::object progress, std::size_t batch, bool fused) {
         transmission_stack stack;
         const multislice_request request =
             bindings::make_request(potentials, std::move(thickness), sampling, energy, semiangle, aberrations,
@@ -63,13 +63,15 @@ PYBIND11_MODULE(_cuda, m) {
         bindings::progress_relay relay{std::move(progress)};
         bindings::run_without_gil([&] {
           heteroagg::cuda::run_multislice(request, potentials.data(), result, batch, &bindings::progress_relay::call,
-                                          &relay);
+                                          &relay, false, fused);
         });
         return out;
       },
       py::arg("potentials"), py::arg("thickness"), py::arg("sampling"), py::arg("energy"), py::arg("semiangle"),
       py::arg("aberrations"), py::arg("detectors"), py::arg("exit_planes"), py::arg("window"),
-      py::arg("positions"), py::arg("threads") = 0, py::arg("progress") = py::none(), py::arg("batch") = 0);
+      py::arg("positions"), py::arg("threads") = 0, py::arg("progress") = py::none(), py::arg("batch") = 0,
+      py::arg("fused") = false,
+      "Multislice on the device; `fused` runs each slice as one row and one column kernel (power-of-two windows).");
 
   bindings::bind_render_settings(m, py::module_local());
   m.def(
@@ -137,7 +139,8 @@ PYBIND11_MODULE(_cuda, m) {
          std::pair<double, double> sampling, double energy, double semiangle,
          const bindings::aberration_tuples& aberrations, const bindings::detector_tuples& detectors,
          std::vector<std::size_t> exit_planes, std::pair<std::size_t, std::size_t> window,
-         const bindings::f64_array& positions, unsigned threads, py::object progress, std::size_t batch) {
+         const bindings::f64_array& positions, unsigned threads, py::object progress, std::size_t batch,
+         bool fused) {
         const bindings::potential_arguments atoms(atom_positions, numbers, gpts, sampling, origin,
                                                   std::move(slice_edges), parametrization, true, threads);
         if (thickness.size() != atoms.slices())
@@ -151,7 +154,7 @@ PYBIND11_MODULE(_cuda, m) {
         bindings::progress_relay relay{std::move(progress)};
         bindings::run_without_gil([&] {
           heteroagg::cuda::run_multislice_from_atoms(request, atoms.request, atoms.form(), result, batch,
-                                                     &bindings::progress_relay::call, &relay);
+                                                     &bindings::progress_relay::call, &relay, fused);
         });
         return out;
       },
@@ -159,5 +162,6 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("parametrization"), py::arg("thickness"), py::arg("sampling"), py::arg("energy"),
       py::arg("semiangle"), py::arg("aberrations"), py::arg("detectors"), py::arg("exit_planes"), py::arg("window"),
       py::arg("positions"), py::arg("threads") = 0, py::arg("progress") = py::none(), py::arg("batch") = 0,
+      py::arg("fused") = false,
       "Multislice with the potentials built on the device from the atoms (pixel correction on).");
 }

@@ -6,6 +6,12 @@
 // Per slice and batch: inverse FFT, transmission (with the inverse FFT's
 // 1/N folded in), forward FFT, propagator; detectors integrate |psi_k|^2 at
 // the exit planes.
+//
+// With fused steps (power-of-two windows of at most 1024 points a side) each
+// slice is instead one kernel over rows and one over columns, the twins of
+// fft2_plan::rows_pass and fft2_plan::columns_pass: each reads the waves
+// once, transforms in shared memory, multiplies and transforms back, and
+// between slices the waves keep only their rows transformed.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -111,15 +117,176 @@ __global__ void detect_kernel(const float2* psi, const float* weight, std::size_
 
 void launched(const char* what) { check(cudaGetLastError(), what); }
 
+// ---- Fused steps -----------------------------------------------------------
+
+constexpr unsigned fused_columns = 8;           // columns per block of the column kernel
+constexpr unsigned fused_column_threads = 256;  // threads per block of the column kernel
+constexpr std::size_t fused_max_points = 1024;  // largest window side of the fused steps
+
+__device__ unsigned reverse_bits(unsigned i, unsigned log2n) { return log2n == 0 ? 0 : __brev(i) >> (32 - log2n); }
+
+// Radix-2 FFTs, in place in shared memory, of `lines` lines of n = 2^log2n
+// points stored one after the other; tw[k] = exp(-2 pi i k / n), k < n / 2,
+// conjugated for the inverse (which is unnormalised).  The block's threads
+// share the butterflies; every stage ends with a barrier.
+//
+// Decimation in time: input in bit-reversed order, output in natural order.
+__device__ void fft_dit(float2* a, unsigned log2n, unsigned lines, const float2* tw, bool inverse) {
+  const unsigned n = 1u << log2n, butterflies = lines << (log2n - 1);
+  for (unsigned log2half = 0; log2half < log2n; ++log2half) {
+    const unsigned half = 1u << log2half, step = n >> (log2half + 1);
+    for (unsigned j = threadIdx.x; j < butterflies; j += blockDim.x) {
+      const unsigned line = j >> (log2n - 1), m = j & ((n >> 1) - 1);
+      const unsigned k = m & (half - 1), i0 = (line << log2n) + ((m >> log2half) << (log2half + 1)) + k;
+      float2 w = tw[k * step];
+      if (inverse) w.y = -w.y;
+      const float2 u = a[i0], v = mul(a[i0 + half], w);
+      a[i0] = make_float2(u.x + v.x, u.y + v.y);
+      a[i0 + half] = make_float2(u.x - v.x, u.y - v.y);
+    }
+    __syncthreads();
+  }
+}
+
+// Decimation in frequency: input in natural order, output in bit-reversed order.
+__device__ void fft_dif(float2* a, unsigned log2n, unsigned lines, const float2* tw, bool inverse) {
+  const unsigned n = 1u << log2n, butterflies = lines << (log2n - 1);
+  for (unsigned q = 0; q < log2n; ++q) {
+    const unsigned log2half = log2n - 1 - q, half = 1u << log2half, step = n >> (log2half + 1);
+    for (unsigned j = threadIdx.x; j < butterflies; j += blockDim.x) {
+      const unsigned line = j >> (log2n - 1), m = j & ((n >> 1) - 1);
+      const unsigned k = m & (half - 1), i0 = (line << log2n) + ((m >> log2half) << (log2half + 1)) + k;
+      float2 w = tw[k * step];
+      if (inverse) w.y = -w.y;
+      const float2 u = a[i0], v = a[i0 + half];
+      a[i0] = make_float2(u.x + v.x, u.y + v.y);
+      a[i0 + half] = mul(make_float2(u.x - v.x, u.y - v.y), w);
+    }
+    __syncthreads();
+  }
+}
+
+// The row pass of a slice, one block per (row, probe): R diag(t) R^-1 on a
+// row held with its x transform, or R diag(t) on a plain row (from_real).
+// t is the slice read periodically from the probe's window origin; `scale`
+// is the inverse's normalisation (1 / nx, or 1 / (ny nx) after cuFFT's
+// unnormalised inverse of a plain row).  Shared memory: nx + nx / 2 points.
+__global__ void fused_rows_kernel(float2* psi, const float2* t, const unsigned* oy, const unsigned* ox, unsigned ny,
+                                  unsigned log2nx, unsigned full_ny, unsigned full_nx, const float2* twiddles,
+                                  bool from_real, float scale) {
+  extern __shared__ float2 shared[];
+  const unsigned nx = 1u << log2nx, y = blockIdx.x, b = blockIdx.y;
+  float2* a = shared;
+  float2* tw = shared + nx;
+  float2* row = psi + (static_cast<std::size_t>(b) * ny + y) * nx;
+  for (unsigned k = threadIdx.x; k < nx / 2; k += blockDim.x) tw[k] = twiddles[k];
+  for (unsigned x = threadIdx.x; x < nx; x += blockDim.x) a[from_real ? x : reverse_bits(x, log2nx)] = row[x];
+  __syncthreads();
+  if (!from_real) fft_dit(a, log2nx, 1, tw, true);
+  unsigned ty = oy[b] + y;
+  while (ty >= full_ny) ty -= full_ny;
+  const float2* t_row = t + static_cast<std::size_t>(ty) * full_nx;
+  for (unsigned x = threadIdx.x; x < nx; x += blockDim.x) {
+    unsigned tx = ox[b] + x;
+    while (tx >= full_nx) tx -= full_nx;
+    const float2 v = mul(a[x], t_row[tx]);
+    a[x] = make_float2(v.x * scale, v.y * scale);
+  }
+  __syncthreads();
+  fft_dif(a, log2nx, 1, tw, false);
+  for (unsigned x = threadIdx.x; x < nx; x += blockDim.x) row[x] = a[reverse_bits(x, log2nx)];
+}
+
+// The column pass of a slice, one block of fused_column_threads per
+// (fused_columns columns, probe): forward FFT along y, times the propagator,
+// sums[d * batch + b] += sum(weight_d |psi_k|^2) for each of the n_weights
+// detectors, then, when `back`, the inverse along y with its 1 / ny.
+// Shared memory: fused_columns * ny + ny / 2 points.
+__global__ void fused_columns_kernel(float2* psi, const float2* propagator, const float* weights, unsigned n_weights,
+                                     double* sums, unsigned batch, unsigned log2ny, unsigned nx,
+                                     const float2* twiddles, bool back) {
+  extern __shared__ float2 shared[];
+  __shared__ double partial[fused_column_threads];
+  const unsigned ny = 1u << log2ny, x0 = blockIdx.x * fused_columns, b = blockIdx.y;
+  const unsigned width = min(fused_columns, nx - x0), points = fused_columns * ny;
+  float2* a = shared;
+  float2* tw = shared + points;
+  float2* wave = psi + static_cast<std::size_t>(b) * ny * nx + x0;
+  for (unsigned k = threadIdx.x; k < ny / 2; k += blockDim.x) tw[k] = twiddles[k];
+  // Thread i reads column i % fused_columns of row i / fused_columns: neighbouring threads, neighbouring points.
+  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
+    const unsigned c = i % fused_columns, y = i / fused_columns;
+    a[c * ny + reverse_bits(y, log2ny)] = c < width ? wave[static_cast<std::size_t>(y) * nx + c] : make_float2(0.f, 0.f);
+  }
+  __syncthreads();
+  fft_dit(a, log2ny, fused_columns, tw, false);
+  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
+    const unsigned c = i % fused_columns, y = i / fused_columns;
+    if (c < width) a[c * ny + y] = mul(a[c * ny + y], propagator[static_cast<std::size_t>(y) * nx + x0 + c]);
+  }
+  __syncthreads();
+  for (unsigned d = 0; d < n_weights; ++d) {
+    const float* w = weights + static_cast<std::size_t>(d) * ny * nx + x0;
+    double sum = 0.0;
+    for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
+      const unsigned c = i % fused_columns, y = i / fused_columns;
+      if (c >= width) continue;
+      const float2 v = a[c * ny + y];
+      sum += static_cast<double>(w[static_cast<std::size_t>(y) * nx + c]) *
+             (static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y);
+    }
+    partial[threadIdx.x] = sum;
+    __syncthreads();
+    for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
+      if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) atomicAdd(sums + static_cast<std::size_t>(d) * batch + b, partial[0]);
+    __syncthreads();
+  }
+  if (!back) return;
+  fft_dif(a, log2ny, fused_columns, tw, true);
+  const float scale = 1.0f / static_cast<float>(ny);
+  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
+    const unsigned c = i % fused_columns, y = i / fused_columns;
+    if (c >= width) continue;
+    const float2 v = a[c * ny + reverse_bits(y, log2ny)];
+    wave[static_cast<std::size_t>(y) * nx + c] = make_float2(v.x * scale, v.y * scale);
+  }
+}
+
+// log2(n) for the fused steps' window sides, or -1 when n is not a power of two in [2, fused_max_points].
+int fused_log2(std::size_t n) {
+  if (n < 2 || n > fused_max_points || (n & (n - 1)) != 0) return -1;
+  int k = 0;
+  while ((std::size_t{1} << k) < n) ++k;
+  return k;
+}
+
+// exp(-2 pi i k / n) for k < n / 2, computed in double.
+std::vector<float2> twiddle_table(std::size_t n) {
+  std::vector<float2> tw(n / 2);
+  for (std::size_t k = 0; k < n / 2; ++k) {
+    const double angle = -2.0 * pi * static_cast<double>(k) / static_cast<double>(n);
+    tw[k] = make_float2(static_cast<float>(std::cos(angle)), static_cast<float>(std::sin(angle)));
+  }
+  return tw;
+}
+
 }  // namespace
 
 void run_multislice(const multislice_request& r, const float* potentials, float* out, std::size_t batch,
-                    progress_callback progress, void* context, bool potentials_on_device) {
+                    progress_callback progress, void* context, bool potentials_on_device, bool fused) {
   const multislice_setup setup = prepare_multislice(r);
   const transmission_stack& stack = *r.stack;
   const grid2d& full = stack.grid;
   const grid2d& window = setup.window;
   const std::size_t slices = stack.slices(), full_area = full.ny * full.nx, area = window.ny * window.nx;
+  const int log2ny = fused_log2(window.ny), log2nx = fused_log2(window.nx);
+  if (fused && (log2ny < 0 || log2nx < 0))
+    throw std::invalid_argument("multislice: fused steps take windows of 2 to " + std::to_string(fused_max_points) +
+                                " points a side, powers of two; this one is " + std::to_string(window.ny) + " x " +
+                                std::to_string(window.nx));
   if (r.n_positions == 0) return;
   if (!potentials) throw std::invalid_argument("multislice: potentials missing");
   if (batch == 0) batch = std::max<std::size_t>(1, (std::size_t{1} << 30) / (area * sizeof(float2)));
@@ -182,6 +349,22 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
   const dim3 propagate_grid(blocks_for(area), static_cast<unsigned>(batch));
   const dim3 detect_grid(static_cast<unsigned>(std::min<std::size_t>(blocks_for(area), 64)),
                          static_cast<unsigned>(batch));
+  // The fused steps' launch shapes and twiddles.
+  const std::vector<float2> host_tw_x = fused ? twiddle_table(window.nx) : std::vector<float2>{};
+  const std::vector<float2> host_tw_y = fused ? twiddle_table(window.ny) : std::vector<float2>{};
+  device_array<float2> tw_x(host_tw_x.size()), tw_y(host_tw_y.size());
+  tw_x.upload(host_tw_x.data(), host_tw_x.size());
+  tw_y.upload(host_tw_y.data(), host_tw_y.size());
+  const dim3 rows_grid(static_cast<unsigned>(window.ny), static_cast<unsigned>(batch));
+  const unsigned rows_threads = static_cast<unsigned>(std::clamp<std::size_t>(window.nx / 2, 32, 512));
+  const std::size_t rows_shared = (window.nx + window.nx / 2) * sizeof(float2);
+  const dim3 columns_grid(static_cast<unsigned>((window.nx + fused_columns - 1) / fused_columns),
+                          static_cast<unsigned>(batch));
+  const std::size_t columns_shared = (fused_columns * window.ny + window.ny / 2) * sizeof(float2);
+  if (fused)
+    check(cudaFuncSetAttribute(fused_columns_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(columns_shared)),
+          "cudaFuncSetAttribute");
 
   for (std::size_t first = 0; first < r.n_positions; first += batch) {
     const std::size_t count = std::min(batch, r.n_positions - first);
@@ -208,7 +391,25 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
     launched("probe_kernel");
     plan.inverse(psi.get());
     std::size_t next_plane = 0;
-    for (std::size_t s = 0; s < slices; ++s) {
+    for (std::size_t s = 0; fused && s < slices; ++s) {
+      // The first row pass reads the plain waves of cuFFT's unnormalised inverse.
+      fused_rows_kernel<<<rows_grid, rows_threads, rows_shared>>>(
+          psi.get(), transmission.get() + s * full_area, d_oy.get(), d_ox.get(), static_cast<unsigned>(window.ny),
+          static_cast<unsigned>(log2nx), static_cast<unsigned>(full.ny), static_cast<unsigned>(full.nx), tw_x.get(),
+          s == 0, s == 0 ? inverse_scale : 1.0f / static_cast<float>(window.nx));
+      launched("fused_rows_kernel");
+      const bool read = next_plane < planes && r.exit_planes[next_plane] == s + 1;
+      const bool last = read && next_plane + 1 == planes;
+      fused_columns_kernel<<<columns_grid, fused_column_threads, columns_shared>>>(
+          psi.get(), propagators.get() + setup.propagator_of[s] * area, weights.get(),
+          read ? static_cast<unsigned>(detectors) : 0u, sums.get() + next_plane * detectors * batch,
+          static_cast<unsigned>(batch), static_cast<unsigned>(log2ny), static_cast<unsigned>(window.nx), tw_y.get(),
+          !last);
+      launched("fused_columns_kernel");
+      if (read) ++next_plane;
+      if (last) break;
+    }
+    for (std::size_t s = 0; !fused && s < slices; ++s) {
       transmit_kernel<<<transmit_grid, row_threads>>>(psi.get(), transmission.get() + s * full_area, d_oy.get(),
                                                       d_ox.get(), static_cast<unsigned>(window.ny),
                                                       static_cast<unsigned>(window.nx), static_cast<unsigned>(full.ny),
@@ -239,13 +440,13 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
 
 void run_multislice_from_atoms(const multislice_request& r, const potential_request& atoms,
                                const projected_form_factor& form, float* out, std::size_t batch,
-                               progress_callback progress, void* context) {
+                               progress_callback progress, void* context, bool fused) {
   const grid2d& grid = r.stack->grid;
   if (atoms.grid.ny != grid.ny || atoms.grid.nx != grid.nx || atoms.slice_edges.size() != r.stack->slices() + 1)
     throw std::invalid_argument("multislice: the atoms' grid and slices must be the multislice's");
   device_array<float> potentials(r.stack->slices() * grid.ny * grid.nx);
   projected_potentials(atoms, form, potentials.get());
-  run_multislice(r, potentials.get(), out, batch, progress, context, true);
+  run_multislice(r, potentials.get(), out, batch, progress, context, true, fused);
 }
 
 }  // namespace heteroagg::cuda

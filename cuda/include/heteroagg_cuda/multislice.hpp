@@ -17,16 +17,20 @@ namespace heteroagg::cuda {
 // results agree with it to single-precision rounding.  `progress` is called
 // from the calling thread after every batch.  `potentials` is host memory,
 // or device memory when `potentials_on_device` (from projected_potentials in
-// heteroagg_cuda/potential.hpp, say).  Throws std::invalid_argument for
-// inconsistent requests and std::runtime_error for CUDA errors.
+// heteroagg_cuda/potential.hpp, say).  With `fused`, each slice is one
+// kernel over rows and one over columns instead of cuFFT's transforms and
+// separate multiplies (the twins of fft2_plan::rows_pass and columns_pass);
+// it takes windows whose sides are powers of two from 2 to 1024 points.
+// Throws std::invalid_argument for inconsistent requests and
+// std::runtime_error for CUDA errors.
 void run_multislice(const multislice_request& request, const float* potentials, float* out, std::size_t batch = 0,
                     progress_callback progress = nullptr, void* context = nullptr,
-                    bool potentials_on_device = false);
+                    bool potentials_on_device = false, bool fused = false);
 
 // The same with the potentials built on the device from `atoms` (on the
 // request's grid, one slice per thickness), never leaving it.
 void run_multislice_from_atoms(const multislice_request& request, const potential_request& atoms,
                                const projected_form_factor& form, float* out, std::size_t batch = 0,
-                               progress_callback progress = nullptr, void* context = nullptr);
+                               progress_callback progress = nullptr, void* context = nullptr, bool fused = false);
 
 }  // namespace heteroagg::cuda

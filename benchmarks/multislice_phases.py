@@ -5,7 +5,8 @@ Usage: ``python benchmarks/multislice_phases.py``.  On the anchor case (a
 times, with 1 and 2 threads, the slice potentials, the transmission
 functions, 64 probes in 384² windows and 4 over the full cell, then the
 propagation-only rate of probe-slice steps in 512² windows, with one readout
-and with a readout after every slice.
+and with a readout after every slice.  Last, the same rate on one thread for
+whole grids of 256², 512² and 1024² (random potentials, 20 slices).
 """
 
 from __future__ import annotations
@@ -59,6 +60,37 @@ def main() -> None:
             f"   512^2 window: {32 * n / once:.0f} probe-slice steps/s, "
             f"{32 * n / every:.0f}/s reading out after every slice"
         )
+    for side in (256, 512, 1024):
+        print(f"{side}^2 grid, 1 thread: {steps_per_second(side):.0f} probe-slice steps/s")
+
+
+def steps_per_second(side: int, slices: int = 20) -> float:
+    """Probe-slice steps per second on one thread over a whole side x side grid (best of three)."""
+    v = (np.random.default_rng(0).random((slices, side, side)) * 50).astype(np.float32)
+    probes = max(2, 16 * 256**2 // side**2)
+    line = np.stack([np.linspace(5, 20, probes), np.full(probes, 10.0)], axis=1)
+    thickness = [2.0] * slices
+
+    def propagate(positions: np.ndarray) -> float:
+        start = time.perf_counter()
+        _core.multislice(
+            v,
+            thickness,
+            (0.05, 0.05),
+            300e3,
+            20.0,
+            [],
+            DETECTOR,
+            [slices],
+            (0, 0),
+            positions,
+            1,
+            None,
+        )
+        return time.perf_counter() - start
+
+    setup = min(propagate(np.zeros((0, 2))) for _ in range(2))
+    return probes * slices / (min(propagate(line) for _ in range(3)) - setup)
 
 
 if __name__ == "__main__":

@@ -168,9 +168,17 @@ def peak_counts(dataset: SyntheticDataset, items: np.ndarray) -> dict[str, float
     found = counts.sum(axis=1)
     columns = np.stack([n, n_w, frac_w], axis=1)
     guesses = np.stack([found, counts[:, 1], counts[:, 1] / np.maximum(found, 1)], axis=1)
-    return dict(
+    scores = dict(
         zip(("n_particles", "n_wo3", "frac_w"), r2_scores(columns, guesses).tolist(), strict=True)
     )
+    # how far the count of maxima is from N, by N
+    for lo, hi in itertools.pairwise((10, 20, 40, 80, 151)):
+        chosen = (n >= lo) & (n < hi)
+        error = found[chosen] - n[chosen]
+        scores[f"N {lo}-{hi - 1}: mean count error"] = float(np.mean(error))
+        scores[f"N {lo}-{hi - 1}: mean absolute count error"] = float(np.mean(np.abs(error)))
+        scores[f"N {lo}-{hi - 1}: share counted exactly"] = float(np.mean(error == 0))
+    return scores
 
 
 def frac_w_error_by_n(n: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -283,7 +291,7 @@ def main() -> None:
     else:
         scores = train_and_score(args)
     for name, value in scores.items():
-        print(f"{name:12s} {'' if 'RMSE' in name else 'R² '}{value:.3f}")
+        print(f"{name:12s} {'' if 'RMSE' in name or ':' in name else 'R² '}{value:.3f}")
     if args.out is not None:
         arguments = {k: v if isinstance(v, int | float) else str(v) for k, v in vars(args).items()}
         args.out.write_text(json.dumps({"arguments": arguments, "r2": scores}, indent=1))

@@ -1,12 +1,18 @@
 """Speed of the learning step: training throughput and prediction latency.
 
-The case: the default network (:class:`heteroagg.learn.TrainConfig`) on
-batches of 64 images of 256 x 256, with the default augmentation (shot noise
-at a dose drawn from the default prior, and the eight flips).  The anchor,
-measured in the same run, is the same network without space-to-depth: a 5x5
-stride-4 convolution on the full image, which reaches the same 64² first stage
-as a strided ResNet stem would.  Figures go
-to docs/performance.md.
+The case: the default network (:class:`heteroagg.learn.TrainConfig`: the
+centred 128² crop folded 2 x 2) on batches of 64 images of 256 x 256, with
+the default augmentation (shot noise at a dose drawn from the default prior,
+and the eight flips).  Anchors measured in the same run:
+
+- the whole-field network, the default before the crop: the same stages on
+  the full 256² image folded 4 x 4 (the same 64² first stage);
+- that network with a 5x5 stride-4 convolution on the full image instead of
+  the folding, which reaches the same 64² first stage as a strided ResNet
+  stem would;
+- the whole-field network learning four label maps.
+
+Figures go to docs/performance.md.
 
 Run with ``pytest benchmarks/test_bench_learn.py``.
 """
@@ -74,15 +80,18 @@ def training_step(model, batch, maps=None):
     return run
 
 
+#: The default before the crop: the whole field, folded 4 x 4.
+WHOLE_FIELD = {**TrainConfig().architecture, "crop": 0, "space_to_depth": 4}
+
+
 class PlainStem(torch.nn.Module):
-    """The anchor: a 5x5 stride-4 stem on the full image, then the same stages."""
+    """The whole-field network with a 5x5 stride-4 stem instead of the folding."""
 
     def __init__(self):
         super().__init__()
-        arch = TrainConfig().architecture
-        self.model = ParameterRegressor(9, {**arch, "space_to_depth": 1})
+        self.model = ParameterRegressor(9, {**WHOLE_FIELD, "space_to_depth": 1})
         stem = self.model.net.stem
-        stem[1] = torch.nn.Conv2d(1, arch["widths"][0], 5, 4, 2, bias=False)
+        stem[1] = torch.nn.Conv2d(1, WHOLE_FIELD["widths"][0], 5, 4, 2, bias=False)
 
     def forward(self, x):
         return self.model(x)
@@ -94,9 +103,14 @@ def test_train_step_default(benchmark, batch):
     benchmark.pedantic(training_step(model, batch), rounds=5, warmup_rounds=1)
 
 
+def test_train_step_anchor_whole_field(benchmark, batch):
+    model = ParameterRegressor(9, WHOLE_FIELD).to(memory_format=torch.channels_last)
+    benchmark.pedantic(training_step(model, batch), rounds=5, warmup_rounds=1)
+
+
 def test_train_step_with_label_maps(benchmark, batch):
-    """The default network that also learns four label maps (8 x 8 pixel blocks)."""
-    model = ParameterRegressor(9, {**TrainConfig().architecture, "map_outputs": 4})
+    """The whole-field network that also learns four label maps (8 x 8 pixel blocks)."""
+    model = ParameterRegressor(9, {**WHOLE_FIELD, "map_outputs": 4})
     model = model.to(memory_format=torch.channels_last)
     maps = torch.rand(BATCH, 4, SHAPE[0] // 8, SHAPE[1] // 8)
     benchmark.pedantic(training_step(model, batch, maps), rounds=5, warmup_rounds=1)

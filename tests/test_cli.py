@@ -158,6 +158,7 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(
         "[train]\nbatch_size = 32\nwidths = [8, 16]\nblocks = [1, 1]\nval_fraction = 0.15\n"
+        "crop = 32\n"
     )
     run = tmp_path / "run"
     args = [
@@ -182,6 +183,7 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["train"]["epochs"] == 2 and info["train"]["seed"] == 4
     assert info["train"]["widths"] == [8, 16] and len(info["train"]["label_maps"]) == 4
+    assert info["train"]["crop"] == 0  # the label maps cover the whole field
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "not empty" in " ".join(again.output.split())
     report = tmp_path / "report"

@@ -95,6 +95,27 @@ def test_predictor_checks_input_and_resamples_when_asked(exported, tiny_test):
     assert not padded[:, :16].any()
 
 
+def test_cropped_run_exports_and_ignores_the_field_outside_its_crop(
+    tiny_train, tiny_test, tmp_path
+):
+    from heteroagg.learn import TrainConfig, train
+
+    config = TrainConfig(epochs=1, batch_size=32, widths=(8, 16), blocks=(1, 1), crop=32,
+                         gaussian=True, val_fraction=0.15, seed=4)  # fmt: skip
+    train(tiny_train, tmp_path / "run", config, progress=False, device="cpu")
+    report = export_onnx(tmp_path / "run", tmp_path / "cropped.onnx")
+    assert max(report.max_rel_difference.values()) < 1e-4
+    predictor = Predictor(tmp_path / "cropped.onnx", providers="cpu")
+    images = np.array(open_dataset(tiny_test).images[:3])
+    expected = TrainedRun(tmp_path / "run", device="cpu").predict(images)
+    got = predictor.predict(images)
+    np.testing.assert_allclose(got["frac_w"], expected.params["frac_w"], rtol=1e-4)
+    changed = images.copy()
+    changed[:, :16] = 0.5  # rows above the centred 32 x 32 square of 64 x 64
+    changed[:, :, 48:] = 0.25  # columns to its right
+    np.testing.assert_array_equal(predictor.predict(changed)["frac_w"], got["frac_w"])
+
+
 def test_predictor_errors(exported, tmp_path):
     import onnxruntime
 

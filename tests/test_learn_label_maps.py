@@ -240,4 +240,5 @@ def test_on_the_fly_run_learns_label_maps_validated_on_a_stored_set(tmp_path):
     rows = (tmp_path / "run/member-0/metrics.csv").read_text().splitlines()
     assert "val_map_loss" in rows[0].split(",")
     n_val = json.loads((tmp_path / "run/run.json").read_text())["dataset"]["n_val"]
-    assert np.load(tmp_path / "run/validation_label_maps.npy").shape == (n_val, 2, 8, 8)
+    side = 64 // config.map_block  # 64² images
+    assert np.load(tmp_path / "run/validation_label_maps.npy").shape == (n_val, 2, side, side)

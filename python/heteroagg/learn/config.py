@@ -52,6 +52,13 @@ class TrainConfig:
         The ResNet: channels and basic blocks per stage, and the pixel
         blocks folded into channels at the input (image sides must be
         multiples of it).
+    crop
+        The network reads at most the centred ``crop`` x ``crop`` pixels of
+        an image (0: the whole field).  Most aggregates fill a small part of
+        the field, so a crop spends the network's work, and its resolution,
+        on them; aggregates that reach past the crop are seen in part.  Even,
+        and a multiple of ``space_to_depth``.  Label maps need the whole
+        field.
     norm
         ``"batch"`` or ``"group"`` normalisation layers.
     input_transform
@@ -133,7 +140,8 @@ class TrainConfig:
     max_minutes: float | None = None
     widths: tuple[int, ...] = (16, 32, 64, 128)
     blocks: tuple[int, ...] = (1, 1, 1, 1)
-    space_to_depth: int = 4
+    space_to_depth: int = 2
+    crop: int = 128
     norm: str = "batch"
     input_transform: str = "linear"
     gaussian: bool = False
@@ -192,6 +200,13 @@ class TrainConfig:
             raise ValueError("widths and blocks need one entry per stage")
         if any(int(w) < 1 for w in (*self.widths, *self.blocks)):
             raise ValueError("widths and blocks must be positive integers")
+        if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 0:
+            raise ValueError(f"crop must be an integer >= 0, got {self.crop!r}")
+        if self.crop % self.space_to_depth or self.crop % 2:
+            raise ValueError(
+                f"crop={self.crop} must be even and a multiple of "
+                f"space_to_depth={self.space_to_depth}"
+            )
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.input_transform not in INPUT_TRANSFORMS:
@@ -239,6 +254,7 @@ class TrainConfig:
             "widths": list(self.widths),
             "blocks": list(self.blocks),
             "space_to_depth": self.space_to_depth,
+            "crop": self.crop,
             "gaussian": self.gaussian,
             "norm": self.norm,
             "input_transform": self.input_transform,
@@ -261,6 +277,14 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
         return cls(**known, extra={k: v for k, v in values.items() if k not in names})
+
+    @classmethod
+    def from_saved(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The settings a run stored in its ``run.json``.
+
+        Runs stored before ``crop`` existed read the whole field.
+        """
+        return cls.from_dict({"crop": 0, **values})
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:

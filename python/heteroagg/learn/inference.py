@@ -80,7 +80,7 @@ class TrainedRun:
         self.descriptor_heads: tuple[str, ...] = tuple(self.info["descriptor_heads"])
         self.image_shape = tuple(self.info["image_shape"])
         self.pixel_size_nm = float(self.info["pixel_size_nm"])
-        self.architecture = TrainConfig.from_dict(self.info["train"]).architecture
+        self.architecture = TrainConfig.from_saved(self.info["train"]).architecture
         n_outputs = len(self.parameters) + len(self.descriptor_heads)
         self.models: list[ParameterRegressor] = []
         for k in range(int(self.info["train"].get("ensemble", 1))):

@@ -36,6 +36,20 @@ def transform_input(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {kind!r}")
 
 
+def centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
+    """At most the centred ``side`` x ``side`` pixels of ``(..., H, W)`` images.
+
+    Each axis keeps ``min(side, length)`` pixels, so a crop at least as large
+    as the images (or ``side = 0``) returns them whole.
+    """
+    height, width = x.shape[-2:]
+    if side == 0 or (side >= height and side >= width):
+        return x
+    rows, columns = min(side, height), min(side, width)
+    top, left = (height - rows) // 2, (width - columns) // 2
+    return x[..., top : top + rows, left : left + columns]
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with normalisation and an identity (or 1x1) shortcut."""
 
@@ -69,8 +83,8 @@ class ResNetRegressor(nn.Module):
     blocks
         Basic blocks per stage.
     space_to_depth
-        Side of the pixel blocks folded into channels before the stem (4
-        turns a 256² image into 16 channels of 64²): a lossless and cheap
+        Side of the pixel blocks folded into channels before the stem (2
+        turns a 128² crop into 4 channels of 64²): a lossless and cheap
         downsampling that keeps every pixel of small particles.
     gaussian
         Also predict a log-variance per output (a Gaussian head).
@@ -88,8 +102,8 @@ class ResNetRegressor(nn.Module):
     ``forward`` returns ``(B, n_outputs)`` means, or ``(B, 2 * n_outputs)``
     means then log-variances for a Gaussian head.  Global average *and*
     maximum pooling feed the head: the mean carries extensive quantities
-    (total projected mass over the fixed field), the maximum the brightest
-    columns.  ``forward(x, maps=True)`` also returns the dense head's
+    (total projected mass over the fixed field or crop), the maximum the
+    brightest columns.  ``forward(x, maps=True)`` also returns the dense head's
     ``(B, map_outputs, h, w)`` maps.
     """
 
@@ -98,7 +112,7 @@ class ResNetRegressor(nn.Module):
         n_outputs: int,
         widths: Sequence[int] = (16, 32, 64, 128),
         blocks: Sequence[int] = (1, 1, 1, 1),
-        space_to_depth: int = 4,
+        space_to_depth: int = 2,
         gaussian: bool = False,
         norm: str = "batch",
         map_outputs: int = 0,
@@ -170,9 +184,10 @@ class ParameterRegressor(nn.Module):
         Regressed quantities.
     architecture
         ``widths``, ``blocks``, ``space_to_depth`` and ``gaussian``, and
-        optionally ``norm`` (default ``"batch"``), ``input_transform``
-        (default ``"linear"``, see :func:`transform_input`) and
-        ``map_outputs`` (default 0).
+        optionally ``crop`` (default 0, the whole field; see
+        :func:`centre_crop`), ``norm`` (default ``"batch"``),
+        ``input_transform`` (default ``"linear"``, see :func:`transform_input`)
+        and ``map_outputs`` (default 0).
     input_mean, input_std
         Standardisation of the transformed images (training-set statistics),
         stored as buffers so that saved weights and exported models carry
@@ -192,6 +207,7 @@ class ParameterRegressor(nn.Module):
             norm=str(architecture.get("norm", "batch")),
             map_outputs=int(architecture.get("map_outputs", 0)),
         )
+        self.crop = int(architecture.get("crop", 0))
         self.input_transform = str(architecture.get("input_transform", "linear"))
         transform_input(torch.zeros(1), self.input_transform)  # rejects unknown kinds
         self.register_buffer("input_mean", torch.tensor(float(input_mean)))
@@ -200,5 +216,5 @@ class ParameterRegressor(nn.Module):
     def forward(
         self, x: torch.Tensor, maps: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        x = transform_input(x, self.input_transform)
+        x = transform_input(centre_crop(x, self.crop), self.input_transform)
         return self.net((x - self.input_mean) / self.input_std, maps)

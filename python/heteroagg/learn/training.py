@@ -30,7 +30,12 @@ from heteroagg.data.config import DatasetConfig
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn.batches import VALIDATION_EPOCH, Targets, augment, batch_generator
 from heteroagg.learn.config import TrainConfig
-from heteroagg.learn.networks import LOG_VARIANCE_RANGE, ParameterRegressor, transform_input
+from heteroagg.learn.networks import (
+    LOG_VARIANCE_RANGE,
+    ParameterRegressor,
+    centre_crop,
+    transform_input,
+)
 from heteroagg.learn.torch_device import torch_device
 from heteroagg.rng import derive_seed, uniform
 
@@ -300,6 +305,14 @@ def _check_shape(dataset_config: DatasetConfig, config: TrainConfig) -> None:
     if any(side % config.space_to_depth for side in shape):
         raise ValueError(
             f"image shape {shape} is not a multiple of space_to_depth={config.space_to_depth}"
+        )
+    if config.crop and any(config.crop < side and (side - config.crop) % 2 for side in shape):
+        raise ValueError(
+            f"crop={config.crop} does not leave the same margin on both sides of {shape} images"
+        )
+    if config.label_maps and 0 < config.crop < max(shape):
+        raise ValueError(
+            f"label_maps cover the whole field, which crop={config.crop} cuts: set crop = 0"
         )
     block = config.map_block
     if config.label_maps and any(side % block for side in shape):
@@ -591,7 +604,7 @@ def train(
         if not info_path.exists():
             raise ValueError(f"{out} holds no run to resume (no run.json)")
         saved = json.loads(info_path.read_text())
-        if TrainConfig.from_dict(saved["train"]) != config:
+        if TrainConfig.from_saved(saved["train"]) != config:
             raise ValueError(
                 f"{out} was started with other settings; resume with the same "
                 "config or train into a new folder"
@@ -608,7 +621,7 @@ def train(
         input_stats = (saved["input_mean"], saved["input_std"])
     else:
         sample = source.store(source.train_items[: min(len(source.train_items), 512)])
-        sample = transform_input(sample, config.input_transform)
+        sample = transform_input(centre_crop(sample, config.crop), config.input_transform)
         input_stats = (float(sample.mean()), float(sample.std()) or 1.0)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)

@@ -83,9 +83,10 @@ class ResNetRegressor(nn.Module):
     blocks
         Basic blocks per stage.
     space_to_depth
-        Side of the pixel blocks folded into channels before the stem (2
-        turns a 128² crop into 4 channels of 64²): a lossless and cheap
-        downsampling that keeps every pixel of small particles.
+        Side of the pixel blocks folded into channels before the stem (4
+        turns a 256² image into 16 channels of 64², 2 a 128² crop into 4
+        channels of 64²): a lossless and cheap downsampling that keeps every
+        pixel of small particles.
     gaussian
         Also predict a log-variance per output (a Gaussian head).
     norm
@@ -112,7 +113,7 @@ class ResNetRegressor(nn.Module):
         n_outputs: int,
         widths: Sequence[int] = (16, 32, 64, 128),
         blocks: Sequence[int] = (1, 1, 1, 1),
-        space_to_depth: int = 2,
+        space_to_depth: int = 4,
         gaussian: bool = False,
         norm: str = "batch",
         map_outputs: int = 0,

@@ -106,8 +106,21 @@ def test_output_into_device_arrays():
             renderer.batch(
                 aggs, range(6), out=torch.empty((6, 96, 64), device="cuda").transpose(1, 2)
             )
-        with pytest.raises(ValueError, match="device array"):
-            renderer.batch(aggs, range(6), out=np.empty((6, 64, 96), np.float32))
+        # host memory: a C-contiguous numpy out is filled in place, a strided one through a copy
+        filled = np.full((6, 64, 96), np.nan, np.float32)
+        same, _, _ = renderer.batch(aggs, range(6), out=filled)
+        assert same is filled
+        np.testing.assert_array_equal(filled, host)
+        wide = np.zeros((6, 64, 192), np.float32)
+        renderer.batch(aggs, range(6), out=wide[:, :, ::2])
+        np.testing.assert_array_equal(wide[:, :, ::2], host)
+        assert not wide[:, :, 1::2].any()
+        with pytest.raises(ValueError, match="shape"):
+            renderer.batch(aggs, range(6), out=np.empty((6, 96, 64), np.float32))
+        with pytest.raises(ValueError, match="read-only"):
+            frozen = np.empty((6, 64, 96), np.float32)
+            frozen.flags.writeable = False
+            renderer.batch(aggs, range(6), out=frozen)
     try:
         import cupy
     except ImportError:

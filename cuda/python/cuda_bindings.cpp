@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -78,16 +79,22 @@ PYBIND11_MODULE(_cuda, m) {
       "render_haadf_batch",
       [](const std::vector<bindings::aggregate_tuple>& aggregates, const std::vector<std::uint64_t>& seeds,
          const render_settings& settings, unsigned threads, std::uintptr_t out,
-         const std::optional<bindings::render_f64>& rotations, const std::optional<bindings::render_f64>& centers) {
+         const std::optional<bindings::render_f64>& rotations, const std::optional<bindings::render_f64>& centers,
+         std::optional<py::array_t<float, py::array::c_style>> host_out) {
         std::vector<bindings::aggregate_arrays> arrays;
         std::vector<render_input> inputs = bindings::batch_inputs(aggregates, seeds, arrays);
         bindings::set_views(inputs, rotations, centers);
         const auto count = static_cast<py::ssize_t>(inputs.size());
         const auto ny = static_cast<py::ssize_t>(settings.ny), nx = static_cast<py::ssize_t>(settings.nx);
+        if (out != 0 && host_out) throw std::invalid_argument("give either a device address or host_out, not both");
         py::object images = py::none();
         float* target = reinterpret_cast<float*>(out);
         if (out == 0) {
-          py::array_t<float> host({count, ny, nx});
+          using c_array = py::array_t<float, py::array::c_style>;
+          c_array host = host_out ? *host_out : c_array({count, ny, nx});
+          if (host.ndim() != 3 || host.shape(0) != count || host.shape(1) != ny || host.shape(2) != nx)
+            throw std::invalid_argument("host_out must have shape (batch, ny, nx)");
+          if (!host.writeable()) throw std::invalid_argument("host_out is read-only");
           target = host.mutable_data();
           images = host;
         }
@@ -100,8 +107,9 @@ PYBIND11_MODULE(_cuda, m) {
         return py::make_tuple(images, geometry[0], geometry[1]);
       },
       py::arg("aggregates"), py::arg("seeds"), py::arg("settings"), py::arg("threads") = 0, py::arg("out") = 0,
-      py::arg("rotations") = py::none(), py::arg("centers") = py::none(),
-      "Render a batch; `out` is the address of a (B, ny, nx) float32 device buffer, or 0 to return numpy.");
+      py::arg("rotations") = py::none(), py::arg("centers") = py::none(), py::arg("host_out").noconvert() = py::none(),
+      "Render a batch into `out`, the address of a (B, ny, nx) float32 device buffer, or with `out` = 0 into "
+      "`host_out` ((B, ny, nx) float32, C-contiguous, written in place) or a new numpy array.");
 
   m.def(
       "projected_potentials",

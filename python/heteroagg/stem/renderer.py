@@ -427,11 +427,12 @@ class HaadfRenderer:
         threads
             CPU threads (0: all cores); on CUDA they project the aggregates.
         out
-            Where to write the images, (B, H, W) float32 and C-contiguous:
-            a numpy array, or with ``device="cuda"`` any array in device
-            memory that exposes ``__cuda_array_interface__`` (a CuPy array,
-            a torch CUDA tensor), written in place without a copy.  None:
-            a new numpy array.
+            Where to write the images, (B, H, W) float32: a numpy array
+            (written in place where it is C-contiguous, else through a
+            copy), or with ``device="cuda"`` also any C-contiguous array in
+            device memory that exposes ``__cuda_array_interface__`` (a CuPy
+            array, a torch CUDA tensor), written in place without a copy.
+            None: a new numpy array.
 
         Returns
         -------
@@ -451,19 +452,24 @@ class HaadfRenderer:
             raise ValueError(f"threads must be an int >= 0, got {threads!r}")
         arrays = [self._arrays(agg) for agg in aggs]
         shape = (len(aggs), *self.shape)
-        if self.device == "cuda":
-            address = 0 if out is None else _device_address(out, shape)
-            images, rotations, clipped = self._cuda_batch(arrays, seeds, threads, address)
-            return (images if out is None else out), rotations, clipped
+        if self.device == "cuda" and hasattr(out, "__cuda_array_interface__"):
+            address = _device_address(out, shape)
+            _, rotations, clipped = self._cuda_batch(arrays, seeds, threads, address)
+            return out, rotations, clipped
         host = None if out is None else _host_out(out, shape)
         # a C-contiguous float32 out is written in place; a strided one through a copy
         direct = host if host is not None and host.flags.c_contiguous else None
-        try:
-            images, rotations, clipped = _core.render_haadf_batch(
-                arrays, seeds, self._settings, threads, direct
+        if self.device == "cuda":
+            images, rotations, clipped = self._cuda_batch(
+                arrays, seeds, threads, 0, host_out=direct
             )
-        except ValueError as err:
-            raise ValueError(str(err)) from None
+        else:
+            try:
+                images, rotations, clipped = _core.render_haadf_batch(
+                    arrays, seeds, self._settings, threads, direct
+                )
+            except ValueError as err:
+                raise ValueError(str(err)) from None
         if host is None:
             return images, rotations, clipped
         if direct is None:
@@ -478,25 +484,21 @@ class HaadfRenderer:
         address: int,
         rotations: np.ndarray | None = None,
         centers: np.ndarray | None = None,
+        host_out: np.ndarray | None = None,
     ) -> tuple[Any, np.ndarray, np.ndarray]:
         from heteroagg import _cuda  # type: ignore[attr-defined]
 
         try:
             return _cuda.render_haadf_batch(
-                arrays, seeds, self._cuda_settings, threads, address, rotations, centers
+                arrays, seeds, self._cuda_settings, threads, address, rotations, centers, host_out
             )
         except ValueError as err:
             raise ValueError(str(err)) from None
 
 
 def _device_address(out: Any, shape: tuple[int, ...]) -> int:
-    """Address of a (B, H, W) float32 C-contiguous device array."""
-    interface = getattr(out, "__cuda_array_interface__", None)
-    if interface is None:
-        raise ValueError(
-            "with device='cuda', out must be a device array with __cuda_array_interface__ "
-            f"(a CuPy array or a torch CUDA tensor), got {type(out).__name__}"
-        )
+    """Address of a (B, H, W) float32 C-contiguous array with ``__cuda_array_interface__``."""
+    interface = out.__cuda_array_interface__
     if tuple(interface["shape"]) != shape:
         raise ValueError(f"out has shape {tuple(interface['shape'])}, expected {shape}")
     if np.dtype(interface["typestr"]) != np.float32:

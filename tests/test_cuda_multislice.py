@@ -107,14 +107,28 @@ def test_fused_steps_reject_windows_that_are_not_powers_of_two():
         _cuda.multislice(window=(0, 0), **args)  # the whole 96 x 80 grid
 
 
+def test_fused_steps_are_the_default_where_they_fit():
+    """Unset, `fused` follows fused_steps_fit: power-of-two sides from 2 to 1024 points."""
+    _cuda = pytest.importorskip("heteroagg._cuda", reason="heteroagg was built without CUDA")
+    for side in (2, 4, 32, 256, 512, 1024):
+        assert _cuda.fused_steps_fit(side, side)
+    assert _cuda.fused_steps_fit(1024, 2) and _cuda.fused_steps_fit(64, 256)
+    for ny, nx in ((1, 1), (96, 96), (48, 64), (64, 48), (2048, 2048), (1024, 2048), (384, 384)):
+        assert not _cuda.fused_steps_fit(ny, nx), (ny, nx)
+
+
 @pytest.mark.cuda
 @needs_cuda
-def test_cuda_batches_do_not_change_the_result():
+@pytest.mark.parametrize("fused", [False, True], ids=["cufft", "fused"])
+def test_cuda_batches_do_not_change_the_result(fused):
     potentials = blob_potentials(3, 64, 64, seed=5)
     positions = np.random.default_rng(6).uniform(0, 1.6, (23, 2))
-    _, whole = both(potentials, (32, 32), positions, batch=0)
-    _, batched = both(potentials, (32, 32), positions, batch=5)  # short last batch
-    np.testing.assert_array_equal(whole, batched)
+    _, whole = both(potentials, (32, 32), positions, batch=0, fused=fused)
+    _, batched = both(potentials, (32, 32), positions, batch=5, fused=fused)  # short last batch
+    if fused:  # the column blocks' atomic sums may round apart
+        np.testing.assert_allclose(whole, batched, rtol=1e-6, atol=1e-9)
+    else:
+        np.testing.assert_array_equal(whole, batched)
 
 
 @pytest.mark.cuda

@@ -54,7 +54,7 @@ PYBIND11_MODULE(_cuda, m) {
          double energy, double semiangle, const bindings::aberration_tuples& aberrations,
          const bindings::detector_tuples& detectors, std::vector<std::size_t> exit_planes,
          std::pair<std::size_t, std::size_t> window, const bindings::f64_array& positions, unsigned threads,
-         py::object progress, std::size_t batch, bool fused) {
+         py::object progress, std::size_t batch, std::optional<bool> fused) {
         transmission_stack stack;
         const multislice_request request =
             bindings::make_request(potentials, std::move(thickness), sampling, energy, semiangle, aberrations,
@@ -71,8 +71,11 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("potentials"), py::arg("thickness"), py::arg("sampling"), py::arg("energy"), py::arg("semiangle"),
       py::arg("aberrations"), py::arg("detectors"), py::arg("exit_planes"), py::arg("window"),
       py::arg("positions"), py::arg("threads") = 0, py::arg("progress") = py::none(), py::arg("batch") = 0,
-      py::arg("fused") = false,
-      "Multislice on the device; `fused` runs each slice as one row and one column kernel (power-of-two windows).");
+      py::arg("fused") = py::none(),
+      "Multislice on the device; `fused` runs each slice as one row and one column kernel (power-of-two windows; "
+      "None: where the window allows, see fused_steps_fit).");
+  m.def("fused_steps_fit", &heteroagg::cuda::fused_steps_fit, py::arg("ny"), py::arg("nx"),
+        "Whether the fused steps take a window of ny x nx points (both sides powers of two from 2 to 1024).");
 
   bindings::bind_render_settings(m, py::module_local());
   m.def(
@@ -148,7 +151,7 @@ PYBIND11_MODULE(_cuda, m) {
          const bindings::aberration_tuples& aberrations, const bindings::detector_tuples& detectors,
          std::vector<std::size_t> exit_planes, std::pair<std::size_t, std::size_t> window,
          const bindings::f64_array& positions, unsigned threads, py::object progress, std::size_t batch,
-         bool fused) {
+         std::optional<bool> fused) {
         const bindings::potential_arguments atoms(atom_positions, numbers, gpts, sampling, origin,
                                                   std::move(slice_edges), parametrization, true, threads);
         if (thickness.size() != atoms.slices())
@@ -170,6 +173,6 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("parametrization"), py::arg("thickness"), py::arg("sampling"), py::arg("energy"),
       py::arg("semiangle"), py::arg("aberrations"), py::arg("detectors"), py::arg("exit_planes"), py::arg("window"),
       py::arg("positions"), py::arg("threads") = 0, py::arg("progress") = py::none(), py::arg("batch") = 0,
-      py::arg("fused") = false,
+      py::arg("fused") = py::none(),
       "Multislice with the potentials built on the device from the atoms (pixel correction on).");
 }

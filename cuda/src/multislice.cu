@@ -7,7 +7,8 @@
 // 1/N folded in), forward FFT, propagator; detectors integrate |psi_k|^2 at
 // the exit planes.
 //
-// With fused steps (power-of-two windows of at most 1024 points a side) each
+// With fused steps (power-of-two windows of at most 1024 points a side, and
+// there the default: faster than the cuFFT steps on an H100) each
 // slice is instead one kernel over rows and one over columns, the twins of
 // fft2_plan::rows_pass and fft2_plan::columns_pass: each reads the waves
 // once, transforms in shared memory, multiplies and transforms back, and
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -27,6 +29,7 @@
 #include "heteroagg_cuda/multislice.hpp"
 #include "heteroagg_cuda/potential.hpp"
 #include "batched_fft.hpp"
+#include "shared_fft.cuh"
 
 namespace heteroagg::cuda {
 
@@ -37,7 +40,7 @@ constexpr unsigned threads_per_block = 256;
 
 unsigned blocks_for(std::size_t n) { return static_cast<unsigned>((n + threads_per_block - 1) / threads_per_block); }
 
-__device__ float2 mul(float2 a, float2 b) { return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x); }
+using shared_fft::cmul;
 
 __device__ double frequency(std::size_t i, std::size_t n, double d) {
   const auto k = static_cast<double>(i);
@@ -71,7 +74,7 @@ __global__ void probe_kernel(const float2* base, const double* px, const double*
   const double phase_y = -2.0 * pi * frequency(iy, ny, dy) * py[b];
   const float2 ramp_x = make_float2(static_cast<float>(cos(phase_x)), static_cast<float>(sin(phase_x)));
   const float2 ramp_y = make_float2(static_cast<float>(cos(phase_y)), static_cast<float>(sin(phase_y)));
-  psi[i] = mul(base[pixel], mul(ramp_y, ramp_x));
+  psi[i] = cmul(base[pixel], cmul(ramp_y, ramp_x));
 }
 
 // psi *= factor * t(window origin + pixel), read periodically from the slice.
@@ -85,7 +88,7 @@ __global__ void transmit_kernel(float2* psi, const float2* t, const unsigned* oy
   while (y >= full_ny) y -= full_ny;
   while (x >= full_nx) x -= full_nx;
   float2* p = psi + (static_cast<std::size_t>(b) * ny + iy) * nx + ix;
-  const float2 value = mul(*p, t[static_cast<std::size_t>(y) * full_nx + x]);
+  const float2 value = cmul(*p, t[static_cast<std::size_t>(y) * full_nx + x]);
   *p = make_float2(value.x * factor, value.y * factor);
 }
 
@@ -94,7 +97,7 @@ __global__ void propagate_kernel(float2* psi, const float2* propagator, unsigned
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= area) return;
   float2* p = psi + static_cast<std::size_t>(blockIdx.y) * area + i;
-  *p = mul(*p, propagator[i]);
+  *p = cmul(*p, propagator[i]);
 }
 
 // sums[b] += sum_i weight[i] |psi_b[i]|^2; grid (blocks per probe, probes).
@@ -119,139 +122,139 @@ void launched(const char* what) { check(cudaGetLastError(), what); }
 
 // ---- Fused steps -----------------------------------------------------------
 
-constexpr unsigned fused_columns = 8;           // columns per block of the column kernel
-constexpr unsigned fused_column_threads = 256;  // threads per block of the column kernel
+constexpr unsigned fused_column_threads = 512;  // threads per block of the column kernel
 constexpr std::size_t fused_max_points = 1024;  // largest window side of the fused steps
 
-__device__ unsigned reverse_bits(unsigned i, unsigned log2n) { return log2n == 0 ? 0 : __brev(i) >> (32 - log2n); }
+using shared_fft::padded;
 
-// Radix-2 FFTs, in place in shared memory, of `lines` lines of n = 2^log2n
-// points stored one after the other; tw[k] = exp(-2 pi i k / n), k < n / 2,
-// conjugated for the inverse (which is unnormalised).  The block's threads
-// share the butterflies; every stage ends with a barrier.
-//
-// Decimation in time: input in bit-reversed order, output in natural order.
-__device__ void fft_dit(float2* a, unsigned log2n, unsigned lines, const float2* tw, bool inverse) {
-  const unsigned n = 1u << log2n, butterflies = lines << (log2n - 1);
-  for (unsigned log2half = 0; log2half < log2n; ++log2half) {
-    const unsigned half = 1u << log2half, step = n >> (log2half + 1);
-    for (unsigned j = threadIdx.x; j < butterflies; j += blockDim.x) {
-      const unsigned line = j >> (log2n - 1), m = j & ((n >> 1) - 1);
-      const unsigned k = m & (half - 1), i0 = (line << log2n) + ((m >> log2half) << (log2half + 1)) + k;
-      float2 w = tw[k * step];
-      if (inverse) w.y = -w.y;
-      const float2 u = a[i0], v = mul(a[i0 + half], w);
-      a[i0] = make_float2(u.x + v.x, u.y + v.y);
-      a[i0 + half] = make_float2(u.x - v.x, u.y - v.y);
-    }
-    __syncthreads();
-  }
+// log2 of the columns per block of the column kernel: 8 columns up to 512
+// points, 4 beyond, so that its two buffers stay near 70 KiB.
+unsigned fused_log2_columns(std::size_t ny) { return ny <= 512 ? 3u : 2u; }
+
+// log2 of the rows per block of the row kernel (fewer where the window has
+// fewer rows): 4 rows up to 512 points, 2 beyond, for the same reason.
+unsigned fused_log2_row_lines(std::size_t nx) { return nx <= 512 ? 2u : 1u; }
+
+// Points from one column to the next in the column kernel's buffers: the
+// padded column and 32 / columns more, so that the loads (neighbouring
+// threads on neighbouring columns) spread over the banks.
+__host__ __device__ unsigned fused_column_stride(unsigned ny, unsigned log2columns) {
+  return padded(ny) + (32u >> log2columns);
 }
 
-// Decimation in frequency: input in natural order, output in bit-reversed order.
-__device__ void fft_dif(float2* a, unsigned log2n, unsigned lines, const float2* tw, bool inverse) {
-  const unsigned n = 1u << log2n, butterflies = lines << (log2n - 1);
-  for (unsigned q = 0; q < log2n; ++q) {
-    const unsigned log2half = log2n - 1 - q, half = 1u << log2half, step = n >> (log2half + 1);
-    for (unsigned j = threadIdx.x; j < butterflies; j += blockDim.x) {
-      const unsigned line = j >> (log2n - 1), m = j & ((n >> 1) - 1);
-      const unsigned k = m & (half - 1), i0 = (line << log2n) + ((m >> log2half) << (log2half + 1)) + k;
-      float2 w = tw[k * step];
-      if (inverse) w.y = -w.y;
-      const float2 u = a[i0], v = a[i0 + half];
-      a[i0] = make_float2(u.x + v.x, u.y + v.y);
-      a[i0 + half] = mul(make_float2(u.x - v.x, u.y - v.y), w);
-    }
-    __syncthreads();
-  }
-}
+__device__ float2 conj(float2 a) { return make_float2(a.x, -a.y); }
 
-// The row pass of a slice, one block per (row, probe): R diag(t) R^-1 on a
-// row held with its x transform, or R diag(t) on a plain row (from_real).
-// t is the slice read periodically from the probe's window origin; `scale`
-// is the inverse's normalisation (1 / nx, or 1 / (ny nx) after cuFFT's
-// unnormalised inverse of a plain row).  Shared memory: nx + nx / 2 points.
+// The row pass of a slice, one block per (lines rows, probe): R diag(t) R^-1
+// on rows held with their x transform, or R diag(t) on plain rows
+// (from_real).  t is the slice read periodically from the probe's window
+// origin; `scale` is the inverse's normalisation (1 / nx, or 1 / (ny nx)
+// after cuFFT's unnormalised inverse of a plain row).  tw: the twiddles of
+// shared_fft::forward for nx.  Shared memory: 2 lines padded(nx) + nx points.
 __global__ void fused_rows_kernel(float2* psi, const float2* t, const unsigned* oy, const unsigned* ox, unsigned ny,
-                                  unsigned log2nx, unsigned full_ny, unsigned full_nx, const float2* twiddles,
-                                  bool from_real, float scale) {
+                                  unsigned log2nx, unsigned log2lines, unsigned full_ny, unsigned full_nx,
+                                  const float2* twiddles, bool from_real, float scale) {
   extern __shared__ float2 shared[];
-  const unsigned nx = 1u << log2nx, y = blockIdx.x, b = blockIdx.y;
+  const unsigned nx = 1u << log2nx, lines = 1u << log2lines, stride = padded(nx), points = lines << log2nx;
+  const unsigned y0 = blockIdx.x << log2lines, b = blockIdx.y;
   float2* a = shared;
-  float2* tw = shared + nx;
-  float2* row = psi + (static_cast<std::size_t>(b) * ny + y) * nx;
-  for (unsigned k = threadIdx.x; k < nx / 2; k += blockDim.x) tw[k] = twiddles[k];
-  for (unsigned x = threadIdx.x; x < nx; x += blockDim.x) a[from_real ? x : reverse_bits(x, log2nx)] = row[x];
-  __syncthreads();
-  if (!from_real) fft_dit(a, log2nx, 1, tw, true);
-  unsigned ty = oy[b] + y;
-  while (ty >= full_ny) ty -= full_ny;
-  const float2* t_row = t + static_cast<std::size_t>(ty) * full_nx;
-  for (unsigned x = threadIdx.x; x < nx; x += blockDim.x) {
-    unsigned tx = ox[b] + x;
-    while (tx >= full_nx) tx -= full_nx;
-    const float2 v = mul(a[x], t_row[tx]);
-    a[x] = make_float2(v.x * scale, v.y * scale);
+  float2* spare = shared + lines * stride;
+  float2* tw = shared + 2 * lines * stride;
+  float2* rows = psi + (static_cast<std::size_t>(b) * ny + y0) * nx;
+  for (unsigned k = threadIdx.x; k + 1 < nx; k += blockDim.x) tw[k] = twiddles[k];
+  // The inverse is conj(FFT(conj(row))): conjugated here and after the transform.
+  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
+    const unsigned line = i >> log2nx, x = i & (nx - 1);
+    a[line * stride + padded(x)] = from_real ? rows[i] : conj(rows[i]);
   }
   __syncthreads();
-  fft_dif(a, log2nx, 1, tw, false);
-  for (unsigned x = threadIdx.x; x < nx; x += blockDim.x) row[x] = a[reverse_bits(x, log2nx)];
+  float2* u = from_real ? a : shared_fft::forward(a, spare, log2nx, lines, stride, tw);
+  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
+    const unsigned line = i >> log2nx, x = i & (nx - 1);
+    unsigned ty = oy[b] + y0 + line, tx = ox[b] + x;
+    while (ty >= full_ny) ty -= full_ny;
+    while (tx >= full_nx) tx -= full_nx;
+    float2& p = u[line * stride + padded(x)];
+    const float2 v = cmul(from_real ? p : conj(p), t[static_cast<std::size_t>(ty) * full_nx + tx]);
+    p = make_float2(v.x * scale, v.y * scale);
+  }
+  __syncthreads();
+  const float2* f = shared_fft::forward(u, u == a ? spare : a, log2nx, lines, stride, tw);
+  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
+    const unsigned line = i >> log2nx, x = i & (nx - 1);
+    rows[i] = f[line * stride + padded(x)];
+  }
+}
+
+// Sum of `value` over the block (fused_column_threads threads), valid in thread 0.
+__device__ double block_sum(double value, double* partial) {
+  for (unsigned offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
+  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = value;
+  __syncthreads();
+  value = 0.0;
+  if (warp == 0) {
+    value = lane < blockDim.x / 32 ? partial[lane] : 0.0;
+    for (unsigned offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
+  }
+  __syncthreads();
+  return value;
 }
 
 // The column pass of a slice, one block of fused_column_threads per
-// (fused_columns columns, probe): forward FFT along y, times the propagator,
+// (2^log2columns columns, probe): forward FFT along y, times the propagator,
 // sums[d * batch + b] += sum(weight_d |psi_k|^2) for each of the n_weights
 // detectors, then, when `back`, the inverse along y with its 1 / ny.
-// Shared memory: fused_columns * ny + ny / 2 points.
-__global__ void fused_columns_kernel(float2* psi, const float2* propagator, const float* weights, unsigned n_weights,
-                                     double* sums, unsigned batch, unsigned log2ny, unsigned nx,
-                                     const float2* twiddles, bool back) {
+// tw: the twiddles of shared_fft::forward for ny.  Shared memory: 2 columns
+// fused_column_stride + ny points.
+__global__ void __launch_bounds__(fused_column_threads)
+    fused_columns_kernel(float2* psi, const float2* propagator, const float* weights, unsigned n_weights, double* sums,
+                         unsigned batch, unsigned log2ny, unsigned nx, const float2* twiddles, bool back,
+                         unsigned log2columns) {
   extern __shared__ float2 shared[];
-  __shared__ double partial[fused_column_threads];
-  const unsigned ny = 1u << log2ny, x0 = blockIdx.x * fused_columns, b = blockIdx.y;
-  const unsigned width = min(fused_columns, nx - x0), points = fused_columns * ny;
+  __shared__ double partial[fused_column_threads / 32];
+  const unsigned columns = 1u << log2columns, ny = 1u << log2ny, stride = fused_column_stride(ny, log2columns);
+  const unsigned x0 = blockIdx.x * columns, b = blockIdx.y;
+  const unsigned width = min(columns, nx - x0), points = columns * ny;
   float2* a = shared;
-  float2* tw = shared + points;
+  float2* spare = shared + columns * stride;
+  float2* tw = shared + 2 * columns * stride;
   float2* wave = psi + static_cast<std::size_t>(b) * ny * nx + x0;
-  for (unsigned k = threadIdx.x; k < ny / 2; k += blockDim.x) tw[k] = twiddles[k];
-  // Thread i reads column i % fused_columns of row i / fused_columns: neighbouring threads, neighbouring points.
+  for (unsigned k = threadIdx.x; k + 1 < ny; k += blockDim.x) tw[k] = twiddles[k];
+  // Thread i reads column i % columns of row i / columns: neighbouring threads, neighbouring points.
   for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned c = i % fused_columns, y = i / fused_columns;
-    a[c * ny + reverse_bits(y, log2ny)] = c < width ? wave[static_cast<std::size_t>(y) * nx + c] : make_float2(0.f, 0.f);
+    const unsigned c = i & (columns - 1), y = i >> log2columns;
+    a[c * stride + padded(y)] = c < width ? wave[static_cast<std::size_t>(y) * nx + c] : make_float2(0.f, 0.f);
   }
   __syncthreads();
-  fft_dit(a, log2ny, fused_columns, tw, false);
+  float2* u = shared_fft::forward(a, spare, log2ny, columns, stride, tw);
+  // Stored conjugated, ready for the inverse as conj(FFT(conj)); |psi_k|^2 is unchanged.
   for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned c = i % fused_columns, y = i / fused_columns;
-    if (c < width) a[c * ny + y] = mul(a[c * ny + y], propagator[static_cast<std::size_t>(y) * nx + x0 + c]);
+    const unsigned c = i & (columns - 1), y = i >> log2columns;
+    float2& p = u[c * stride + padded(y)];
+    if (c < width) p = conj(cmul(p, propagator[static_cast<std::size_t>(y) * nx + x0 + c]));
   }
   __syncthreads();
   for (unsigned d = 0; d < n_weights; ++d) {
     const float* w = weights + static_cast<std::size_t>(d) * ny * nx + x0;
     double sum = 0.0;
     for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-      const unsigned c = i % fused_columns, y = i / fused_columns;
+      const unsigned c = i & (columns - 1), y = i >> log2columns;
       if (c >= width) continue;
-      const float2 v = a[c * ny + y];
+      const float2 v = u[c * stride + padded(y)];
       sum += static_cast<double>(w[static_cast<std::size_t>(y) * nx + c]) *
              (static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y);
     }
-    partial[threadIdx.x] = sum;
-    __syncthreads();
-    for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
-      if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) atomicAdd(sums + static_cast<std::size_t>(d) * batch + b, partial[0]);
-    __syncthreads();
+    sum = block_sum(sum, partial);
+    if (threadIdx.x == 0) atomicAdd(sums + static_cast<std::size_t>(d) * batch + b, sum);
   }
   if (!back) return;
-  fft_dif(a, log2ny, fused_columns, tw, true);
+  const float2* f = shared_fft::forward(u, u == a ? spare : a, log2ny, columns, stride, tw);
   const float scale = 1.0f / static_cast<float>(ny);
   for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned c = i % fused_columns, y = i / fused_columns;
+    const unsigned c = i & (columns - 1), y = i >> log2columns;
     if (c >= width) continue;
-    const float2 v = a[c * ny + reverse_bits(y, log2ny)];
-    wave[static_cast<std::size_t>(y) * nx + c] = make_float2(v.x * scale, v.y * scale);
+    const float2 v = f[c * stride + padded(y)];
+    wave[static_cast<std::size_t>(y) * nx + c] = make_float2(v.x * scale, -v.y * scale);
   }
 }
 
@@ -263,26 +266,40 @@ int fused_log2(std::size_t n) {
   return k;
 }
 
-// exp(-2 pi i k / n) for k < n / 2, computed in double.
-std::vector<float2> twiddle_table(std::size_t n) {
-  std::vector<float2> tw(n / 2);
-  for (std::size_t k = 0; k < n / 2; ++k) {
-    const double angle = -2.0 * pi * static_cast<double>(k) / static_cast<double>(n);
-    tw[k] = make_float2(static_cast<float>(std::cos(angle)), static_cast<float>(std::sin(angle)));
+// The twiddles of shared_fft::forward for n points, computed in double: for
+// each pass in turn, of radix R after passes whose radices multiply to ns,
+// exp(-2 pi i r k / (ns R)) for 0 < r < R (outer) and k < ns; n - 1 in all.
+std::vector<float2> stockham_twiddles(std::size_t n) {
+  std::vector<float2> tw;
+  unsigned log2n = 0;
+  while ((std::size_t{1} << log2n) < n) ++log2n;
+  for (unsigned done = 0; done < log2n;) {
+    const unsigned bits = shared_fft::pass_bits(log2n - done);
+    const std::size_t radix = std::size_t{1} << bits, ns = std::size_t{1} << done;
+    for (std::size_t r = 1; r < radix; ++r)
+      for (std::size_t k = 0; k < ns; ++k) {
+        const double angle = -2.0 * pi * static_cast<double>(r * k) / static_cast<double>(ns * radix);
+        tw.push_back(make_float2(static_cast<float>(std::cos(angle)), static_cast<float>(std::sin(angle))));
+      }
+    done += bits;
   }
   return tw;
 }
 
 }  // namespace
 
+bool fused_steps_fit(std::size_t ny, std::size_t nx) { return fused_log2(ny) >= 0 && fused_log2(nx) >= 0; }
+
 void run_multislice(const multislice_request& r, const float* potentials, float* out, std::size_t batch,
-                    progress_callback progress, void* context, bool potentials_on_device, bool fused) {
+                    progress_callback progress, void* context, bool potentials_on_device,
+                    std::optional<bool> fused_steps) {
   const multislice_setup setup = prepare_multislice(r);
   const transmission_stack& stack = *r.stack;
   const grid2d& full = stack.grid;
   const grid2d& window = setup.window;
   const std::size_t slices = stack.slices(), full_area = full.ny * full.nx, area = window.ny * window.nx;
   const int log2ny = fused_log2(window.ny), log2nx = fused_log2(window.nx);
+  const bool fused = fused_steps.value_or(fused_steps_fit(window.ny, window.nx));
   if (fused && (log2ny < 0 || log2nx < 0))
     throw std::invalid_argument("multislice: fused steps take windows of 2 to " + std::to_string(fused_max_points) +
                                 " points a side, powers of two; this one is " + std::to_string(window.ny) + " x " +
@@ -350,21 +367,29 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
   const dim3 detect_grid(static_cast<unsigned>(std::min<std::size_t>(blocks_for(area), 64)),
                          static_cast<unsigned>(batch));
   // The fused steps' launch shapes and twiddles.
-  const std::vector<float2> host_tw_x = fused ? twiddle_table(window.nx) : std::vector<float2>{};
-  const std::vector<float2> host_tw_y = fused ? twiddle_table(window.ny) : std::vector<float2>{};
+  const std::vector<float2> host_tw_x = fused ? stockham_twiddles(window.nx) : std::vector<float2>{};
+  const std::vector<float2> host_tw_y = fused ? stockham_twiddles(window.ny) : std::vector<float2>{};
   device_array<float2> tw_x(host_tw_x.size()), tw_y(host_tw_y.size());
   tw_x.upload(host_tw_x.data(), host_tw_x.size());
   tw_y.upload(host_tw_y.data(), host_tw_y.size());
-  const dim3 rows_grid(static_cast<unsigned>(window.ny), static_cast<unsigned>(batch));
-  const unsigned rows_threads = static_cast<unsigned>(std::clamp<std::size_t>(window.nx / 2, 32, 512));
-  const std::size_t rows_shared = (window.nx + window.nx / 2) * sizeof(float2);
-  const dim3 columns_grid(static_cast<unsigned>((window.nx + fused_columns - 1) / fused_columns),
-                          static_cast<unsigned>(batch));
-  const std::size_t columns_shared = (fused_columns * window.ny + window.ny / 2) * sizeof(float2);
-  if (fused)
+  const unsigned log2lines = std::min(fused_log2_row_lines(window.nx), static_cast<unsigned>(std::max(log2ny, 0)));
+  const unsigned lines = 1u << log2lines;
+  const dim3 rows_grid(static_cast<unsigned>(window.ny) >> log2lines, static_cast<unsigned>(batch));
+  const unsigned rows_threads = static_cast<unsigned>(std::clamp<std::size_t>(lines * window.nx / 4, 32, 256));
+  const std::size_t rows_shared =
+      (2 * lines * padded(static_cast<unsigned>(window.nx)) + window.nx) * sizeof(float2);
+  const unsigned log2columns = fused_log2_columns(window.ny), columns = 1u << log2columns;
+  const dim3 columns_grid(static_cast<unsigned>((window.nx + columns - 1) / columns), static_cast<unsigned>(batch));
+  const std::size_t columns_shared =
+      (2 * columns * fused_column_stride(static_cast<unsigned>(window.ny), log2columns) + window.ny) * sizeof(float2);
+  if (fused) {
     check(cudaFuncSetAttribute(fused_columns_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(columns_shared)),
           "cudaFuncSetAttribute");
+    check(cudaFuncSetAttribute(fused_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(rows_shared)),
+          "cudaFuncSetAttribute");
+  }
 
   for (std::size_t first = 0; first < r.n_positions; first += batch) {
     const std::size_t count = std::min(batch, r.n_positions - first);
@@ -395,8 +420,8 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
       // The first row pass reads the plain waves of cuFFT's unnormalised inverse.
       fused_rows_kernel<<<rows_grid, rows_threads, rows_shared>>>(
           psi.get(), transmission.get() + s * full_area, d_oy.get(), d_ox.get(), static_cast<unsigned>(window.ny),
-          static_cast<unsigned>(log2nx), static_cast<unsigned>(full.ny), static_cast<unsigned>(full.nx), tw_x.get(),
-          s == 0, s == 0 ? inverse_scale : 1.0f / static_cast<float>(window.nx));
+          static_cast<unsigned>(log2nx), log2lines, static_cast<unsigned>(full.ny), static_cast<unsigned>(full.nx),
+          tw_x.get(), s == 0, s == 0 ? inverse_scale : 1.0f / static_cast<float>(window.nx));
       launched("fused_rows_kernel");
       const bool read = next_plane < planes && r.exit_planes[next_plane] == s + 1;
       const bool last = read && next_plane + 1 == planes;
@@ -404,7 +429,7 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
           psi.get(), propagators.get() + setup.propagator_of[s] * area, weights.get(),
           read ? static_cast<unsigned>(detectors) : 0u, sums.get() + next_plane * detectors * batch,
           static_cast<unsigned>(batch), static_cast<unsigned>(log2ny), static_cast<unsigned>(window.nx), tw_y.get(),
-          !last);
+          !last, log2columns);
       launched("fused_columns_kernel");
       if (read) ++next_plane;
       if (last) break;
@@ -440,7 +465,7 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
 
 void run_multislice_from_atoms(const multislice_request& r, const potential_request& atoms,
                                const projected_form_factor& form, float* out, std::size_t batch,
-                               progress_callback progress, void* context, bool fused) {
+                               progress_callback progress, void* context, std::optional<bool> fused) {
   const grid2d& grid = r.stack->grid;
   if (atoms.grid.ny != grid.ny || atoms.grid.nx != grid.nx || atoms.slice_edges.size() != r.stack->slices() + 1)
     throw std::invalid_argument("multislice: the atoms' grid and slices must be the multislice's");

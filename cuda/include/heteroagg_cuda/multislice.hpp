@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 
 #include "heteroagg/multislice.hpp"
 #include "heteroagg/potential.hpp"
@@ -21,16 +22,21 @@ namespace heteroagg::cuda {
 // kernel over rows and one over columns instead of cuFFT's transforms and
 // separate multiplies (the twins of fft2_plan::rows_pass and columns_pass);
 // it takes windows whose sides are powers of two from 2 to 1024 points.
-// Throws std::invalid_argument for inconsistent requests and
-// std::runtime_error for CUDA errors.
+// Unset, `fused` is fused_steps_fit(window).  Throws std::invalid_argument
+// for inconsistent requests and std::runtime_error for CUDA errors.
 void run_multislice(const multislice_request& request, const float* potentials, float* out, std::size_t batch = 0,
                     progress_callback progress = nullptr, void* context = nullptr,
-                    bool potentials_on_device = false, bool fused = false);
+                    bool potentials_on_device = false, std::optional<bool> fused = std::nullopt);
+
+// Whether the fused steps take a window of ny x nx points: both sides powers
+// of two from 2 to 1024.
+bool fused_steps_fit(std::size_t ny, std::size_t nx);
 
 // The same with the potentials built on the device from `atoms` (on the
 // request's grid, one slice per thickness), never leaving it.
 void run_multislice_from_atoms(const multislice_request& request, const potential_request& atoms,
                                const projected_form_factor& form, float* out, std::size_t batch = 0,
-                               progress_callback progress = nullptr, void* context = nullptr, bool fused = false);
+                               progress_callback progress = nullptr, void* context = nullptr,
+                               std::optional<bool> fused = std::nullopt);
 
 }  // namespace heteroagg::cuda

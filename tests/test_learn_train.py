@@ -386,3 +386,62 @@ def test_batch_norm_statistics_are_plain_averages_before_validation(
     assert torch.all((norm.running_mean - expected_mean).abs() < 1e-4 * spread)
     assert torch.allclose(norm.running_var, expected_var, rtol=1e-3)
     assert norm.momentum == 0.1
+
+
+def test_weight_average_follows_its_recursion():
+    assert training_module.average_decay(0.0, 100, 5000) == 0.0
+    assert training_module.average_decay(0.5, 100, 0) == pytest.approx(1 / 10)  # warm-up
+    assert training_module.average_decay(0.5, 100, 5000) == pytest.approx(1 - 1 / 50)
+    assert training_module.average_decay(1e-9, 100, 5000) == 0.0  # under one step: no average
+    torch.manual_seed(0)
+    averaged, model = ResNetRegressor(3, (8,), (1,), 2), ResNetRegressor(3, (8,), (1,), 2)
+    before = {k: v.clone() for k, v in averaged.state_dict().items()}
+    model.stem[2].running_mean.fill_(7.0)
+    training_module.update_average(averaged, model, 0.9)
+    for (name, mean), weight in zip(averaged.named_parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(mean, 0.9 * before[name] + 0.1 * weight)
+    assert torch.equal(averaged.stem[2].running_mean, torch.full((8,), 7.0))
+
+
+def test_weight_average_off_in_effect_changes_nothing(tiny_train, tmp_path):
+    plain = TrainConfig(epochs=2, **SMALL)
+    train(tiny_train, tmp_path / "plain", plain, progress=False, device="cpu")
+    instant = dataclasses.replace(plain, ema_epochs=1e-9)  # decay 0: the average is the weights
+    train(tiny_train, tmp_path / "instant", instant, progress=False, device="cpu")
+    assert_same_weights(
+        weights(tmp_path / "plain/member-0/best.pt"), weights(tmp_path / "instant/member-0/best.pt")
+    )
+    a = (tmp_path / "plain/member-0/metrics.csv").read_text()
+    b = (tmp_path / "instant/member-0/metrics.csv").read_text()
+    assert [r.split(",")[:4] for r in a.splitlines()] == [r.split(",")[:4] for r in b.splitlines()]
+
+
+def test_weight_average_is_validated_and_resumes_exactly(tiny_train, tmp_path, monkeypatch):
+    config = TrainConfig(epochs=3, ema_epochs=0.5, checkpoint_minutes=1e-9, **SMALL)
+    train(tiny_train, tmp_path / "full", config, progress=False, device="cpu")
+    saved = weights(tmp_path / "full/member-0/checkpoint.pt")
+    assert any(not torch.equal(saved["averaged"][k], saved["model"][k]) for k in saved["model"])
+    train_killed_at_step(13, tiny_train, tmp_path / "cut", config, monkeypatch)
+    train(tiny_train, tmp_path / "cut", config, resume=True, progress=False, device="cpu")
+    resumed = weights(tmp_path / "cut/member-0/checkpoint.pt")
+    assert_same_weights(saved["averaged"], resumed["averaged"])
+    assert_same_weights(
+        weights(tmp_path / "full/member-0/best.pt"), weights(tmp_path / "cut/member-0/best.pt")
+    )
+    # what is validated (and kept as best.pt) is the average: its batch-norm statistics are
+    # the ones re-estimated, the live weights' are left alone
+    trainers = []
+
+    def keep(self):
+        trainers.append(self)
+        return 0, 0.0, "kept"
+
+    monkeypatch.setattr(training_module._MemberTrainer, "run", keep)
+    train(tiny_train, tmp_path / "kept", config, progress=False)
+    trainer = trainers[0]
+    assert trainer.evaluated is trainer.averaged
+    live, mean = trainer.model.net.stem[2], trainer.averaged.net.stem[2]
+    live.running_mean.fill_(123.0)
+    mean.running_mean.fill_(123.0)
+    trainer.recalibrate_batch_norm()
+    assert torch.all(live.running_mean == 123.0) and torch.all(mean.running_mean != 123.0)

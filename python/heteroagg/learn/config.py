@@ -102,6 +102,10 @@ class TrainConfig:
     bn_batches
         Training batches over which the batch-norm statistics are
         re-estimated before each validation (0: keep the running averages).
+    ema_epochs
+        Time constant, in epochs, of an exponential moving average of the
+        weights that is validated and kept instead of the weights themselves
+        (0: off).  It smooths the step-to-step noise of the last epochs.
     checkpoint_minutes
         Also checkpoint within an epoch this often, so a killed run loses
         at most that much work.
@@ -157,6 +161,7 @@ class TrainConfig:
     cache_gb: float = 12.0
     workers: int = 2
     bn_batches: int = 32
+    ema_epochs: float = 0.0
     checkpoint_minutes: float = 5.0
     tensorboard: bool = False
     on_the_fly: bool = False
@@ -188,7 +193,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("weight_decay", "contrast_jitter", "read_noise"):
+        for name in ("weight_decay", "contrast_jitter", "read_noise", "ema_epochs"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")

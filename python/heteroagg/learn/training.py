@@ -9,6 +9,7 @@ A run folder holds ``run.json`` (settings, dataset, normalisations), one
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib
 import json
@@ -672,6 +673,29 @@ def train(
     return summary
 
 
+def average_decay(ema_epochs: float, steps_per_epoch: int, step: int) -> float:
+    """Per-step decay of the weights' moving average at (0-based) ``step``.
+
+    The time constant is ``ema_epochs`` epochs; over the first steps the
+    decay is at most ``(1 + step) / (10 + step)``, so the average soon
+    forgets the initial weights.  0 when the average is off.
+    """
+    if ema_epochs == 0:
+        return 0.0
+    decay = 1.0 - 1.0 / max(1.0, ema_epochs * steps_per_epoch)
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+def update_average(averaged: nn.Module, model: nn.Module, decay: float) -> None:
+    """``averaged <- decay * averaged + (1 - decay) * model``, parameter by
+    parameter; buffers (batch-norm statistics) are copied."""
+    with torch.no_grad():
+        for mean, weight in zip(averaged.parameters(), model.parameters(), strict=True):
+            mean.lerp_(weight, 1.0 - decay)
+        for mine, theirs in zip(averaged.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
+
+
 class _MemberTrainer:
     """One ensemble member: its model, optimiser, checkpoints and log."""
 
@@ -719,6 +743,10 @@ class _MemberTrainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
+        #: the moving average of the weights (ema_epochs > 0), validated and kept as best.pt
+        self.averaged: nn.Module | None = None
+        if config.ema_epochs > 0:
+            self.averaged = copy.deepcopy(self.model).requires_grad_(False)
         self.global_batch = config.batch_size * dist.world
         if stream is not None:
             self.steps_per_epoch = config.items_per_epoch // self.global_batch
@@ -744,6 +772,8 @@ class _MemberTrainer:
         saved = torch.load(path, map_location=self.dev, weights_only=True)
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(saved["averaged"])
         self.state.update(saved["state"])
 
     def _save(self) -> None:
@@ -753,6 +783,8 @@ class _MemberTrainer:
                 "optimizer": self.optimizer.state_dict(),
                 "state": dict(self.state),
             }
+            if self.averaged is not None:
+                state["averaged"] = self.averaged.state_dict()
             _save_atomic(state, self.folder / "checkpoint.pt")
         if self.dist.world > 1:
             torch.distributed.barrier()
@@ -833,8 +865,13 @@ class _MemberTrainer:
         rng = np.random.default_rng(derive_seed(self.seed, epoch))
         return self.train_items[rng.permutation(len(self.train_items))]
 
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are validated and kept: their moving average, or themselves."""
+        return self.model if self.averaged is None else self.averaged
+
     def recalibrate_batch_norm(self) -> None:
-        """Re-estimate the batch-norm statistics with the current weights.
+        """Re-estimate the batch-norm statistics of :attr:`evaluated`.
 
         The running averages lag the weights while the learning rate is high,
         and the images' heavy-tailed brightness makes them noisy: in eval mode
@@ -842,7 +879,8 @@ class _MemberTrainer:
         every validation the statistics are recomputed as plain averages over
         ``bn_batches`` seeded training batches, without gradients.
         """
-        norms = [m for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)]
+        model = self.evaluated
+        norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
         if not norms or self.config.bn_batches == 0:
             return
         momenta = [m.momentum for m in norms]
@@ -853,11 +891,11 @@ class _MemberTrainer:
         size = self.config.batch_size
         order = self.train_items[rng.permutation(len(self.train_items))]
         mine = order[self.dist.rank :: self.dist.world]
-        self.model.train()
+        model.train()
         with torch.no_grad():
             for k in range(min(self.config.bn_batches, len(mine) // size)):
                 x = self._batch(mine[k * size : (k + 1) * size], self.state["epoch"], k, True)[0]
-                self.model(x)
+                model(x)
         if self.dist.world > 1:
             for m in norms:
                 torch.distributed.all_reduce(m.running_mean)
@@ -871,7 +909,8 @@ class _MemberTrainer:
         """Validation loss and per-output R² (normalised units), fixed noise;
         with label maps also their mean squared error (standardised maps)."""
         self.recalibrate_batch_norm()
-        self.model.eval()
+        model = self.evaluated
+        model.eval()
         n_out = self.val_targets.width
         sums = torch.zeros(5, n_out, dtype=torch.float64)
         map_error = torch.zeros(2, dtype=torch.float64)
@@ -886,9 +925,9 @@ class _MemberTrainer:
                     False,
                 )
                 if maps is None:
-                    pred = self.model(x)
+                    pred = model(x)
                 else:
-                    pred, dense = self.model(x, maps=True)
+                    pred, dense = model(x, maps=True)
                     map_error[0] += float((dense - maps).square().sum())
                     map_error[1] += maps.numel()
                 pred = pred[:, :n_out].double().cpu()
@@ -916,7 +955,7 @@ class _MemberTrainer:
         out.update({f"r2_{name}": float(r2[k]) for k, name in enumerate(names)})
         if self.maps is not None:
             out["val_map_loss"] = float(map_error[0] / map_error[1].clamp(min=1))
-        self.model.train()
+        model.train()
         return out
 
     def _output_names(self) -> list[str]:
@@ -981,6 +1020,9 @@ class _MemberTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                if self.averaged is not None:
+                    decay = average_decay(c.ema_epochs, self.steps_per_epoch, step)
+                    update_average(self.averaged, self.model, decay)
                 s["loss_sum"] += float(loss.detach())
                 s["loss_count"] += 1
                 s["batch"] += 1
@@ -1028,7 +1070,7 @@ class _MemberTrainer:
         if metrics["val_loss"] < s["best_val"]:
             s["best_val"], s["bad_epochs"] = metrics["val_loss"], 0
             if self.dist.main:
-                _save_atomic(self.model.state_dict(), self.folder / "best.pt")
+                _save_atomic(self.evaluated.state_dict(), self.folder / "best.pt")
         else:
             s["bad_epochs"] += 1
             if s["bad_epochs"] >= c.patience:

@@ -105,7 +105,8 @@ class TrainConfig:
     ema_epochs
         Time constant, in epochs, of an exponential moving average of the
         weights that is validated and kept instead of the weights themselves
-        (0: off).  It smooths the step-to-step noise of the last epochs.
+        (0: off).  It smooths the step-to-step noise of the weights, most
+        visibly while the learning rate is high.
     checkpoint_minutes
         Also checkpoint within an epoch this often, so a killed run loses
         at most that much work.

@@ -266,13 +266,11 @@ int fused_log2(std::size_t n) {
   return k;
 }
 
-// The twiddles of shared_fft::forward for n points, computed in double: for
-// each pass in turn, of radix R after passes whose radices multiply to ns,
-// exp(-2 pi i r k / (ns R)) for 0 < r < R (outer) and k < ns; n - 1 in all.
-std::vector<float2> stockham_twiddles(std::size_t n) {
+// The twiddles of shared_fft::forward for 2^log2n points, computed in double:
+// for each pass in turn, of radix R after passes whose radices multiply to
+// ns, exp(-2 pi i r k / (ns R)) for 0 < r < R (outer) and k < ns; n - 1 in all.
+std::vector<float2> stockham_twiddles(unsigned log2n) {
   std::vector<float2> tw;
-  unsigned log2n = 0;
-  while ((std::size_t{1} << log2n) < n) ++log2n;
   for (unsigned done = 0; done < log2n;) {
     const unsigned bits = shared_fft::pass_bits(log2n - done);
     const std::size_t radix = std::size_t{1} << bits, ns = std::size_t{1} << done;
@@ -367,8 +365,9 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
   const dim3 detect_grid(static_cast<unsigned>(std::min<std::size_t>(blocks_for(area), 64)),
                          static_cast<unsigned>(batch));
   // The fused steps' launch shapes and twiddles.
-  const std::vector<float2> host_tw_x = fused ? stockham_twiddles(window.nx) : std::vector<float2>{};
-  const std::vector<float2> host_tw_y = fused ? stockham_twiddles(window.ny) : std::vector<float2>{};
+  const std::vector<float2> no_twiddles;
+  const std::vector<float2> host_tw_x = fused ? stockham_twiddles(static_cast<unsigned>(log2nx)) : no_twiddles;
+  const std::vector<float2> host_tw_y = fused ? stockham_twiddles(static_cast<unsigned>(log2ny)) : no_twiddles;
   device_array<float2> tw_x(host_tw_x.size()), tw_y(host_tw_y.size());
   tw_x.upload(host_tw_x.data(), host_tw_x.size());
   tw_y.upload(host_tw_y.data(), host_tw_y.size());

@@ -61,15 +61,17 @@ class fft2_plan {
   void columns_pass(complex64* data, const float* factor, const std::vector<const float*>& weights, double* sums,
                     bool back) const;
   // A ny x nx array in the order in which columns_pass visits the points
-  // (column_layout_floats() floats; it depends on the plan's kernel).
+  // (its size depends on the plan's kernel).
   std::vector<float> column_layout(const complex64* values) const;
   std::vector<float> column_layout(const float* real_values) const;
-  std::size_t column_layout_floats() const;
 
   std::size_t ny() const;
   std::size_t nx() const;
 
  private:
+  // floats of a column-layout array
+  std::size_t column_layout_floats() const;
+
   struct impl;
   std::unique_ptr<const impl> impl_;
 };

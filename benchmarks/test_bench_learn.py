@@ -12,6 +12,10 @@ and the eight flips).  Anchors measured in the same run:
   stem would;
 - the whole-field network learning four label maps.
 
+The default network runs in the default arithmetic (``precision = "auto"``:
+bfloat16 forward passes where the CPU computes them natively), and again in
+float32 as a fourth anchor.
+
 Figures go to docs/performance.md.
 
 Run with ``pytest benchmarks/test_bench_learn.py``.
@@ -28,6 +32,7 @@ from heteroagg.data import default_config  # noqa: E402
 from heteroagg.learn import TrainConfig  # noqa: E402
 from heteroagg.learn.batches import augment, batch_generator  # noqa: E402
 from heteroagg.learn.networks import ParameterRegressor  # noqa: E402
+from heteroagg.learn.torch_device import training_dtype  # noqa: E402
 from heteroagg.learn.training import regression_loss  # noqa: E402
 
 BATCH = 64
@@ -48,20 +53,21 @@ def batch():
     return torch.from_numpy(images), torch.rand(BATCH, 9)
 
 
-def step(model, optimizer, x, y, maps=None):
-    if maps is None:
-        loss = regression_loss(model(x), y, False)
-    else:
-        out, dense = model(x, maps=True)
-        loss = regression_loss(out, y, False) + (dense - maps).square().mean()
+def step(model, optimizer, x, y, maps=None, dtype=None):
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        out, dense = model(x, maps=True) if maps is not None else (model(x), None)
+    loss = regression_loss(out.float(), y, False)
+    if dense is not None:
+        loss = loss + (dense.float() - maps).square().mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
 
 
-def training_step(model, batch, maps=None):
+def training_step(model, batch, maps=None, dtype=None):
     """One optimiser step on the batch; with ``maps``, the label maps are turned
-    with the images and learnt by the dense head, as ``label_maps`` runs do."""
+    with the images and learnt by the dense head, as ``label_maps`` runs do;
+    with ``dtype``, the forward pass autocasts to it."""
     x, y = batch
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     prior = default_config().imaging.dose
@@ -72,10 +78,10 @@ def training_step(model, batch, maps=None):
         options = dict(dose_prior=prior, pixel_size_nm=1.0, flips=True, contrast_jitter=0.0,
                        read_noise=0.0)  # fmt: skip
         if maps is None:
-            step(model, optimizer, augment(x, g, **options), y)
+            step(model, optimizer, augment(x, g, **options), y, dtype=dtype)
         else:
             noisy, turned = augment(x, g, maps=maps, **options)
-            step(model, optimizer, noisy, y, turned)
+            step(model, optimizer, noisy, y, turned, dtype)
 
     return run
 
@@ -98,6 +104,15 @@ class PlainStem(torch.nn.Module):
 
 
 def test_train_step_default(benchmark, batch):
+    """The default network in the default arithmetic (bfloat16 where native)."""
+    model = ParameterRegressor(9, TrainConfig().architecture)
+    model = model.to(memory_format=torch.channels_last)
+    dtype = training_dtype(TrainConfig().precision, torch.device("cpu"))
+    benchmark.extra_info["dtype"] = str(dtype or torch.float32)
+    benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
+
+
+def test_train_step_default_float32(benchmark, batch):
     model = ParameterRegressor(9, TrainConfig().architecture)
     model = model.to(memory_format=torch.channels_last)
     benchmark.pedantic(training_step(model, batch), rounds=5, warmup_rounds=1)

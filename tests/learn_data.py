@@ -41,3 +41,20 @@ def train_killed_at_step(step: int, data, out, config, monkeypatch, **options) -
             train(data, out, config, progress=False, device="cpu", **options)
     finally:
         monkeypatch.setattr(training_module, "learning_rate", original)
+
+
+def trainer_of(data, out, config, monkeypatch):
+    """The member trainer ``train`` builds for ``config`` (on the CPU), before it trains."""
+    from heteroagg.learn import train
+    from heteroagg.learn import training as training_module
+
+    trainers = []
+
+    def keep(self):
+        trainers.append(self)
+        return 0, 0.0, "kept"
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training_module._MemberTrainer, "run", keep)
+        train(data, out, config, progress=False, device="cpu")
+    return trainers[0]

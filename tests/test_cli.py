@@ -183,7 +183,7 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["train"]["epochs"] == 2 and info["train"]["seed"] == 4
     assert info["train"]["widths"] == [8, 16] and len(info["train"]["label_maps"]) == 4
-    assert info["train"]["crop"] == 0  # the label maps cover the whole field
+    assert info["train"]["crop"] == 32  # kept: the label maps are cut with the image
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "not empty" in " ".join(again.output.split())
     report = tmp_path / "report"

@@ -17,7 +17,7 @@ from heteroagg.learn.batches import augment, batch_generator
 from heteroagg.learn.label_maps import item_label_maps, stored_label_maps
 from heteroagg.learn.networks import ResNetRegressor
 from heteroagg.stem import FieldOfViewWarning, HaadfRenderer
-from learn_data import tiny_dataset, train_killed_at_step
+from learn_data import tiny_dataset, train_killed_at_step, trainer_of
 
 ALL_MAPS = ("path_tio2", "path_wo3", "centres_tio2", "centres_wo3")
 
@@ -152,8 +152,28 @@ def test_stored_label_maps_serve_each_items_maps_and_are_cached(tiny_train, tmp_
     np.testing.assert_allclose(other(items)[:, 0], maps(items)[:, 1])
 
 
+def test_label_maps_are_cropped_with_the_image(tiny_train, tmp_path, monkeypatch):
+    # 64² images, 4 x 4 pixel blocks: the centred 32² crop is map blocks 4..11 of 16
+    cropped = trainer_of(
+        tiny_train, tmp_path / "c", TrainConfig(**MAP_CONFIG, crop=32), monkeypatch
+    )
+    whole = trainer_of(tiny_train, tmp_path / "w", TrainConfig(**MAP_CONFIG, crop=0), monkeypatch)
+    items = cropped.train_items[:16]
+    for training in (True, False):  # turned and flipped first, then cut
+        images, _, maps = cropped._batch(items, 1, 3, training)
+        full_images, _, full_maps = whole._batch(items, 1, 3, training)
+        assert full_maps.shape == (16, 4, 16, 16) and maps.shape == (16, 4, 8, 8)
+        # each trainer standardises by the spread over what its network sees
+        unscaled, full = maps * cropped.map_scale, full_maps * whole.map_scale
+        torch.testing.assert_close(unscaled, full[..., 4:12, 4:12])
+        assert torch.all(cropped.map_scale > whole.map_scale)  # less vacuum in the crop
+        torch.testing.assert_close(images, full_images, rtol=0, atol=0)  # the network crops
+    _, dense = cropped.model(images, maps=True)
+    assert dense.shape == maps.shape
+
+
 def test_label_map_run_learns_the_maps_resumes_and_predicts(tiny_train, tmp_path, monkeypatch):
-    config = TrainConfig(**MAP_CONFIG, checkpoint_minutes=1e-9)
+    config = TrainConfig(**MAP_CONFIG, crop=32, checkpoint_minutes=1e-9)
     train(tiny_train, tmp_path / "whole", config, progress=False, device="cpu")
     rows = (tmp_path / "whole" / "member-0" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")

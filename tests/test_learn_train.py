@@ -21,7 +21,7 @@ from heteroagg.learn import TrainConfig, TrainedRun, train
 from heteroagg.learn import training as training_module
 from heteroagg.learn.networks import ParameterRegressor, ResNetRegressor, centre_crop
 from heteroagg.learn.training import ImageStore, learning_rate, regression_loss, split_items
-from learn_data import tiny_config, train_killed_at_step
+from learn_data import tiny_config, train_killed_at_step, trainer_of
 
 SMALL = dict(batch_size=32, widths=(8, 16), blocks=(1, 1), val_fraction=0.15, seed=1)
 
@@ -293,8 +293,11 @@ def test_bad_settings_give_clear_errors(tiny_train, tmp_path):
         TrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="multiple of space_to_depth"):
         train(tiny_train, tmp_path / "x", TrainConfig(**{**SMALL, "space_to_depth": 5}))
-    with pytest.raises(ValueError, match="set crop = 0"):
-        train(tiny_train, tmp_path / "w", TrainConfig(**SMALL, crop=32, label_maps=("path_wo3",)))
+    # label maps are cut with the image in blocks of 2 * space_to_depth = 4 pixels: a
+    # 36² crop of 64² images leaves margins of 14
+    misaligned = TrainConfig(**{**SMALL, "space_to_depth": 2}, crop=36, label_maps=("path_wo3",))
+    with pytest.raises(ValueError, match="cropped with the image"):
+        train(tiny_train, tmp_path / "w", misaligned)
     config = tiny_config()
     odd = dataclasses.replace(config, imaging=dataclasses.replace(config.imaging, shape=(65, 65)))
     with pytest.raises(ValueError, match="same margin"):
@@ -363,15 +366,8 @@ def test_torchrun_trains_with_two_processes(tiny_train, tmp_path):
 def test_batch_norm_statistics_are_plain_averages_before_validation(
     tiny_train, tmp_path, monkeypatch
 ):
-    trainers = []
-
-    def keep(self):
-        trainers.append(self)
-        return 0, 0.0, "kept"
-
-    monkeypatch.setattr(training_module._MemberTrainer, "run", keep)
-    train(tiny_train, tmp_path / "bn", TrainConfig(epochs=1, bn_batches=3, **SMALL), progress=False)
-    trainer = trainers[0]
+    config = TrainConfig(epochs=1, bn_batches=3, **SMALL)
+    trainer = trainer_of(tiny_train, tmp_path / "bn", config, monkeypatch)
     conv, norm = trainer.model.net.stem[1], trainer.model.net.stem[2]
     norm.running_mean.fill_(123.0)
     seen = []
@@ -430,18 +426,63 @@ def test_weight_average_is_validated_and_resumes_exactly(tiny_train, tmp_path, m
     )
     # what is validated (and kept as best.pt) is the average: its batch-norm statistics are
     # the ones re-estimated, the live weights' are left alone
-    trainers = []
-
-    def keep(self):
-        trainers.append(self)
-        return 0, 0.0, "kept"
-
-    monkeypatch.setattr(training_module._MemberTrainer, "run", keep)
-    train(tiny_train, tmp_path / "kept", config, progress=False)
-    trainer = trainers[0]
+    trainer = trainer_of(tiny_train, tmp_path / "kept", config, monkeypatch)
     assert trainer.evaluated is trainer.averaged
     live, mean = trainer.model.net.stem[2], trainer.averaged.net.stem[2]
     live.running_mean.fill_(123.0)
     mean.running_mean.fill_(123.0)
     trainer.recalibrate_batch_norm()
     assert torch.all(live.running_mean == 123.0) and torch.all(mean.running_mean != 123.0)
+
+
+def test_training_dtype_follows_the_precision_setting(monkeypatch):
+    from heteroagg.learn import torch_device
+
+    cpu = torch.device("cpu")
+    assert torch_device.training_dtype("float32", cpu) is None
+    assert torch_device.training_dtype("bfloat16", cpu) is torch.bfloat16
+    for native in (True, False):
+        monkeypatch.setattr(torch_device, "native_bfloat16", lambda dev, n=native: n)
+        expected = torch.bfloat16 if native else None
+        assert torch_device.training_dtype("auto", cpu) is expected
+    with pytest.raises(ValueError, match="precision"):
+        torch_device.training_dtype("float16", cpu)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="half")
+    # runs stored before the setting existed trained in float32
+    assert TrainConfig.from_saved({"epochs": 3}).precision == "float32"
+    assert TrainConfig().precision == "auto"
+
+
+def test_bfloat16_steps_autocast_the_forward_pass_alone(tiny_train, tmp_path, monkeypatch):
+    config = TrainConfig(epochs=1, gaussian=True, **SMALL)
+    steps = {}
+    for precision in ("float32", "bfloat16"):
+        trainer = trainer_of(
+            tiny_train,
+            tmp_path / precision,
+            dataclasses.replace(config, precision=precision),
+            monkeypatch,
+        )
+        x, y, _ = trainer._batch(trainer.train_items[:32], 0, 0, True)
+        loss = trainer._loss(x, y, None)
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in trainer.model.parameters()])
+        steps[precision] = (trainer, loss, grads)
+    (t32, loss32, g32), (t16, loss16, g16) = steps["float32"], steps["bfloat16"]
+    same_start = zip(t32.model.parameters(), t16.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in same_start)
+    # the forward pass ran in bfloat16 (8-bit mantissa), the loss in float32
+    assert loss16.dtype == torch.float32 and float(loss16) != float(loss32)
+    assert float(loss16) == pytest.approx(float(loss32), rel=0.03)
+    assert float(torch.nn.functional.cosine_similarity(g16, g32, dim=0)) > 0.98
+    assert all(p.dtype == torch.float32 for p in t16.model.parameters())
+
+
+def test_bfloat16_run_learns_and_reloads_in_float32(tiny_train, tmp_path):
+    config = TrainConfig(epochs=3, precision="bfloat16", **SMALL)
+    run, model, images = learnt_and_reloaded(tiny_train, tmp_path / "bf16", config)
+    assert run.info["train"]["precision"] == "bfloat16"
+    assert run.info["training_dtype"] == "bfloat16"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert np.isfinite(run.predict(images).normalized).all()

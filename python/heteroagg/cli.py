@@ -435,8 +435,7 @@ def train(
         bool | None,
         typer.Option(
             "--label-maps/--no-label-maps",
-            help="Override: learn all label maps as an auxiliary target (they cover the "
-            "whole field, so this also sets crop = 0), or none.",
+            help="Override: learn all label maps as an auxiliary target, or none.",
         ),
     ] = None,
 ) -> None:
@@ -454,8 +453,6 @@ def train(
                  "data_seed": data_seed, "on_the_fly": on_the_fly or None}  # fmt: skip
     if label_maps is not None:
         overrides["label_maps"] = LABEL_MAPS if label_maps else ()
-        if label_maps:
-            overrides["crop"] = 0
     try:
         base = TrainConfig.from_toml(config).to_dict() if config is not None else {}
         base.update({k: v for k, v in overrides.items() if v is not None})

@@ -17,6 +17,8 @@ CACHE_MODES = ("auto", "memory", "device", "stream")
 FAILURE_POLICIES = ("skip", "redraw")
 NORMS = ("batch", "group")
 INPUT_TRANSFORMS = ("linear", "sqrt")
+#: Arithmetic of the training forward passes (heteroagg.learn.torch_device.training_dtype).
+PRECISIONS = ("float32", "bfloat16", "auto")
 #: The label maps a run can learn; paths in nm, centres as counts per block.
 LABEL_MAPS = ("path_tio2", "path_wo3", "centres_tio2", "centres_wo3")
 
@@ -57,8 +59,9 @@ class TrainConfig:
         an image (0: the whole field).  Most aggregates fill a small part of
         the field, so a crop spends the network's work, and its resolution,
         on them; aggregates that reach past the crop are seen in part.  Even,
-        and a multiple of ``space_to_depth``.  Label maps need the whole
-        field.
+        and a multiple of ``space_to_depth``.  Label maps are cropped with
+        the image, so with them the crop and its margins must be multiples of
+        :attr:`map_block`.
     norm
         ``"batch"`` or ``"group"`` normalisation layers.
     input_transform
@@ -102,6 +105,14 @@ class TrainConfig:
     bn_batches
         Training batches over which the batch-norm statistics are
         re-estimated before each validation (0: keep the running averages).
+    precision
+        Arithmetic of the training steps' forward passes: ``"float32"``,
+        ``"bfloat16"`` (autocast: convolutions and matrix products in
+        bfloat16, the loss, the weights and the optimiser in float32), or
+        ``"auto"``: bfloat16 where the device computes it natively (a CPU with
+        AVX-512 BF16 or AMX, a GPU from Ampere on), float32 elsewhere.
+        Validation, batch-norm recalibration and every prediction stay in
+        float32.  Runs stored before this setting existed trained in float32.
     ema_epochs
         Time constant, in epochs, of an exponential moving average of the
         weights that is validated and kept instead of the weights themselves
@@ -162,6 +173,7 @@ class TrainConfig:
     cache_gb: float = 12.0
     workers: int = 2
     bn_batches: int = 32
+    precision: str = "auto"
     ema_epochs: float = 0.0
     checkpoint_minutes: float = 5.0
     tensorboard: bool = False
@@ -219,6 +231,8 @@ class TrainConfig:
             raise ValueError(
                 f"input_transform must be one of {INPUT_TRANSFORMS}, got {self.input_transform!r}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if (
@@ -288,9 +302,10 @@ class TrainConfig:
     def from_saved(cls, values: Mapping[str, Any]) -> TrainConfig:
         """The settings a run stored in its ``run.json``.
 
-        Runs stored before ``crop`` existed read the whole field.
+        Runs stored before ``crop`` existed read the whole field, and those
+        stored before ``precision`` trained in float32.
         """
-        return cls.from_dict({"crop": 0, **values})
+        return cls.from_dict({"crop": 0, "precision": "float32", **values})
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:

@@ -139,12 +139,16 @@ class LabelMaps:
         rows = np.array([self.position[int(i)] for i in items], dtype=np.int64)
         return torch.from_numpy(np.asarray(self.maps[rows], dtype=np.float32))
 
-    def scale(self, items: np.ndarray) -> torch.Tensor:
+    def scale(self, items: np.ndarray, side: int = 0) -> torch.Tensor:
         """(1, C, 1, 1) standard deviation of each map over (at most 4096 of) ``items``.
 
-        At least 1e-3, so that an empty map does not divide by zero.
+        Over the centred ``side`` x ``side`` values of each map, the part the
+        network's crop sees (0: the whole map).  At least 1e-3, so that an
+        empty map does not divide by zero.
         """
-        chosen = self(np.asarray(items)[:4096])
+        from heteroagg.learn.networks import centre_crop
+
+        chosen = centre_crop(self(np.asarray(items)[:4096]), side)
         return chosen.std(dim=(0, 2, 3)).clamp(min=1e-3).view(1, -1, 1, 1)
 
 

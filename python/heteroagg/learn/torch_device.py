@@ -1,8 +1,10 @@
-"""The ``device`` argument of the learning calls, for torch."""
+"""The ``device`` and ``precision`` arguments of the learning calls, for torch."""
 
 from __future__ import annotations
 
 import torch
+
+from heteroagg.learn.config import PRECISIONS
 
 
 def torch_device(device: str) -> torch.device:
@@ -27,3 +29,36 @@ def torch_device(device: str) -> torch.device:
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda})"
         )
     return torch.device("cuda" if available else "cpu")
+
+
+def native_bfloat16(dev: torch.device) -> bool:
+    """Whether ``dev`` computes bfloat16 convolutions natively.
+
+    On a CPU that needs AVX-512 BF16 or AMX (oneDNN's own check); on a GPU,
+    what ``torch.cuda.is_bf16_supported`` says.
+    """
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if dev.type == "cpu":
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    return False
+
+
+def training_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
+    """The autocast type of training forward passes on ``dev``, or None for float32.
+
+    ``"bfloat16"`` always autocasts (emulated, and slow, where the hardware
+    lacks it); ``"auto"`` only where :func:`native_bfloat16` holds.
+
+    Raises
+    ------
+    ValueError
+        For a ``precision`` not in :data:`PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bfloat16" or (precision == "auto" and native_bfloat16(dev)):
+        return torch.bfloat16
+    return None

@@ -37,7 +37,7 @@ from heteroagg.learn.networks import (
     centre_crop,
     transform_input,
 )
-from heteroagg.learn.torch_device import torch_device
+from heteroagg.learn.torch_device import torch_device, training_dtype
 from heteroagg.rng import derive_seed, uniform
 
 #: Stream of an item's seed that decides the validation split ("split").
@@ -204,13 +204,16 @@ def _run_info(
     config: TrainConfig,
     targets: Any,
     input_stats: tuple[float, float],
+    dev: torch.device,
 ) -> dict[str, Any]:
     import heteroagg
 
+    dtype = training_dtype(config.precision, dev)
     return {
         "format_version": RUN_FORMAT_VERSION,
         "heteroagg_version": heteroagg.__version__,
         "train": config.to_dict(),
+        "training_dtype": "float32" if dtype is None else str(dtype).removeprefix("torch."),
         "dataset": dataset_info,
         "dataset_config": dataset_config.to_dict(),
         "parameters": list(dataset_config.params.varied),
@@ -311,15 +314,18 @@ def _check_shape(dataset_config: DatasetConfig, config: TrainConfig) -> None:
         raise ValueError(
             f"crop={config.crop} does not leave the same margin on both sides of {shape} images"
         )
-    if config.label_maps and 0 < config.crop < max(shape):
-        raise ValueError(
-            f"label_maps cover the whole field, which crop={config.crop} cuts: set crop = 0"
-        )
     block = config.map_block
     if config.label_maps and any(side % block for side in shape):
         raise ValueError(
             f"label_maps need image sides that are multiples of {block}, the pixels one "
             f"label-map value covers; the images are {shape}"
+        )
+    cut = [(side - config.crop) // 2 for side in shape if 0 < config.crop < side]
+    if config.label_maps and cut and (config.crop % block or any(m % block for m in cut)):
+        raise ValueError(
+            f"label_maps are cropped with the image, in blocks of {block} pixels: crop="
+            f"{config.crop} must be a multiple of {block} and leave margins that are too "
+            f"(the margins of {shape} images are {cut})"
         )
 
 
@@ -505,9 +511,12 @@ def training_images_per_second(
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     x = torch.rand(config.batch_size, 1, *shape, device=dev)
+    dtype = training_dtype(config.precision, dev)
     warmup, steps, start = 3, 0, 0.0
     while True:
-        loss = model(x).square().mean()
+        with torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            out = model(x)
+        loss = out.float().square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -626,7 +635,7 @@ def train(
         input_stats = (float(sample.mean()), float(sample.std()) or 1.0)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
-            info = _run_info(source.info, source.config, config, source.targets, input_stats)
+            info = _run_info(source.info, source.config, config, source.targets, input_stats, dev)
             info_path.write_text(json.dumps(info, indent=2))
     if dist.world > 1:
         torch.distributed.barrier()
@@ -728,7 +737,10 @@ class _MemberTrainer:
         self.train_items, self.val_items = train_items, val_items
         self.stream = stream
         self.maps, self.val_maps = maps, val_maps
-        self.map_scale = None if maps is None else maps.scale(train_items).to(dev)
+        if maps is None:
+            self.map_scale = None
+        else:
+            self.map_scale = maps.scale(train_items, config.crop // config.map_block).to(dev)
         self.noise_prior, self.pixel_size = noise_prior, pixel_size
         self.seed = derive_seed(config.seed, member)
         torch.manual_seed(self.seed >> 1)
@@ -748,6 +760,8 @@ class _MemberTrainer:
         if config.ema_epochs > 0:
             self.averaged = copy.deepcopy(self.model).requires_grad_(False)
         self.global_batch = config.batch_size * dist.world
+        #: autocast type of the training forward passes (None: float32)
+        self.dtype = training_dtype(config.precision, dev)
         if stream is not None:
             self.steps_per_epoch = config.items_per_epoch // self.global_batch
         else:
@@ -848,9 +862,11 @@ class _MemberTrainer:
         training: bool,
         maps: torch.Tensor | None = None,
     ) -> Any:
+        """Noise and flips; label maps are turned with the images, then cut to
+        the blocks of the network's crop."""
         c = self.config
         g = batch_generator(self.seed if training else c.seed, epoch, index, self.dev)
-        return augment(
+        out = augment(
             x,
             g,
             dose_prior=self.noise_prior,
@@ -860,6 +876,10 @@ class _MemberTrainer:
             read_noise=c.read_noise if training else 0,
             maps=maps,
         )
+        if maps is None:
+            return out
+        images, turned = out
+        return images, centre_crop(turned, c.crop // c.map_block)
 
     def _order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(derive_seed(self.seed, epoch))
@@ -1044,12 +1064,21 @@ class _MemberTrainer:
             last_checkpoint = time.perf_counter()
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
-        """The regression loss, plus the weighted label-map error when maps are learnt."""
-        if maps is None:
-            return regression_loss(self.net(x), y, self.config.gaussian)
-        out, dense = self.net(x, maps=True)
-        loss = regression_loss(out, y, self.config.gaussian)
-        return loss + self.config.label_map_weight * (dense - maps).square().mean()
+        """The regression loss, plus the weighted label-map error when maps are learnt.
+
+        The forward pass runs under autocast when :attr:`dtype` is set; the
+        losses are computed in float32.
+        """
+        cast = self.dtype or torch.bfloat16
+        with torch.autocast(self.dev.type, dtype=cast, enabled=self.dtype is not None):
+            if maps is None:
+                out, dense = self.net(x), None
+            else:
+                out, dense = self.net(x, maps=True)
+        loss = regression_loss(out.float(), y, self.config.gaussian)
+        if dense is None:
+            return loss
+        return loss + self.config.label_map_weight * (dense.float() - maps).square().mean()
 
     def _end_epoch(self, images: int, seconds: float, data: dict, producer: Any) -> None:
         c, s = self.config, self.state

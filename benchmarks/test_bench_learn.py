@@ -32,7 +32,7 @@ from heteroagg.data import default_config  # noqa: E402
 from heteroagg.learn import TrainConfig  # noqa: E402
 from heteroagg.learn.batches import augment, batch_generator  # noqa: E402
 from heteroagg.learn.networks import ParameterRegressor  # noqa: E402
-from heteroagg.learn.torch_device import training_dtype  # noqa: E402
+from heteroagg.learn.torch_device import forward_autocast, training_dtype  # noqa: E402
 from heteroagg.learn.training import regression_loss  # noqa: E402
 
 BATCH = 64
@@ -54,7 +54,7 @@ def batch():
 
 
 def step(model, optimizer, x, y, maps=None, dtype=None):
-    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    with forward_autocast(dtype, torch.device("cpu")):
         out, dense = model(x, maps=True) if maps is not None else (model(x), None)
     loss = regression_loss(out.float(), y, False)
     if dense is not None:

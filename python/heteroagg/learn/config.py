@@ -286,6 +286,11 @@ class TrainConfig:
         """Pixels per side of the image block that one label-map value covers."""
         return map_block(self.space_to_depth, len(self.widths))
 
+    @property
+    def map_crop(self) -> int:
+        """Label-map values per side of the network's crop (0: the whole field)."""
+        return self.crop // self.map_block
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("extra")

@@ -62,3 +62,9 @@ def training_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
     if precision == "bfloat16" or (precision == "auto" and native_bfloat16(dev)):
         return torch.bfloat16
     return None
+
+
+def forward_autocast(dtype: torch.dtype | None, dev: torch.device) -> torch.autocast:
+    """Autocast to ``dtype`` on ``dev`` (from :func:`training_dtype`); for None, a
+    context that changes nothing."""
+    return torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)

@@ -37,7 +37,7 @@ from heteroagg.learn.networks import (
     centre_crop,
     transform_input,
 )
-from heteroagg.learn.torch_device import torch_device, training_dtype
+from heteroagg.learn.torch_device import forward_autocast, torch_device, training_dtype
 from heteroagg.rng import derive_seed, uniform
 
 #: Stream of an item's seed that decides the validation split ("split").
@@ -514,7 +514,7 @@ def training_images_per_second(
     dtype = training_dtype(config.precision, dev)
     warmup, steps, start = 3, 0, 0.0
     while True:
-        with torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with forward_autocast(dtype, dev):
             out = model(x)
         loss = out.float().square().mean()
         optimizer.zero_grad(set_to_none=True)
@@ -740,7 +740,7 @@ class _MemberTrainer:
         if maps is None:
             self.map_scale = None
         else:
-            self.map_scale = maps.scale(train_items, config.crop // config.map_block).to(dev)
+            self.map_scale = maps.scale(train_items, config.map_crop).to(dev)
         self.noise_prior, self.pixel_size = noise_prior, pixel_size
         self.seed = derive_seed(config.seed, member)
         torch.manual_seed(self.seed >> 1)
@@ -879,7 +879,7 @@ class _MemberTrainer:
         if maps is None:
             return out
         images, turned = out
-        return images, centre_crop(turned, c.crop // c.map_block)
+        return images, centre_crop(turned, c.map_crop)
 
     def _order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(derive_seed(self.seed, epoch))
@@ -1069,8 +1069,7 @@ class _MemberTrainer:
         The forward pass runs under autocast when :attr:`dtype` is set; the
         losses are computed in float32.
         """
-        cast = self.dtype or torch.bfloat16
-        with torch.autocast(self.dev.type, dtype=cast, enabled=self.dtype is not None):
+        with forward_autocast(self.dtype, self.dev):
             if maps is None:
                 out, dense = self.net(x), None
             else:

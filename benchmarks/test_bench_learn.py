@@ -3,7 +3,7 @@
 The case: the default network (:class:`heteroagg.learn.TrainConfig`: the
 centred 128² crop folded 2 x 2) on batches of 64 images of 256 x 256, with
 the default augmentation (shot noise at a dose drawn from the default prior,
-and the eight flips).  Anchors measured in the same run:
+and the eight flips) of the pixels the network reads.  Anchors measured in the same run:
 
 - the whole-field network, the default before the crop: the same stages on
   the full 256² image folded 4 x 4 (the same 64² first stage);
@@ -14,7 +14,8 @@ and the eight flips).  Anchors measured in the same run:
 
 The default network runs in the default arithmetic (``precision = "auto"``:
 bfloat16 forward passes where the CPU computes them natively), and again in
-float32 as a fourth anchor.
+float32 as a fourth anchor, and with the noise and flips of the whole field
+(the data path before the stored images were cut to the crop) as a fifth.
 
 Figures go to docs/performance.md.
 
@@ -31,7 +32,7 @@ torch = pytest.importorskip("torch")
 from heteroagg.data import default_config  # noqa: E402
 from heteroagg.learn import TrainConfig  # noqa: E402
 from heteroagg.learn.batches import augment, batch_generator  # noqa: E402
-from heteroagg.learn.networks import ParameterRegressor  # noqa: E402
+from heteroagg.learn.networks import ParameterRegressor, centre_crop  # noqa: E402
 from heteroagg.learn.torch_device import forward_autocast, training_dtype  # noqa: E402
 from heteroagg.learn.training import regression_loss  # noqa: E402
 
@@ -64,11 +65,16 @@ def step(model, optimizer, x, y, maps=None, dtype=None):
     optimizer.step()
 
 
-def training_step(model, batch, maps=None, dtype=None):
+def training_step(model, batch, maps=None, dtype=None, cut_first=True):
     """One optimiser step on the batch; with ``maps``, the label maps are turned
     with the images and learnt by the dense head, as ``label_maps`` runs do;
-    with ``dtype``, the forward pass autocasts to it."""
+    with ``dtype``, the forward pass autocasts to it.  A cropping network's
+    batches are cut to its crop before the noise, as the trainer's are (with
+    ``cut_first=False`` the whole field is noised and turned, and the network
+    cuts it)."""
     x, y = batch
+    if cut_first:
+        x = centre_crop(x, getattr(model, "crop", 0)).contiguous()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     prior = default_config().imaging.dose
     counter = iter(range(10**9))
@@ -110,6 +116,15 @@ def test_train_step_default(benchmark, batch):
     dtype = training_dtype(TrainConfig().precision, torch.device("cpu"))
     benchmark.extra_info["dtype"] = str(dtype or torch.float32)
     benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
+
+
+def test_train_step_default_noise_on_whole_field(benchmark, batch):
+    """The default, with the whole field noised and turned before the network cuts it."""
+    model = ParameterRegressor(9, TrainConfig().architecture)
+    model = model.to(memory_format=torch.channels_last)
+    dtype = training_dtype(TrainConfig().precision, torch.device("cpu"))
+    whole_field_noise = training_step(model, batch, dtype=dtype, cut_first=False)
+    benchmark.pedantic(whole_field_noise, rounds=5, warmup_rounds=1)
 
 
 def test_train_step_default_float32(benchmark, batch):

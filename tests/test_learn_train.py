@@ -56,11 +56,20 @@ def test_image_store_serves_the_stored_images_in_every_mode(tiny_train):
     scale = float(dataset.index["image_scale"])
     expected = np.stack([dataset.stored_image(int(i)) / scale for i in chosen])
     cpu = torch.device("cpu")
+    side = expected.shape[-1]
     for where, workers in [("memory", 0), ("memory", 2), ("stream", 0), ("device", 0)]:
         store = ImageStore(dataset, items, where, cpu, workers, show_progress=False)
         got = store(chosen)
         assert got.shape == (len(chosen), 1, *expected.shape[1:]) and got.dtype == torch.float32
         np.testing.assert_allclose(got[:, 0].numpy(), expected, rtol=1e-6, err_msg=where)
+        # A store for a cropping network keeps only the centred pixels it reads.
+        crop = side // 2
+        cropped = ImageStore(dataset, items, where, cpu, workers, False, crop=crop)
+        margin = (side - crop) // 2
+        inner = expected[:, margin : margin + crop, margin : margin + crop]
+        np.testing.assert_allclose(cropped(chosen)[:, 0].numpy(), inner, rtol=1e-6, err_msg=where)
+        if where != "stream":
+            assert cropped.cache.shape == (len(items), crop, crop)
     # Stored values above int16's range survive the int16 cache and its widening.
     high = np.linspace(40000, 65535, store.cache[0].numel()).astype(np.uint16)
     store.cache[0] = torch.from_numpy(high.view(np.int16).reshape(store.cache[0].shape))
@@ -202,6 +211,27 @@ def test_cropped_run_learns_and_reloads_with_its_crop(tiny_train, tmp_path):
     centre_mean, field_mean = every[:, 16:48, 16:48].mean(), every.mean()
     assert centre_mean > 1.5 * field_mean
     assert abs(float(model.input_mean) / centre_mean - 1) < 0.25
+
+
+def test_cropping_trainer_keeps_and_augments_only_its_crop(tiny_train, tmp_path, monkeypatch):
+    clean = dict(SMALL, noise=False, epochs=1)
+    cropped = trainer_of(tiny_train, tmp_path / "c", TrainConfig(**clean, crop=32), monkeypatch)
+    whole = trainer_of(tiny_train, tmp_path / "w", TrainConfig(**clean, crop=0), monkeypatch)
+    assert cropped.store.cache.shape == (len(cropped.store.position), 32, 32)
+    items = cropped.train_items[:16]
+    for training in (True, False):
+        images = cropped._batch(items, 2, 5, training)[0]
+        full = whole._batch(items, 2, 5, training)[0]  # the same flips, then cut
+        assert images.shape == (16, 1, 32, 32)
+        torch.testing.assert_close(images, full[..., 16:48, 16:48], rtol=0, atol=0)
+    noisy = trainer_of(tiny_train, tmp_path / "n", TrainConfig(**SMALL, crop=32), monkeypatch)
+    flat = TrainConfig(**clean, crop=32, flips=False)
+    plain = trainer_of(tiny_train, tmp_path / "p", flat, monkeypatch)._batch(items, 0, 0, True)[0]
+    shot = noisy._batch(items, 0, 0, False)[0]  # validation batches are not flipped
+    assert shot.shape == plain.shape and not torch.equal(shot, plain)
+    assert torch.all(shot[plain == 0] == 0)  # vacuum stays dark
+    lit = plain > 0
+    assert abs(float(shot[lit].mean() / plain[lit].mean()) - 1) < 0.05  # unbiased counts
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tiny_train, tmp_path, monkeypatch):

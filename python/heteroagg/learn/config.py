@@ -94,7 +94,8 @@ class TrainConfig:
         Largest standard deviation of Gaussian read noise, in fractions of
         the beam, drawn uniformly per image (0: off).
     cache
-        ``"memory"`` keeps the stored uint16 images in RAM, ``"device"`` in
+        ``"memory"`` keeps the stored uint16 images (their ``crop``, which is
+        all the network reads) in RAM, ``"device"`` in
         the GPU's memory (batches are gathered there; on a CPU it is
         ``"memory"``), ``"stream"`` reads every batch from the shards, and
         ``"auto"`` uses memory when they take under ``cache_gb``.

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from heteroagg.learn.config import INPUT_TRANSFORMS, NORMS, map_block
+
+Images = TypeVar("Images", torch.Tensor, np.ndarray)
 
 #: Range (low, high) the Gaussian heads' log-variances are clamped to.
 LOG_VARIANCE_RANGE = (-14.0, 6.0)
@@ -36,8 +40,9 @@ def transform_input(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {kind!r}")
 
 
-def centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
-    """At most the centred ``side`` x ``side`` pixels of ``(..., H, W)`` images.
+def centre_crop(x: Images, side: int) -> Images:
+    """At most the centred ``side`` x ``side`` pixels of ``(..., H, W)`` images
+    (a tensor or an array; a view of it).
 
     Each axis keeps ``min(side, length)`` pixels, so a crop at least as large
     as the images (or ``side = 0``) returns them whole.

@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,14 @@ def is_validation_item(seed: int, i: int, val_fraction: float) -> bool:
     return bool(uniform(derive_seed(seed, i), SPLIT_STREAM, 1, device="cpu")[0] < val_fraction)
 
 
+def stored_shape(shape: Sequence[int], crop: int) -> tuple[int, int]:
+    """Sides of the images an :class:`ImageStore` with ``crop`` keeps of ``shape`` images."""
+    height, width = (int(side) for side in shape)
+    if crop == 0:
+        return height, width
+    return min(crop, height), min(crop, width)
+
+
 def _read_shard(path: str, k: int) -> np.ndarray:
     return SyntheticDataset(path).shard_images(k)
 
@@ -87,6 +96,12 @@ class ImageStore:
         calling process does it).
     show_progress
         Show a progress bar while the cache fills.
+    crop
+        Keep and serve only the centred ``crop`` x ``crop`` pixels that the
+        network reads (:func:`~heteroagg.learn.networks.centre_crop`; 0: the
+        whole field).  The default network's 128² crop of 256² images takes a
+        quarter of the memory, and its batches a quarter of the noise and
+        widening work.
     """
 
     def __init__(
@@ -97,20 +112,23 @@ class ImageStore:
         device: torch.device,
         workers: int,
         show_progress: bool,
+        crop: int = 0,
     ) -> None:
         self.dataset, self.where, self.device = dataset, where, device
+        self.crop = crop
         self.scale = float(dataset.index["image_scale"])
         self.position = {int(i): k for k, i in enumerate(items)}
         if where == "stream":
             return
-        shape = tuple(dataset.index["config"]["imaging"]["shape"])
+        shape = stored_shape(dataset.index["config"]["imaging"]["shape"], crop)
         cache = np.empty((len(items), *shape), dtype=np.uint16)
         size = dataset.shard_size
         shards = [int(s) for s in np.unique(np.asarray(items) // size)]
 
         def place(s: int, block: np.ndarray) -> None:
             chosen = items[items // size == s]
-            cache[[self.position[int(i)] for i in chosen]] = block[chosen - s * size]
+            rows = [self.position[int(i)] for i in chosen]
+            cache[rows] = centre_crop(block[chosen - s * size], crop)
 
         with progress_bar(show_progress, len(shards), "loading images") as advance:
             forkable = "fork" in multiprocessing.get_all_start_methods()
@@ -137,7 +155,9 @@ class ImageStore:
         They lie on the training device for ``where="device"``, else on the CPU.
         """
         if self.where == "stream":
-            stack = np.stack([self.dataset.stored_image(int(i)) for i in items])
+            stack = np.stack(
+                [centre_crop(self.dataset.stored_image(int(i)), self.crop) for i in items]
+            )
             raw = torch.from_numpy(stack.view(np.int16))
         else:
             rows = torch.as_tensor([self.position[int(i)] for i in items], dtype=torch.long)
@@ -287,12 +307,10 @@ def _stored_data(
         targets = Targets(dataset, space, config.descriptor_heads, stats=saved["descriptor_stats"])
     else:
         targets = Targets(dataset, space, config.descriptor_heads, fit_items=train_items)
-    shape = dataset_config.imaging.shape
-    image_bytes = 2 * shape[0] * shape[1] * (len(train_items) + len(val_items))
-    where = _cache_mode(config, image_bytes, dev)
-    store = ImageStore(
-        dataset, np.concatenate([train_items, val_items]), where, dev, config.workers, show
-    )
+    rows, columns = stored_shape(dataset_config.imaging.shape, config.crop)
+    where = _cache_mode(config, 2 * rows * columns * (len(train_items) + len(val_items)), dev)
+    items = np.concatenate([train_items, val_items])
+    store = ImageStore(dataset, items, where, dev, config.workers, show, config.crop)
     info = {
         "path": str(data.resolve()),
         "n": len(dataset),
@@ -464,9 +482,9 @@ def _on_the_fly_data(
         val_items = np.concatenate([b.items for b in generated_val])
     else:
         dataset, val_items = stored_val
-        shape = dataset_config.imaging.shape
-        where = _cache_mode(config, 2 * shape[0] * shape[1] * len(val_items), dev)
-        val_store = ImageStore(dataset, val_items, where, dev, config.workers, show)
+        rows, columns = stored_shape(dataset_config.imaging.shape, config.crop)
+        where = _cache_mode(config, 2 * rows * columns * len(val_items), dev)
+        val_store = ImageStore(dataset, val_items, where, dev, config.workers, show, config.crop)
         val_targets = Targets(dataset, dataset_config.params, names, stats=stats)
         val_maps = None  # drawn once the run folder exists (see train)
     info["n_val"] = len(val_items)
@@ -862,12 +880,16 @@ class _MemberTrainer:
         training: bool,
         maps: torch.Tensor | None = None,
     ) -> Any:
-        """Noise and flips; label maps are turned with the images, then cut to
-        the blocks of the network's crop."""
+        """Noise and flips of the network's crop of the images; label maps are
+        turned with the images, then cut to the blocks of the crop.
+
+        The centred crop of a square image turns and flips with it, so the
+        images are cut first (stored ones come cut already).
+        """
         c = self.config
         g = batch_generator(self.seed if training else c.seed, epoch, index, self.dev)
         out = augment(
-            x,
+            centre_crop(x, c.crop),
             g,
             dose_prior=self.noise_prior,
             pixel_size_nm=self.pixel_size,

@@ -48,11 +48,19 @@ def centre_crop(x: Images, side: int) -> Images:
     as the images (or ``side = 0``) returns them whole.
     """
     height, width = x.shape[-2:]
-    if side == 0 or (side >= height and side >= width):
+    rows, columns = cropped_shape((height, width), side)
+    if (rows, columns) == (height, width):
         return x
-    rows, columns = min(side, height), min(side, width)
     top, left = (height - rows) // 2, (width - columns) // 2
     return x[..., top : top + rows, left : left + columns]
+
+
+def cropped_shape(shape: Sequence[int], side: int) -> tuple[int, int]:
+    """Sides that :func:`centre_crop` leaves of ``shape = (H, W)`` images."""
+    height, width = (int(length) for length in shape)
+    if side == 0:
+        return height, width
+    return min(side, height), min(side, width)
 
 
 class BasicBlock(nn.Module):

@@ -17,7 +17,6 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from heteroagg.learn.networks import (
     LOG_VARIANCE_RANGE,
     ParameterRegressor,
     centre_crop,
+    cropped_shape,
     transform_input,
 )
 from heteroagg.learn.torch_device import forward_autocast, torch_device, training_dtype
@@ -62,14 +62,6 @@ def split_items(n: int, failed: np.ndarray, seed: int, val_fraction: float):
 def is_validation_item(seed: int, i: int, val_fraction: float) -> bool:
     """Whether item ``i`` is held out: a uniform draw from ``(seed, i)`` below ``val_fraction``."""
     return bool(uniform(derive_seed(seed, i), SPLIT_STREAM, 1, device="cpu")[0] < val_fraction)
-
-
-def stored_shape(shape: Sequence[int], crop: int) -> tuple[int, int]:
-    """Sides of the images an :class:`ImageStore` with ``crop`` keeps of ``shape`` images."""
-    height, width = (int(side) for side in shape)
-    if crop == 0:
-        return height, width
-    return min(crop, height), min(crop, width)
 
 
 def _read_shard(path: str, k: int) -> np.ndarray:
@@ -120,7 +112,7 @@ class ImageStore:
         self.position = {int(i): k for k, i in enumerate(items)}
         if where == "stream":
             return
-        shape = stored_shape(dataset.index["config"]["imaging"]["shape"], crop)
+        shape = cropped_shape(dataset.index["config"]["imaging"]["shape"], crop)
         cache = np.empty((len(items), *shape), dtype=np.uint16)
         size = dataset.shard_size
         shards = [int(s) for s in np.unique(np.asarray(items) // size)]
@@ -307,7 +299,7 @@ def _stored_data(
         targets = Targets(dataset, space, config.descriptor_heads, stats=saved["descriptor_stats"])
     else:
         targets = Targets(dataset, space, config.descriptor_heads, fit_items=train_items)
-    rows, columns = stored_shape(dataset_config.imaging.shape, config.crop)
+    rows, columns = cropped_shape(dataset_config.imaging.shape, config.crop)
     where = _cache_mode(config, 2 * rows * columns * (len(train_items) + len(val_items)), dev)
     items = np.concatenate([train_items, val_items])
     store = ImageStore(dataset, items, where, dev, config.workers, show, config.crop)
@@ -482,7 +474,7 @@ def _on_the_fly_data(
         val_items = np.concatenate([b.items for b in generated_val])
     else:
         dataset, val_items = stored_val
-        rows, columns = stored_shape(dataset_config.imaging.shape, config.crop)
+        rows, columns = cropped_shape(dataset_config.imaging.shape, config.crop)
         where = _cache_mode(config, 2 * rows * columns * len(val_items), dev)
         val_store = ImageStore(dataset, val_items, where, dev, config.workers, show, config.crop)
         val_targets = Targets(dataset, dataset_config.params, names, stats=stats)

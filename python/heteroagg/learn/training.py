@@ -263,10 +263,14 @@ class _Data:
     val_maps: Any = None
 
 
-def _cache_mode(config: TrainConfig, image_bytes: int, dev: torch.device) -> str:
+def _cache_mode(
+    config: TrainConfig, shape: tuple[int, int], n_items: int, dev: torch.device
+) -> str:
+    """Where an :class:`ImageStore` keeps ``n_items`` crops of ``shape`` images."""
     where = config.cache
     if where == "auto":
-        where = "memory" if image_bytes < config.cache_gb * 1e9 else "stream"
+        rows, columns = cropped_shape(shape, config.crop)
+        where = "memory" if 2 * rows * columns * n_items < config.cache_gb * 1e9 else "stream"
     if where == "device" and dev.type == "cpu":
         where = "memory"
     return where
@@ -299,9 +303,8 @@ def _stored_data(
         targets = Targets(dataset, space, config.descriptor_heads, stats=saved["descriptor_stats"])
     else:
         targets = Targets(dataset, space, config.descriptor_heads, fit_items=train_items)
-    rows, columns = cropped_shape(dataset_config.imaging.shape, config.crop)
-    where = _cache_mode(config, 2 * rows * columns * (len(train_items) + len(val_items)), dev)
     items = np.concatenate([train_items, val_items])
+    where = _cache_mode(config, dataset_config.imaging.shape, len(items), dev)
     store = ImageStore(dataset, items, where, dev, config.workers, show, config.crop)
     info = {
         "path": str(data.resolve()),
@@ -474,8 +477,7 @@ def _on_the_fly_data(
         val_items = np.concatenate([b.items for b in generated_val])
     else:
         dataset, val_items = stored_val
-        rows, columns = cropped_shape(dataset_config.imaging.shape, config.crop)
-        where = _cache_mode(config, 2 * rows * columns * len(val_items), dev)
+        where = _cache_mode(config, dataset_config.imaging.shape, len(val_items), dev)
         val_store = ImageStore(dataset, val_items, where, dev, config.workers, show, config.crop)
         val_targets = Targets(dataset, dataset_config.params, names, stats=stats)
         val_maps = None  # drawn once the run folder exists (see train)

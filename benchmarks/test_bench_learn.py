@@ -16,6 +16,8 @@ The default network runs in the default arithmetic (``precision = "auto"``:
 bfloat16 forward passes where the CPU computes them natively), and again in
 float32 as a fourth anchor, and with the noise and flips of the whole field
 (the data path before the stored images were cut to the crop) as a fifth.
+The default with ``stem_channels = 8`` (eight channels at the full pixel
+resolution before the folding) is timed against it.
 
 Figures go to docs/performance.md.
 
@@ -115,6 +117,14 @@ def test_train_step_default(benchmark, batch):
     model = model.to(memory_format=torch.channels_last)
     dtype = training_dtype(TrainConfig().precision, torch.device("cpu"))
     benchmark.extra_info["dtype"] = str(dtype or torch.float32)
+    benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
+
+
+def test_train_step_full_resolution_stem(benchmark, batch):
+    """The default with eight channels at the full pixel resolution before the folding."""
+    model = ParameterRegressor(9, TrainConfig(stem_channels=8).architecture)
+    model = model.to(memory_format=torch.channels_last)
+    dtype = training_dtype(TrainConfig().precision, torch.device("cpu"))
     benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
 
 

@@ -49,6 +49,28 @@ def test_network_shapes_and_input_standardisation():
     assert {"input_mean", "input_std"} <= set(model.state_dict())
 
 
+def test_full_resolution_stem_convolution_and_the_default_stem():
+    plain = ResNetRegressor(5, widths=(8, 16), blocks=(1, 1), space_to_depth=2)
+    extra = ResNetRegressor(5, widths=(8, 16), blocks=(1, 1), space_to_depth=2, stem_channels=6)
+    # Without it the weights keep their names, so runs saved before it load.
+    stem_layers = {k.split(".")[1] for k in plain.state_dict() if k.startswith("stem.")}
+    assert stem_layers == {"1", "2"}  # the convolution and its norm, as always
+    convs = [m for m in extra.stem if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 6), (24, 8)]
+    assert extra(torch.rand(2, 1, 32, 32)).shape == (2, 5)
+    # Its features are per pixel of the image, before the folding: they move
+    # with the image by single pixels, where a folded grid cell spans two.
+    extra.eval()
+    x = torch.rand(1, 1, 16, 16)
+    features = extra.stem[:3](x)
+    assert features.shape == (1, 6, 16, 16)
+    shifted = extra.stem[:3](torch.roll(x, 1, dims=3))
+    torch.testing.assert_close(shifted[..., 2:-1], features[..., 1:-2])
+    assert extra.stem[3](features).shape == (1, 24, 8, 8)
+    with pytest.raises(ValueError, match="stem_channels"):
+        TrainConfig(stem_channels=-1)
+
+
 def test_image_store_serves_the_stored_images_in_every_mode(tiny_train):
     dataset = SyntheticDataset(tiny_train)
     items = np.arange(3, len(dataset), 7)

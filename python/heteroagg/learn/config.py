@@ -54,6 +54,10 @@ class TrainConfig:
         The ResNet: channels and basic blocks per stage, and the pixel
         blocks folded into channels at the input (image sides must be
         multiples of it).
+    stem_channels
+        Channels of a convolution on the image at its full pixel resolution,
+        before the folding (0: none); it forms nonlinear features of single
+        pixels (see :class:`~heteroagg.learn.networks.ResNetRegressor`).
     crop
         The network reads at most the centred ``crop`` x ``crop`` pixels of
         an image (0: the whole field).  Most aggregates fill a small part of
@@ -158,6 +162,7 @@ class TrainConfig:
     widths: tuple[int, ...] = (16, 32, 64, 128)
     blocks: tuple[int, ...] = (1, 1, 1, 1)
     space_to_depth: int = 2
+    stem_channels: int = 0
     crop: int = 128
     norm: str = "batch"
     input_transform: str = "linear"
@@ -219,8 +224,10 @@ class TrainConfig:
             raise ValueError("widths and blocks need one entry per stage")
         if any(int(w) < 1 for w in (*self.widths, *self.blocks)):
             raise ValueError("widths and blocks must be positive integers")
-        if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 0:
-            raise ValueError(f"crop must be an integer >= 0, got {self.crop!r}")
+        for name in ("crop", "stem_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.crop % self.space_to_depth or self.crop % 2:
             raise ValueError(
                 f"crop={self.crop} must be even and a multiple of "
@@ -275,6 +282,7 @@ class TrainConfig:
             "widths": list(self.widths),
             "blocks": list(self.blocks),
             "space_to_depth": self.space_to_depth,
+            "stem_channels": self.stem_channels,
             "crop": self.crop,
             "gaussian": self.gaussian,
             "norm": self.norm,

@@ -102,6 +102,12 @@ class ResNetRegressor(nn.Module):
         pixel of small particles.
     gaussian
         Also predict a log-variance per output (a Gaussian head).
+    stem_channels
+        Channels of a 3x3 convolution (with normalisation and ReLU) on the
+        image at its full pixel resolution, before the folding; 0: none.  It
+        forms nonlinear features of single pixels (small particles' edges
+        and peaks) that the folded stem's one linear convolution cannot, and
+        the folding then keeps each of them.
     norm
         ``"batch"`` or ``"group"`` normalisation.  Group norm does not depend
         on the batch, so evaluation needs no running statistics.
@@ -130,6 +136,7 @@ class ResNetRegressor(nn.Module):
         gaussian: bool = False,
         norm: str = "batch",
         map_outputs: int = 0,
+        stem_channels: int = 0,
     ) -> None:
         super().__init__()
         if len(widths) != len(blocks) or not widths:
@@ -139,14 +146,18 @@ class ResNetRegressor(nn.Module):
         self.n_outputs = int(n_outputs)
         self.gaussian = bool(gaussian)
         self.space_to_depth = int(space_to_depth)
-        self.stem = nn.Sequential(
-            nn.PixelUnshuffle(self.space_to_depth),
-            nn.Conv2d(self.space_to_depth**2, widths[0], 3, 1, 1, bias=False),
-            normalisation(norm, widths[0]),
-            nn.ReLU(inplace=True),
-        )
-        layers: list[nn.Module] = []
+        if stem_channels < 0:
+            raise ValueError(f"stem_channels must be >= 0, got {stem_channels}")
+        stem: list[nn.Module] = []
+        c_in = 1
+        if stem_channels:
+            stem += self._conv_norm_relu(1, stem_channels, norm)
+            c_in = stem_channels
+        stem.append(nn.PixelUnshuffle(self.space_to_depth))
+        stem += self._conv_norm_relu(c_in * self.space_to_depth**2, widths[0], norm)
+        self.stem = nn.Sequential(*stem)
         c_in = widths[0]
+        layers: list[nn.Module] = []
         for stage, (width, count) in enumerate(zip(widths, blocks, strict=True)):
             for k in range(count):
                 stride = 2 if (stage > 0 and k == 0) else 1
@@ -171,6 +182,11 @@ class ResNetRegressor(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(256, self.n_outputs * (2 if gaussian else 1)),
         )
+
+    @staticmethod
+    def _conv_norm_relu(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
+        conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+        return [conv, normalisation(norm, c_out), nn.ReLU(inplace=True)]
 
     def forward(
         self, x: torch.Tensor, maps: bool = False
@@ -200,8 +216,8 @@ class ParameterRegressor(nn.Module):
         ``widths``, ``blocks``, ``space_to_depth`` and ``gaussian``, and
         optionally ``crop`` (default 0, the whole field; see
         :func:`centre_crop`), ``norm`` (default ``"batch"``),
-        ``input_transform`` (default ``"linear"``, see :func:`transform_input`)
-        and ``map_outputs`` (default 0).
+        ``input_transform`` (default ``"linear"``, see :func:`transform_input`),
+        ``map_outputs`` and ``stem_channels`` (default 0 each).
     input_mean, input_std
         Standardisation of the transformed images (training-set statistics),
         stored as buffers so that saved weights and exported models carry
@@ -220,6 +236,7 @@ class ParameterRegressor(nn.Module):
             gaussian=bool(architecture["gaussian"]),
             norm=str(architecture.get("norm", "batch")),
             map_outputs=int(architecture.get("map_outputs", 0)),
+            stem_channels=int(architecture.get("stem_channels", 0)),
         )
         self.crop = int(architecture.get("crop", 0))
         self.input_transform = str(architecture.get("input_transform", "linear"))

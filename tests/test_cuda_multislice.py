@@ -68,11 +68,22 @@ def test_cuda_multislice_matches_the_cpu_path(window):
 @needs_cuda
 @pytest.mark.parametrize(
     ("gpts", "window"),
-    [((96, 80), (64, 32)), ((96, 80), (32, 64)), ((128, 64), (0, 0)), ((64, 64), (8, 4))],
+    [
+        ((96, 80), (64, 32)),
+        ((96, 80), (32, 64)),
+        ((128, 64), (0, 0)),
+        ((64, 64), (8, 4)),
+        ((64, 64), (2, 16)),
+        ((64, 64), (16, 2)),
+        ((1024, 1024), (256, 128)),
+        ((1024, 1024), (512, 1024)),
+        ((1024, 1024), (1024, 512)),
+    ],
 )
 def test_fused_steps_match_the_cpu_path(gpts, window):
     """The row and column kernels against the CPU path: windows that wrap around the grid, the
-    whole grid, and the smallest sides (fewer columns than a column block reads)."""
+    whole grid, the smallest sides (fewer columns than a column block reads), and every outer
+    radix of the shared-memory FFTs (8 from 64 points up, 4 at 16 and 32, one pass below)."""
     potentials = blob_potentials(5, *gpts, seed=8)
     rng = np.random.default_rng(9)
     positions = np.column_stack([rng.uniform(-0.5, 3, 21), rng.uniform(-0.5, 3, 21)])

@@ -122,70 +122,87 @@ void launched(const char* what) { check(cudaGetLastError(), what); }
 
 // ---- Fused steps -----------------------------------------------------------
 
-constexpr unsigned fused_column_threads = 512;  // threads per block of the column kernel
+constexpr unsigned fused_column_threads = 512;  // most threads per block of the column kernel
+constexpr unsigned fused_row_threads = 256;     // most threads per block of the row kernel
 constexpr std::size_t fused_max_points = 1024;  // largest window side of the fused steps
 
 using shared_fft::padded;
 
-// log2 of the columns per block of the column kernel: 8 columns up to 512
-// points, 4 beyond, so that its two buffers stay near 70 KiB.
-unsigned fused_log2_columns(std::size_t ny) { return ny <= 512 ? 3u : 2u; }
+// Threads per line of 2^log2n points: each holds 2^outer_bits of them.
+__host__ __device__ unsigned fused_log2_threads_per_line(unsigned log2n) {
+  return log2n - shared_fft::outer_bits(log2n);
+}
 
-// log2 of the rows per block of the row kernel (fewer where the window has
-// fewer rows): 4 rows up to 512 points, 2 beyond, for the same reason.
-unsigned fused_log2_row_lines(std::size_t nx) { return nx <= 512 ? 2u : 1u; }
+// log2 of the rows per block of the row kernel: as many as give it
+// fused_row_threads threads, and no more than the window has.
+unsigned fused_log2_row_lines(unsigned log2ny, unsigned log2nx) {
+  const unsigned per_line = fused_log2_threads_per_line(log2nx);
+  return std::min(log2ny, per_line >= 8 ? 0u : 8u - per_line);
+}
+
+// log2 of the columns per block of the column kernel: 8 columns up to 512
+// points, 4 beyond, so that its two buffers stay near 70 KiB, and enough for
+// a whole warp on short columns (its detector sums reduce by warps).
+unsigned fused_log2_columns(unsigned log2ny) {
+  const unsigned per_line = fused_log2_threads_per_line(log2ny);
+  return std::max(log2ny <= 9 ? 3u : 2u, per_line >= 5 ? 0u : 5u - per_line);
+}
 
 // Points from one column to the next in the column kernel's buffers: the
-// padded column and 32 / columns more, so that the loads (neighbouring
-// threads on neighbouring columns) spread over the banks.
+// padded column and 8 / columns more (at least one), which keeps the first
+// pass's stores free of bank conflicts and the last pass's loads at two ways,
+// neighbouring threads being on neighbouring columns.
 __host__ __device__ unsigned fused_column_stride(unsigned ny, unsigned log2columns) {
-  return padded(ny) + (32u >> log2columns);
+  return padded(ny) + max(1u, 8u >> log2columns);
 }
 
 __device__ float2 conj(float2 a) { return make_float2(a.x, -a.y); }
 
-// The row pass of a slice, one block per (lines rows, probe): R diag(t) R^-1
-// on rows held with their x transform, or R diag(t) on plain rows
-// (from_real).  t is the slice read periodically from the probe's window
-// origin; `scale` is the inverse's normalisation (1 / nx, or 1 / (ny nx)
-// after cuFFT's unnormalised inverse of a plain row).  tw: the twiddles of
-// shared_fft::forward for nx.  Shared memory: 2 lines padded(nx) + nx points.
-__global__ void fused_rows_kernel(float2* psi, const float2* t, const unsigned* oy, const unsigned* ox, unsigned ny,
-                                  unsigned log2nx, unsigned log2lines, unsigned full_ny, unsigned full_nx,
-                                  const float2* twiddles, bool from_real, float scale) {
+// The row pass of a slice, one block per (lines rows, probe), R points of a
+// row per thread: R diag(t) R^-1 on rows held with their x transform, or
+// R diag(t) on plain rows (from_real).  t is the slice read periodically from
+// the probe's window origin; `scale` is the inverse's normalisation (1 / nx,
+// or 1 / (ny nx) after cuFFT's unnormalised inverse of a plain row).  tw: the
+// twiddles of shared_fft::forward for nx.  Shared memory: 2 lines padded(nx)
+// + nx points.
+template <unsigned R>
+__global__ void __launch_bounds__(fused_row_threads)
+    fused_rows_kernel(float2* psi, const float2* t, const unsigned* oy, const unsigned* ox, unsigned ny,
+                      unsigned log2nx, unsigned log2lines, unsigned full_ny, unsigned full_nx,
+                      const float2* twiddles, bool from_real, float scale) {
   extern __shared__ float2 shared[];
-  const unsigned nx = 1u << log2nx, lines = 1u << log2lines, stride = padded(nx), points = lines << log2nx;
+  const unsigned nx = 1u << log2nx, lines = 1u << log2lines, stride = padded(nx);
+  const unsigned log2per_line = fused_log2_threads_per_line(log2nx), per_line = 1u << log2per_line;
+  const unsigned line = threadIdx.x >> log2per_line, j = threadIdx.x & (per_line - 1);
   const unsigned y0 = blockIdx.x << log2lines, b = blockIdx.y;
   float2* a = shared;
   float2* spare = shared + lines * stride;
   float2* tw = shared + 2 * lines * stride;
-  float2* rows = psi + (static_cast<std::size_t>(b) * ny + y0) * nx;
+  float2* row = psi + (static_cast<std::size_t>(b) * ny + y0 + line) * nx;
   for (unsigned k = threadIdx.x; k + 1 < nx; k += blockDim.x) tw[k] = twiddles[k];
+  float2 v[R];
   // The inverse is conj(FFT(conj(row))): conjugated here and after the transform.
-  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned line = i >> log2nx, x = i & (nx - 1);
-    a[line * stride + padded(x)] = from_real ? rows[i] : conj(rows[i]);
-  }
+#pragma unroll
+  for (unsigned r = 0; r < R; ++r) v[r] = from_real ? row[j + r * per_line] : conj(row[j + r * per_line]);
   __syncthreads();
-  float2* u = from_real ? a : shared_fft::forward(a, spare, log2nx, lines, stride, tw);
-  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned line = i >> log2nx, x = i & (nx - 1);
-    unsigned ty = oy[b] + y0 + line, tx = ox[b] + x;
-    while (ty >= full_ny) ty -= full_ny;
+  if (!from_real) shared_fft::forward<R>(v, line, j, a, spare, log2nx, lines, stride, tw);
+  unsigned ty = oy[b] + y0 + line;
+  while (ty >= full_ny) ty -= full_ny;
+  const float2* slice_row = t + static_cast<std::size_t>(ty) * full_nx;
+#pragma unroll
+  for (unsigned r = 0; r < R; ++r) {
+    unsigned tx = ox[b] + j + r * per_line;
     while (tx >= full_nx) tx -= full_nx;
-    float2& p = u[line * stride + padded(x)];
-    const float2 v = cmul(from_real ? p : conj(p), t[static_cast<std::size_t>(ty) * full_nx + tx]);
-    p = make_float2(v.x * scale, v.y * scale);
+    const float2 w = cmul(from_real ? v[r] : conj(v[r]), slice_row[tx]);
+    v[r] = make_float2(w.x * scale, w.y * scale);
   }
-  __syncthreads();
-  const float2* f = shared_fft::forward(u, u == a ? spare : a, log2nx, lines, stride, tw);
-  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned line = i >> log2nx, x = i & (nx - 1);
-    rows[i] = f[line * stride + padded(x)];
-  }
+  shared_fft::forward<R>(v, line, j, a, spare, log2nx, lines, stride, tw);
+#pragma unroll
+  for (unsigned r = 0; r < R; ++r) row[j + r * per_line] = v[r];
 }
 
-// Sum of `value` over the block (fused_column_threads threads), valid in thread 0.
+// Sum of `value` over the block (a whole number of warps, at most
+// fused_column_threads threads), valid in thread 0.
 __device__ double block_sum(double value, double* partial) {
   for (unsigned offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -200,12 +217,14 @@ __device__ double block_sum(double value, double* partial) {
   return value;
 }
 
-// The column pass of a slice, one block of fused_column_threads per
-// (2^log2columns columns, probe): forward FFT along y, times the propagator,
+// The column pass of a slice, one block per (2^log2columns columns, probe),
+// R points of a column per thread, neighbouring threads on neighbouring
+// columns: forward FFT along y, times the propagator,
 // sums[d * batch + b] += sum(weight_d |psi_k|^2) for each of the n_weights
 // detectors, then, when `back`, the inverse along y with its 1 / ny.
 // tw: the twiddles of shared_fft::forward for ny.  Shared memory: 2 columns
 // fused_column_stride + ny points.
+template <unsigned R>
 __global__ void __launch_bounds__(fused_column_threads)
     fused_columns_kernel(float2* psi, const float2* propagator, const float* weights, unsigned n_weights, double* sums,
                          unsigned batch, unsigned log2ny, unsigned nx, const float2* twiddles, bool back,
@@ -213,49 +232,43 @@ __global__ void __launch_bounds__(fused_column_threads)
   extern __shared__ float2 shared[];
   __shared__ double partial[fused_column_threads / 32];
   const unsigned columns = 1u << log2columns, ny = 1u << log2ny, stride = fused_column_stride(ny, log2columns);
+  const unsigned per_line = 1u << fused_log2_threads_per_line(log2ny);
+  const unsigned c = threadIdx.x & (columns - 1), j = threadIdx.x >> log2columns;
   const unsigned x0 = blockIdx.x * columns, b = blockIdx.y;
-  const unsigned width = min(columns, nx - x0), points = columns * ny;
+  const bool inside = c < nx - x0;
   float2* a = shared;
   float2* spare = shared + columns * stride;
   float2* tw = shared + 2 * columns * stride;
-  float2* wave = psi + static_cast<std::size_t>(b) * ny * nx + x0;
+  float2* wave = psi + static_cast<std::size_t>(b) * ny * nx + x0 + c;
+  const float2* k_column = propagator + x0 + c;
   for (unsigned k = threadIdx.x; k + 1 < ny; k += blockDim.x) tw[k] = twiddles[k];
-  // Thread i reads column i % columns of row i / columns: neighbouring threads, neighbouring points.
-  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned c = i & (columns - 1), y = i >> log2columns;
-    a[c * stride + padded(y)] = c < width ? wave[static_cast<std::size_t>(y) * nx + c] : make_float2(0.f, 0.f);
-  }
+  float2 v[R];
+#pragma unroll
+  for (unsigned r = 0; r < R; ++r)
+    v[r] = inside ? wave[static_cast<std::size_t>(j + r * per_line) * nx] : make_float2(0.f, 0.f);
   __syncthreads();
-  float2* u = shared_fft::forward(a, spare, log2ny, columns, stride, tw);
-  // Stored conjugated, ready for the inverse as conj(FFT(conj)); |psi_k|^2 is unchanged.
-  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned c = i & (columns - 1), y = i >> log2columns;
-    float2& p = u[c * stride + padded(y)];
-    if (c < width) p = conj(cmul(p, propagator[static_cast<std::size_t>(y) * nx + x0 + c]));
-  }
-  __syncthreads();
+  shared_fft::forward<R>(v, c, j, a, spare, log2ny, columns, stride, tw);
+  // Kept conjugated, ready for the inverse as conj(FFT(conj)); |psi_k|^2 is unchanged.
+#pragma unroll
+  for (unsigned r = 0; r < R; ++r)
+    if (inside) v[r] = conj(cmul(v[r], k_column[static_cast<std::size_t>(j + r * per_line) * nx]));
   for (unsigned d = 0; d < n_weights; ++d) {
-    const float* w = weights + static_cast<std::size_t>(d) * ny * nx + x0;
+    const float* w = weights + static_cast<std::size_t>(d) * ny * nx + x0 + c;
     double sum = 0.0;
-    for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-      const unsigned c = i & (columns - 1), y = i >> log2columns;
-      if (c >= width) continue;
-      const float2 v = u[c * stride + padded(y)];
-      sum += static_cast<double>(w[static_cast<std::size_t>(y) * nx + c]) *
-             (static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y);
-    }
+#pragma unroll
+    for (unsigned r = 0; r < R; ++r)
+      if (inside)
+        sum += static_cast<double>(w[static_cast<std::size_t>(j + r * per_line) * nx]) *
+               (static_cast<double>(v[r].x) * v[r].x + static_cast<double>(v[r].y) * v[r].y);
     sum = block_sum(sum, partial);
     if (threadIdx.x == 0) atomicAdd(sums + static_cast<std::size_t>(d) * batch + b, sum);
   }
   if (!back) return;
-  const float2* f = shared_fft::forward(u, u == a ? spare : a, log2ny, columns, stride, tw);
+  shared_fft::forward<R>(v, c, j, a, spare, log2ny, columns, stride, tw);
   const float scale = 1.0f / static_cast<float>(ny);
-  for (unsigned i = threadIdx.x; i < points; i += blockDim.x) {
-    const unsigned c = i & (columns - 1), y = i >> log2columns;
-    if (c >= width) continue;
-    const float2 v = f[c * stride + padded(y)];
-    wave[static_cast<std::size_t>(y) * nx + c] = make_float2(v.x * scale, -v.y * scale);
-  }
+#pragma unroll
+  for (unsigned r = 0; r < R; ++r)
+    if (inside) wave[static_cast<std::size_t>(j + r * per_line) * nx] = make_float2(v[r].x * scale, -v[r].y * scale);
 }
 
 // log2(n) for the fused steps' window sides, or -1 when n is not a power of two in [2, fused_max_points].
@@ -267,12 +280,13 @@ int fused_log2(std::size_t n) {
 }
 
 // The twiddles of shared_fft::forward for 2^log2n points, computed in double:
-// for each pass in turn, of radix R after passes whose radices multiply to
-// ns, exp(-2 pi i r k / (ns R)) for 0 < r < R (outer) and k < ns; n - 1 in all.
+// for each pass in turn (shared_fft::pass_bits), of radix R after passes whose
+// radices multiply to ns, exp(-2 pi i r k / (ns R)) for 0 < r < R (outer) and
+// k < ns; n - 1 in all.
 std::vector<float2> stockham_twiddles(unsigned log2n) {
   std::vector<float2> tw;
   for (unsigned done = 0; done < log2n;) {
-    const unsigned bits = shared_fft::pass_bits(log2n - done);
+    const unsigned bits = shared_fft::pass_bits(log2n, done);
     const std::size_t radix = std::size_t{1} << bits, ns = std::size_t{1} << done;
     for (std::size_t r = 1; r < radix; ++r)
       for (std::size_t k = 0; k < ns; ++k) {
@@ -283,6 +297,53 @@ std::vector<float2> stockham_twiddles(unsigned log2n) {
   }
   return tw;
 }
+
+using fused_rows_function = void (*)(float2*, const float2*, const unsigned*, const unsigned*, unsigned, unsigned,
+                                    unsigned, unsigned, unsigned, const float2*, bool, float);
+using fused_columns_function = void (*)(float2*, const float2*, const float*, unsigned, double*, unsigned, unsigned,
+                                        unsigned, const float2*, bool, unsigned);
+
+// The kernel of radix 2^outer_bits(log2n) among its three instances.
+template <typename Function>
+Function for_outer_radix(unsigned log2n, Function radix2, Function radix4, Function radix8) {
+  const unsigned bits = shared_fft::outer_bits(log2n);
+  return bits == 3 ? radix8 : bits == 2 ? radix4 : radix2;
+}
+
+// The fused steps' kernels and launch shapes for a 2^log2ny x 2^log2nx window.
+struct fused_launch {
+  unsigned log2ny = 0, log2nx = 0, log2lines = 0, log2columns = 0;
+  fused_rows_function rows = nullptr;
+  fused_columns_function columns = nullptr;
+  dim3 rows_grid, columns_grid;
+  unsigned rows_threads = 0, columns_threads = 0;
+  std::size_t rows_shared = 0, columns_shared = 0;
+
+  fused_launch() = default;
+  fused_launch(unsigned log2ny_, unsigned log2nx_, unsigned batch)
+      : log2ny(log2ny_),
+        log2nx(log2nx_),
+        log2lines(fused_log2_row_lines(log2ny_, log2nx_)),
+        log2columns(fused_log2_columns(log2ny_)),
+        rows(for_outer_radix<fused_rows_function>(log2nx_, fused_rows_kernel<2>, fused_rows_kernel<4>,
+                                                  fused_rows_kernel<8>)),
+        columns(for_outer_radix<fused_columns_function>(log2ny_, fused_columns_kernel<2>, fused_columns_kernel<4>,
+                                                        fused_columns_kernel<8>)) {
+    const unsigned ny = 1u << log2ny, nx = 1u << log2nx, lines = 1u << log2lines, columns_per_block = 1u << log2columns;
+    rows_grid = dim3(ny >> log2lines, batch);
+    rows_threads = 1u << (log2lines + fused_log2_threads_per_line(log2nx));
+    rows_shared = (2 * lines * padded(nx) + nx) * sizeof(float2);
+    columns_grid = dim3((nx + columns_per_block - 1) / columns_per_block, batch);
+    columns_threads = 1u << (log2columns + fused_log2_threads_per_line(log2ny));
+    columns_shared = (2 * columns_per_block * fused_column_stride(ny, log2columns) + ny) * sizeof(float2);
+    check(cudaFuncSetAttribute(reinterpret_cast<const void*>(rows), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(rows_shared)),
+          "cudaFuncSetAttribute");
+    check(cudaFuncSetAttribute(reinterpret_cast<const void*>(columns), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(columns_shared)),
+          "cudaFuncSetAttribute");
+  }
+};
 
 }  // namespace
 
@@ -371,24 +432,9 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
   device_array<float2> tw_x(host_tw_x.size()), tw_y(host_tw_y.size());
   tw_x.upload(host_tw_x.data(), host_tw_x.size());
   tw_y.upload(host_tw_y.data(), host_tw_y.size());
-  const unsigned log2lines = std::min(fused_log2_row_lines(window.nx), static_cast<unsigned>(std::max(log2ny, 0)));
-  const unsigned lines = 1u << log2lines;
-  const dim3 rows_grid(static_cast<unsigned>(window.ny) >> log2lines, static_cast<unsigned>(batch));
-  const unsigned rows_threads = static_cast<unsigned>(std::clamp<std::size_t>(lines * window.nx / 4, 32, 256));
-  const std::size_t rows_shared =
-      (2 * lines * padded(static_cast<unsigned>(window.nx)) + window.nx) * sizeof(float2);
-  const unsigned log2columns = fused_log2_columns(window.ny), columns = 1u << log2columns;
-  const dim3 columns_grid(static_cast<unsigned>((window.nx + columns - 1) / columns), static_cast<unsigned>(batch));
-  const std::size_t columns_shared =
-      (2 * columns * fused_column_stride(static_cast<unsigned>(window.ny), log2columns) + window.ny) * sizeof(float2);
-  if (fused) {
-    check(cudaFuncSetAttribute(fused_columns_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(columns_shared)),
-          "cudaFuncSetAttribute");
-    check(cudaFuncSetAttribute(fused_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(rows_shared)),
-          "cudaFuncSetAttribute");
-  }
+  const fused_launch launch = fused ? fused_launch(static_cast<unsigned>(log2ny), static_cast<unsigned>(log2nx),
+                                                  static_cast<unsigned>(batch))
+                                   : fused_launch();
 
   for (std::size_t first = 0; first < r.n_positions; first += batch) {
     const std::size_t count = std::min(batch, r.n_positions - first);
@@ -417,18 +463,18 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
     std::size_t next_plane = 0;
     for (std::size_t s = 0; fused && s < slices; ++s) {
       // The first row pass reads the plain waves of cuFFT's unnormalised inverse.
-      fused_rows_kernel<<<rows_grid, rows_threads, rows_shared>>>(
+      launch.rows<<<launch.rows_grid, launch.rows_threads, launch.rows_shared>>>(
           psi.get(), transmission.get() + s * full_area, d_oy.get(), d_ox.get(), static_cast<unsigned>(window.ny),
-          static_cast<unsigned>(log2nx), log2lines, static_cast<unsigned>(full.ny), static_cast<unsigned>(full.nx),
+          launch.log2nx, launch.log2lines, static_cast<unsigned>(full.ny), static_cast<unsigned>(full.nx),
           tw_x.get(), s == 0, s == 0 ? inverse_scale : 1.0f / static_cast<float>(window.nx));
       launched("fused_rows_kernel");
       const bool read = next_plane < planes && r.exit_planes[next_plane] == s + 1;
       const bool last = read && next_plane + 1 == planes;
-      fused_columns_kernel<<<columns_grid, fused_column_threads, columns_shared>>>(
+      launch.columns<<<launch.columns_grid, launch.columns_threads, launch.columns_shared>>>(
           psi.get(), propagators.get() + setup.propagator_of[s] * area, weights.get(),
           read ? static_cast<unsigned>(detectors) : 0u, sums.get() + next_plane * detectors * batch,
-          static_cast<unsigned>(batch), static_cast<unsigned>(log2ny), static_cast<unsigned>(window.nx), tw_y.get(),
-          !last, log2columns);
+          static_cast<unsigned>(batch), launch.log2ny, static_cast<unsigned>(window.nx), tw_y.get(), !last,
+          launch.log2columns);
       launched("fused_columns_kernel");
       if (read) ++next_plane;
       if (last) break;

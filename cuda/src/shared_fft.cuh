@@ -1,12 +1,14 @@
-// Forward FFTs of power-of-two lines held in shared memory, shared by the
-// threads of one block: Stockham autosort passes of radix 8 (then one of
-// radix 4 or 2 for what is left), so input and output are both in natural
-// order.  Each pass reads every point once and writes it once; the butterflies
-// run in registers.  Lines are stored with one spare point after every 16
-// (`padded`), and each pass has its own contiguous twiddles, so that
-// neighbouring threads meet few shared-memory bank conflicts.  Inverse
-// transforms are conj(FFT(conj(x))), which the callers fold into the loads
-// and multiplies around the forward transform.
+// Forward FFTs of power-of-two lines, shared by the threads of one block:
+// Stockham autosort passes, so input and output are both in natural order.
+// Each thread holds R points of its line in registers, j + r n / R for
+// r < R; the first pass (radix R) starts from them and the last (radix R
+// again) ends in them, so a caller loads, multiplies and stores in registers
+// and only the passes between touch shared memory.  Those read every point
+// once and write it once, radix 8 where they can.  Lines in shared memory
+// are stored with one spare point after every 16 (`padded`), and each pass
+// has its own contiguous twiddles, so that neighbouring threads meet few bank
+// conflicts.  Inverse transforms are conj(FFT(conj(x))), which the callers
+// fold into the loads and multiplies around the forward transform.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -24,9 +26,21 @@ __device__ __forceinline__ float2 times_minus_i(float2 a) { return make_float2(a
 // 16, so that strided passes spread over the banks.
 __host__ __device__ constexpr unsigned padded(unsigned i) { return i + (i >> 4); }
 
-// log2 of the radix of the next pass when `left` of the line's log2n bits are
-// still to be transformed: 8 while at least three are, then 4 or 2.
-__host__ __device__ constexpr unsigned pass_bits(unsigned left) { return left >= 3 ? 3 : left; }
+// log2 of the radix R of the first and last passes, whose points sit in
+// registers: 8 from 64 points up, 4 for 16 and 32 points, and the whole line
+// (one pass) below.
+__host__ __device__ constexpr unsigned outer_bits(unsigned log2n) {
+  return log2n >= 6 ? 3 : log2n >= 4 ? 2 : log2n;
+}
+
+// log2 of the radix of the pass that follows passes over `done` of the line's
+// log2n bits: the outer radix first and last, radix 8 between where at least
+// three bits are left for the passes between, then 4 or 2.
+__host__ __device__ constexpr unsigned pass_bits(unsigned log2n, unsigned done) {
+  const unsigned outer = outer_bits(log2n), left = log2n - done;
+  if (done == 0 || left == outer) return outer;
+  return left - outer >= 3 ? 3 : left - outer;
+}
 
 // In-register DFTs of 2, 4 and 8 points (forward, unnormalised).
 __device__ __forceinline__ void dft2(float2& a, float2& b) {
@@ -101,14 +115,28 @@ __device__ void stockham_pass(const float2* src, float2* dst, unsigned log2n, un
   }
 }
 
-// Forward FFT of `lines` lines of 2^log2n points (line l at a + l * stride,
-// points padded), ping-ponging between a and b; returns the one that holds the
-// result.  tw is the table of stockham_twiddles (n - 1 points).  The caller
-// synchronises the block before (a is filled); every pass ends with a barrier.
-__device__ float2* forward(float2* a, float2* b, unsigned log2n, unsigned lines, unsigned stride, const float2* tw) {
-  unsigned done = 0;
-  while (done < log2n) {
-    const unsigned bits = pass_bits(log2n - done);
+// Forward FFT of `lines` lines of n = 2^log2n points, R = 2^outer_bits(log2n)
+// points per thread: on entry v[r] is point j + r n / R of line `line`, on
+// return it is that point of the transform.  The lines pass through the
+// shared buffers a and b (line l at l * stride, points padded) in between; tw
+// is the table of stockham_twiddles (n - 1 points) in the same block.  Every
+// thread of the block takes part, each holding a distinct (line, j); the
+// caller synchronises the block once tw is filled, and may reuse a and b when
+// this returns.
+template <unsigned R>
+__device__ void forward(float2 (&v)[R], unsigned line, unsigned j, float2* a, float2* b, unsigned log2n,
+                        unsigned lines, unsigned stride, const float2* tw) {
+  constexpr unsigned log2r = R == 8 ? 3 : R == 4 ? 2 : 1;
+  dft<R>(v);
+  if (log2n == log2r) return;
+  // The first pass (its twiddles are all 1) writes point j R + r.
+#pragma unroll
+  for (unsigned r = 0; r < R; ++r) a[line * stride + padded((j << log2r) + r)] = v[r];
+  tw += R - 1;
+  unsigned done = log2r;
+  __syncthreads();
+  while (log2n - done > log2r) {
+    const unsigned bits = pass_bits(log2n, done);
     if (bits == 3)
       stockham_pass<8>(a, b, log2n, done, lines, stride, tw);
     else if (bits == 2)
@@ -122,7 +150,14 @@ __device__ float2* forward(float2* a, float2* b, unsigned log2n, unsigned lines,
     a = b;
     b = t;
   }
-  return a;
+  // The last pass, after passes whose radices multiply to n / R, ends at point j + r n / R.
+  const unsigned ns = 1u << done;
+  const float2* s = a + line * stride;
+  v[0] = s[padded(j)];
+#pragma unroll
+  for (unsigned r = 1; r < R; ++r) v[r] = cmul(s[padded(j + r * ns)], tw[(r - 1) * ns + j]);
+  dft<R>(v);
+  __syncthreads();
 }
 
 }  // namespace heteroagg::cuda::shared_fft

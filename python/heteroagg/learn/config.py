@@ -114,8 +114,9 @@ class TrainConfig:
         Arithmetic of the training steps' forward passes: ``"float32"``,
         ``"bfloat16"`` (autocast: convolutions and matrix products in
         bfloat16, the loss, the weights and the optimiser in float32), or
-        ``"auto"``: bfloat16 where the device computes it natively (a CPU with
-        AVX-512 BF16 or AMX, a GPU from Ampere on), float32 elsewhere.
+        ``"auto"``: bfloat16 on a CPU that computes it natively (AVX-512 BF16
+        or AMX), float32 elsewhere, GPUs included (their float32
+        convolutions already run on tensor cores, and measured faster).
         Validation, batch-norm recalibration and every prediction stay in
         float32.  Runs stored before this setting existed trained in float32.
     ema_epochs

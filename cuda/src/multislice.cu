@@ -11,8 +11,9 @@
 // there the default: faster than the cuFFT steps on an H100) each
 // slice is instead one kernel over rows and one over columns, the twins of
 // fft2_plan::rows_pass and fft2_plan::columns_pass: each reads the waves
-// once, transforms in shared memory, multiplies and transforms back, and
-// between slices the waves keep only their rows transformed.
+// once into registers, transforms (through shared memory between the first
+// and last FFT passes), multiplies and transforms back, and between slices
+// the waves keep only their rows transformed.
 #include <cuda_runtime.h>
 
 #include <algorithm>

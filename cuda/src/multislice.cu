@@ -330,7 +330,8 @@ struct fused_launch {
                                                   fused_rows_kernel<8>)),
         columns(for_outer_radix<fused_columns_function>(log2ny_, fused_columns_kernel<2>, fused_columns_kernel<4>,
                                                         fused_columns_kernel<8>)) {
-    const unsigned ny = 1u << log2ny, nx = 1u << log2nx, lines = 1u << log2lines, columns_per_block = 1u << log2columns;
+    const unsigned ny = 1u << log2ny, nx = 1u << log2nx, lines = 1u << log2lines;
+    const unsigned columns_per_block = 1u << log2columns;
     rows_grid = dim3(ny >> log2lines, batch);
     rows_threads = 1u << (log2lines + fused_log2_threads_per_line(log2nx));
     rows_shared = (2 * lines * padded(nx) + nx) * sizeof(float2);

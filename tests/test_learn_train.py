@@ -493,13 +493,14 @@ def test_training_dtype_follows_the_precision_setting(monkeypatch):
     cpu = torch.device("cpu")
     assert torch_device.training_dtype("float32", cpu) is None
     assert torch_device.training_dtype("bfloat16", cpu) is torch.bfloat16
+    # a GPU stays in float32 under "auto" (TF32 convolutions measured faster)
+    assert not torch_device.native_bfloat16(torch.device("cuda"))
+    assert torch_device.training_dtype("auto", torch.device("cuda")) is None
+    assert torch_device.training_dtype("bfloat16", torch.device("cuda")) is torch.bfloat16
     for native in (True, False):
         monkeypatch.setattr(torch_device, "native_bfloat16", lambda dev, n=native: n)
         expected = torch.bfloat16 if native else None
         assert torch_device.training_dtype("auto", cpu) is expected
-        # a GPU stays in float32 under "auto" (TF32 convolutions measured faster)
-        assert torch_device.training_dtype("auto", torch.device("cuda")) is None
-        assert torch_device.training_dtype("bfloat16", torch.device("cuda")) is torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         torch_device.training_dtype("float16", cpu)
     with pytest.raises(ValueError, match="precision"):

@@ -290,6 +290,27 @@ def test_resume_refuses_other_settings(tiny_train, tmp_path):
         train(tiny_train, tmp_path / "none", TrainConfig(epochs=1, **SMALL), resume=True)
 
 
+def test_resume_grows_an_ensemble_as_one_run_would_have(tiny_train, tmp_path):
+    one = TrainConfig(epochs=1, **SMALL)
+    two = dataclasses.replace(one, ensemble=2)
+    train(tiny_train, tmp_path / "whole", two, progress=False, device="cpu")
+    train(tiny_train, tmp_path / "grown", one, progress=False, device="cpu")
+    first = weights(tmp_path / "grown/member-0/best.pt")
+    train(tiny_train, tmp_path / "grown", two, resume=True, progress=False, device="cpu")
+    assert_same_weights(first, weights(tmp_path / "grown/member-0/best.pt"))  # kept, not retrained
+    for member in ("member-0", "member-1"):
+        whole = weights(tmp_path / "whole" / member / "best.pt")
+        assert_same_weights(whole, weights(tmp_path / "grown" / member / "best.pt"))
+    info = json.loads((tmp_path / "grown/run.json").read_text())
+    assert info["train"]["ensemble"] == 2
+    assert len(TrainedRun(tmp_path / "grown", device="cpu").models) == 2
+    with pytest.raises(ValueError, match="at least"):
+        train(tiny_train, tmp_path / "grown", one, resume=True, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="other settings"):
+        other = dataclasses.replace(two, ensemble=3, epochs=2)
+        train(tiny_train, tmp_path / "grown", other, resume=True, progress=False, device="cpu")
+
+
 def test_early_stopping_and_time_budget(tiny_train, tmp_path, monkeypatch):
     worse = iter(range(100))
     monkeypatch.setattr(

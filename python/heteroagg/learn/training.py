@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -581,7 +581,9 @@ def train(
         process trains on its share of every batch (DDP).
     resume
         Continue an interrupted run from its checkpoints.  The settings must
-        match; the resumed run reproduces the uninterrupted one.
+        match; the resumed run reproduces the uninterrupted one.  Only
+        ``ensemble`` may grow: the finished members are kept and the new
+        ones train, exactly as they would have in one run.
     progress
         Show a progress bar.
     validation
@@ -626,11 +628,20 @@ def train(
         if not info_path.exists():
             raise ValueError(f"{out} holds no run to resume (no run.json)")
         saved = json.loads(info_path.read_text())
-        if TrainConfig.from_saved(saved["train"]) != config:
+        started = TrainConfig.from_saved(saved["train"])
+        if replace(started, ensemble=config.ensemble) != config:
             raise ValueError(
                 f"{out} was started with other settings; resume with the same "
-                "config or train into a new folder"
+                "config (or a larger ensemble) or train into a new folder"
             )
+        if config.ensemble < started.ensemble:
+            raise ValueError(
+                f"{out} holds an ensemble of {started.ensemble}; resume with at least "
+                f"as many members, not {config.ensemble}"
+            )
+        if config.ensemble > started.ensemble and dist.main:
+            saved["train"]["ensemble"] = config.ensemble
+            info_path.write_text(json.dumps(saved, indent=2))
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; pass resume=True to continue a run there")
 

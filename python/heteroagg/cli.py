@@ -421,7 +421,9 @@ def train(
         int | None, typer.Option(help="Override, on the fly: root seed of the item stream.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run, or grow its ensemble.")
+    ] = False,
     epochs: Annotated[int | None, typer.Option(help="Override: most epochs.")] = None,
     max_minutes: Annotated[
         float | None, typer.Option(help="Override: stop a member after this long.")

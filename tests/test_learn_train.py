@@ -291,13 +291,15 @@ def test_resume_refuses_other_settings(tiny_train, tmp_path):
 
 
 def test_resume_grows_an_ensemble_as_one_run_would_have(tiny_train, tmp_path):
+    files = ("best.pt", "checkpoint.pt", "metrics.csv")
     one = TrainConfig(epochs=1, **SMALL)
     two = dataclasses.replace(one, ensemble=2)
     train(tiny_train, tmp_path / "whole", two, progress=False, device="cpu")
     train(tiny_train, tmp_path / "grown", one, progress=False, device="cpu")
-    first = weights(tmp_path / "grown/member-0/best.pt")
+    kept = [(tmp_path / "grown/member-0" / name).stat().st_mtime_ns for name in files]
     train(tiny_train, tmp_path / "grown", two, resume=True, progress=False, device="cpu")
-    assert_same_weights(first, weights(tmp_path / "grown/member-0/best.pt"))  # kept, not retrained
+    after = [(tmp_path / "grown/member-0" / name).stat().st_mtime_ns for name in files]
+    assert after == kept  # the finished member is not touched, let alone retrained
     for member in ("member-0", "member-1"):
         whole = weights(tmp_path / "whole" / member / "best.pt")
         assert_same_weights(whole, weights(tmp_path / "grown" / member / "best.pt"))

@@ -210,6 +210,12 @@ def _save_atomic(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _write_json_atomic(info: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, path)
+
+
 def _run_info(
     dataset_info: dict[str, Any],
     dataset_config: DatasetConfig,
@@ -641,7 +647,7 @@ def train(
             )
         if config.ensemble > started.ensemble and dist.main:
             saved["train"]["ensemble"] = config.ensemble
-            info_path.write_text(json.dumps(saved, indent=2))
+            _write_json_atomic(saved, info_path)
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; pass resume=True to continue a run there")
 
@@ -659,7 +665,7 @@ def train(
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
             info = _run_info(source.info, source.config, config, source.targets, input_stats, dev)
-            info_path.write_text(json.dumps(info, indent=2))
+            _write_json_atomic(info, info_path)
     if dist.world > 1:
         torch.distributed.barrier()
     if config.label_maps and source.stream is None:

@@ -20,7 +20,13 @@ from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn import TrainConfig, TrainedRun, train
 from heteroagg.learn import training as training_module
 from heteroagg.learn.networks import ParameterRegressor, ResNetRegressor, centre_crop
-from heteroagg.learn.training import ImageStore, learning_rate, regression_loss, split_items
+from heteroagg.learn.training import (
+    ImageStore,
+    learning_rate,
+    loss_weight_vector,
+    regression_loss,
+    split_items,
+)
 from learn_data import tiny_config, train_killed_at_step, trainer_of
 
 SMALL = dict(batch_size=32, widths=(8, 16), blocks=(1, 1), val_fraction=0.15, seed=1)
@@ -149,6 +155,55 @@ def test_loss_masks_missing_targets_and_gaussian_nll_matches_formula():
     target = torch.tensor([[0.0, 1.0]])
     nll = [0.5 * (np.log(0.25) + 0.04 / 0.25), 0.5 * (0.0 + 0.25)]
     assert float(regression_loss(out, target, True)) == pytest.approx(np.mean(nll), rel=1e-6)
+
+
+def test_loss_weights_scale_each_column_and_keep_the_variance_calibrated():
+    out = torch.tensor([[0.2, 0.5, np.log(0.25), 0.0]])
+    target = torch.tensor([[0.0, 1.0]])
+    nll = np.array([0.5 * (np.log(0.25) + 0.04 / 0.25), 0.5 * (0.0 + 0.25)])
+    weighted = regression_loss(out, target, True, torch.tensor([3.0, 1.0]))
+    assert float(weighted) == pytest.approx(np.mean(nll * [3.0, 1.0]), rel=1e-6)
+    assert float(regression_loss(out[:, :2], target, False, torch.tensor([1.0, 2.0]))) == (
+        pytest.approx((0.04 + 2 * 0.25) / 2)
+    )
+    # the weighted NLL is stationary in the log variance at the squared error, as the plain one
+    log_var = torch.tensor([np.log(0.04), np.log(0.25)], requires_grad=True)
+    loss = regression_loss(
+        torch.cat([out[:, :2], log_var[None]], 1), target, True, torch.tensor([5.0, 0.5])
+    )
+    loss.backward()
+    assert np.abs(log_var.grad.numpy()).max() < 1e-6
+    names = ["n_particles", "frac_w", "radius_w"]
+    assert loss_weight_vector({}, names) is None
+    assert loss_weight_vector({"frac_w": 2.5}, names).tolist() == [1.0, 2.5, 1.0]
+    with pytest.raises(ValueError, match="does not learn"):
+        loss_weight_vector({"frac_W": 2.0}, names)
+    for bad in ({"frac_w": 0}, {"frac_w": -1.0}, {"frac_w": float("nan")}, {"frac_w": True}):
+        with pytest.raises(ValueError, match=r"loss_weights\.frac_w"):
+            TrainConfig(loss_weights=bad)
+    with pytest.raises(ValueError, match="table of names"):
+        TrainConfig(loss_weights=[2.0])
+
+
+def test_loss_weights_reach_the_training_loss(tiny_train, tmp_path):
+    plain = TrainConfig(epochs=2, **SMALL)
+    train(tiny_train, tmp_path / "plain", plain, progress=False, device="cpu")
+    ones = dataclasses.replace(plain, loss_weights={"frac_w": 1.0})
+    train(tiny_train, tmp_path / "ones", ones, progress=False, device="cpu")
+    assert_same_weights(
+        weights(tmp_path / "plain/member-0/best.pt"), weights(tmp_path / "ones/member-0/best.pt")
+    )
+    heavy = dataclasses.replace(plain, loss_weights={"frac_w": 4.0, "radius_w": 4.0})
+    train(tiny_train, tmp_path / "heavy", heavy, progress=False, device="cpu")
+    with open(tmp_path / "plain/member-0/metrics.csv") as f:
+        first = float(next(csv.DictReader(f))["train_loss"])
+    with open(tmp_path / "heavy/member-0/metrics.csv") as f:
+        assert float(next(csv.DictReader(f))["train_loss"]) != pytest.approx(first, rel=1e-3)
+    info = json.loads((tmp_path / "heavy/run.json").read_text())
+    assert info["train"]["loss_weights"] == {"frac_w": 4.0, "radius_w": 4.0}
+    assert TrainConfig.from_saved(info["train"]) == heavy
+    with pytest.raises(ValueError, match="does not learn"):
+        train(tiny_train, tmp_path / "bad", dataclasses.replace(plain, loss_weights={"fracw": 2.0}))
 
 
 def test_learning_rate_warms_up_then_follows_a_cosine():

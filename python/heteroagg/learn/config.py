@@ -87,6 +87,12 @@ class TrainConfig:
     label_map_weight
         Weight of the label maps' mean squared error (maps standardised per
         map) in the training loss.
+    loss_weights
+        Weights of single targets' terms in the loss, by parameter or
+        descriptor-head name (others: 1), e.g. ``{frac_w = 2.0}``.  They shift
+        the shared layers' effort between targets; a Gaussian head's
+        intervals stay calibrated (see
+        :func:`~heteroagg.learn.training.regression_loss`).
     flips
         Augment with the eight 90° rotations and flips of the image.
     noise
@@ -172,6 +178,7 @@ class TrainConfig:
     descriptor_heads: tuple[str, ...] = ()
     label_maps: tuple[str, ...] = ()
     label_map_weight: float = 1.0
+    loss_weights: dict[str, float] = field(default_factory=dict)
     flips: bool = True
     noise: bool = True
     contrast_jitter: float = 0.0
@@ -273,6 +280,16 @@ class TrainConfig:
             raise ValueError(f"unknown label_maps {unknown}; choose from {LABEL_MAPS}")
         if len(set(self.label_maps)) != len(self.label_maps):
             raise ValueError(f"label_maps repeats a name: {list(self.label_maps)}")
+        if not isinstance(self.loss_weights, Mapping):
+            raise ValueError(f"loss_weights must be a table of names, got {self.loss_weights!r}")
+        for name, value in self.loss_weights.items():
+            if not (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and value > 0
+            ):
+                raise ValueError(f"loss_weights.{name} must be a positive number, got {value!r}")
         if self.extra:
             raise ValueError(f"unknown training settings: {sorted(self.extra)}")
 

@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -190,8 +191,18 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
     return 0.5 * config.lr * (1 + math.cos(math.pi * progress))
 
 
-def regression_loss(output: torch.Tensor, target: torch.Tensor, gaussian: bool) -> torch.Tensor:
-    """Mean squared error, or the Gaussian NLL for a Gaussian head; NaN targets are masked."""
+def regression_loss(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    gaussian: bool,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error, or the Gaussian NLL for a Gaussian head; NaN targets are masked.
+
+    ``weights`` (one per target column) scales each column's terms.  With a
+    Gaussian head the weighted NLL still has its minimum at the true variance,
+    so the intervals stay calibrated; only the shared layers' effort shifts.
+    """
     n = target.shape[1]
     mask = ~torch.isnan(target)
     target = torch.nan_to_num(target)
@@ -201,7 +212,25 @@ def regression_loss(output: torch.Tensor, target: torch.Tensor, gaussian: bool) 
         per = 0.5 * (log_var + (mean - target) ** 2 * torch.exp(-log_var))
     else:
         per = (mean - target) ** 2
+    if weights is not None:
+        per = per * weights
     return (per * mask).sum() / mask.sum().clamp(min=1)
+
+
+def loss_weight_vector(weights: Mapping[str, float], names: list[str]) -> torch.Tensor | None:
+    """One loss weight per target column (1 where ``weights`` names none); None if all are 1.
+
+    Raises
+    ------
+    ValueError
+        If ``weights`` names a column the run does not learn.
+    """
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise ValueError(f"loss_weights names {unknown}, which the run does not learn: {names}")
+    if not weights:
+        return None
+    return torch.tensor([float(weights.get(n, 1.0)) for n in names], dtype=torch.float32)
 
 
 def _save_atomic(state: dict, path: Path) -> None:
@@ -678,6 +707,8 @@ def train(
         dataset = source.val_store.dataset
         source.val_maps = _stored_label_maps(dataset, source.val_items, config, dist, cache, show)
 
+    columns = [*source.config.params.varied, *config.descriptor_heads]
+    loss_weights = loss_weight_vector(config.loss_weights, columns)
     imaging = source.config.imaging
     noise_prior = imaging.dose if config.noise and not imaging.bake_noise else None
     summary = TrainSummary(out, [], [], [], 0.0)
@@ -702,6 +733,7 @@ def train(
             stream=source.stream,
             maps=source.maps,
             val_maps=source.val_maps,
+            loss_weights=loss_weights,
         )
         epoch, best, stopped = trainer.run()
         summary.epochs.append(epoch)
@@ -758,8 +790,10 @@ class _MemberTrainer:
         stream: Any = None,
         maps: Any = None,
         val_maps: Any = None,
+        loss_weights: torch.Tensor | None = None,
     ) -> None:
         self.config, self.folder, self.dev, self.dist = config, folder, dev, dist
+        self.loss_weights = None if loss_weights is None else loss_weights.to(dev)
         self.store, self.targets, self.show = store, targets, show
         self.val_store = store if val_store is None else val_store
         self.val_targets = targets if val_targets is None else val_targets
@@ -1107,7 +1141,7 @@ class _MemberTrainer:
                 out, dense = self.net(x), None
             else:
                 out, dense = self.net(x, maps=True)
-        loss = regression_loss(out.float(), y, self.config.gaussian)
+        loss = regression_loss(out.float(), y, self.config.gaussian, self.loss_weights)
         if dense is None:
             return loss
         return loss + self.config.label_map_weight * (dense.float() - maps).square().mean()

@@ -11,6 +11,7 @@ from heteroagg.data import open_dataset
 from heteroagg.learn import TrainedRun, evaluate
 from heteroagg.learn.evaluation import (
     TWIN_DESCRIPTORS,
+    error_by_quarter,
     field_fraction_outside,
     noisy_test_images,
     parameter_metrics,
@@ -35,6 +36,30 @@ def test_parameter_metrics_match_their_definitions():
     assert parameter_metrics(true, true)["r2"] == 1.0
     r = relative_error(np.array([1.1, 2.0, 1.0]), np.array([1.0, 0.0, np.nan]))
     assert r[0] == pytest.approx(0.1) and np.isnan(r[1:]).all()
+
+
+def test_error_by_quarter_ranks_items_by_each_true_parameter():
+    rng = np.random.default_rng(1)
+    n = 403  # quarters of 101, 101, 101 and 100 items
+    true = rng.random((n, 3))
+    # the first parameter's error grows with the second parameter, the others' do not
+    error = np.stack([true[:, 1] * rng.normal(size=n), 0.1 * rng.normal(size=n), 0 * true[:, 2]], 1)
+    out = error_by_quarter(true, true + error, ["a", "b", "c"])
+    for j, q in enumerate("abc"):
+        order = np.argsort(true[:, j])
+        for i, p in enumerate("abc"):
+            brute = [
+                np.sqrt(np.mean(error[order[lo:hi], i] ** 2))
+                for lo, hi in ((0, 101), (101, 202), (202, 303), (303, 403))
+            ]
+            assert out[p][q] == pytest.approx(brute)
+    assert out["a"]["b"][3] > 3 * out["a"]["b"][0]
+    assert 0.7 < out["a"]["c"][3] / out["a"]["c"][0] < 1.4
+    assert out["c"]["a"] == [0.0] * 4
+    with pytest.raises(ValueError, match="must be"):
+        error_by_quarter(true, true[:, :2], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="at least 4"):
+        error_by_quarter(true[:3], true[:3], ["a", "b", "c"])
 
 
 def test_share_outside_the_field_agrees_with_the_clipped_flag(tiny_test):
@@ -117,6 +142,7 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
         "parameters.png",
         "descriptors.png",
         "failure_modes.png",
+        "error_by_quarter.png",
         "examples.png",
     ):
         assert (tmp_path / "report" / name).stat().st_size > 0
@@ -126,15 +152,27 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     items = np.flatnonzero(~ds.failed[:])
     test = noisy_test_images(ds, items, seed=0, noise=True)
     p = run.predict(test.images)
+    text = (tmp_path / "report/report.md").read_text()
     for name in run.parameters:
         expected = parameter_metrics(ds.params[name][:][items], p.params[name])
         assert report["parameters"][name]["r2"] == pytest.approx(expected["r2"])
         assert 0 <= report["parameters"][name]["coverage_1sigma"] <= 1
+    quarters = report["error_by_quarter"]
+    n_true = ds.params["n_particles"][:][items]
+    k = run.parameters.index("frac_w")
+    prior = run.space.priors["frac_w"]  # uniform: normalised is (value - low) / (high - low)
+    error = p.normalized[:, k] - (ds.params["frac_w"][:][items] - prior.low) / (
+        prior.high - prior.low
+    )
+    few = np.argsort(n_true, kind="stable")[: -(-len(items) // 4)]
+    assert quarters["frac_w"]["n_particles"][0] == pytest.approx(
+        np.sqrt(np.mean(error[few] ** 2)), rel=1e-5
+    )
+    assert "## Errors across the prior" in text
     assert report["uncertainty"] and report["n_twin_images"] == 10
     hcn = report["descriptors"]["hetero_coordination_number"]
     assert hcn["twin_mean"]["n"] + hcn["true_theta_mean"]["n"] > 0
     assert "hetero_coordination_number" in report["direct_descriptor_heads"]
-    text = (tmp_path / "report/report.md").read_text()
     assert "| n_particles |" in text and "HCN" in text
     # the oracle ceilings of the test set's prior, as heteroagg.learn.ceiling gives them
     from heteroagg.learn.ceiling import oracle_r2, volume_observer_r2

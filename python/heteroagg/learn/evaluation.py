@@ -9,7 +9,8 @@ Three parts (see :func:`evaluate`):
    against the true aggregate, next to K aggregates sampled at the true θ
    (the model's own stochastic spread, which no network can beat);
 3. failure modes: errors against N, the share of the aggregate outside the
-   field of view, and the dose.
+   field of view, and the dose; and each parameter's error in each quarter
+   of every parameter's true values (:func:`error_by_quarter`).
 """
 
 from __future__ import annotations
@@ -121,6 +122,43 @@ def parameter_metrics(true: np.ndarray, predicted: np.ndarray) -> dict[str, floa
         "rmse": float(np.sqrt(np.mean(error**2))),
         "bias": float(np.mean(error)),
         "r2": r2,
+    }
+
+
+def error_by_quarter(
+    true: np.ndarray, predicted: np.ndarray, names: list[str] | tuple[str, ...]
+) -> dict[str, dict[str, list[float]]]:
+    """RMSE of each parameter within each quarter of each parameter's true values.
+
+    Parameters
+    ----------
+    true, predicted
+        (n_items, n_parameters) arrays, normalised so that the errors of all
+        parameters share one scale.
+    names
+        The parameters, in the arrays' column order.
+
+    Returns
+    -------
+    dict
+        ``out[p][q]``: the RMSE of parameter ``p`` in the four groups of
+        items ranked by the true value of ``q``, lowest first (groups of
+        equal size, give or take one item; ties keep the items' order).
+    """
+    true, predicted = np.asarray(true, float), np.asarray(predicted, float)
+    if true.shape != predicted.shape or true.ndim != 2 or true.shape[1] != len(names):
+        raise ValueError(
+            f"true {true.shape} and predicted {predicted.shape} must be (n, {len(names)})"
+        )
+    if true.shape[0] < 4:
+        raise ValueError(f"need at least 4 items to form quarters, got {true.shape[0]}")
+    squared = (predicted - true) ** 2
+    groups = {
+        q: np.array_split(np.argsort(true[:, j], kind="stable"), 4) for j, q in enumerate(names)
+    }
+    return {
+        p: {q: [float(np.sqrt(squared[g, i].mean())) for g in groups[q]] for q in names}
+        for i, p in enumerate(names)
     }
 
 
@@ -374,6 +412,9 @@ def evaluate(
         "descriptors": per_descriptor,
         "direct_descriptor_heads": direct,
         "twin_failures": twin["failures"],
+        "error_by_quarter": error_by_quarter(
+            true_norm, prediction.normalized, list(trained.parameters)
+        ),
         "train": trained.info["train"],
         "training_dataset": trained.info["dataset"],
     }

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from heteroagg.learn.evaluation import relative_error
+from heteroagg.learn.evaluation import error_by_quarter, relative_error
 from heteroagg.twins import DESCRIPTOR_LABELS, TWIN_DESCRIPTORS
 
 
@@ -30,6 +30,16 @@ def _binned(x: np.ndarray, y: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray
             centres.append(np.sqrt(lo * hi) if lo > 0 else 0.5 * (lo + hi))
             values.append(float(np.mean(y[chosen])))
     return np.array(centres), np.array(values)
+
+
+def _quarter_ratios(quarters: dict[str, dict[str, list[float]]], names: list[str]) -> np.ndarray:
+    """RMSE in the highest quarter over that in the lowest; rows: the error's parameter.
+
+    NaN where both are 0, inf where only the lowest quarter's is.
+    """
+    rmse = np.array([[quarters[p][q] for q in names] for p in names], float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return rmse[..., -1] / rmse[..., 0]
 
 
 def _plots(out: Path, e: Any) -> list[str]:
@@ -133,6 +143,29 @@ def _plots(out: Path, e: Any) -> list[str]:
     fig.savefig(out / "failure_modes.png", dpi=110)
     plt.close(fig)
     written.append("failure_modes.png")
+
+    quarters = error_by_quarter(true_norm, prediction.normalized, names)
+    ratio = _quarter_ratios(quarters, names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(names), 0.9 + 0.5 * len(names)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.log2(ratio)
+    finite = np.abs(log_ratio[np.isfinite(log_ratio)])
+    limit = max(1.0, float(finite.max())) if finite.size else 1.0
+    shown = ax.imshow(np.clip(log_ratio, -limit, limit), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for (i, j), value in np.ndenumerate(ratio):
+        dark = abs(math.log2(value)) > 0.6 * limit if value > 0 else False
+        ax.text(
+            j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w" if dark else "k"
+        )
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("items ranked by this true parameter")
+    ax.set_ylabel("error of")
+    fig.colorbar(shown, ax=ax, label="log2 RMSE, highest / lowest quarter")
+    fig.tight_layout()
+    fig.savefig(out / "error_by_quarter.png", dpi=110)
+    plt.close(fig)
+    written.append("error_by_quarter.png")
 
     histories = sorted(Path(trained.path).glob("member-*/metrics.csv"))
     if histories:
@@ -267,6 +300,23 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         f"{report['nominal_twin_range_coverage']:.1%} when they share its law.",
         f"Sampling failures: {report['twin_failures']}.",
     ]
+    names = list(report["parameters"])
+    ratio = _quarter_ratios(report["error_by_quarter"], names)
+    lines += [
+        "",
+        "## Errors across the prior",
+        "",
+        "Each row's RMSE (normalised) among the quarter of test items with the highest true "
+        "value of the column's parameter, over that among the quarter with the lowest: above "
+        "1, the row's error grows with the column's parameter. report.json holds all four "
+        "quarters (error_by_quarter).",
+        "",
+        "| error of | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for name, row in zip(names, ratio, strict=True):
+        cells = ("n/a" if not math.isfinite(v) else f"{v:.2f}" for v in row)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if report["direct_descriptor_heads"]:
         lines += [
             "",

@@ -125,6 +125,67 @@ def test_oracle_twins_cover_the_truth_at_the_exchangeable_rate(tiny_test):
     assert np.nanmedian(e_twin) == pytest.approx(np.nanmedian(e_ref), rel=0.5)
 
 
+def test_killed_twin_analysis_resumes_to_the_uninterrupted_result(tiny_test, tmp_path, monkeypatch):
+    from heteroagg.learn import evaluation
+
+    ds = open_dataset(tiny_test)
+    run_like = type("RunLike", (), {})()
+    run_like.space = tiny_config().params
+    items = np.flatnonzero(~ds.failed[:])[:12]
+    true_norm = run_like.space.normalize({n: ds.params[n][:][items] for n in run_like.space.varied})
+    test = noisy_test_images(ds, items, seed=0, noise=False)
+    # a predictive spread, so the twins' θ draws come from the sequential stream too
+    guess = Prediction(
+        np.clip(true_norm + 0.05, 0, 1), np.full_like(true_norm, 0.05), {}, None, None, {}, {}
+    )
+
+    def analyse(seed, checkpoint=None):
+        return twin_analysis(
+            run_like, ds, test, guess, 3, len(items), seed, False, checkpoint=checkpoint
+        )
+
+    full = analyse(3)
+    path = tmp_path / evaluation.TWIN_CHECKPOINT
+    monkeypatch.setattr(evaluation, "TWIN_CHECKPOINT_SECONDS", 0.0)
+    rows = []
+    original = evaluation.descriptor_row
+
+    def killed_at_row_5(aggregate):
+        if len(rows) == 5:
+            raise KeyboardInterrupt
+        rows.append(1)
+        return original(aggregate)
+
+    monkeypatch.setattr(evaluation, "descriptor_row", killed_at_row_5)
+    with pytest.raises(KeyboardInterrupt):
+        analyse(3, path)
+    with np.load(path) as saved:
+        assert int(saved["done"]) == 5
+
+    def counted(aggregate):
+        rows.append(1)
+        return original(aggregate)
+
+    rows.clear()
+    monkeypatch.setattr(evaluation, "descriptor_row", counted)
+    resumed = analyse(3, path)
+    assert len(rows) == len(items) - 5 and not path.exists()
+    for name in ("truth", "twin_mean", "twin_single", "reference_mean", "covered_twin"):
+        np.testing.assert_array_equal(resumed[name], full[name])
+    np.testing.assert_array_equal(resumed["covered_reference"], full["covered_reference"])
+    assert resumed["failures"] == full["failures"]
+    # another analysis (another seed) does not take up this one's rows
+    rows.clear()
+    monkeypatch.setattr(evaluation, "descriptor_row", killed_at_row_5)
+    with pytest.raises(KeyboardInterrupt):
+        analyse(3, path)
+    rows.clear()
+    monkeypatch.setattr(evaluation, "descriptor_row", counted)
+    other = analyse(4, path)
+    assert len(rows) == len(items)
+    np.testing.assert_array_equal(other["twin_mean"], analyse(4)["twin_mean"])
+
+
 def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     report = evaluate(
         tiny_run,
@@ -146,6 +207,7 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
         "examples.png",
     ):
         assert (tmp_path / "report" / name).stat().st_size > 0
+    assert not (tmp_path / "report/twins.partial.npz").exists()  # removed once the twins are done
     # recompute the parameter metrics from an independent prediction
     run = TrainedRun(tiny_run, device="cpu")
     ds = open_dataset(tiny_test)

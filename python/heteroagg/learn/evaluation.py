@@ -15,7 +15,11 @@ Three parts (see :func:`evaluate`):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +45,8 @@ from heteroagg.twins import (
 
 #: Streams of the evaluation seed: twins and true-θ samples (the dose as in training data).
 TWIN_STREAM, REFERENCE_STREAM = 0x7477696E, 0x72656673
+#: The twin rows a killed evaluation had done, in its report folder.
+TWIN_CHECKPOINT = "twins.partial.npz"
 
 #: Draws of θ behind the report's oracle ceilings (seed 0; :mod:`heteroagg.learn.ceiling`).
 CEILING_DRAWS = 50_000
@@ -169,6 +175,57 @@ def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out) & (truth != 0), out, np.nan)
 
 
+#: How often :func:`twin_analysis` saves the rows done so far, in seconds.
+TWIN_CHECKPOINT_SECONDS = 15.0
+_TWIN_ARRAYS = (
+    "truth",
+    "twin_mean",
+    "twin_single",
+    "reference_mean",
+    "covered_twin",
+    "covered_reference",
+)
+
+
+def _twin_key(
+    dataset: SyntheticDataset, test: TestImages, prediction: Prediction, k: int, seed: int
+) -> str:
+    """What the twin rows depend on: the data, the items, the prediction, K and the seed."""
+    digest = hashlib.sha256()
+    digest.update(
+        json.dumps([str(Path(dataset.path).resolve()), dataset.index.get("seed")]).encode()
+    )
+    for array in (test.items, prediction.normalized, prediction.normalized_std):
+        if array is not None:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps([k, seed]).encode())
+    return digest.hexdigest()
+
+
+def _save_twin_checkpoint(path: Path, key: str, done: int, arrays: dict, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, key=key, done=done, state=json.dumps(state), **arrays)
+    os.replace(tmp, path)
+
+
+def _load_twin_checkpoint(path: Path | None, key: str, rows: int) -> dict | None:
+    """The saved rows of the same analysis, or None (no file, or another analysis's)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        with np.load(path) as saved:
+            if str(saved["key"]) != key:
+                return None
+            out = {name: saved[name] for name in _TWIN_ARRAYS}
+            out["done"], out["state"] = int(saved["done"]), json.loads(str(saved["state"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    if any(len(out[name]) < rows for name in _TWIN_ARRAYS):
+        return None
+    return out
+
+
 def twin_analysis(
     run: TrainedRun,
     dataset: SyntheticDataset,
@@ -178,21 +235,44 @@ def twin_analysis(
     n_images: int,
     seed: int,
     progress: bool,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Descriptors of the true aggregates, of K twins at θ̂ and of K samples at the true θ."""
+    """Descriptors of the true aggregates, of K twins at θ̂ and of K samples at the true θ.
+
+    With ``checkpoint``, the rows done so far are saved there every
+    :data:`TWIN_CHECKPOINT_SECONDS`, and an analysis of the same data,
+    prediction, K and seed picks up where a killed one stopped, with the
+    result it would have had uninterrupted.  The file is removed when done.
+    """
     space = run.space
     rng_u = np.random.default_rng(derive_seed(seed, TWIN_STREAM))
     chosen = np.arange(min(n_images, len(test.items)))
     d = len(TWIN_DESCRIPTORS)
-    truth = np.full((len(chosen), d), np.nan)
-    twin_mean, reference_mean = np.full_like(truth, np.nan), np.full_like(truth, np.nan)
-    twin_single = np.full_like(truth, np.nan)
-    covered_twin, covered_reference = np.zeros_like(truth), np.zeros_like(truth)
+    arrays = {name: np.full((len(chosen), d), np.nan) for name in _TWIN_ARRAYS}
+    for name in ("covered_twin", "covered_reference"):
+        arrays[name] = np.zeros((len(chosen), d))
     failures = {"twins": 0, "reference": 0}
-    with progress_bar(progress, len(chosen), "digital twins") as advance, warnings.catch_warnings():
+    key = _twin_key(dataset, test, prediction, k, seed)
+    start = 0
+    saved = _load_twin_checkpoint(checkpoint, key, len(chosen))
+    if saved is not None:
+        start = min(saved["done"], len(chosen))
+        for name in _TWIN_ARRAYS:
+            arrays[name][:start] = saved[name][:start]
+        failures = saved["state"]["failures"]
+        rng_u.bit_generator.state = saved["state"]["rng"]
+    truth, twin_mean, twin_single = arrays["truth"], arrays["twin_mean"], arrays["twin_single"]
+    reference_mean = arrays["reference_mean"]
+    covered_twin, covered_reference = arrays["covered_twin"], arrays["covered_reference"]
+    last_save = time.monotonic()
+    with (
+        progress_bar(progress, len(chosen), "digital twins", completed=start) as advance,
+        warnings.catch_warnings(),
+    ):
         # per-material descriptors are NaN for aggregates without that material
         warnings.simplefilter("ignore", RuntimeWarning)
-        for row, k_img in enumerate(chosen):
+        for row in range(start, len(chosen)):
+            k_img = int(chosen[row])
             i = int(test.items[k_img])
             true_agg = dataset.aggregate(i)
             truth[row] = descriptor_row(true_agg)
@@ -226,14 +306,15 @@ def twin_analysis(
                     truth[row] <= np.nanmax(reference, 0)
                 )
             advance()
+            if checkpoint is not None and time.monotonic() - last_save >= TWIN_CHECKPOINT_SECONDS:
+                state = {"failures": failures, "rng": rng_u.bit_generator.state}
+                _save_twin_checkpoint(checkpoint, key, row + 1, arrays, state)
+                last_save = time.monotonic()
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return {
         "items": test.items[chosen],
-        "truth": truth,
-        "twin_mean": twin_mean,
-        "twin_single": twin_single,
-        "reference_mean": reference_mean,
-        "covered_twin": covered_twin,
-        "covered_reference": covered_reference,
+        **arrays,
         "failures": failures,
         "k": k,
     }
@@ -285,7 +366,10 @@ def evaluate(
         A test dataset generated with a different root seed than the
         training set, with the same imaging settings.
     out
-        Report folder (created).
+        Report folder (created).  The twins are checkpointed there while
+        they are sampled (``twins.partial.npz``): evaluating into the same
+        folder again, with the same run, data, K and seed, continues a killed
+        evaluation where it stopped, with the result it would have had.
     twins
         K: twins sampled from θ̂ per image, and samples from the true θ.
     twin_images
@@ -387,7 +471,19 @@ def evaluate(
             "relative": _summary(relative_error(values[ok], true[ok])),
         }
 
-    twin = twin_analysis(trained, dataset, test, prediction, twins, twin_images, seed, progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    twin = twin_analysis(
+        trained,
+        dataset,
+        test,
+        prediction,
+        twins,
+        twin_images,
+        seed,
+        progress,
+        checkpoint=out / TWIN_CHECKPOINT,
+    )
     per_descriptor = {}
     for j, name in enumerate(TWIN_DESCRIPTORS):
         truth = twin["truth"][:, j]
@@ -418,5 +514,5 @@ def evaluate(
         "train": trained.info["train"],
         "training_dataset": trained.info["dataset"],
     }
-    write_report(Path(out), report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
+    write_report(out, report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
     return report

@@ -607,8 +607,8 @@ def test_bfloat16_steps_autocast_the_forward_pass_alone(tiny_train, tmp_path, mo
     same_start = zip(t32.model.parameters(), t16.model.parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in same_start)
     # the forward pass ran in bfloat16 (8-bit mantissa), the loss in float32
-    assert loss16.dtype == torch.float32 and float(loss16) != float(loss32)
-    assert float(loss16) == pytest.approx(float(loss32), rel=0.03)
+    assert loss16.dtype == torch.float32 and loss16.item() != loss32.item()
+    assert loss16.item() == pytest.approx(loss32.item(), rel=0.03)
     assert float(torch.nn.functional.cosine_similarity(g16, g32, dim=0)) > 0.98
     assert all(p.dtype == torch.float32 for p in t16.model.parameters())
 

@@ -47,6 +47,8 @@ from heteroagg.twins import (
 TWIN_STREAM, REFERENCE_STREAM = 0x7477696E, 0x72656673
 #: The twin rows a killed evaluation had done, in its report folder.
 TWIN_CHECKPOINT = "twins.partial.npz"
+#: How often :func:`twin_analysis` saves the rows done so far, in seconds.
+TWIN_CHECKPOINT_SECONDS = 15.0
 
 #: Draws of θ behind the report's oracle ceilings (seed 0; :mod:`heteroagg.learn.ceiling`).
 CEILING_DRAWS = 50_000
@@ -175,8 +177,6 @@ def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out) & (truth != 0), out, np.nan)
 
 
-#: How often :func:`twin_analysis` saves the rows done so far, in seconds.
-TWIN_CHECKPOINT_SECONDS = 15.0
 _TWIN_ARRAYS = (
     "truth",
     "twin_mean",

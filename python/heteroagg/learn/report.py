@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from heteroagg.learn.evaluation import error_by_quarter, relative_error
+from heteroagg.learn.evaluation import relative_error
 from heteroagg.twins import DESCRIPTOR_LABELS, TWIN_DESCRIPTORS
 
 
@@ -42,7 +42,7 @@ def _quarter_ratios(quarters: dict[str, dict[str, list[float]]], names: list[str
         return rmse[..., -1] / rmse[..., 0]
 
 
-def _plots(out: Path, e: Any) -> list[str]:
+def _plots(out: Path, e: Any, quarters: dict[str, dict[str, list[float]]]) -> list[str]:
     trained, dataset, test, prediction = e.trained, e.dataset, e.test, e.prediction
     true_norm, twin = e.true_norm, e.twin
     import matplotlib
@@ -144,7 +144,6 @@ def _plots(out: Path, e: Any) -> list[str]:
     plt.close(fig)
     written.append("failure_modes.png")
 
-    quarters = error_by_quarter(true_norm, prediction.normalized, names)
     ratio = _quarter_ratios(quarters, names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(names), 0.9 + 0.5 * len(names)))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -221,7 +220,7 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
     :class:`~heteroagg.learn.evaluation.Evaluated`."""
     out.mkdir(parents=True, exist_ok=True)
     try:
-        plots = _plots(out, evaluated)
+        plots = _plots(out, evaluated, report["error_by_quarter"])
     except ImportError:
         plots = []
     report["plots"] = plots

@@ -204,6 +204,7 @@ def test_loss_weights_reach_the_training_loss(tiny_train, tmp_path):
     assert TrainConfig.from_saved(info["train"]) == heavy
     with pytest.raises(ValueError, match="does not learn"):
         train(tiny_train, tmp_path / "bad", dataclasses.replace(plain, loss_weights={"fracw": 2.0}))
+    assert not (tmp_path / "bad/run.json").exists()
 
 
 def test_learning_rate_warms_up_then_follows_a_cosine():

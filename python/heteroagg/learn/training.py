@@ -685,6 +685,9 @@ def train(
         source = _on_the_fly_data(data, validation, config, dev, saved, show)
     else:
         source = _stored_data(Path(data), config, dev, dist, saved, show)
+    # before anything is written to the run folder, so a misnamed weight leaves it empty
+    columns = [*source.config.params.varied, *config.descriptor_heads]
+    loss_weights = loss_weight_vector(config.loss_weights, columns)
     if saved is not None:
         input_stats = (saved["input_mean"], saved["input_std"])
     else:
@@ -707,8 +710,6 @@ def train(
         dataset = source.val_store.dataset
         source.val_maps = _stored_label_maps(dataset, source.val_items, config, dist, cache, show)
 
-    columns = [*source.config.params.varied, *config.descriptor_heads]
-    loss_weights = loss_weight_vector(config.loss_weights, columns)
     imaging = source.config.imaging
     noise_prior = imaging.dose if config.noise and not imaging.bake_noise else None
     summary = TrainSummary(out, [], [], [], 0.0)

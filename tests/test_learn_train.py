@@ -77,6 +77,37 @@ def test_full_resolution_stem_convolution_and_the_default_stem():
         TrainConfig(stem_channels=-1)
 
 
+def test_two_full_resolution_stem_convolutions_see_five_pixels():
+    torch.manual_seed(0)
+    one = ResNetRegressor(5, widths=(8, 16), blocks=(1, 1), space_to_depth=2, stem_channels=6)
+    two = ResNetRegressor(
+        5, widths=(8, 16), blocks=(1, 1), space_to_depth=2, stem_channels=6, stem_layers=2
+    )
+    convs = [m for m in two.stem if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 6), (6, 6), (24, 8)]
+    # One layer keeps the names its runs were saved with.
+    assert {k.split(".")[1] for k in one.state_dict() if k.startswith("stem.")} == {
+        "0", "1", "4", "5"
+    }  # fmt: skip
+    # The full-resolution features reach two pixels out, one layer's one.
+    two.eval()
+    x = torch.zeros(1, 1, 16, 16)
+    y = x.clone()
+    y[..., 8, 8] = 5.0
+    moved = (two.stem[:6](y) - two.stem[:6](x)).abs().sum(dim=(0, 1))
+    rows, cols = torch.nonzero(moved > 0, as_tuple=True)
+    assert rows.min() >= 6 and rows.max() <= 10 and cols.min() >= 6 and cols.max() <= 10
+    assert min(rows.min(), cols.min()) == 6 or max(rows.max(), cols.max()) == 10
+    assert two(torch.rand(2, 1, 32, 32)).shape == (2, 5)
+    assert TrainConfig(stem_channels=8, stem_layers=2).architecture["stem_layers"] == 2
+    model = ParameterRegressor(3, TrainConfig(stem_channels=4, stem_layers=2).architecture)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.net.stem) == 3
+    with pytest.raises(ValueError, match="stem_layers"):
+        TrainConfig(stem_layers=0)
+    with pytest.raises(ValueError, match="stem_layers"):
+        ResNetRegressor(5, widths=(8,), blocks=(1,), stem_channels=4, stem_layers=0)
+
+
 def test_image_store_serves_the_stored_images_in_every_mode(tiny_train):
     dataset = SyntheticDataset(tiny_train)
     items = np.arange(3, len(dataset), 7)

@@ -58,6 +58,9 @@ class TrainConfig:
         Channels of a convolution on the image at its full pixel resolution,
         before the folding (0: none); it forms nonlinear features of single
         pixels (see :class:`~heteroagg.learn.networks.ResNetRegressor`).
+    stem_layers
+        How many such convolutions follow one another at the full pixel
+        resolution (used only with ``stem_channels``).
     crop
         The network reads at most the centred ``crop`` x ``crop`` pixels of
         an image (0: the whole field).  Most aggregates fill a small part of
@@ -170,6 +173,7 @@ class TrainConfig:
     blocks: tuple[int, ...] = (1, 1, 1, 1)
     space_to_depth: int = 2
     stem_channels: int = 0
+    stem_layers: int = 1
     crop: int = 128
     norm: str = "batch"
     input_transform: str = "linear"
@@ -212,6 +216,7 @@ class TrainConfig:
             "items_per_epoch": self.items_per_epoch,
             "val_items": self.val_items,
             "prefetch_batches": self.prefetch_batches,
+            "stem_layers": self.stem_layers,
         }
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -301,6 +306,7 @@ class TrainConfig:
             "blocks": list(self.blocks),
             "space_to_depth": self.space_to_depth,
             "stem_channels": self.stem_channels,
+            "stem_layers": self.stem_layers,
             "crop": self.crop,
             "gaussian": self.gaussian,
             "norm": self.norm,

@@ -108,6 +108,11 @@ class ResNetRegressor(nn.Module):
         forms nonlinear features of single pixels (small particles' edges
         and peaks) that the folded stem's one linear convolution cannot, and
         the folding then keeps each of them.
+    stem_layers
+        How many such convolutions follow one another at the full pixel
+        resolution (each with ``stem_channels`` channels); ignored without
+        ``stem_channels``.  Two see 5 x 5 pixels and combine the first's
+        features nonlinearly, at about twice the first's cost.
     norm
         ``"batch"`` or ``"group"`` normalisation.  Group norm does not depend
         on the batch, so evaluation needs no running statistics.
@@ -137,6 +142,7 @@ class ResNetRegressor(nn.Module):
         norm: str = "batch",
         map_outputs: int = 0,
         stem_channels: int = 0,
+        stem_layers: int = 1,
     ) -> None:
         super().__init__()
         if len(widths) != len(blocks) or not widths:
@@ -148,10 +154,12 @@ class ResNetRegressor(nn.Module):
         self.space_to_depth = int(space_to_depth)
         if stem_channels < 0:
             raise ValueError(f"stem_channels must be >= 0, got {stem_channels}")
+        if stem_layers < 1:
+            raise ValueError(f"stem_layers must be >= 1, got {stem_layers}")
         stem: list[nn.Module] = []
         c_in = 1
-        if stem_channels:
-            stem += self._conv_norm_relu(1, stem_channels, norm)
+        for _ in range(stem_layers if stem_channels else 0):
+            stem += self._conv_norm_relu(c_in, stem_channels, norm)
             c_in = stem_channels
         stem.append(nn.PixelUnshuffle(self.space_to_depth))
         stem += self._conv_norm_relu(c_in * self.space_to_depth**2, widths[0], norm)
@@ -217,7 +225,8 @@ class ParameterRegressor(nn.Module):
         optionally ``crop`` (default 0, the whole field; see
         :func:`centre_crop`), ``norm`` (default ``"batch"``),
         ``input_transform`` (default ``"linear"``, see :func:`transform_input`),
-        ``map_outputs`` and ``stem_channels`` (default 0 each).
+        ``map_outputs`` and ``stem_channels`` (default 0 each) and
+        ``stem_layers`` (default 1).
     input_mean, input_std
         Standardisation of the transformed images (training-set statistics),
         stored as buffers so that saved weights and exported models carry
@@ -237,6 +246,7 @@ class ParameterRegressor(nn.Module):
             norm=str(architecture.get("norm", "batch")),
             map_outputs=int(architecture.get("map_outputs", 0)),
             stem_channels=int(architecture.get("stem_channels", 0)),
+            stem_layers=int(architecture.get("stem_layers", 1)),
         )
         self.crop = int(architecture.get("crop", 0))
         self.input_transform = str(architecture.get("input_transform", "linear"))

@@ -112,7 +112,7 @@ class ResNetRegressor(nn.Module):
         How many such convolutions follow one another at the full pixel
         resolution (each with ``stem_channels`` channels); ignored without
         ``stem_channels``.  Two see 5 x 5 pixels and combine the first's
-        features nonlinearly, at about twice the first's cost.
+        features nonlinearly.
     norm
         ``"batch"`` or ``"group"`` normalisation.  Group norm does not depend
         on the batch, so evaluation needs no running statistics.

@@ -1,0 +1,221 @@
+"""heteroagg.learn.brightness_observer: θ from the particles' radii and brightness alone."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")  # heteroagg.learn imports torch; this module does not
+
+from heteroagg.data import default_config
+from heteroagg.data.space import ParameterSpace
+from heteroagg.learn.brightness_observer import (
+    ObserverGrid,
+    _LogBrightnessLaw,
+    _particle_terms,
+    brightness_observer_draws,
+    brightness_observer_r2,
+    observe_particles,
+    subset_likelihoods,
+)
+from heteroagg.learn.ceiling import frac_w_posterior, log_median_posterior
+
+
+def space(**overrides) -> ParameterSpace:
+    """The default priors with some fields replaced."""
+    priors = default_config().params.to_config()
+    priors.update(overrides)
+    return ParameterSpace(priors)
+
+
+class SharpLut:
+    """A LUT whose materials differ 4.5-fold in brightness with a tiny spread."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def __call__(self, t_nm, extrapolate=False):
+        return self.scale * (1.0 - np.exp(-0.004 * np.asarray(t_nm)))
+
+    def spread(self, t_nm, extrapolate=False):
+        return 1e-4 * self(t_nm)
+
+
+SHARP = {"TiO2": SharpLut(1.0), "WO3": SharpLut(4.5)}
+
+
+def test_subset_sums_match_enumeration():
+    rng = np.random.default_rng(4)
+    log_t, log_w = rng.normal(0, 3, (7, 3)), rng.normal(0, 3, (7, 3))
+    got = subset_likelihoods(log_t, log_w, 7)
+    for k in range(8):
+        for c in range(3):
+            total = 0.0
+            for chosen in itertools.combinations(range(7), k):
+                w = np.isin(np.arange(7), chosen)
+                total += math.exp(np.where(w, log_w[:, c], log_t[:, c]).sum())
+            assert got[c, k] == pytest.approx(math.log(total), abs=1e-10)
+    # a particle that can only be TiO2 leaves no way to pick all seven as WO3
+    log_w[0] = -np.inf
+    assert np.all(subset_likelihoods(log_t, log_w, 7)[:, 7] == -np.inf)
+
+
+def test_known_materials_give_the_closed_form_frac_w():
+    s = default_config().params
+    draws = brightness_observer_draws(s, 10, 3, materials_known=True, nodes=6, sigma_nodes=2)
+    n = draws.params["n_particles"].astype(int)
+    expected, expected_norm = frac_w_posterior(n, draws.n_wo3, s.priors["frac_w"])
+    np.testing.assert_allclose(draws.estimate["frac_w"], expected, rtol=1e-12)
+    np.testing.assert_allclose(draws.estimate_normalized["frac_w"], expected_norm, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["log-uniform", "uniform"])
+@pytest.mark.parametrize("radius_error", [0.0, 0.2])
+def test_known_materials_give_the_sufficient_statistic_posterior(kind, radius_error):
+    # sigma_g fixed: the mean log radius of each material is sufficient, and the
+    # measured log radii are normal with variance ln²sigma_g + radius_error²
+    s = space(
+        sigma_g=1.3,
+        radius_w={"prior": kind, "low": 2.0, "high": 8.0},
+        radius_ti={"prior": kind, "low": 2.0, "high": 10.0},
+    )
+    grid = ObserverGrid.from_space(s, nodes=600, sigma_nodes=1)
+    ln_r = np.log([2.4, 3.1, 5.0, 2.2, 2.9, 6.5, 7.0, 4.4, 3.3])
+    is_w = np.array([1, 0, 1, 0, 0, 1, 0, 0, 1], dtype=bool)
+    got = observe_particles(grid, ln_r, is_wo3=is_w, radius_error=radius_error)
+    spread = math.sqrt(math.log(1.3) ** 2 + radius_error**2)
+    for name, mask in (("radius_w", is_w), ("radius_ti", ~is_w)):
+        median, norm = log_median_posterior(
+            np.array([ln_r[mask].mean()]),
+            np.array([spread / math.sqrt(mask.sum())]),
+            s.priors[name],
+        )
+        assert got[name][0] == pytest.approx(median[0], rel=2e-4)
+        assert got[name][1] == pytest.approx(norm[0], abs=2e-4)
+
+
+def test_brightness_that_never_misleads_tells_the_materials():
+    s = default_config().params
+    kwargs = {"nodes": 8, "sigma_nodes": 2, "luts": SHARP}
+    known = brightness_observer_draws(s, 6, 7, materials_known=True, **kwargs)
+    bright = brightness_observer_draws(s, 6, 7, **kwargs)
+    for name in ("frac_w", "radius_ti", "radius_w"):
+        np.testing.assert_allclose(bright.estimate[name], known.estimate[name], rtol=1e-9)
+
+
+def test_brightness_of_a_known_material_tells_only_about_its_true_radius():
+    s = default_config().params
+    grid = ObserverGrid.from_space(s, nodes=12, sigma_nodes=3)
+    ln_r = np.log([2.4, 3.1, 5.0, 2.2, 2.9, 6.5, 7.0, 4.4, 3.3])
+    is_w = np.array([1, 0, 1, 0, 0, 1, 0, 0, 1], dtype=bool)
+    ln_b = np.log([0.012, 0.002, 0.02, 0.0015, 0.003, 0.03, 0.007, 0.004, 0.014])
+    for error in (0.0, 0.2):
+        alone = observe_particles(grid, ln_r, is_wo3=is_w, radius_error=error)
+        both = observe_particles(grid, ln_r, is_wo3=is_w, ln_brightness=ln_b, radius_error=error)
+        for name in ("frac_w", "radius_ti", "radius_w"):
+            if error == 0:
+                # the radius is known, so the brightness adds nothing
+                assert both[name][0] == pytest.approx(alone[name][0], rel=1e-9)
+            elif name != "frac_w":
+                # a measured radius: the brightness, drawn at the true size, moves the estimate
+                assert abs(both[name][0] - alone[name][0]) > 1e-3
+
+
+def test_particles_that_look_alike_leave_the_count_at_its_prior():
+    # equal medians and equal LUTs: neither radius nor brightness tells the
+    # materials apart, so the posterior of the WO3 count is its prior
+    same = {"TiO2": SharpLut(1.0), "WO3": SharpLut(1.0)}
+    grid = ObserverGrid.from_space(space(radius_ti=4.0, radius_w=4.0), sigma_nodes=3)
+    ln_r = np.log([2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0, 3.2, 4.4, 2.8, 5.2])
+    ln_b = np.log(same["TiO2"](2.0 * np.exp(ln_r)))
+    got = observe_particles(grid, ln_r, ln_brightness=ln_b, luts=same)
+    n = ln_r.size
+    k = np.arange(n + 1)
+    lo, hi = np.maximum(0.05, (k - 0.5) / n), np.minimum(0.5, (k + 0.5) / n)
+    mass = np.clip(hi - lo, 0, None)
+    prior_mean = float((mass * 0.5 * (lo + np.maximum(lo, hi))).sum() / mass.sum())
+    assert got["frac_w"][0] == pytest.approx(prior_mean, rel=1e-9)
+    assert got["frac_w"][0] == pytest.approx(0.275, abs=0.01)  # near the prior's centre
+
+
+def test_integral_over_the_true_radius_matches_dense_integration():
+    s = default_config().params
+    grid = ObserverGrid.from_space(s, nodes=5, sigma_nodes=3)
+    law = _LogBrightnessLaw(_shipped_luts())
+    rng = np.random.default_rng(0)
+    # particles as the model makes them: TiO2 and WO3 in turn, brightness drawn at the true size
+    ln_r = np.log(rng.uniform(1.5, 10.0, 6))
+    material = np.arange(6) % 2
+    laws = [law(m, 2.0 * np.exp(ln_r)) for m in (0, 1)]
+    mean = np.where(material == 1, laws[1][0], laws[0][0])
+    var = np.where(material == 1, laws[1][1], laws[0][1])
+    ln_b = mean + np.sqrt(var) * rng.standard_normal(6)
+    x = np.linspace(-0.8, 4.0, 48001)
+    for e in (0.05, 0.3):
+        ln_seen = ln_r + e * rng.standard_normal(6)
+        got = np.stack(
+            [
+                _particle_terms(ln_seen, ln_b, grid.ln_median_wo3, grid.ln_sigma, e, law, m)
+                for m in (0, 1)
+            ]
+        )
+        dense = np.empty_like(got)
+        for m in (0, 1):
+            mu, var = law(m, 2.0 * np.exp(x))
+            for i, a, b in itertools.product(range(6), range(5), range(3)):
+                u, ls = grid.ln_median_wo3[a], grid.ln_sigma[b]
+                f = _normal(ln_seen[i], x, e**2) * _normal(x, u, ls**2) * _normal(ln_b[i], mu, var)
+                # the module drops the two factors 1 / sqrt(2 pi)
+                dense[m, i, a, b] = math.log(_trapezoid(f, x)) + math.log(2 * math.pi)
+        best = dense.max(axis=(0, 2, 3), keepdims=True)
+        # where a particle's likelihood matters, to 3 %; far below, far below
+        near = dense > best - 15
+        np.testing.assert_allclose(got[near], dense[near], atol=0.03)
+        assert np.all(got[~near] < best.repeat(5, 2).repeat(3, 3).repeat(2, 0)[~near] - 10)
+
+
+def _trapezoid(f, x):
+    return float(np.sum(0.5 * (f[1:] + f[:-1]) * np.diff(x)))
+
+
+def _normal(x, mean, var):
+    return np.exp(-0.5 * (x - mean) ** 2 / var) / np.sqrt(2 * math.pi * var)
+
+
+def _shipped_luts():
+    from heteroagg.stem import default_lut
+
+    return {m: default_lut(m) for m in ("TiO2", "WO3")}
+
+
+def test_draws_are_a_pure_function_of_the_seed():
+    s = default_config().params
+    a = brightness_observer_r2(s, 3, 11, nodes=5, sigma_nodes=2, radius_error=0.1)
+    b = brightness_observer_r2(s, 3, 11, nodes=5, sigma_nodes=2, radius_error=0.1)
+    assert a == b
+    assert sorted(a) == ["frac_w", "radius_ti", "radius_w"]
+    c = brightness_observer_r2(s, 3, 12, nodes=5, sigma_nodes=2, radius_error=0.1)
+    assert a != c
+
+
+def test_bad_input_is_refused():
+    s = default_config().params
+    grid = ObserverGrid.from_space(s, nodes=4, sigma_nodes=2)
+    ln_r = np.log([3.0, 4.0])
+    with pytest.raises(ValueError, match="or both"):
+        observe_particles(grid, ln_r)
+    with pytest.raises(ValueError, match="radius_error"):
+        observe_particles(grid, ln_r, is_wo3=[0, 1], radius_error=-0.1)
+    with pytest.raises(ValueError, match="shape"):
+        observe_particles(grid, ln_r, is_wo3=[0, 1, 1])
+    with pytest.raises(ValueError, match="ln_radius"):
+        observe_particles(grid, np.array([np.nan]), is_wo3=[0])
+    with pytest.raises(ValueError, match="luts needs"):
+        observe_particles(grid, ln_r, ln_brightness=[-4.0, -4.0], luts={"TiO2": SHARP["TiO2"]})
+    with pytest.raises(ValueError, match="sigma_g > 1"):
+        ObserverGrid.from_space(space(sigma_g=1.0))
+    with pytest.raises(ValueError, match="nodes"):
+        ObserverGrid.from_space(s, nodes=0)
+    with pytest.raises(ValueError, match="n must be"):
+        brightness_observer_draws(s, 1)

@@ -213,6 +213,9 @@ def test_bad_input_is_refused():
         observe_particles(grid, np.array([np.nan]), is_wo3=[0])
     with pytest.raises(ValueError, match="luts needs"):
         observe_particles(grid, ln_r, ln_brightness=[-4.0, -4.0], luts={"TiO2": SHARP["TiO2"]})
+    with pytest.raises(ValueError, match="impossible"):
+        # eight WO3 particles of ten: frac_w <= 0.5 allows at most five
+        observe_particles(grid, np.log(np.full(10, 4.0)), is_wo3=np.arange(10) < 8)
     with pytest.raises(ValueError, match="sigma_g > 1"):
         ObserverGrid.from_space(space(sigma_g=1.0))
     with pytest.raises(ValueError, match="nodes"):

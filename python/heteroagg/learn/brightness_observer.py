@@ -100,7 +100,8 @@ def subset_likelihoods(log_t: np.ndarray, log_w: np.ndarray, k_max: int) -> np.n
         t, w = np.exp(lt - top), np.exp(lw - top)
         sums[:, 1:] = sums[:, 1:] * t[:, None] + sums[:, :-1] * w[:, None]
         sums[:, 0] *= t
-        peak = sums.max(axis=1)
+        # a column with no possible subset left stays zero (its log is -inf)
+        peak = np.where(sums.max(axis=1) > 0, sums.max(axis=1), 1.0)
         sums /= peak[:, None]
         log_scale += top + np.log(peak)
     with np.errstate(divide="ignore"):
@@ -169,7 +170,7 @@ class _LogBrightnessLaw:
         return np.log(mean) - 0.5 * var, var
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ObserverGrid:
     """The grid over (median TiO2, median WO3, sigma_g) and the priors it stands for.
 

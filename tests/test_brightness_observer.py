@@ -207,6 +207,8 @@ def test_bad_input_is_refused():
         observe_particles(grid, ln_r)
     with pytest.raises(ValueError, match="radius_error"):
         observe_particles(grid, ln_r, is_wo3=[0, 1], radius_error=-0.1)
+    with pytest.raises(ValueError, match="radius_error"):
+        observe_particles(grid, ln_r, is_wo3=[0, 1], radius_error=True)
     with pytest.raises(ValueError, match="shape"):
         observe_particles(grid, ln_r, is_wo3=[0, 1, 1])
     with pytest.raises(ValueError, match="ln_radius"):

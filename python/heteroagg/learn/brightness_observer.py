@@ -139,10 +139,10 @@ def _log_sigma_grid(prior: Prior, nodes: int) -> np.ndarray:
 
 def _frac_w_weights(n: int, prior: Prior, k: np.ndarray) -> np.ndarray:
     """Prior probability of N_W = k among n particles (frac_w rounds to k)."""
-    lo = np.maximum(prior.low, (k - 0.5) / n)
-    hi = np.minimum(prior.high, (k + 0.5) / n)
     if prior.kind == "fixed":
         return (k == math.floor(prior.low * n + 0.5)).astype(float)
+    lo = np.maximum(prior.low, (k - 0.5) / n)
+    hi = np.minimum(prior.high, (k + 0.5) / n)
     if prior.kind == "uniform":
         return np.clip(hi - lo, 0.0, None)
     if prior.kind == "log-uniform":
@@ -251,9 +251,8 @@ def observe_particles(
         raise ValueError("ln_radius must be a non-empty 1-D array of finite values")
     if ln_brightness is None and is_wo3 is None:
         raise ValueError("give ln_brightness, is_wo3 or both")
-    if not (isinstance(radius_error, (int, float)) and math.isfinite(radius_error)) or (
-        radius_error < 0
-    ):
+    numeric = isinstance(radius_error, (int, float)) and not isinstance(radius_error, bool)
+    if not (numeric and math.isfinite(radius_error) and radius_error >= 0):
         raise ValueError(f"radius_error must be a finite number >= 0, got {radius_error!r}")
     u_t, u_w, log_s = grid.ln_median_tio2, grid.ln_median_wo3, grid.ln_sigma
     if ln_brightness is None:

@@ -249,3 +249,61 @@ def test_core_fields_match_the_descriptors_class():
     names = {f.name for f in fields(heteroagg.Descriptors)}
     assert set(_core.DESCRIPTOR_FIELDS) == names - {"contact_tol"}
     assert len(_core.DESCRIPTOR_FIELDS) == len(set(_core.DESCRIPTOR_FIELDS))
+
+
+def lens_area(r1: float, r2: float, d: float) -> float:
+    """Area shared by two discs of radii r1, r2 whose centres are d apart."""
+    if d >= r1 + r2:
+        return 0.0
+    if d <= abs(r1 - r2):
+        return math.pi * min(r1, r2) ** 2
+    a1 = r1**2 * math.acos((d * d + r1 * r1 - r2 * r2) / (2 * d * r1))
+    a2 = r2**2 * math.acos((d * d + r2 * r2 - r1 * r1) / (2 * d * r2))
+    kite = 0.5 * math.sqrt((-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2))
+    return a1 + a2 - kite
+
+
+@pytest.mark.parametrize("d", [0.5, 1.2, 2.0, 2.9, 3.5])
+def test_projected_coverage_of_two_discs_is_the_lens_area(d):
+    # spheres at different depths: only the projection along z matters
+    agg = Aggregate(np.array([[0.0, 0.0, 0.0], [d, 0.0, 7.0]]), np.array([1.0, 2.0]), [0, 1])
+    cover = heteroagg.projected_coverage(agg, points_per_disc=4096)
+    shared = lens_area(1.0, 2.0, d)
+    assert cover.fraction[0] == pytest.approx(shared / math.pi, abs=0.01)
+    assert cover.fraction[1] == pytest.approx(shared / (4 * math.pi), abs=0.01)
+    assert cover.centre_covered.tolist() == [d < 2.0, d < 1.0]
+
+
+def test_projected_coverage_follows_the_rotation():
+    # two spheres along x overlap fully when the beam runs along x
+    agg = Aggregate(np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]), np.array([1.0, 1.5]), [0, 0])
+    assert heteroagg.projected_coverage(agg).fraction.tolist() == [0.0, 0.0]
+    beam_along_x = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    cover = heteroagg.projected_coverage(agg, beam_along_x)
+    assert cover.fraction[0] == 1.0
+    assert cover.fraction[1] == pytest.approx(1 / 1.5**2, abs=0.01)
+    assert cover.centre_covered.all()
+
+
+def test_projected_coverage_matches_dense_sampling_on_an_aggregate():
+    agg = heteroagg.sample_aggregate(ModelParams(n_particles=40, frac_w=0.3), seed=4)
+    cover = heteroagg.projected_coverage(agg)
+    xy, r = agg.centers[:, :2], agg.radii
+    g = np.random.default_rng(0)
+    for i in range(0, 40, 7):
+        rho, phi = r[i] * np.sqrt(g.uniform(size=20000)), g.uniform(0, 2 * math.pi, 20000)
+        p = xy[i] + np.stack([rho * np.cos(phi), rho * np.sin(phi)], axis=1)
+        d2 = ((p[:, None] - xy[None]) ** 2).sum(-1)
+        d2[:, i] = np.inf
+        assert cover.fraction[i] == pytest.approx((d2 < r**2).any(1).mean(), abs=0.02)
+
+
+def test_projected_coverage_refuses_bad_input():
+    agg = Aggregate(np.zeros((1, 3)), np.ones(1), [0])
+    assert heteroagg.projected_coverage(agg).fraction.tolist() == [0.0]
+    with pytest.raises(ValueError, match="rotation"):
+        heteroagg.projected_coverage(agg, np.eye(2))
+    with pytest.raises(ValueError, match="points_per_disc"):
+        heteroagg.projected_coverage(agg, points_per_disc=4)
+    with pytest.raises(ValueError, match="points_per_disc"):
+        heteroagg.projected_coverage(agg, points_per_disc=True)

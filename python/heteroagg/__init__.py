@@ -10,7 +10,13 @@ from heteroagg._device import cuda_status, resolve_device
 from heteroagg.aggregate import Aggregate, SamplerOptions, sample_aggregate, sample_aggregates
 from heteroagg.atoms import frozen_phonons, to_atoms
 from heteroagg.data import DatasetConfig, ParameterSpace, default_config, open_dataset
-from heteroagg.descriptors import Descriptors, convex_hull_volume_fraction, descriptors
+from heteroagg.descriptors import (
+    Descriptors,
+    ProjectedCoverage,
+    convex_hull_volume_fraction,
+    descriptors,
+    projected_coverage,
+)
 from heteroagg.model import GenerationError, ModelParams, fractal_law_rg
 from heteroagg.rng import derive_seed
 
@@ -23,6 +29,7 @@ __all__ = [
     "GenerationError",
     "ModelParams",
     "ParameterSpace",
+    "ProjectedCoverage",
     "SamplerOptions",
     "__version__",
     "convex_hull_volume_fraction",
@@ -33,6 +40,7 @@ __all__ = [
     "fractal_law_rg",
     "frozen_phonons",
     "open_dataset",
+    "projected_coverage",
     "resolve_device",
     "sample_aggregate",
     "sample_aggregates",

@@ -199,6 +199,48 @@ def test_draws_are_a_pure_function_of_the_seed():
     assert a != c
 
 
+def test_hidden_particles_count_but_tell_nothing():
+    # materials known for the seen particles: given N_W = k, the seen pattern
+    # has probability C(hidden, k - seen WO3) / C(N, k), whatever the radii
+    s = default_config().params
+    grid = ObserverGrid.from_space(s, nodes=200, sigma_nodes=1)
+    ln_r = np.log([2.4, 3.1, 5.0, 2.2, 2.9] + [np.nan] * 7)
+    is_w = np.array([1, 0, 1, 0, 0] + [0] * 7, dtype=bool)
+    hidden = np.arange(12) >= 5
+    got = observe_particles(grid, ln_r, is_wo3=is_w, hidden=hidden)
+    low, high = s.priors["frac_w"].low, s.priors["frac_w"].high
+    weight, mean = [], []
+    for k in range(13):
+        a, b = max((k - 0.5) / 12, low), min((k + 0.5) / 12, high)
+        if b <= a or not 2 <= k <= 9:
+            continue
+        weight.append((b - a) * math.comb(7, k - 2) / math.comb(12, k))
+        mean.append(0.5 * (a + b))
+    expected = np.dot(weight, mean) / np.sum(weight)
+    assert got["frac_w"][0] == pytest.approx(expected, rel=1e-9)
+    # the median radii follow the seen particles of each material alone
+    seen = observe_particles(grid, ln_r[:5], is_wo3=is_w[:5])
+    for name in ("radius_ti", "radius_w"):
+        assert got[name] == pytest.approx(seen[name], rel=1e-9)
+
+
+def test_hiding_a_particle_ignores_its_values_and_moves_frac_w_its_way():
+    s = default_config().params
+    grid = ObserverGrid.from_space(s, nodes=8, sigma_nodes=2)
+    is_w = np.arange(10) < 3
+    ln_r = np.log(np.linspace(2.5, 5.0, 10))
+    law = _LogBrightnessLaw(SHARP)
+    ln_b = np.where(is_w, law(1, 2 * np.exp(ln_r))[0], law(0, 2 * np.exp(ln_r))[0])
+    seen = observe_particles(grid, ln_r, ln_brightness=ln_b, luts=SHARP)["frac_w"][0]
+    for index, direction in ((0, -1), (9, 1)):  # a WO3 particle, a TiO2 one
+        hidden = np.arange(10) == index
+        got = observe_particles(grid, ln_r, ln_brightness=ln_b, luts=SHARP, hidden=hidden)
+        r, b = ln_r.copy(), ln_b.copy()
+        r[index], b[index] = np.nan, np.nan
+        assert observe_particles(grid, r, ln_brightness=b, luts=SHARP, hidden=hidden) == got
+        assert direction * (got["frac_w"][0] - seen) > 0.005
+
+
 def test_bad_input_is_refused():
     s = default_config().params
     grid = ObserverGrid.from_space(s, nodes=4, sigma_nodes=2)
@@ -213,6 +255,12 @@ def test_bad_input_is_refused():
         observe_particles(grid, ln_r, is_wo3=[0, 1, 1])
     with pytest.raises(ValueError, match="ln_radius"):
         observe_particles(grid, np.array([np.nan]), is_wo3=[0])
+    with pytest.raises(ValueError, match="hidden"):
+        observe_particles(grid, ln_r, is_wo3=[0, 1], hidden=[True, True])
+    with pytest.raises(ValueError, match="hidden"):
+        observe_particles(grid, ln_r, is_wo3=[0, 1], hidden=[0, 1])
+    with pytest.raises(ValueError, match="seen particles' ln_brightness"):
+        observe_particles(grid, ln_r, ln_brightness=[np.nan, -4.0])
     with pytest.raises(ValueError, match="luts needs"):
         observe_particles(grid, ln_r, ln_brightness=[-4.0, -4.0], luts={"TiO2": SHARP["TiO2"]})
     with pytest.raises(ValueError, match="impossible"):

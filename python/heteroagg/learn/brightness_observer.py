@@ -24,6 +24,14 @@ The observer never sees particles overlap, but it ignores where the
 particles are, which ``segregation`` ties to their
 material.  Its R² is therefore a reference for what the orientation spread
 alone costs, not a strict bound on an estimate from the image.
+
+Particles can also be hidden from it (``observe_particles(..., hidden=...)``):
+a hidden particle counts in N, but its radius, brightness and material are
+not seen, so it contributes the same factor under either material.
+:func:`heteroagg.projected_coverage` says which particles others cover in
+a projection; ``benchmarks/projection_observer.py`` hides those.  The
+observer then treats the hidden particles as missing at random, although
+covered particles are more often small ones.
 """
 
 from __future__ import annotations
@@ -211,6 +219,7 @@ def observe_particles(
     is_wo3: np.ndarray | None = None,
     luts: Mapping[str, Any] | None = None,
     radius_error: float = 0.0,
+    hidden: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Posterior means of ``frac_w`` and the median radii from one aggregate's particles.
 
@@ -232,6 +241,11 @@ def observe_particles(
         ``lut.spread(t_nm, extrapolate=True)``; the shipped LUTs by default.
     radius_error
         Standard deviation of ln(measured / true radius), >= 0.
+    hidden
+        (N,) particles that count in N but are not seen: neither their
+        radius, nor their brightness, nor their material (their entries in
+        the other arrays are ignored and may be NaN).  At least one particle
+        must be seen.
 
     Returns
     -------
@@ -247,8 +261,15 @@ def observe_particles(
     """
     ln_r = np.asarray(ln_radius, dtype=float)
     count = ln_r.size
-    if ln_r.ndim != 1 or count == 0 or not np.all(np.isfinite(ln_r)):
-        raise ValueError("ln_radius must be a non-empty 1-D array of finite values")
+    if ln_r.ndim != 1 or count == 0:
+        raise ValueError("ln_radius must be a non-empty 1-D array")
+    unseen = np.zeros(count, bool) if hidden is None else np.asarray(hidden)
+    if unseen.dtype != bool or unseen.shape != ln_r.shape or unseen.all():
+        raise ValueError("hidden must be a boolean array of ln_radius's shape that leaves one seen")
+    seen_at = ~unseen
+    ln_r = np.where(seen_at, ln_r, 0.0)
+    if not np.all(np.isfinite(ln_r)):
+        raise ValueError("the seen particles' ln_radius must be finite")
     if ln_brightness is None and is_wo3 is None:
         raise ValueError("give ln_brightness, is_wo3 or both")
     numeric = isinstance(radius_error, (int, float)) and not isinstance(radius_error, bool)
@@ -260,8 +281,11 @@ def observe_particles(
         log_w = _radius_terms(ln_r, u_w, log_s, radius_error)
     else:
         ln_b = np.asarray(ln_brightness, dtype=float)
-        if ln_b.shape != ln_r.shape or not np.all(np.isfinite(ln_b)):
-            raise ValueError("ln_brightness must be finite, with the shape of ln_radius")
+        if ln_b.shape != ln_r.shape:
+            raise ValueError("ln_brightness must have the shape of ln_radius")
+        ln_b = np.where(seen_at, ln_b, 0.0)
+        if not np.all(np.isfinite(ln_b)):
+            raise ValueError("the seen particles' ln_brightness must be finite")
         law = _LogBrightnessLaw(_default_luts() if luts is None else luts)
         log_t = _particle_terms(ln_r, ln_b, u_t, log_s, radius_error, law, 0)
         log_w = _particle_terms(ln_r, ln_b, u_w, log_s, radius_error, law, 1)
@@ -271,6 +295,9 @@ def observe_particles(
             raise ValueError("is_wo3 must have the shape of ln_radius")
         log_t = log_t + np.where(w, -np.inf, 0.0)[:, None, None]
         log_w = log_w + np.where(w, 0.0, -np.inf)[:, None, None]
+    # an unseen particle is as likely either way
+    log_t = np.where(seen_at[:, None, None], log_t, 0.0)
+    log_w = np.where(seen_at[:, None, None], log_w, 0.0)
     shape = grid.shape
     log_t = np.broadcast_to(log_t[:, :, None, :], (count, *shape)).reshape(count, -1)
     log_w = np.broadcast_to(log_w[:, None, :, :], (count, *shape)).reshape(count, -1)

@@ -219,6 +219,18 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
         expected = parameter_metrics(ds.params[name][:][items], p.params[name])
         assert report["parameters"][name]["r2"] == pytest.approx(expected["r2"])
         assert 0 <= report["parameters"][name]["coverage_1sigma"] <= 1
+    # every test image's prediction, as the independent one gives it
+    with np.load(tmp_path / "report/predictions.npz") as saved_rows:
+        assert saved_rows["parameters"].tolist() == list(run.parameters)
+        np.testing.assert_array_equal(saved_rows["item"], items)
+        np.testing.assert_array_equal(saved_rows["dose"], test.doses)
+        for k, name in enumerate(run.parameters):
+            np.testing.assert_array_equal(saved_rows["true"][:, k], ds.params[name][:][items])
+            np.testing.assert_allclose(saved_rows["predicted"][:, k], p.params[name], rtol=1e-6)
+        np.testing.assert_allclose(saved_rows["predicted_normalized"], p.normalized, rtol=1e-6)
+        np.testing.assert_allclose(
+            saved_rows["predicted_normalized_std"], p.normalized_std, rtol=1e-6
+        )
     quarters = report["error_by_quarter"]
     n_true = ds.params["n_particles"][:][items]
     k = run.parameters.index("frac_w")

@@ -21,6 +21,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ from heteroagg.twins import (
 TWIN_STREAM, REFERENCE_STREAM = 0x7477696E, 0x72656673
 #: The twin rows a killed evaluation had done, in its report folder.
 TWIN_CHECKPOINT = "twins.partial.npz"
+#: Per-image true and predicted θ, written next to the report.
+PREDICTIONS_FILE = "predictions.npz"
 #: How often :func:`twin_analysis` saves the rows done so far, in seconds.
 TWIN_CHECKPOINT_SECONDS = 15.0
 
@@ -392,6 +395,14 @@ def evaluate(
     -------
     dict
         What ``report.json`` holds.
+
+    Notes
+    -----
+    ``out`` also receives ``predictions.npz``, one row per test image without
+    a failed draw: ``parameters`` (the varied names, the columns), ``item``
+    (dataset index), ``dose`` (e/Å², NaN without noise), ``true`` and
+    ``predicted`` (physical units), ``predicted_normalized`` and
+    ``predicted_normalized_std`` (NaN for a point-estimate model).
     """
     from heteroagg.learn.report import write_report
 
@@ -515,4 +526,31 @@ def evaluate(
         "training_dataset": trained.info["dataset"],
     }
     write_report(out, report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
+    _save_predictions(out / PREDICTIONS_FILE, trained.parameters, dataset, test, prediction)
     return report
+
+
+def _save_predictions(
+    path: Path,
+    names: Sequence[str],
+    dataset: SyntheticDataset,
+    test: TestImages,
+    prediction: Prediction,
+) -> None:
+    """Write every test image's true and predicted θ (see :func:`evaluate`)."""
+    columns = list(names)
+    true = np.stack([dataset.params[n][:][test.items] for n in columns], axis=1)
+    predicted = np.stack([prediction.params[n] for n in columns], axis=1)
+    std = prediction.normalized_std
+    np.savez(
+        path,
+        parameters=np.array(columns),
+        item=test.items,
+        dose=test.doses,
+        true=true,
+        predicted=predicted,
+        predicted_normalized=prediction.normalized,
+        predicted_normalized_std=np.full_like(prediction.normalized, np.nan)
+        if std is None
+        else std,
+    )

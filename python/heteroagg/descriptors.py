@@ -230,9 +230,12 @@ def projected_coverage(
     """
     from scipy.spatial import cKDTree
 
-    count = int(points_per_disc) if isinstance(points_per_disc, (int, np.integer)) else 0
-    if count < 16 or isinstance(points_per_disc, bool):
+    integer = isinstance(points_per_disc, (int, np.integer)) and not isinstance(
+        points_per_disc, bool
+    )
+    if not integer or points_per_disc < 16:
         raise ValueError(f"points_per_disc must be an integer >= 16, got {points_per_disc!r}")
+    count = int(points_per_disc)
     turn = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
     if turn.shape != (3, 3) or not np.all(np.isfinite(turn)):
         raise ValueError("rotation must be a finite (3, 3) array")

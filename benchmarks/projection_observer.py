@@ -18,18 +18,22 @@ material are not seen (``observe_particles(..., hidden=...)``).  Hiding is
 pessimistic: in a HAADF image particles add up rather than hide each other,
 so a covered WO3 particle still shows as a bright bump.  Each particle's
 brightness is drawn from the renderer's log-normal law with the seed
-``(seed, item)``; radii are seen exactly or with ``--radius-error``.
+``(seed, item)`` and the shipped LUTs, which belong to the default imaging
+settings; the priors are the dataset's.  Radii are seen exactly or with
+``--radius-error``.
 
-With ``--network-frac-w`` (a ``.npy`` of a network's ``frac_w`` estimates
-on the dataset's items without failed draws, in order) it also asks whether
-the network errs more where more WO3 particles are covered: within ranges
-of N, the root-mean-square error counted in WO3 particles for the half of
+With ``--predictions`` (the ``predictions.npz`` that ``heteroagg evaluate``
+writes for the same dataset) it also asks whether the network errs more
+where more WO3 particles are covered: within ranges of N, the
+root-mean-square ``frac_w`` error counted in WO3 particles for the half of
 the aggregates with fewer and the half with more of them hidden.
 
 The figures of docs/results.md came from::
 
+    heteroagg evaluate --model runs/main11 --data runs/test2k --out runs/report_main11_sym \\
+        --symmetrize --twins 2 --twin-images 0
     python benchmarks/projection_observer.py --data runs/test2k \\
-        --settings none 1 0.9 centre --network-frac-w runs/main11_sym_frac_w.npy \\
+        --settings none 1 0.9 centre --predictions runs/report_main11_sym/predictions.npz \\
         --out runs/projection_observer.json
 """
 
@@ -43,7 +47,7 @@ from multiprocessing import Pool
 import numpy as np
 
 from heteroagg import projected_coverage
-from heteroagg.data import SyntheticDataset
+from heteroagg.data import DatasetConfig, SyntheticDataset
 from heteroagg.learn.brightness_observer import (
     BRIGHTNESS_OBSERVER_PARAMETERS,
     ObserverGrid,
@@ -70,13 +74,11 @@ def hidden_mask(setting: str, fraction: np.ndarray, centre: np.ndarray) -> np.nd
 
 
 def _start(data: str, settings: list[str], radius_error: float, seed: int) -> None:
-    from heteroagg.data import default_config
-
     dataset = SyntheticDataset(data)
     _STATE.update(
         dataset=dataset,
         rotations=dataset.rotations[:],
-        grid=ObserverGrid.from_space(default_config().params),
+        grid=ObserverGrid.from_space(DatasetConfig.from_dict(dataset.index["config"]).params),
         luts=_default_luts(),
         settings=settings,
         radius_error=radius_error,
@@ -118,7 +120,7 @@ def main() -> None:
     parser.add_argument("--radius-error", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--network-frac-w", default=None, help="a network's frac_w (.npy)")
+    parser.add_argument("--predictions", default=None, help="heteroagg evaluate's predictions.npz")
     parser.add_argument("--out", default=None, help="write the table as JSON here")
     args = parser.parse_args()
     for setting in args.settings:
@@ -150,10 +152,12 @@ def main() -> None:
         )
     seconds = time.perf_counter() - start
     print(f"{items.size} aggregates in {seconds:.0f} s on {args.processes} processes")
-    if args.network_frac_w:
-        network = np.load(args.network_frac_w)
-        if network.shape != items.shape:
-            raise SystemExit(f"--network-frac-w needs {items.size} values, got {network.shape}")
+    if args.predictions:
+        with np.load(args.predictions) as saved:
+            if not np.array_equal(saved["item"], items):
+                raise SystemExit(f"{args.predictions} does not predict the items of {args.data}")
+            column = saved["parameters"].tolist().index("frac_w")
+            network = saved["predicted"][:, column]
         n = truth["n_particles"]
         error = (network - truth["frac_w"]) * n  # in WO3 particles
         for k, setting in enumerate(args.settings):

@@ -21,7 +21,6 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -446,14 +445,12 @@ def evaluate(
         prediction = trained.predict(test.images)
     else:
         prediction = trained.predict(test.images, symmetrize=symmetrize)
-    true_norm = trained.space.normalize(
-        {n: dataset.params[n][:][items] for n in trained.parameters}
-    )
+    true_params = {n: dataset.params[n][:][items] for n in trained.parameters}
+    true_norm = trained.space.normalize(true_params)
 
     per_parameter = {}
     for k, name in enumerate(trained.parameters):
-        true = dataset.params[name][:][items]
-        metrics = parameter_metrics(true, prediction.params[name])
+        metrics = parameter_metrics(true_params[name], prediction.params[name])
         metrics["r2_normalized"] = parameter_metrics(true_norm[:, k], prediction.normalized[:, k])[
             "r2"
         ]
@@ -526,20 +523,16 @@ def evaluate(
         "training_dataset": trained.info["dataset"],
     }
     write_report(out, report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
-    _save_predictions(out / PREDICTIONS_FILE, trained.parameters, dataset, test, prediction)
+    _save_predictions(out / PREDICTIONS_FILE, true_params, test, prediction)
     return report
 
 
 def _save_predictions(
-    path: Path,
-    names: Sequence[str],
-    dataset: SyntheticDataset,
-    test: TestImages,
-    prediction: Prediction,
+    path: Path, true_params: dict[str, np.ndarray], test: TestImages, prediction: Prediction
 ) -> None:
     """Write every test image's true and predicted θ (see :func:`evaluate`)."""
-    columns = list(names)
-    true = np.stack([dataset.params[n][:][test.items] for n in columns], axis=1)
+    columns = list(true_params)
+    true = np.stack([true_params[n] for n in columns], axis=1)
     predicted = np.stack([prediction.params[n] for n in columns], axis=1)
     std = prediction.normalized_std
     np.savez(

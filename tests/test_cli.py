@@ -208,6 +208,9 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
     r2 = saved["parameters"]["n_particles"]["r2"]
     assert f"{r2:.3f}" in result.output
     assert (report / "report.md").exists()
+    with np.load(report / "predictions.npz") as rows:
+        assert rows["predicted"].shape == (saved["n_test_images"], len(saved["parameters"]))
+    assert str(report / "predictions.npz") in result.output
     quick = [
         "evaluate", "--model", str(run), "--data", str(tiny_test), "--out",
         str(tmp_path / "quick"), "--twins", "2", "--twin-images", "0",

@@ -517,7 +517,9 @@ def evaluate(
         )
     else:
         console.print("HCN through twins: not computed (no twin images)")
-    console.print(f"report: {out / 'report.md'}")
+    # unwrapped, so that the paths can be copied
+    console.print(f"report: {out / 'report.md'}", soft_wrap=True)
+    console.print(f"every test image's θ: {out / 'predictions.npz'}", soft_wrap=True)
 
 
 @app.command("export-onnx")

@@ -51,9 +51,8 @@ from heteroagg.data import DatasetConfig, SyntheticDataset
 from heteroagg.learn.brightness_observer import (
     BRIGHTNESS_OBSERVER_PARAMETERS,
     ObserverGrid,
-    _default_luts,
-    _LogBrightnessLaw,
     observe_particles,
+    particle_ln_brightness,
 )
 from heteroagg.learn.ceiling import r2
 
@@ -79,12 +78,10 @@ def _start(data: str, settings: list[str], radius_error: float, seed: int) -> No
         dataset=dataset,
         rotations=dataset.rotations[:],
         grid=ObserverGrid.from_space(DatasetConfig.from_dict(dataset.index["config"]).params),
-        luts=_default_luts(),
         settings=settings,
         radius_error=radius_error,
         seed=seed,
     )
-    _STATE["law"] = _LogBrightnessLaw(_STATE["luts"])
 
 
 def _observe(item: int) -> tuple[list[list[float]], list[int], int]:
@@ -93,9 +90,7 @@ def _observe(item: int) -> tuple[list[list[float]], list[int], int]:
     cover = projected_coverage(agg, s["rotations"][item])
     is_w = agg.materials == 1
     rng = np.random.default_rng((s["seed"], item))
-    (mean_t, var_t), (mean_w, var_w) = s["law"](0, 2 * agg.radii), s["law"](1, 2 * agg.radii)
-    mean, var = np.where(is_w, mean_w, mean_t), np.where(is_w, var_w, var_t)
-    ln_b = mean + np.sqrt(var) * rng.standard_normal(is_w.size)
+    ln_b = particle_ln_brightness(agg.radii, is_w, rng.standard_normal(is_w.size))
     ln_r = np.log(agg.radii) + s["radius_error"] * rng.standard_normal(is_w.size)
     estimates, hidden_wo3 = [], []
     for setting in s["settings"]:
@@ -104,7 +99,6 @@ def _observe(item: int) -> tuple[list[list[float]], list[int], int]:
             s["grid"],
             ln_r,
             ln_brightness=ln_b,
-            luts=s["luts"],
             radius_error=s["radius_error"],
             hidden=hidden,
         )

@@ -17,6 +17,7 @@ from heteroagg.learn.brightness_observer import (
     brightness_observer_draws,
     brightness_observer_r2,
     observe_particles,
+    particle_ln_brightness,
     subset_likelihoods,
 )
 from heteroagg.learn.ceiling import frac_w_posterior, log_median_posterior
@@ -239,6 +240,19 @@ def test_hiding_a_particle_ignores_its_values_and_moves_frac_w_its_way():
         r[index], b[index] = np.nan, np.nan
         assert observe_particles(grid, r, ln_brightness=b, luts=SHARP, hidden=hidden) == got
         assert direction * (got["frac_w"][0] - seen) > 0.005
+
+
+def test_drawn_brightness_has_the_luts_mean_and_orientation_spread():
+    from heteroagg.stem import default_lut
+
+    z = np.random.default_rng(2).standard_normal(200_000)
+    for material, is_w in (("TiO2", False), ("WO3", True)):
+        lut = default_lut(material)
+        for radius in (2.5, 6.0):
+            b = np.exp(particle_ln_brightness(np.full(z.size, radius), np.full(z.size, is_w), z))
+            assert b.mean() == pytest.approx(float(lut(2 * radius, extrapolate=True)), rel=0.005)
+            spread = float(lut.spread(2 * radius, extrapolate=True))
+            assert b.std() == pytest.approx(spread, rel=0.03)
 
 
 def test_bad_input_is_refused():

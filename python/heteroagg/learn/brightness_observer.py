@@ -326,6 +326,45 @@ def observe_particles(
     return out
 
 
+def particle_ln_brightness(
+    radius_nm: np.ndarray,
+    is_wo3: np.ndarray,
+    z: np.ndarray,
+    *,
+    luts: Mapping[str, Any] | None = None,
+    law: _LogBrightnessLaw | None = None,
+) -> np.ndarray:
+    """The logs of particles' intensities, drawn as the renderer draws them.
+
+    Each particle's intensity is log-normal with its material's LUT mean and
+    orientation spread at its diameter.
+
+    Parameters
+    ----------
+    radius_nm
+        (N,) true radii.
+    is_wo3
+        (N,) the particles' materials.
+    z
+        (N,) standard normal draws, one per particle.
+    luts
+        As :func:`observe_particles`; the shipped LUTs by default.
+    law
+        A prepared law of the LUTs, in place of ``luts`` (for loops).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) ln intensity.
+    """
+    if law is None:
+        law = _LogBrightnessLaw(_default_luts() if luts is None else luts)
+    diameter = 2.0 * np.asarray(radius_nm, dtype=float)
+    (mean_t, var_t), (mean_w, var_w) = law(0, diameter), law(1, diameter)
+    is_w = np.asarray(is_wo3, dtype=bool)
+    return np.where(is_w, mean_w, mean_t) + np.sqrt(np.where(is_w, var_w, var_t)) * z
+
+
 def _default_luts() -> dict[str, Any]:
     from heteroagg.stem import default_lut
 
@@ -401,9 +440,7 @@ def brightness_observer_draws(
             ln_r = np.log(median) + math.log(params["sigma_g"][j]) * rng.standard_normal(count)
             ln_seen = ln_r + radius_error * rng_seen.standard_normal(count)
             z = rng_seen.standard_normal(count)
-            (mu_t, var_t), (mu_w, var_w) = law(0, 2 * np.exp(ln_r)), law(1, 2 * np.exp(ln_r))
-            mu, var = np.where(is_w, mu_w, mu_t), np.where(is_w, var_w, var_t)
-            seen = {"ln_brightness": mu + np.sqrt(var) * z}
+            seen = {"ln_brightness": particle_ln_brightness(np.exp(ln_r), is_w, z, law=law)}
             if materials_known:
                 seen["is_wo3"] = is_w
             results.append(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -97,3 +100,23 @@ def gyration_tensor(centers, radii) -> np.ndarray:
 
 def geometric_mean_radius(radii) -> float:
     return float(np.exp(np.mean(np.log(radii))))
+
+
+def owned_paths(agg, x: float, y: float) -> np.ndarray:
+    """The beam's path through each particle along z at (x, y), each point
+    counted for the lowest-indexed sphere that holds it (a sweep over the
+    sphere boundaries)."""
+    edges = []
+    for c, r in zip(agg.centers, agg.radii, strict=True):
+        d2 = (x - c[0]) ** 2 + (y - c[1]) ** 2
+        if d2 < r * r:
+            h = math.sqrt(r * r - d2)
+            edges += [c[2] - h, c[2] + h]
+    edges.sort()
+    owned = np.zeros(len(agg.radii))
+    for lo, hi in itertools.pairwise(edges):
+        z = 0.5 * (lo + hi)
+        inside = np.sum((agg.centers - [x, y, z]) ** 2, axis=1) < agg.radii**2
+        if inside.any():
+            owned[np.argmax(inside)] += hi - lo
+    return owned

@@ -1,6 +1,5 @@
 """heteroagg.stem.render_haadf: the fast LUT renderer."""
 
-import itertools
 import math
 import warnings
 
@@ -18,6 +17,7 @@ from heteroagg.stem import (
     probe_kernel,
     render_haadf,
 )
+from reference import owned_paths
 
 OPTICS = {"energy_eV": 300e3, "semiangle_mrad": 20.0, "detector": {"kind": "annular"}}
 
@@ -69,20 +69,8 @@ def test_wo3_is_brighter_than_tio2_at_equal_thickness():
 
 def brute_force_paths(agg, x, y):
     """Per-material path at (x, y): each point belongs to its lowest-indexed sphere."""
-    edges = []
-    for c, r in zip(agg.centers, agg.radii, strict=True):
-        d2 = (x - c[0]) ** 2 + (y - c[1]) ** 2
-        if d2 < r * r:
-            h = math.sqrt(r * r - d2)
-            edges += [c[2] - h, c[2] + h]
-    edges.sort()
-    paths = [0.0, 0.0]
-    for lo, hi in itertools.pairwise(edges):
-        z = 0.5 * (lo + hi)
-        inside = np.sum((agg.centers - [x, y, z]) ** 2, axis=1) < agg.radii**2
-        if inside.any():
-            paths[agg.materials[np.argmax(inside)]] += hi - lo
-    return paths
+    owned = owned_paths(agg, x, y)
+    return [owned[agg.materials == m].sum() for m in (0, 1)]
 
 
 @pytest.mark.filterwarnings("ignore::heteroagg.stem.FieldOfViewWarning")

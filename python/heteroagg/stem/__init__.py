@@ -9,6 +9,7 @@ from heteroagg.stem.calibration import calibrate
 from heteroagg.stem.detectors import AnnularDetector, SensitivityDetector
 from heteroagg.stem.lut import HaadfLUT, default_lut
 from heteroagg.stem.multislice import SimulationGrid, auto_window, haadf_multislice, simulation_grid
+from heteroagg.stem.particle_paths import ParticlePaths, particle_paths
 from heteroagg.stem.probe import Probe, electron_wavelength, interaction_constant
 from heteroagg.stem.renderer import (
     FieldOfViewWarning,
@@ -23,6 +24,7 @@ __all__ = [
     "FieldOfViewWarning",
     "HaadfLUT",
     "HaadfRenderer",
+    "ParticlePaths",
     "Probe",
     "Rendering",
     "SensitivityDetector",
@@ -33,6 +35,7 @@ __all__ = [
     "electron_wavelength",
     "haadf_multislice",
     "interaction_constant",
+    "particle_paths",
     "probe_kernel",
     "render_haadf",
     "simulation_grid",

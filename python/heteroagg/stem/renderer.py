@@ -199,6 +199,20 @@ def lut_probe(lut: HaadfLUT) -> Probe:
         raise ValueError(f"the {lut.material} LUT does not record its optics ({err})") from None
 
 
+def check_image_frame(pixel_size: Any, shape: Any) -> tuple[float, tuple[int, int]]:
+    """A valid pixel size (nm) and image shape (H, W), or ``ValueError``; an int shape is square."""
+    if isinstance(pixel_size, bool) or not isinstance(pixel_size, (int, float)):
+        raise ValueError(f"pixel_size must be a number of nm, got {pixel_size!r}")
+    if not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise ValueError(f"pixel_size must be positive and finite (nm), got {pixel_size!r}")
+    shape = (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if len(shape) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in shape
+    ):
+        raise ValueError(f"shape must be a positive int or a pair (H, W), got {shape!r}")
+    return float(pixel_size), (int(shape[0]), int(shape[1]))
+
+
 class HaadfRenderer:
     """A prepared renderer: LUT tables, probe kernel and image settings.
 
@@ -238,15 +252,7 @@ class HaadfRenderer:
         device: str = "auto",
     ) -> None:
         self.device = resolve_device(device)
-        if isinstance(pixel_size, bool) or not isinstance(pixel_size, (int, float)):
-            raise ValueError(f"pixel_size must be a number of nm, got {pixel_size!r}")
-        if not (math.isfinite(pixel_size) and pixel_size > 0):
-            raise ValueError(f"pixel_size must be positive and finite (nm), got {pixel_size!r}")
-        shape = (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        if len(shape) != 2 or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in shape
-        ):
-            raise ValueError(f"shape must be a positive int or a pair (H, W), got {shape!r}")
+        pixel_size, shape = check_image_frame(pixel_size, shape)
         if dose is not None and not (
             isinstance(dose, (int, float)) and math.isfinite(dose) and dose >= 0
         ):

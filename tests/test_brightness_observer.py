@@ -259,7 +259,7 @@ def test_bad_input_is_refused():
     s = default_config().params
     grid = ObserverGrid.from_space(s, nodes=4, sigma_nodes=2)
     ln_r = np.log([3.0, 4.0])
-    with pytest.raises(ValueError, match="or both"):
+    with pytest.raises(ValueError, match="give ln_brightness"):
         observe_particles(grid, ln_r)
     with pytest.raises(ValueError, match="radius_error"):
         observe_particles(grid, ln_r, is_wo3=[0, 1], radius_error=-0.1)

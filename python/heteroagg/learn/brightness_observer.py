@@ -220,6 +220,7 @@ def observe_particles(
     luts: Mapping[str, Any] | None = None,
     radius_error: float = 0.0,
     hidden: np.ndarray | None = None,
+    brightness_log_likelihood: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Posterior means of ``frac_w`` and the median radii from one aggregate's particles.
 
@@ -246,6 +247,11 @@ def observe_particles(
         radius, nor their brightness, nor their material (their entries in
         the other arrays are ignored and may be NaN).  At least one particle
         must be seen.
+    brightness_log_likelihood
+        (N, 2) log-likelihoods of what was seen of each particle's brightness
+        if it were TiO2 (column 0) or WO3 (column 1), given its radius: for a
+        brightness measured with an error (:mod:`heteroagg.learn.image_observer`).
+        It replaces ``ln_brightness`` and needs exact radii.
 
     Returns
     -------
@@ -270,8 +276,21 @@ def observe_particles(
     ln_r = np.where(seen_at, ln_r, 0.0)
     if not np.all(np.isfinite(ln_r)):
         raise ValueError("the seen particles' ln_radius must be finite")
-    if ln_brightness is None and is_wo3 is None:
-        raise ValueError("give ln_brightness, is_wo3 or both")
+    if brightness_log_likelihood is not None:
+        if ln_brightness is not None or radius_error != 0:
+            raise ValueError(
+                "brightness_log_likelihood replaces ln_brightness and needs radius_error = 0"
+            )
+        seen_ll = np.asarray(brightness_log_likelihood, dtype=float)
+        if seen_ll.shape != (count, 2):
+            raise ValueError(f"brightness_log_likelihood must have shape ({count}, 2)")
+        seen_ll = np.where(seen_at[:, None], seen_ll, 0.0)
+        if np.any(np.isnan(seen_ll)) or np.any(seen_ll == np.inf):
+            raise ValueError(
+                "the seen particles' brightness_log_likelihood must not be NaN or +inf"
+            )
+    elif ln_brightness is None and is_wo3 is None:
+        raise ValueError("give ln_brightness, is_wo3, brightness_log_likelihood or a pair")
     numeric = isinstance(radius_error, (int, float)) and not isinstance(radius_error, bool)
     if not (numeric and math.isfinite(radius_error) and radius_error >= 0):
         raise ValueError(f"radius_error must be a finite number >= 0, got {radius_error!r}")
@@ -279,6 +298,9 @@ def observe_particles(
     if ln_brightness is None:
         log_t = _radius_terms(ln_r, u_t, log_s, radius_error)
         log_w = _radius_terms(ln_r, u_w, log_s, radius_error)
+        if brightness_log_likelihood is not None:
+            log_t = log_t + seen_ll[:, 0, None, None]
+            log_w = log_w + seen_ll[:, 1, None, None]
     else:
         ln_b = np.asarray(ln_brightness, dtype=float)
         if ln_b.shape != ln_r.shape:

@@ -1,0 +1,180 @@
+"""What does an observer told the geometry read off the noisy test images?
+
+The image observer (:mod:`heteroagg.learn.image_observer`) knows each test
+aggregate's particles (positions and radii, in the projection the image was
+taken in) but not their materials.  It fits every particle's brightness to
+the same noisy image the network sees (``heteroagg evaluate``'s noise draw,
+root seed ``--seed``), tells the materials apart from it, and estimates
+``frac_w`` and the median radii.  Its R² says how much of the gap between
+the networks and the observers that are handed the brightness outright
+(``benchmarks/projection_observer.py``) comes from overlap in projection
+and shot noise, and how much from finding the particles.
+
+``--position-error`` (nm) shifts every particle's projected centre by a
+normal error in x and y before the fit, as a detector that localises the
+particles only that well would; ``--radius-error`` scales each radius by
+``exp(error · z)``.  The fit and the brightness law then work with that
+geometry, while the radius statistics still come from the exact radii, so
+that the errors act only through the materials the observer reads.
+
+The figures of docs/results.md came from::
+
+    python benchmarks/image_observer.py --data runs/test2k \\
+        --settings 0:0 0.25:0 0.5:0 1:0 0:0.05 0:0.1 --out runs/image_observer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from multiprocessing import Pool
+
+import numpy as np
+
+from heteroagg._progress import progress_bar
+from heteroagg.aggregate import Aggregate
+from heteroagg.data import DatasetConfig, SyntheticDataset
+from heteroagg.learn.brightness_observer import (
+    BRIGHTNESS_OBSERVER_PARAMETERS,
+    ObserverGrid,
+    observe_particles,
+)
+from heteroagg.learn.ceiling import r2
+from heteroagg.learn.evaluation import noisy_test_images
+from heteroagg.learn.image_observer import (
+    blur_matrix,
+    brightness_log_likelihood,
+    read_particle_densities,
+)
+from heteroagg.stem import HaadfRenderer, particle_paths
+
+_STATE: dict = {}
+
+
+def _start(data: str, seed: int, settings: list[tuple[float, float]]) -> None:
+    dataset = SyntheticDataset(data)
+    imaging = dataset.index["config"]["imaging"]
+    renderer = HaadfRenderer(pixel_size=imaging["pixel_size"], shape=tuple(imaging["shape"]))
+    _STATE.update(
+        dataset=dataset,
+        rotations=dataset.rotations[:],
+        grid=ObserverGrid.from_space(DatasetConfig.from_dict(dataset.index["config"]).params),
+        imaging=imaging,
+        blur=blur_matrix(renderer.shape, renderer.kernel),
+        seed=seed,
+        settings=settings,
+    )
+
+
+def _observe(item: int) -> tuple[list[list[float]], list[float]]:
+    s = _STATE
+    dataset, imaging = s["dataset"], s["imaging"]
+    test = noisy_test_images(dataset, np.array([item]), s["seed"], True)
+    electrons = float(test.doses[0]) * (imaging["pixel_size"] * 10.0) ** 2
+    agg = dataset.aggregate(item)
+    rotation = s["rotations"][item]
+    # the true frame: shifted particles keep the image's centre
+    frame = particle_paths(
+        agg, pixel_size=imaging["pixel_size"], shape=tuple(imaging["shape"]), rotation=rotation
+    )
+    rng = np.random.default_rng((s["seed"], item))
+    z_pos, z_rad = rng.standard_normal((agg.radii.size, 2)), rng.standard_normal(agg.radii.size)
+    estimates, accuracy = [], []
+    for position_error, radius_error in s["settings"]:
+        turned = agg.centers @ rotation.T
+        turned[:, :2] += position_error * z_pos
+        radii = agg.radii * np.exp(radius_error * z_rad)
+        seen_agg = Aggregate(turned @ rotation, radii, agg.materials, params=agg.params)
+        paths = particle_paths(
+            seen_agg,
+            pixel_size=imaging["pixel_size"],
+            shape=tuple(imaging["shape"]),
+            rotation=rotation,
+            center=frame.center,
+        )
+        reading = read_particle_densities(
+            test.images[0], paths, electrons_per_pixel=electrons, kernel=s["blur"]
+        )
+        likelihood = brightness_log_likelihood(reading, radii)
+        got = observe_particles(
+            s["grid"],
+            np.log(agg.radii),
+            brightness_log_likelihood=likelihood,
+            hidden=~reading.seen,
+        )
+        estimates.append([got[name][0] for name in BRIGHTNESS_OBSERVER_PARAMETERS])
+        said_wo3 = likelihood[:, 1] > likelihood[:, 0]
+        accuracy.append(
+            float(np.mean(said_wo3[reading.seen] == (agg.materials == 1)[reading.seen]))
+        )
+    return estimates, accuracy
+
+
+def _setting(text: str) -> tuple[float, float]:
+    position, radius = (float(v) for v in text.split(":"))
+    if not (position >= 0 and radius >= 0):
+        raise argparse.ArgumentTypeError(f"a setting is POSITION_NM:RADIUS_ERROR >= 0, got {text}")
+    return position, radius
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a dataset directory (the test set)")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        type=_setting,
+        default=[(0.0, 0.0)],
+        help="POSITION_ERROR_NM:RADIUS_ERROR pairs",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="heteroagg evaluate's noise seed")
+    parser.add_argument("--items", type=int, default=None, help="only the first usable items")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--out", default=None, help="write the table as JSON here")
+    args = parser.parse_args()
+
+    dataset = SyntheticDataset(args.data)
+    items = np.flatnonzero(~dataset.failed[:])[: args.items]
+    start = time.perf_counter()
+    init = (args.data, args.seed, args.settings)
+    with (
+        Pool(args.processes, initializer=_start, initargs=init) as pool,
+        progress_bar(True, items.size, "image observer") as advance,
+    ):
+        results = []
+        for result in pool.imap(_observe, items.tolist(), chunksize=8):
+            results.append(result)
+            advance(1)
+    estimates = np.array([r[0] for r in results])  # (items, settings, parameters)
+    accuracy = np.array([r[1] for r in results])
+    truth = {name: np.asarray(dataset.params[name][:][items], float) for name in dataset.params}
+    table = {}
+    for k, (position_error, radius_error) in enumerate(args.settings):
+        row = {
+            name: r2(truth[name], estimates[:, k, j])
+            for j, name in enumerate(BRIGHTNESS_OBSERVER_PARAMETERS)
+        }
+        row["materials_right"] = float(accuracy[:, k].mean())
+        table[f"{position_error:g}:{radius_error:g}"] = row
+        print(
+            f"position error {position_error:g} nm, radius error {radius_error:g}: "
+            + "  ".join(f"{name} {row[name]:.3f}" for name in BRIGHTNESS_OBSERVER_PARAMETERS)
+            + f"  materials right {row['materials_right']:.1%}"
+        )
+    seconds = time.perf_counter() - start
+    print(f"{items.size} images in {seconds:.0f} s on {args.processes} processes")
+    if args.out:
+        report = {
+            "data": args.data,
+            "items": int(items.size),
+            "seed": args.seed,
+            "seconds": seconds,
+            "r2": table,
+        }
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -131,7 +131,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="heteroagg evaluate's noise seed")
     parser.add_argument("--items", type=int, default=None, help="only the first usable items")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--out", default=None, help="write the table as JSON here")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="write the table as JSON here, and each image's estimates next to it (.npz)",
+    )
     args = parser.parse_args()
 
     dataset = SyntheticDataset(args.data)
@@ -174,6 +178,14 @@ def main() -> None:
         }
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)
+        np.savez(
+            args.out.removesuffix(".json") + ".npz",
+            item=items,
+            settings=np.array(args.settings),
+            parameters=np.array(BRIGHTNESS_OBSERVER_PARAMETERS),
+            estimate=estimates,
+            materials_right=accuracy,
+        )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,16 @@ particles only that well would; ``--radius-error`` scales each radius by
 geometry, while the radius statistics still come from the exact radii, so
 that the errors act only through the materials the observer reads.
 
+With ``--refine`` each rough geometry is also refined against the image
+first (:func:`heteroagg.learn.particle_fit.refine_particles`), and both are
+scored.
+
 The figures of docs/results.md came from::
 
     python benchmarks/image_observer.py --data runs/test2k \\
         --settings 0:0 0.25:0 0.5:0 1:0 0:0.05 0:0.1 --out runs/image_observer.json
+    python benchmarks/image_observer.py --data runs/test2k --refine \\
+        --settings 0.25:0 0.5:0 0:0.05 0:0.1 0.5:0.05 --out runs/refined.json
 """
 
 from __future__ import annotations
@@ -47,12 +53,13 @@ from heteroagg.learn.image_observer import (
     brightness_log_likelihood,
     read_particle_densities,
 )
+from heteroagg.learn.particle_fit import refine_particles
 from heteroagg.stem import HaadfRenderer, particle_paths
 
 _STATE: dict = {}
 
 
-def _start(data: str, seed: int, settings: list[tuple[float, float]]) -> None:
+def _start(data: str, seed: int, settings: list[tuple[float, float]], refine: bool) -> None:
     dataset = SyntheticDataset(data)
     imaging = dataset.index["config"]["imaging"]
     renderer = HaadfRenderer(pixel_size=imaging["pixel_size"], shape=tuple(imaging["shape"]))
@@ -64,51 +71,72 @@ def _start(data: str, seed: int, settings: list[tuple[float, float]]) -> None:
         blur=blur_matrix(renderer.shape, renderer.kernel),
         seed=seed,
         settings=settings,
+        refine=refine,
     )
 
 
-def _observe(item: int) -> tuple[list[list[float]], list[float]]:
+def _read(image, geometry, agg, electrons) -> tuple[list[float], float]:
+    """The observer's estimates and share of materials right with ``geometry`` (image frame)."""
+    s = _STATE
+    centers, radii = geometry
+    paths = particle_paths(
+        Aggregate(centers, radii, agg.materials),
+        pixel_size=s["imaging"]["pixel_size"],
+        shape=tuple(s["imaging"]["shape"]),
+        center=s["center"],
+    )
+    reading = read_particle_densities(image, paths, electrons_per_pixel=electrons, kernel=s["blur"])
+    likelihood = brightness_log_likelihood(reading, radii)
+    got = observe_particles(
+        s["grid"], np.log(agg.radii), brightness_log_likelihood=likelihood, hidden=~reading.seen
+    )
+    said_wo3 = likelihood[:, 1] > likelihood[:, 0]
+    right = float(np.mean(said_wo3[reading.seen] == (agg.materials == 1)[reading.seen]))
+    return [got[name][0] for name in BRIGHTNESS_OBSERVER_PARAMETERS], right
+
+
+def _observe(item: int) -> tuple[list[list[float]], list[float], list[list[float]]]:
     s = _STATE
     dataset, imaging = s["dataset"], s["imaging"]
     test = noisy_test_images(dataset, np.array([item]), s["seed"], True)
+    image = test.images[0]
     electrons = float(test.doses[0]) * (imaging["pixel_size"] * 10.0) ** 2
     agg = dataset.aggregate(item)
     rotation = s["rotations"][item]
+    turned = agg.centers @ rotation.T
     # the true frame: shifted particles keep the image's centre
-    frame = particle_paths(
+    s["center"] = particle_paths(
         agg, pixel_size=imaging["pixel_size"], shape=tuple(imaging["shape"]), rotation=rotation
-    )
+    ).center
     rng = np.random.default_rng((s["seed"], item))
     z_pos, z_rad = rng.standard_normal((agg.radii.size, 2)), rng.standard_normal(agg.radii.size)
-    estimates, accuracy = [], []
+    estimates, accuracy, errors = [], [], []
     for position_error, radius_error in s["settings"]:
-        turned = agg.centers @ rotation.T
-        turned[:, :2] += position_error * z_pos
+        centers = turned.copy()
+        centers[:, :2] += position_error * z_pos
         radii = agg.radii * np.exp(radius_error * z_rad)
-        seen_agg = Aggregate(turned @ rotation, radii, agg.materials, params=agg.params)
-        paths = particle_paths(
-            seen_agg,
-            pixel_size=imaging["pixel_size"],
-            shape=tuple(imaging["shape"]),
-            rotation=rotation,
-            center=frame.center,
-        )
-        reading = read_particle_densities(
-            test.images[0], paths, electrons_per_pixel=electrons, kernel=s["blur"]
-        )
-        likelihood = brightness_log_likelihood(reading, radii)
-        got = observe_particles(
-            s["grid"],
-            np.log(agg.radii),
-            brightness_log_likelihood=likelihood,
-            hidden=~reading.seen,
-        )
-        estimates.append([got[name][0] for name in BRIGHTNESS_OBSERVER_PARAMETERS])
-        said_wo3 = likelihood[:, 1] > likelihood[:, 0]
-        accuracy.append(
-            float(np.mean(said_wo3[reading.seen] == (agg.materials == 1)[reading.seen]))
-        )
-    return estimates, accuracy
+        geometries = [(centers, radii)]
+        if s["refine"]:
+            refined = refine_particles(
+                image,
+                centers,
+                radii,
+                pixel_size=imaging["pixel_size"],
+                center=s["center"],
+                electrons_per_pixel=electrons,
+            )
+            geometries.append((refined.centers, refined.radii))
+        for geometry in geometries:
+            got, right = _read(image, geometry, agg, electrons)
+            estimates.append(got)
+            accuracy.append(right)
+            errors.append(
+                [
+                    float(np.sqrt(np.mean((geometry[0][:, :2] - turned[:, :2]) ** 2))),
+                    float(np.sqrt(np.mean(np.log(geometry[1] / agg.radii) ** 2))),
+                ]
+            )
+    return estimates, accuracy, errors
 
 
 def _setting(text: str) -> tuple[float, float]:
@@ -129,6 +157,11 @@ def main() -> None:
         help="POSITION_ERROR_NM:RADIUS_ERROR pairs",
     )
     parser.add_argument("--seed", type=int, default=0, help="heteroagg evaluate's noise seed")
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="also refine each geometry against the image first (refine_particles)",
+    )
     parser.add_argument("--items", type=int, default=None, help="only the first usable items")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument(
@@ -141,7 +174,7 @@ def main() -> None:
     dataset = SyntheticDataset(args.data)
     items = np.flatnonzero(~dataset.failed[:])[: args.items]
     start = time.perf_counter()
-    init = (args.data, args.seed, args.settings)
+    init = (args.data, args.seed, args.settings, args.refine)
     with (
         Pool(args.processes, initializer=_start, initargs=init) as pool,
         progress_bar(True, items.size, "image observer") as advance,
@@ -150,21 +183,31 @@ def main() -> None:
         for result in pool.imap(_observe, items.tolist(), chunksize=8):
             results.append(result)
             advance(1)
-    estimates = np.array([r[0] for r in results])  # (items, settings, parameters)
+    estimates = np.array([r[0] for r in results])  # (items, rows, parameters)
     accuracy = np.array([r[1] for r in results])
+    errors = np.array([r[2] for r in results])  # (items, rows, [position, ln radius])
     truth = {name: np.asarray(dataset.params[name][:][items], float) for name in dataset.params}
+    labels = [
+        f"{p:g}:{q:g}" + suffix
+        for p, q in args.settings
+        for suffix in (["", " refined"] if args.refine else [""])
+    ]
     table = {}
-    for k, (position_error, radius_error) in enumerate(args.settings):
+    for k, label in enumerate(labels):
         row = {
             name: r2(truth[name], estimates[:, k, j])
             for j, name in enumerate(BRIGHTNESS_OBSERVER_PARAMETERS)
         }
         row["materials_right"] = float(accuracy[:, k].mean())
-        table[f"{position_error:g}:{radius_error:g}"] = row
+        row["rms_position_error_nm"] = float(np.sqrt(np.mean(errors[:, k, 0] ** 2)))
+        row["rms_ln_radius_error"] = float(np.sqrt(np.mean(errors[:, k, 1] ** 2)))
+        table[label] = row
         print(
-            f"position error {position_error:g} nm, radius error {radius_error:g}: "
+            f"{label:>14}: "
             + "  ".join(f"{name} {row[name]:.3f}" for name in BRIGHTNESS_OBSERVER_PARAMETERS)
             + f"  materials right {row['materials_right']:.1%}"
+            + f"  geometry off by {row['rms_position_error_nm']:.3f} nm,"
+            + f" {row['rms_ln_radius_error']:.1%} in radius"
         )
     seconds = time.perf_counter() - start
     print(f"{items.size} images in {seconds:.0f} s on {args.processes} processes")
@@ -181,7 +224,7 @@ def main() -> None:
         np.savez(
             args.out.removesuffix(".json") + ".npz",
             item=items,
-            settings=np.array(args.settings),
+            rows=np.array(labels),
             parameters=np.array(BRIGHTNESS_OBSERVER_PARAMETERS),
             estimate=estimates,
             materials_right=accuracy,

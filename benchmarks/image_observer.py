@@ -25,8 +25,8 @@ The figures of docs/results.md came from::
 
     python benchmarks/image_observer.py --data runs/test2k \\
         --settings 0:0 0.25:0 0.5:0 1:0 0:0.05 0:0.1 --out runs/image_observer.json
-    python benchmarks/image_observer.py --data runs/test2k --refine \\
-        --settings 0.25:0 0.5:0 0:0.05 0:0.1 0.5:0.05 --out runs/refined.json
+    python benchmarks/image_observer.py --data runs/test2k --refine --items 600 \\
+        --settings 0.5:0 0:0.05 0.5:0.05 --out runs/refined600.json
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def _start(data: str, seed: int, settings: list[tuple[float, float]], refine: bo
     )
 
 
-def _read(image, geometry, agg, electrons) -> tuple[list[float], float]:
+def _read(image, geometry, agg, electrons, center) -> tuple[list[float], float]:
     """The observer's estimates and share of materials right with ``geometry`` (image frame)."""
     s = _STATE
     centers, radii = geometry
@@ -83,7 +83,7 @@ def _read(image, geometry, agg, electrons) -> tuple[list[float], float]:
         Aggregate(centers, radii, agg.materials),
         pixel_size=s["imaging"]["pixel_size"],
         shape=tuple(s["imaging"]["shape"]),
-        center=s["center"],
+        center=center,
     )
     reading = read_particle_densities(image, paths, electrons_per_pixel=electrons, kernel=s["blur"])
     likelihood = brightness_log_likelihood(reading, radii)
@@ -105,7 +105,7 @@ def _observe(item: int) -> tuple[list[list[float]], list[float], list[list[float
     rotation = s["rotations"][item]
     turned = agg.centers @ rotation.T
     # the true frame: shifted particles keep the image's centre
-    s["center"] = particle_paths(
+    center = particle_paths(
         agg, pixel_size=imaging["pixel_size"], shape=tuple(imaging["shape"]), rotation=rotation
     ).center
     rng = np.random.default_rng((s["seed"], item))
@@ -122,12 +122,12 @@ def _observe(item: int) -> tuple[list[list[float]], list[float], list[list[float
                 centers,
                 radii,
                 pixel_size=imaging["pixel_size"],
-                center=s["center"],
+                center=center,
                 electrons_per_pixel=electrons,
             )
             geometries.append((refined.centers, refined.radii))
         for geometry in geometries:
-            got, right = _read(image, geometry, agg, electrons)
+            got, right = _read(image, geometry, agg, electrons, center)
             estimates.append(got)
             accuracy.append(right)
             errors.append(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from heteroagg.aggregate import Aggregate
 from heteroagg.learn.image_observer import read_particle_densities
 from heteroagg.stem.particle_paths import particle_paths
 
@@ -115,7 +116,10 @@ def refine_particles(
     scale = np.tile(_OFFSETS, grid_x.size)
     for sweep in range(sweeps):
         paths = particle_paths(
-            _Spheres(xyz, r), pixel_size=pixel_size, shape=(ny, nx), center=center
+            Aggregate(xyz, r, np.zeros(r.size, dtype=int)),
+            pixel_size=pixel_size,
+            shape=(ny, nx),
+            center=center,
         )
         reading = read_particle_densities(img, paths, electrons_per_pixel=electrons_per_pixel)
         density = np.where(reading.seen, reading.density, 0.0)
@@ -139,9 +143,8 @@ def refine_particles(
                 continue
             rows, cols = np.mgrid[r0 : r1 + 1, c0 : c1 + 1]
             box = (rows * nx + cols).ravel()
-            rest = total.copy()
-            rest[own_pixels] -= density[j] * own_paths
-            target = observed[box] - rest[box]
+            total[own_pixels] -= density[j] * own_paths  # the others alone
+            target = observed[box] - total[box]
             w = weight[box]
             px = x0 + cols.ravel() * pixel_size
             py = y0 + rows.ravel() * pixel_size
@@ -156,14 +159,6 @@ def refine_particles(
             best = int(np.argmin(cost))
             xyz[j, 0], xyz[j, 1], r[j] = cx[best], cy[best], cr[best]
             # later particles see this one where it now is
-            total = rest
             total[box] += a[best] * chord[best]
             density[j] = a[best]
     return RefinedParticles(xyz, r)
-
-
-class _Spheres:
-    """The geometry :func:`~heteroagg.stem.particle_paths` reads: centres and radii."""
-
-    def __init__(self, centers: np.ndarray, radii: np.ndarray) -> None:
-        self.centers, self.radii = centers, radii

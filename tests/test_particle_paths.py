@@ -7,7 +7,7 @@ import pytest
 
 from heteroagg import Aggregate, sample_aggregate
 from heteroagg.model import ModelParams
-from heteroagg.stem import particle_paths, render_haadf
+from heteroagg.stem import particle_paths, pixel_positions, render_haadf
 from reference import owned_paths
 
 
@@ -67,3 +67,25 @@ def test_bad_input_is_refused(kw, message):
     args = {"pixel_size": 1.0, "shape": 8} | kw
     with pytest.raises(ValueError, match=message):
         particle_paths(Aggregate([[0.0, 0, 0]], [1.0], [0]), **args)
+
+
+def test_pixel_positions_are_where_each_particles_path_is_centred():
+    """The path-weighted centroid of an isolated sphere's pixels is its centre."""
+    centres = np.array([[-9.3, 4.1, 0.0], [8.2, -6.7, 30.0], [3.4, 11.6, -30.0]])
+    agg = Aggregate(centres, [4.0, 3.0, 3.5], [0, 1, 0])
+    rotation = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    shape, pixel = (112, 104), 0.25
+    got = pixel_positions(agg, pixel_size=pixel, shape=shape, rotation=rotation)
+    paths = particle_paths(agg, pixel_size=pixel, shape=shape, rotation=rotation)
+    rows, cols = np.divmod(np.arange(shape[0] * shape[1]), shape[1])
+    for j in range(3):
+        weight = paths.matrix[:, j].toarray().ravel()
+        centroid = [weight @ rows / weight.sum(), weight @ cols / weight.sum()]
+        np.testing.assert_allclose(got[j], centroid, atol=0.02)  # the pixels' sampling
+    moved = pixel_positions(
+        agg, pixel_size=pixel, shape=shape, rotation=rotation, center=(1.0, -2.0)
+    )
+    shift = [(paths.center[1] + 2.0) / pixel, (paths.center[0] - 1.0) / pixel]
+    np.testing.assert_allclose(moved - got, [shift] * 3, atol=1e-9)
+    with pytest.raises(ValueError, match="rotation"):
+        pixel_positions(agg, pixel_size=pixel, shape=shape, rotation=np.ones((3, 3)))

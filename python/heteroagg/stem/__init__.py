@@ -9,7 +9,7 @@ from heteroagg.stem.calibration import calibrate
 from heteroagg.stem.detectors import AnnularDetector, SensitivityDetector
 from heteroagg.stem.lut import HaadfLUT, default_lut
 from heteroagg.stem.multislice import SimulationGrid, auto_window, haadf_multislice, simulation_grid
-from heteroagg.stem.particle_paths import ParticlePaths, particle_paths
+from heteroagg.stem.particle_paths import ParticlePaths, particle_paths, pixel_positions
 from heteroagg.stem.probe import Probe, electron_wavelength, interaction_constant
 from heteroagg.stem.renderer import (
     FieldOfViewWarning,
@@ -36,6 +36,7 @@ __all__ = [
     "haadf_multislice",
     "interaction_constant",
     "particle_paths",
+    "pixel_positions",
     "probe_kernel",
     "render_haadf",
     "simulation_grid",

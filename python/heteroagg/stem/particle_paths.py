@@ -76,6 +76,49 @@ def _covered_length(lo: np.ndarray, hi: np.ndarray, others: list[np.ndarray]) ->
     return covered
 
 
+def _projected(agg, pixel_size, shape, rotation, center):
+    """Checked frame, turned centres (N, 3), radii and (cx, cy, x0, y0) of the image."""
+    pixel_size, shape = check_image_frame(pixel_size, shape)
+    rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
+    if rot.shape != (3, 3) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6):
+        raise ValueError("rotation must be a (3, 3) rotation matrix")
+    centres = np.asarray(agg.centers, dtype=float) @ rot.T
+    radii = np.asarray(agg.radii, dtype=float)
+    frame = _image_frame(centres[:, :2], radii, shape, pixel_size, center)
+    return pixel_size, shape, centres, radii, frame
+
+
+def pixel_positions(
+    agg,
+    *,
+    pixel_size: float,
+    shape: tuple[int, int] | int,
+    rotation: np.ndarray | None = None,
+    center: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Where the particles' centres fall in the image, in pixels.
+
+    Parameters
+    ----------
+    agg, pixel_size, shape, rotation, center
+        As for :func:`particle_paths`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 2) fractional (row, column) of each centre: pixel (i, j) has its
+        centre at (i, j), and a centre outside the field lies outside
+        [-0.5, H - 0.5) by [-0.5, W - 0.5).
+
+    Raises
+    ------
+    ValueError
+        For a bad pixel size, shape, rotation or centre.
+    """
+    pixel_size, _, centres, _, (_, _, x0, y0) = _projected(agg, pixel_size, shape, rotation, center)
+    return np.stack([(centres[:, 1] - y0) / pixel_size, (centres[:, 0] - x0) / pixel_size], axis=1)
+
+
 def particle_paths(
     agg,
     *,
@@ -117,14 +160,10 @@ def particle_paths(
     renderer's ``thickness`` map of that material (tested against the C++
     renderer).  Particles outside the field have empty columns.
     """
-    pixel_size, shape = check_image_frame(pixel_size, shape)
-    rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
-    if rot.shape != (3, 3) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6):
-        raise ValueError("rotation must be a (3, 3) rotation matrix")
+    pixel_size, shape, centres, radii, (cx, cy, x0, y0) = _projected(
+        agg, pixel_size, shape, rotation, center
+    )
     ny, nx = shape
-    centres = np.asarray(agg.centers, dtype=float) @ rot.T
-    radii = np.asarray(agg.radii, dtype=float)
-    cx, cy, x0, y0 = _image_frame(centres[:, :2], radii, (ny, nx), pixel_size, center)
     # lower-indexed particles that share points with each particle (sintered necks)
     gap = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)
     touching = gap < radii[:, None] + radii[None, :]

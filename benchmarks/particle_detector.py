@@ -34,6 +34,10 @@ The figures of docs/results.md came from::
         --out runs/detector.pt --minutes 60
     python benchmarks/particle_detector.py evaluate --data runs/val2k --items 200 \\
         --weights runs/detector.pt --thresholds 0.15 0.3 0.5
+    python benchmarks/particle_detector.py evaluate --data runs/val2k --items 200 \\
+        --weights runs/detector.pt --thresholds 0.15 --no-refine
+    python benchmarks/particle_detector.py recall --data runs/val2k \\
+        --weights runs/detector.pt --items 100 --threshold 0.15
     python benchmarks/particle_detector.py evaluate --data runs/test2k \\
         --weights runs/detector.pt --thresholds 0.15 --out runs/detector_test.json
     python benchmarks/particle_detector.py figure --data runs/test2k \\
@@ -48,6 +52,7 @@ import csv
 import json
 import math
 import time
+from itertools import pairwise
 from multiprocessing import Pool
 
 import numpy as np
@@ -320,6 +325,49 @@ def evaluate(args: argparse.Namespace) -> None:
         )
 
 
+#: Radius bands (nm) of the recall table.
+_BANDS = (0.0, 2.0, 3.0, 5.0, 8.0, math.inf)
+
+
+def recall(args: argparse.Namespace) -> None:
+    """Share of true particles with a peak nearby, before refinement, by material and radius."""
+    _start(args.data, args.weights, [args.threshold], False, args.seed, 1.0)
+    s = _STATE
+    dataset, imaging = s["dataset"], s["imaging"]
+    pixel, shape = imaging["pixel_size"], tuple(imaging["shape"])
+    items = np.flatnonzero(~dataset.failed[:])[: args.items]
+    materials, radii, gaps = [], [], []
+    with progress_bar(True, items.size, "detect") as advance:
+        for item in items.tolist():
+            test = noisy_test_images(dataset, np.array([item]), s["seed"], True)
+            with torch.no_grad():
+                image = torch.from_numpy(np.asarray(test.images[0], dtype=np.float32))
+                maps = s["detector"](image[None, None])[0]
+            found = decode_detections(maps, threshold=args.threshold)
+            agg = dataset.aggregate(item)
+            truth = pixel_positions(
+                agg, pixel_size=pixel, shape=shape, rotation=s["rotations"][item]
+            )
+            gap = np.full(truth.shape[0], math.inf)
+            if found.shape[0]:
+                offset = truth[:, None, :] - found[None, :, :2]
+                gap = pixel * np.hypot(offset[..., 0], offset[..., 1]).min(axis=1)
+            materials.append(agg.materials)
+            radii.append(agg.radii)
+            gaps.append(gap)
+            advance(1)
+    material, radius, gap = (np.concatenate(v) for v in (materials, radii, gaps))
+    print(f"true particles with a peak within 1 nm (2 nm), threshold {args.threshold:g}:")
+    for lo, hi in [*pairwise(_BANDS), (0.0, math.inf)]:
+        cells = []
+        for m in (0, 1):
+            band = (material == m) & (radius >= lo) & (radius < hi)
+            cells.append(
+                f"{np.mean(gap[band] < 1.0):.0%} ({np.mean(gap[band] < 2.0):.0%}) of {band.sum()}"
+            )
+        print(f"radius {lo:g}-{hi:g} nm: TiO2 {cells[0]}, WO3 {cells[1]}")
+
+
 def figure(args: argparse.Namespace) -> None:
     """Noisy test images with the true particles and the refined detections drawn over them."""
     import matplotlib
@@ -398,9 +446,17 @@ def main() -> None:
     draw.add_argument("--threshold", type=float, default=0.3)
     draw.add_argument("--seed", type=int, default=0, help="heteroagg evaluate's noise seed")
     draw.add_argument("--out", required=True, help="PNG file")
+    found = commands.add_parser("recall", help="share of true particles found, before refinement")
+    found.add_argument("--data", required=True)
+    found.add_argument("--weights", required=True)
+    found.add_argument("--items", type=int, default=100, help="the first usable items")
+    found.add_argument("--threshold", type=float, default=0.15)
+    found.add_argument("--seed", type=int, default=0, help="heteroagg evaluate's noise seed")
     args = parser.parse_args()
     if args.command == "figure":
         figure(args)
+    elif args.command == "recall":
+        recall(args)
     elif args.command == "train":
         if not (args.minutes > 0 and args.batch > 0 and args.lr > 0):
             parser.error("--minutes, --batch and --lr must be positive")

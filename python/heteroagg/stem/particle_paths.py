@@ -76,7 +76,13 @@ def _covered_length(lo: np.ndarray, hi: np.ndarray, others: list[np.ndarray]) ->
     return covered
 
 
-def _projected(agg, pixel_size, shape, rotation, center):
+def _projected(
+    agg,
+    pixel_size: float,
+    shape: tuple[int, int] | int,
+    rotation: np.ndarray | None,
+    center: tuple[float, float] | None,
+) -> tuple[float, tuple[int, int], np.ndarray, np.ndarray, tuple[float, float, float, float]]:
     """Checked frame, turned centres (N, 3), radii and (cx, cy, x0, y0) of the image."""
     pixel_size, shape = check_image_frame(pixel_size, shape)
     rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)

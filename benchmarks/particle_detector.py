@@ -36,6 +36,10 @@ The figures of docs/results.md came from::
         --weights runs/detector.pt --thresholds 0.15 0.3 0.5
     python benchmarks/particle_detector.py evaluate --data runs/val2k --items 200 \\
         --weights runs/detector.pt --thresholds 0.15 --no-refine
+    python benchmarks/particle_detector.py train --data runs/train60k --init runs/detector.pt \\
+        --out runs/detector_more.pt --minutes 25 --lr 1e-3 --seed 1
+    python benchmarks/particle_detector.py evaluate --data runs/val2k --items 200 \\
+        --weights runs/detector_more.pt --thresholds 0.15
     python benchmarks/particle_detector.py recall --data runs/val2k \\
         --weights runs/detector.pt --items 100 --threshold 0.15
     python benchmarks/particle_detector.py evaluate --data runs/test2k \\
@@ -118,7 +122,10 @@ def train(args: argparse.Namespace) -> None:
     pixel = float(dataset.index["config"]["imaging"]["pixel_size"])
     images, positions, radii = _training_items(dataset, args.items)
     shape = images.shape[1:]
-    detector = ParticleDetector().to(memory_format=torch.channels_last)
+    detector = ParticleDetector()
+    if args.init:
+        detector.load_state_dict(torch.load(args.init, weights_only=True))
+    detector = detector.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(detector.parameters(), lr=args.lr, weight_decay=1e-4)
     budget = args.minutes * 60.0
     log_path = args.out.removesuffix(".pt") + ".csv"
@@ -429,6 +436,7 @@ def main() -> None:
     fit.add_argument("--batch", type=int, default=32)
     fit.add_argument("--lr", type=float, default=2e-3)
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--init", default=None, help="start from these weights (a second round)")
     score = commands.add_parser("evaluate", help="detect, refine and read a test set")
     score.add_argument("--data", required=True, help="a generated test set")
     score.add_argument("--weights", required=True)

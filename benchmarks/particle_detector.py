@@ -80,6 +80,7 @@ from heteroagg.learn.image_observer import (
 from heteroagg.learn.particle_detector import (
     ParticleDetector,
     decode_detections,
+    detect_particles,
     detector_loss,
     detector_targets,
     turn_positions,
@@ -201,6 +202,18 @@ def _start(
     )
 
 
+def _test_image(item: int) -> tuple[np.ndarray, float, float]:
+    """The noisy image of ``item`` that ``heteroagg evaluate`` uses: (image, electrons, dose)."""
+    s = _STATE
+    test = noisy_test_images(s["dataset"], np.array([item]), s["seed"], True)
+    dose = float(test.doses[0])
+    return (
+        np.asarray(test.images[0], dtype=float),
+        dose * (10.0 * s["imaging"]["pixel_size"]) ** 2,
+        dose,
+    )
+
+
 def _read(image: np.ndarray, electrons: float, found: np.ndarray) -> tuple[list[float], ...]:
     """Refine the detections and read them: (estimates, centres nm, radii nm, said WO3)."""
     s = _STATE
@@ -241,10 +254,8 @@ def _evaluate_item(item: int) -> list[list[float]]:
     s = _STATE
     dataset, imaging = s["dataset"], s["imaging"]
     pixel, shape = imaging["pixel_size"], tuple(imaging["shape"])
-    test = noisy_test_images(dataset, np.array([item]), s["seed"], True)
-    image = np.asarray(test.images[0], dtype=float)
-    electrons = float(test.doses[0]) * (10.0 * pixel) ** 2
-    with torch.no_grad():
+    image, electrons, _ = _test_image(item)
+    with torch.no_grad():  # one pass, decoded at every threshold
         maps = s["detector"](torch.from_numpy(image.astype(np.float32))[None, None])[0]
     agg = dataset.aggregate(item)
     truth = pixel_positions(agg, pixel_size=pixel, shape=shape, rotation=s["rotations"][item])
@@ -346,11 +357,8 @@ def recall(args: argparse.Namespace) -> None:
     materials, radii, gaps = [], [], []
     with progress_bar(True, items.size, "detect") as advance:
         for item in items.tolist():
-            test = noisy_test_images(dataset, np.array([item]), s["seed"], True)
-            with torch.no_grad():
-                image = torch.from_numpy(np.asarray(test.images[0], dtype=np.float32))
-                maps = s["detector"](image[None, None])[0]
-            found = decode_detections(maps, threshold=args.threshold)
+            image, _, _ = _test_image(item)
+            found = detect_particles(s["detector"], image, threshold=args.threshold, device="cpu")
             agg = dataset.aggregate(item)
             truth = pixel_positions(
                 agg, pixel_size=pixel, shape=shape, rotation=s["rotations"][item]
@@ -388,12 +396,8 @@ def figure(args: argparse.Namespace) -> None:
     pixel, shape = imaging["pixel_size"], tuple(imaging["shape"])
     fig, axes = plt.subplots(1, len(args.items), figsize=(4.2 * len(args.items), 4.6))
     for ax, item in zip(np.atleast_1d(axes), args.items, strict=True):
-        test = noisy_test_images(dataset, np.array([item]), s["seed"], True)
-        image = np.asarray(test.images[0], dtype=float)
-        electrons = float(test.doses[0]) * (10.0 * pixel) ** 2
-        with torch.no_grad():
-            maps = s["detector"](torch.from_numpy(image.astype(np.float32))[None, None])[0]
-        found = decode_detections(maps, threshold=args.threshold)
+        image, electrons, dose = _test_image(item)
+        found = detect_particles(s["detector"], image, threshold=args.threshold, device="cpu")
         _, centres, _, said_wo3 = _read(image, electrons, found)
         agg = dataset.aggregate(item)
         truth = pixel_positions(agg, pixel_size=pixel, shape=shape, rotation=s["rotations"][item])
@@ -409,8 +413,7 @@ def figure(args: argparse.Namespace) -> None:
         ax.set_xlim(lo[1], hi[1])
         ax.set_ylim(hi[0], lo[0])
         ax.set_title(
-            f"item {item}: N = {agg.radii.size}, {found.shape[0]} found\n"
-            f"dose {test.doses[0]:.0f} e/Å²",
+            f"item {item}: N = {agg.radii.size}, {found.shape[0]} found\ndose {dose:.0f} e/Å²",
             fontsize=9,
         )
         ax.set_xticks([])

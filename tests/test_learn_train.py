@@ -19,7 +19,14 @@ import torch
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn import TrainConfig, TrainedRun, train
 from heteroagg.learn import training as training_module
-from heteroagg.learn.networks import ParameterRegressor, ResNetRegressor, centre_crop
+from heteroagg.learn.networks import (
+    LOG_CHANNEL_SCALE,
+    LOG_POOLING_OFFSET,
+    ParameterRegressor,
+    ResNetRegressor,
+    centre_crop,
+    log_channel,
+)
 from heteroagg.learn.training import (
     ImageStore,
     learning_rate,
@@ -153,6 +160,77 @@ def test_group_norm_network_is_batch_independent_and_sqrt_input_is_applied():
         TrainConfig(norm="layer")
     with pytest.raises(ValueError, match="input_transform"):
         TrainConfig(input_transform="log")
+
+
+def test_log_channel_network_reads_the_image_and_its_logarithm():
+    arch = {"widths": [8, 16], "blocks": [1, 1], "space_to_depth": 2, "gaussian": False,
+            "stem_channels": 4, "input_transform": "linear+log"}  # fmt: skip
+    torch.manual_seed(0)
+    model = ParameterRegressor(3, arch, input_mean=0.01, input_std=0.02).eval()
+    assert model.net.stem[0].in_channels == 2
+    x = torch.rand(4, 1, 16, 16) * 0.05
+    x[0, 0, :2] = -1e-3  # shot noise below zero is clipped in the logarithm alone
+    scale = LOG_CHANNEL_SCALE
+    logarithm = torch.log(1 + torch.clamp(x, min=0) / scale)
+    assert float(logarithm[0, 0, 0, 0]) == 0.0
+    # where the image is faint the channel is linear in it, where bright logarithmic
+    torch.testing.assert_close(log_channel(torch.tensor([1e-6])), torch.tensor([1e-6 / scale]),
+                               rtol=1e-3, atol=0)  # fmt: skip
+    torch.testing.assert_close(
+        log_channel(torch.tensor([1e3 * scale])) - log_channel(torch.tensor([1e2 * scale])),
+        torch.tensor([np.log(1001 / 101)], dtype=torch.float32),
+    )
+    expected = model.net(torch.cat([(x - 0.01) / 0.02, logarithm], dim=1))
+    torch.testing.assert_close(model(x), expected)
+    assert TrainConfig(input_transform="linear+log").architecture["input_transform"] == "linear+log"
+
+
+def test_log_pooling_feeds_the_head_log_counts():
+    torch.manual_seed(0)
+    model = ResNetRegressor(3, widths=(8, 16), blocks=(1, 1), space_to_depth=2,
+                            log_pooling=True).eval()  # fmt: skip
+    assert model.head[0].in_features == 3 * 16
+    x = torch.rand(2, 1, 16, 16)
+    features = model.body(model.stem(x))
+    mean = features.mean(dim=(2, 3))
+    pooled = torch.cat([mean, features.amax(dim=(2, 3)), torch.log(mean + LOG_POOLING_OFFSET)], 1)
+    torch.testing.assert_close(model(x), model.head(pooled))
+    # A feature that counts two kinds of particle: the difference of the two
+    # log entries is the log of their ratio, whatever the total.
+    counts = torch.tensor([[3.0, 9.0], [30.0, 90.0]])
+    logs = torch.log(counts + LOG_POOLING_OFFSET)
+    torch.testing.assert_close(logs[:, 1] - logs[:, 0], torch.full((2,), np.log(3.0)),
+                               rtol=1e-2, atol=0)  # fmt: skip
+    assert TrainConfig(log_pooling=True).architecture["log_pooling"] is True
+    with pytest.raises(ValueError, match="log_pooling"):
+        TrainConfig(log_pooling="yes")
+
+
+def test_network_without_normalisation_starts_as_its_shortcuts_and_scales_with_brightness():
+    torch.manual_seed(0)
+    model = ResNetRegressor(3, widths=(8, 16), blocks=(1, 1), space_to_depth=2,
+                            norm="none", stem_channels=4).train()  # fmt: skip
+    norms = (torch.nn.BatchNorm2d, torch.nn.GroupNorm)
+    assert not any(isinstance(m, norms) for m in model.modules())
+    x = torch.rand(4, 1, 16, 16)
+    alone = torch.cat([model(x[k : k + 1]) for k in range(4)])
+    torch.testing.assert_close(model(x), alone)  # training mode, yet no batch coupling
+    # With the residual gains at zero every block is its (ReLU'd) shortcut.
+    features = model.stem(x)
+    for block in model.body:
+        torch.testing.assert_close(block(features), torch.relu(block.shortcut(features)))
+        features = block(features)
+    # Biases start at zero, so the features are positively homogeneous in the
+    # image: twice as bright gives twice the features (no normalisation
+    # divides the brightness out), now with the residual branches open too.
+    with torch.no_grad():
+        for block in model.body:
+            block.gain.fill_(0.7)
+    deep = model.body(model.stem(x))
+    torch.testing.assert_close(model.body(model.stem(2 * x)), 2 * deep)
+    batch_model = ResNetRegressor(3, widths=(8, 16), blocks=(1, 1), space_to_depth=2).train()
+    assert not torch.allclose(batch_model.body(batch_model.stem(2 * x)),
+                              2 * batch_model.body(batch_model.stem(x)))  # fmt: skip
 
 
 def test_cropped_network_reads_the_centred_square_alone():
@@ -298,6 +376,18 @@ def test_group_norm_sqrt_run_learns_and_reloads_with_its_architecture(tiny_train
                            / model.input_std)  # fmt: skip
     np.testing.assert_allclose(run.raw_outputs(images)[0], direct.numpy(), rtol=1e-5, atol=1e-6)
     assert np.isfinite(run.predict(images).params["frac_w"]).all()
+
+
+def test_run_without_normalisation_learns_and_reloads(tiny_train, tmp_path):
+    config = TrainConfig(epochs=3, norm="none", stem_channels=4, **SMALL)
+    run, model, images = learnt_and_reloaded(tiny_train, tmp_path / "n", config)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    gains = [block.gain.item() for block in model.net.body]
+    assert all(g != 0.0 for g in gains)  # the residual branches have opened
+    with torch.no_grad():
+        direct = model.net((torch.from_numpy(images[:, None]) - model.input_mean)
+                           / model.input_std)  # fmt: skip
+    np.testing.assert_allclose(run.raw_outputs(images)[0], direct.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_cropped_run_learns_and_reloads_with_its_crop(tiny_train, tmp_path):

@@ -15,8 +15,8 @@ from heteroagg.rng import check_uint64
 
 CACHE_MODES = ("auto", "memory", "device", "stream")
 FAILURE_POLICIES = ("skip", "redraw")
-NORMS = ("batch", "group")
-INPUT_TRANSFORMS = ("linear", "sqrt")
+NORMS = ("batch", "group", "none")
+INPUT_TRANSFORMS = ("linear", "sqrt", "linear+log")
 #: Arithmetic of the training forward passes (heteroagg.learn.torch_device.training_dtype).
 PRECISIONS = ("float32", "bfloat16", "auto")
 #: The label maps a run can learn; paths in nm, centres as counts per block.
@@ -61,6 +61,9 @@ class TrainConfig:
     stem_layers
         How many such convolutions follow one another at the full pixel
         resolution (used only with ``stem_channels``).
+    log_pooling
+        Feed the head the logarithm of the mean-pooled features too (see
+        :class:`~heteroagg.learn.networks.ResNetRegressor`).
     crop
         The network reads at most the centred ``crop`` x ``crop`` pixels of
         an image (0: the whole field).  Most aggregates fill a small part of
@@ -70,10 +73,13 @@ class TrainConfig:
         the image, so with them the crop and its margins must be multiples of
         :attr:`map_block`.
     norm
-        ``"batch"`` or ``"group"`` normalisation layers.
+        ``"batch"`` or ``"group"`` normalisation layers, or ``"none"``: no
+        normalisation, with biased convolutions and each residual branch
+        scaled by a learnt gain that starts at zero.
     input_transform
-        ``"linear"`` or ``"sqrt"``: what the network sees of an image (see
-        :func:`heteroagg.learn.networks.transform_input`).
+        ``"linear"``, ``"sqrt"`` or ``"linear+log"``: what the network sees
+        of an image (see :func:`heteroagg.learn.networks.transform_input`;
+        ``"linear+log"`` adds a second, logarithmic channel).
     gaussian
         Predict a variance per output and train on the Gaussian NLL.
     ensemble
@@ -174,6 +180,7 @@ class TrainConfig:
     space_to_depth: int = 2
     stem_channels: int = 0
     stem_layers: int = 1
+    log_pooling: bool = False
     crop: int = 128
     norm: str = "batch"
     input_transform: str = "linear"
@@ -266,6 +273,8 @@ class TrainConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers!r}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
             raise ValueError(f"threads must be an integer >= 0, got {self.threads!r}")
+        if not isinstance(self.log_pooling, bool):
+            raise ValueError(f"log_pooling must be true or false, got {self.log_pooling!r}")
         if not isinstance(self.on_the_fly, bool):
             raise ValueError(f"on_the_fly must be true or false, got {self.on_the_fly!r}")
         if self.on_failure not in FAILURE_POLICIES:
@@ -307,6 +316,7 @@ class TrainConfig:
             "space_to_depth": self.space_to_depth,
             "stem_channels": self.stem_channels,
             "stem_layers": self.stem_layers,
+            "log_pooling": self.log_pooling,
             "crop": self.crop,
             "gaussian": self.gaussian,
             "norm": self.norm,

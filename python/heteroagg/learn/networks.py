@@ -15,10 +15,18 @@ Images = TypeVar("Images", torch.Tensor, np.ndarray)
 
 #: Range (low, high) the Gaussian heads' log-variances are clamped to.
 LOG_VARIANCE_RANGE = (-14.0, 6.0)
+#: Offset of the logarithm of the mean-pooled features (``log_pooling``).
+LOG_POOLING_OFFSET = 1e-2
+#: Brightness (fraction of the beam) at which the logarithmic input channel
+#: turns from linear to logarithmic: a fifth of a typical particle's.
+LOG_CHANNEL_SCALE = 2e-3
 
 
 def normalisation(kind: str, channels: int) -> nn.Module:
-    """Batch norm, or group norm over groups of 8 channels (one group if fewer divide)."""
+    """Batch norm, group norm over groups of 8 channels (one group if fewer
+    divide), or nothing (``"none"``)."""
+    if kind == "none":
+        return nn.Identity()
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
@@ -27,17 +35,29 @@ def normalisation(kind: str, channels: int) -> nn.Module:
 
 
 def transform_input(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """The network's view of an image in fractions of the beam.
+    """The network's (first) view of an image in fractions of the beam.
 
     ``"sqrt"`` takes the square root (clipped at zero), which makes shot
     noise of roughly constant variance and compresses the bright tail of
-    thick tungsten-oxide columns; ``"linear"`` passes the image on.
+    thick tungsten-oxide columns; ``"linear"`` and ``"linear+log"`` pass the
+    image on (the latter adds :func:`log_channel` after standardisation).
     """
     if kind == "sqrt":
         return torch.sqrt(torch.clamp(x, min=0))
-    if kind == "linear":
+    if kind in ("linear", "linear+log"):
         return x
     raise ValueError(f"input_transform must be one of {INPUT_TRANSFORMS}, got {kind!r}")
+
+
+def log_channel(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + I / LOG_CHANNEL_SCALE)`` of images ``I`` (clipped at zero).
+
+    A particle's brightness is its material's brightness per nm times its
+    path length, so in this channel the material is an additive offset on
+    the particle's shape: a linear filter reads it, where on the linear
+    image it takes a ratio.
+    """
+    return torch.log1p(torch.clamp(x, min=0) / LOG_CHANNEL_SCALE)
 
 
 def centre_crop(x: Images, side: int) -> Images:
@@ -64,23 +84,33 @@ def cropped_shape(shape: Sequence[int], side: int) -> tuple[int, int]:
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with normalisation and an identity (or 1x1) shortcut."""
+    """Two 3x3 convolutions with normalisation and an identity (or 1x1) shortcut.
+
+    Without normalisation (``norm="none"``) the convolutions carry biases and
+    the residual branch is multiplied by a learnt scalar gain that starts at
+    zero, so that at initialisation the block passes its shortcut on and
+    activations keep their scale through the depth.
+    """
 
     def __init__(self, c_in: int, c_out: int, stride: int, norm: str = "batch") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        biased = norm == "none"
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=biased)
         self.bn1 = normalisation(norm, c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=biased)
         self.bn2 = normalisation(norm, c_out)
+        self.gain: nn.Parameter | None = nn.Parameter(torch.zeros(())) if biased else None
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), normalisation(norm, c_out)
+                nn.Conv2d(c_in, c_out, 1, stride, bias=biased), normalisation(norm, c_out)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        if self.gain is not None:
+            y = self.gain * y
+        return torch.relu(y + self.shortcut(x))
 
 
 class ResNetRegressor(nn.Module):
@@ -114,13 +144,23 @@ class ResNetRegressor(nn.Module):
         ``stem_channels``.  Two see 5 x 5 pixels and combine the first's
         features nonlinearly.
     norm
-        ``"batch"`` or ``"group"`` normalisation.  Group norm does not depend
-        on the batch, so evaluation needs no running statistics.
+        ``"batch"`` or ``"group"`` normalisation, or ``"none"``.  Group norm
+        does not depend on the batch, so evaluation needs no running
+        statistics; without normalisation the network also keeps the
+        absolute brightness scale of every image (see :class:`BasicBlock`).
     map_outputs
         Label maps predicted by a dense head on the second stage's features
         (the first stage's with one stage), one value per block of
         :attr:`map_block` pixels; 0: no dense head.  It serves as an
         auxiliary training target (:mod:`heteroagg.learn.label_maps`).
+    in_channels
+        Channels of the input images (2 with :func:`log_channel`).
+    log_pooling
+        Also feed the head the logarithm of the mean-pooled features (plus
+        :data:`LOG_POOLING_OFFSET`).  Features that count particles of one
+        kind then enter as log counts, so a ratio such as the WO3 fraction
+        N_W / (N_W + N_Ti) = sigmoid(log N_W - log N_Ti) is a difference the
+        head's first linear layer forms directly.
 
     Notes
     -----
@@ -143,6 +183,8 @@ class ResNetRegressor(nn.Module):
         map_outputs: int = 0,
         stem_channels: int = 0,
         stem_layers: int = 1,
+        in_channels: int = 1,
+        log_pooling: bool = False,
     ) -> None:
         super().__init__()
         if len(widths) != len(blocks) or not widths:
@@ -157,7 +199,7 @@ class ResNetRegressor(nn.Module):
         if stem_layers < 1:
             raise ValueError(f"stem_layers must be >= 1, got {stem_layers}")
         stem: list[nn.Module] = []
-        c_in = 1
+        c_in = int(in_channels)
         for _ in range(stem_layers if stem_channels else 0):
             stem += self._conv_norm_relu(c_in, stem_channels, norm)
             c_in = stem_channels
@@ -185,15 +227,28 @@ class ResNetRegressor(nn.Module):
                 nn.ReLU(inplace=True),
                 nn.Conv2d(tapped, self.map_outputs, 1),
             )
+        self.log_pooling = bool(log_pooling)
         self.head = nn.Sequential(
-            nn.Linear(2 * c_in, 256),
+            nn.Linear((3 if self.log_pooling else 2) * c_in, 256),
             nn.ReLU(inplace=True),
             nn.Linear(256, self.n_outputs * (2 if gaussian else 1)),
         )
+        if norm == "none":
+            self._initialise_without_normalisation()
+
+    def _initialise_without_normalisation(self) -> None:
+        """He initialisation of every convolution, biases at zero: with no
+        normalisation to restore it, this keeps the activations' scale
+        through the stem and the shortcuts."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     @staticmethod
     def _conv_norm_relu(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
-        conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+        conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=norm == "none")
         return [conv, normalisation(norm, c_out), nn.ReLU(inplace=True)]
 
     def forward(
@@ -208,7 +263,11 @@ class ResNetRegressor(nn.Module):
             y = self.body[self.map_depth :](y)
         else:
             y = self.body(y)
-        pooled = torch.cat([y.mean(dim=(2, 3)), y.amax(dim=(2, 3))], dim=1)
+        mean = y.mean(dim=(2, 3))
+        pooled = [mean, y.amax(dim=(2, 3))]
+        if self.log_pooling:
+            pooled.append(torch.log(mean.float() + LOG_POOLING_OFFSET).to(mean.dtype))
+        pooled = torch.cat(pooled, dim=1)
         out = self.head(pooled)
         return (out, dense) if maps else out
 
@@ -224,7 +283,9 @@ class ParameterRegressor(nn.Module):
         ``widths``, ``blocks``, ``space_to_depth`` and ``gaussian``, and
         optionally ``crop`` (default 0, the whole field; see
         :func:`centre_crop`), ``norm`` (default ``"batch"``),
-        ``input_transform`` (default ``"linear"``, see :func:`transform_input`),
+        ``input_transform`` (default ``"linear"``, see :func:`transform_input`;
+        ``"linear+log"`` feeds the standardised image and its
+        :func:`log_channel` as two channels),
         ``map_outputs`` and ``stem_channels`` (default 0 each) and
         ``stem_layers`` (default 1).
     input_mean, input_std
@@ -247,6 +308,8 @@ class ParameterRegressor(nn.Module):
             map_outputs=int(architecture.get("map_outputs", 0)),
             stem_channels=int(architecture.get("stem_channels", 0)),
             stem_layers=int(architecture.get("stem_layers", 1)),
+            in_channels=2 if architecture.get("input_transform") == "linear+log" else 1,
+            log_pooling=bool(architecture.get("log_pooling", False)),
         )
         self.crop = int(architecture.get("crop", 0))
         self.input_transform = str(architecture.get("input_transform", "linear"))
@@ -257,5 +320,8 @@ class ParameterRegressor(nn.Module):
     def forward(
         self, x: torch.Tensor, maps: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        x = transform_input(centre_crop(x, self.crop), self.input_transform)
-        return self.net((x - self.input_mean) / self.input_std, maps)
+        x = centre_crop(x, self.crop)
+        z = (transform_input(x, self.input_transform) - self.input_mean) / self.input_std
+        if self.input_transform == "linear+log":
+            z = torch.cat([z, log_channel(x)], dim=1)
+        return self.net(z, maps)

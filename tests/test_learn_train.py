@@ -206,6 +206,32 @@ def test_log_pooling_feeds_the_head_log_counts():
         TrainConfig(log_pooling="yes")
 
 
+def test_pooling_more_stages_feeds_the_head_each_stage_in_order():
+    torch.manual_seed(0)
+    model = ResNetRegressor(3, widths=(8, 16, 32), blocks=(1, 2, 1), space_to_depth=2,
+                            pool_stages=2, log_pooling=True).eval()  # fmt: skip
+    assert model.pooled_depths == (3, 4)
+    assert model.head[0].in_features == 3 * (16 + 32)
+    x = torch.rand(2, 1, 32, 32)
+    middle = model.body[:3](model.stem(x))  # after the second stage's two blocks
+    last = model.body[3](middle)
+
+    def pooled(y):
+        mean = y.mean(dim=(2, 3))
+        return [mean, y.amax(dim=(2, 3)), torch.log(mean + LOG_POOLING_OFFSET)]
+
+    torch.testing.assert_close(model(x), model.head(torch.cat(pooled(middle) + pooled(last), 1)))
+    # One stage keeps the parameters of the plain network, so its saved weights load.
+    plain = ResNetRegressor(3, widths=(8, 16, 32), blocks=(1, 2, 1), space_to_depth=2)
+    one = ResNetRegressor(3, widths=(8, 16, 32), blocks=(1, 2, 1), space_to_depth=2,
+                          pool_stages=1)  # fmt: skip
+    one.load_state_dict(plain.state_dict())
+    with pytest.raises(ValueError, match="pool_stages"):
+        ResNetRegressor(3, widths=(8, 16), blocks=(1, 1), pool_stages=3)
+    with pytest.raises(ValueError, match="pool_stages"):
+        TrainConfig(widths=(8, 16), blocks=(1, 1), pool_stages=3)
+
+
 def test_network_without_normalisation_starts_as_its_shortcuts_and_scales_with_brightness():
     torch.manual_seed(0)
     model = ResNetRegressor(3, widths=(8, 16), blocks=(1, 1), space_to_depth=2,

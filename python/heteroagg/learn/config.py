@@ -64,6 +64,8 @@ class TrainConfig:
     log_pooling
         Feed the head the logarithm of the mean-pooled features too (see
         :class:`~heteroagg.learn.networks.ResNetRegressor`).
+    pool_stages
+        How many of the last stages are pooled into the head (1: the last).
     crop
         The network reads at most the centred ``crop`` x ``crop`` pixels of
         an image (0: the whole field).  Most aggregates fill a small part of
@@ -181,6 +183,7 @@ class TrainConfig:
     stem_channels: int = 0
     stem_layers: int = 1
     log_pooling: bool = False
+    pool_stages: int = 1
     crop: int = 128
     norm: str = "batch"
     input_transform: str = "linear"
@@ -224,6 +227,7 @@ class TrainConfig:
             "val_items": self.val_items,
             "prefetch_batches": self.prefetch_batches,
             "stem_layers": self.stem_layers,
+            "pool_stages": self.pool_stages,
         }
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -242,6 +246,10 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be positive, got {self.max_minutes!r}")
         if len(self.widths) != len(self.blocks) or not self.widths:
             raise ValueError("widths and blocks need one entry per stage")
+        if self.pool_stages > len(self.widths):
+            raise ValueError(
+                f"pool_stages={self.pool_stages} exceeds the {len(self.widths)} stages"
+            )
         if any(int(w) < 1 for w in (*self.widths, *self.blocks)):
             raise ValueError("widths and blocks must be positive integers")
         for name in ("crop", "stem_channels"):
@@ -317,6 +325,7 @@ class TrainConfig:
             "stem_channels": self.stem_channels,
             "stem_layers": self.stem_layers,
             "log_pooling": self.log_pooling,
+            "pool_stages": self.pool_stages,
             "crop": self.crop,
             "gaussian": self.gaussian,
             "norm": self.norm,

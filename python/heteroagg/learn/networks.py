@@ -161,6 +161,10 @@ class ResNetRegressor(nn.Module):
         kind then enter as log counts, so a ratio such as the WO3 fraction
         N_W / (N_W + N_Ti) = sigmoid(log N_W - log N_Ti) is a difference the
         head's first linear layer forms directly.
+    pool_stages
+        How many of the last stages are pooled into the head (1: the last
+        alone).  Earlier stages see the image at a finer grid, where small
+        particles are still apart.
 
     Notes
     -----
@@ -185,6 +189,7 @@ class ResNetRegressor(nn.Module):
         stem_layers: int = 1,
         in_channels: int = 1,
         log_pooling: bool = False,
+        pool_stages: int = 1,
     ) -> None:
         super().__init__()
         if len(widths) != len(blocks) or not widths:
@@ -227,9 +232,15 @@ class ResNetRegressor(nn.Module):
                 nn.ReLU(inplace=True),
                 nn.Conv2d(tapped, self.map_outputs, 1),
             )
+        if not 1 <= pool_stages <= len(widths):
+            raise ValueError(f"pool_stages must be between 1 and {len(widths)}, got {pool_stages}")
+        ends = np.cumsum(blocks)
+        #: body depths (layer counts) after which the features are pooled for the head
+        self.pooled_depths = tuple(int(d) for d in ends[len(ends) - pool_stages :])
         self.log_pooling = bool(log_pooling)
+        pooled_channels = sum(widths[len(widths) - pool_stages :])
         self.head = nn.Sequential(
-            nn.Linear((3 if self.log_pooling else 2) * c_in, 256),
+            nn.Linear((3 if self.log_pooling else 2) * pooled_channels, 256),
             nn.ReLU(inplace=True),
             nn.Linear(256, self.n_outputs * (2 if gaussian else 1)),
         )
@@ -254,22 +265,26 @@ class ResNetRegressor(nn.Module):
     def forward(
         self, x: torch.Tensor, maps: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if maps and self.dense is None:
+            raise ValueError("this network has no dense head (map_outputs=0)")
         y = self.stem(x)
-        if maps:
-            if self.dense is None:
-                raise ValueError("this network has no dense head (map_outputs=0)")
-            y = self.body[: self.map_depth](y)
-            dense = self.dense(y)
-            y = self.body[self.map_depth :](y)
-        else:
-            y = self.body(y)
+        pooled: list[torch.Tensor] = []
+        for depth, layer in enumerate(self.body, start=1):
+            y = layer(y)
+            if maps and depth == self.map_depth:
+                dense = self.dense(y)
+            if depth in self.pooled_depths:
+                pooled += self._pool(y)
+        out = self.head(torch.cat(pooled, dim=1))
+        return (out, dense) if maps else out
+
+    def _pool(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """Global mean and maximum of ``(B, C, h, w)`` features (and the log of the mean)."""
         mean = y.mean(dim=(2, 3))
         pooled = [mean, y.amax(dim=(2, 3))]
         if self.log_pooling:
             pooled.append(torch.log(mean.float() + LOG_POOLING_OFFSET).to(mean.dtype))
-        pooled = torch.cat(pooled, dim=1)
-        out = self.head(pooled)
-        return (out, dense) if maps else out
+        return pooled
 
 
 class ParameterRegressor(nn.Module):
@@ -310,6 +325,7 @@ class ParameterRegressor(nn.Module):
             stem_layers=int(architecture.get("stem_layers", 1)),
             in_channels=2 if architecture.get("input_transform") == "linear+log" else 1,
             log_pooling=bool(architecture.get("log_pooling", False)),
+            pool_stages=int(architecture.get("pool_stages", 1)),
         )
         self.crop = int(architecture.get("crop", 0))
         self.input_transform = str(architecture.get("input_transform", "linear"))

@@ -301,8 +301,9 @@ class ParameterRegressor(nn.Module):
         ``input_transform`` (default ``"linear"``, see :func:`transform_input`;
         ``"linear+log"`` feeds the standardised image and its
         :func:`log_channel` as two channels),
-        ``map_outputs`` and ``stem_channels`` (default 0 each) and
-        ``stem_layers`` (default 1).
+        ``map_outputs`` and ``stem_channels`` (default 0 each),
+        ``stem_layers`` and ``pool_stages`` (default 1 each) and
+        ``log_pooling`` (default false).
     input_mean, input_std
         Standardisation of the transformed images (training-set statistics),
         stored as buffers so that saved weights and exported models carry

@@ -185,28 +185,7 @@ def test_log_channel_network_reads_the_image_and_its_logarithm():
     assert TrainConfig(input_transform="linear+log").architecture["input_transform"] == "linear+log"
 
 
-def test_log_pooling_feeds_the_head_log_counts():
-    torch.manual_seed(0)
-    model = ResNetRegressor(3, widths=(8, 16), blocks=(1, 1), space_to_depth=2,
-                            log_pooling=True).eval()  # fmt: skip
-    assert model.head[0].in_features == 3 * 16
-    x = torch.rand(2, 1, 16, 16)
-    features = model.body(model.stem(x))
-    mean = features.mean(dim=(2, 3))
-    pooled = torch.cat([mean, features.amax(dim=(2, 3)), torch.log(mean + LOG_POOLING_OFFSET)], 1)
-    torch.testing.assert_close(model(x), model.head(pooled))
-    # A feature that counts two kinds of particle: the difference of the two
-    # log entries is the log of their ratio, whatever the total.
-    counts = torch.tensor([[3.0, 9.0], [30.0, 90.0]])
-    logs = torch.log(counts + LOG_POOLING_OFFSET)
-    torch.testing.assert_close(logs[:, 1] - logs[:, 0], torch.full((2,), np.log(3.0)),
-                               rtol=1e-2, atol=0)  # fmt: skip
-    assert TrainConfig(log_pooling=True).architecture["log_pooling"] is True
-    with pytest.raises(ValueError, match="log_pooling"):
-        TrainConfig(log_pooling="yes")
-
-
-def test_pooling_more_stages_feeds_the_head_each_stage_in_order():
+def test_pooling_more_stages_and_log_pooling_feed_the_head_each_stage_in_order():
     torch.manual_seed(0)
     model = ResNetRegressor(3, widths=(8, 16, 32), blocks=(1, 2, 1), space_to_depth=2,
                             pool_stages=2, log_pooling=True).eval()  # fmt: skip
@@ -221,6 +200,14 @@ def test_pooling_more_stages_feeds_the_head_each_stage_in_order():
         return [mean, y.amax(dim=(2, 3)), torch.log(mean + LOG_POOLING_OFFSET)]
 
     torch.testing.assert_close(model(x), model.head(torch.cat(pooled(middle) + pooled(last), 1)))
+    # A feature that counts two kinds of particle: the difference of the two
+    # log entries is the log of their ratio, whatever the total.
+    logs = torch.log(torch.tensor([[3.0, 9.0], [30.0, 90.0]]) + LOG_POOLING_OFFSET)
+    torch.testing.assert_close(logs[:, 1] - logs[:, 0], torch.full((2,), np.log(3.0)),
+                               rtol=1e-2, atol=0)  # fmt: skip
+    assert TrainConfig(log_pooling=True).architecture["log_pooling"] is True
+    with pytest.raises(ValueError, match="log_pooling"):
+        TrainConfig(log_pooling="yes")
     # One stage keeps the parameters of the plain network, so its saved weights load.
     plain = ResNetRegressor(3, widths=(8, 16, 32), blocks=(1, 2, 1), space_to_depth=2)
     one = ResNetRegressor(3, widths=(8, 16, 32), blocks=(1, 2, 1), space_to_depth=2,

@@ -403,6 +403,13 @@ def test_run_without_normalisation_learns_and_reloads(tiny_train, tmp_path):
     np.testing.assert_allclose(run.raw_outputs(images)[0], direct.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_muon_run_learns_and_reloads(tiny_train, tmp_path):
+    config = TrainConfig(epochs=3, optimizer="muon", **SMALL)
+    run, _, images = learnt_and_reloaded(tiny_train, tmp_path / "m", config)
+    assert run.info["train"]["optimizer"] == "muon"
+    assert np.isfinite(run.predict(images).normalized).all()
+
+
 def test_cropped_run_learns_and_reloads_with_its_crop(tiny_train, tmp_path):
     config = TrainConfig(epochs=3, crop=32, **SMALL)
     run, model, images = learnt_and_reloaded(tiny_train, tmp_path / "c", config)
@@ -447,8 +454,11 @@ def test_cropping_trainer_keeps_and_augments_only_its_crop(tiny_train, tmp_path,
     assert abs(float(shot[lit].mean() / plain[lit].mean()) - 1) < 0.05  # unbiased counts
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tiny_train, tmp_path, monkeypatch):
-    config = TrainConfig(epochs=3, checkpoint_minutes=1e-9, **SMALL)
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_killed_run_resumes_to_the_uninterrupted_result(
+    tiny_train, tmp_path, monkeypatch, optimizer
+):
+    config = TrainConfig(epochs=3, checkpoint_minutes=1e-9, optimizer=optimizer, **SMALL)
     train(tiny_train, tmp_path / "full", config, progress=False, device="cpu")
 
     train_killed_at_step(13, tiny_train, tmp_path / "cut", config, monkeypatch)
@@ -553,6 +563,8 @@ def test_bad_settings_give_clear_errors(tiny_train, tmp_path):
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="val_fraction"):
         TrainConfig(val_fraction=1.5)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="descriptor_heads"):
         TrainConfig(descriptor_heads=("volume",))
     with pytest.raises(ValueError, match="unknown training settings"):

@@ -19,6 +19,7 @@ NORMS = ("batch", "group", "none")
 INPUT_TRANSFORMS = ("linear", "sqrt", "linear+log")
 #: Arithmetic of the training forward passes (heteroagg.learn.torch_device.training_dtype).
 PRECISIONS = ("float32", "bfloat16", "auto")
+OPTIMIZERS = ("adamw", "muon")
 #: The label maps a run can learn; paths in nm, centres as counts per block.
 LABEL_MAPS = ("path_tio2", "path_wo3", "centres_tio2", "centres_wo3")
 
@@ -42,7 +43,11 @@ class TrainConfig:
         Most epochs; the learning rate follows a cosine from ``lr`` to zero
         over them (after a one-epoch linear warm-up).
     batch_size, lr, weight_decay
-        AdamW settings (``batch_size`` per process under DDP).
+        Optimiser settings (``batch_size`` per process under DDP).
+    optimizer
+        ``"adamw"``, or ``"muon"``: Muon on the convolution filters and
+        AdamW on the rest, at the same learning rate
+        (:mod:`heteroagg.learn.optimizers`).
     val_fraction
         Share of the aggregates held out for validation and early stopping.
         Each dataset item is one aggregate, so the split is by aggregate.
@@ -174,6 +179,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    optimizer: str = "adamw"
     val_fraction: float = 0.05
     patience: int = 4
     max_minutes: float | None = None
@@ -267,6 +273,8 @@ class TrainConfig:
             raise ValueError(
                 f"input_transform must be one of {INPUT_TRANSFORMS}, got {self.input_transform!r}"
             )
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.cache not in CACHE_MODES:

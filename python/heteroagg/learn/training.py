@@ -39,6 +39,7 @@ from heteroagg.learn.networks import (
     cropped_shape,
     transform_input,
 )
+from heteroagg.learn.optimizers import make_optimizer
 from heteroagg.learn.torch_device import forward_autocast, torch_device, training_dtype
 from heteroagg.rng import derive_seed, uniform
 
@@ -556,7 +557,7 @@ def training_images_per_second(
     model = ParameterRegressor(n_outputs, config.architecture).to(
         dev, memory_format=torch.channels_last
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(config.optimizer, model, config.lr, config.weight_decay)
     x = torch.rand(config.batch_size, 1, *shape, device=dev)
     dtype = training_dtype(config.precision, dev)
     warmup, steps, start = 3, 0, 0.0
@@ -816,8 +817,8 @@ class _MemberTrainer:
 
             ids = [dev.index] if dev.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        self.optimizer = make_optimizer(
+            config.optimizer, self.model, config.lr, config.weight_decay
         )
         #: the moving average of the weights (ema_epochs > 0), validated and kept as best.pt
         self.averaged: nn.Module | None = None

@@ -17,7 +17,8 @@ bfloat16 forward passes where the CPU computes them natively), and again in
 float32 as a fourth anchor, and with the noise and flips of the whole field
 (the data path before the stored images were cut to the crop) as a fifth.
 The default with ``stem_channels = 8`` (eight channels at the full pixel
-resolution before the folding) is timed against it.
+resolution before the folding) is timed against it, and the network of the
+full runs (five stages and that stem) with Muon against the same with AdamW.
 
 Figures go to docs/performance.md.
 
@@ -35,6 +36,7 @@ from heteroagg.data import default_config  # noqa: E402
 from heteroagg.learn import TrainConfig  # noqa: E402
 from heteroagg.learn.batches import augment, batch_generator  # noqa: E402
 from heteroagg.learn.networks import ParameterRegressor, centre_crop  # noqa: E402
+from heteroagg.learn.optimizers import make_optimizer  # noqa: E402
 from heteroagg.learn.torch_device import forward_autocast, training_dtype  # noqa: E402
 from heteroagg.learn.training import regression_loss  # noqa: E402
 
@@ -67,17 +69,17 @@ def step(model, optimizer, x, y, maps=None, dtype=None):
     optimizer.step()
 
 
-def training_step(model, batch, maps=None, dtype=None, cut_first=True):
+def training_step(model, batch, maps=None, dtype=None, cut_first=True, optimizer="adamw"):
     """One optimiser step on the batch; with ``maps``, the label maps are turned
     with the images and learnt by the dense head, as ``label_maps`` runs do;
     with ``dtype``, the forward pass autocasts to it.  A cropping network's
     batches are cut to its crop before the noise, as the trainer's are (with
     ``cut_first=False`` the whole field is noised and turned, and the network
-    cuts it)."""
+    cuts it).  ``optimizer`` names the optimiser, as ``TrainConfig`` does."""
     x, y = batch
     if cut_first:
         x = centre_crop(x, getattr(model, "crop", 0)).contiguous()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(optimizer, model, lr=1e-4, weight_decay=1e-2)
     prior = default_config().imaging.dose
     counter = iter(range(10**9))
 
@@ -125,6 +127,23 @@ def test_train_step_full_resolution_stem(benchmark, batch):
     model = ParameterRegressor(9, TrainConfig(stem_channels=8).architecture)
     model = model.to(memory_format=torch.channels_last)
     dtype = training_dtype(TrainConfig().precision, torch.device("cpu"))
+    benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
+
+
+def test_train_step_full_resolution_stem_muon(benchmark, batch):
+    """The network of the full runs (five stages, the full-resolution stem) with Muon."""
+    config = TrainConfig(widths=(16, 32, 64, 128, 256), blocks=(1,) * 5, stem_channels=8)
+    model = ParameterRegressor(9, config.architecture).to(memory_format=torch.channels_last)
+    dtype = training_dtype(config.precision, torch.device("cpu"))
+    step = training_step(model, batch, dtype=dtype, optimizer="muon")
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+
+
+def test_train_step_full_resolution_stem_five_stages(benchmark, batch):
+    """Its anchor: the same network with AdamW."""
+    config = TrainConfig(widths=(16, 32, 64, 128, 256), blocks=(1,) * 5, stem_channels=8)
+    model = ParameterRegressor(9, config.architecture).to(memory_format=torch.channels_last)
+    dtype = training_dtype(config.precision, torch.device("cpu"))
     benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
 
 

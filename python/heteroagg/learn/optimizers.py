@@ -78,8 +78,13 @@ class Muon(torch.optim.Optimizer):
         momentum: float = 0.95,
         ns_steps: int = 5,
     ) -> None:
-        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum}
-        super().__init__(params, {**defaults, "ns_steps": ns_steps})
+        defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "ns_steps": ns_steps,
+        }
+        super().__init__(params, defaults)
         for group in self.param_groups:
             if any(p.ndim < 2 for p in group["params"]):
                 raise ValueError("Muon updates tensors of two or more dimensions only")

@@ -130,21 +130,22 @@ def test_train_step_full_resolution_stem(benchmark, batch):
     benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
 
 
-def test_train_step_full_resolution_stem_muon(benchmark, batch):
-    """The network of the full runs (five stages, the full-resolution stem) with Muon."""
+def full_run_step(batch, optimizer):
+    """A training step of the network of the full runs (five stages, the stem)."""
     config = TrainConfig(widths=(16, 32, 64, 128, 256), blocks=(1,) * 5, stem_channels=8)
     model = ParameterRegressor(9, config.architecture).to(memory_format=torch.channels_last)
     dtype = training_dtype(config.precision, torch.device("cpu"))
-    step = training_step(model, batch, dtype=dtype, optimizer="muon")
-    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
+    return training_step(model, batch, dtype=dtype, optimizer=optimizer)
+
+
+def test_train_step_full_resolution_stem_muon(benchmark, batch):
+    """The network of the full runs (five stages, the full-resolution stem) with Muon."""
+    benchmark.pedantic(full_run_step(batch, "muon"), rounds=5, warmup_rounds=1)
 
 
 def test_train_step_full_resolution_stem_five_stages(benchmark, batch):
     """Its anchor: the same network with AdamW."""
-    config = TrainConfig(widths=(16, 32, 64, 128, 256), blocks=(1,) * 5, stem_channels=8)
-    model = ParameterRegressor(9, config.architecture).to(memory_format=torch.channels_last)
-    dtype = training_dtype(config.precision, torch.device("cpu"))
-    benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(full_run_step(batch, "adamw"), rounds=5, warmup_rounds=1)
 
 
 def test_train_step_default_noise_on_whole_field(benchmark, batch):

@@ -549,7 +549,7 @@ def training_images_per_second(
 ) -> float:
     """Training throughput of ``config``'s network on random batches (images/s).
 
-    Forward, backward and AdamW steps at ``config.batch_size`` after a few
+    Forward, backward and optimiser steps at ``config.batch_size`` after a few
     warm-up steps; the data path (noise, flips) is not included.  Used to
     size the epochs of a run to a time budget.
     """
@@ -1103,8 +1103,9 @@ class _MemberTrainer:
                     data["work"] += fresh.seconds
                     data["images"] += len(fresh.items)
                     x, y, maps = self._fresh_batch(fresh, s["epoch"], s["batch"])
+                lr = learning_rate(c, step, self.steps_per_epoch)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = learning_rate(c, step, self.steps_per_epoch)
+                    group["lr"] = lr
                 loss = self._loss(x, y, maps)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

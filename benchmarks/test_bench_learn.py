@@ -13,9 +13,11 @@ and the eight flips) of the pixels the network reads.  Anchors measured in the s
 - the whole-field network learning four label maps.
 
 The default network runs in the default arithmetic (``precision = "auto"``:
-bfloat16 forward passes where the CPU computes them natively), and again in
-float32 as a fourth anchor, and with the noise and flips of the whole field
-(the data path before the stored images were cut to the crop) as a fifth.
+bfloat16 forward passes where the CPU computes them natively) with the default
+optimiser (Muon on the filters), and with AdamW as the anchor of that; every
+other case steps AdamW.  It runs again in float32 as a fourth anchor, and with
+the noise and flips of the whole field (the data path before the stored images
+were cut to the crop) as a fifth.
 The default with ``stem_channels = 8`` (eight channels at the full pixel
 resolution before the folding) is timed against it, and the network of the
 full runs (five stages and that stem) with Muon against the same with AdamW.
@@ -113,13 +115,28 @@ class PlainStem(torch.nn.Module):
         return self.model(x)
 
 
-def test_train_step_default(benchmark, batch):
-    """The default network in the default arithmetic (bfloat16 where native)."""
+def default_step(batch, optimizer):
+    """A training step of the default network in the default arithmetic."""
     model = ParameterRegressor(9, TrainConfig().architecture)
     model = model.to(memory_format=torch.channels_last)
     dtype = training_dtype(TrainConfig().precision, torch.device("cpu"))
+    return training_step(model, batch, dtype=dtype, optimizer=optimizer), dtype
+
+
+def test_train_step_default(benchmark, batch):
+    """The default network in the default arithmetic (bfloat16 where native) and
+    with the default optimiser (Muon on the filters)."""
+    run, dtype = default_step(batch, TrainConfig().optimizer)
     benchmark.extra_info["dtype"] = str(dtype or torch.float32)
-    benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
+    benchmark.extra_info["optimizer"] = TrainConfig().optimizer
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+
+
+def test_train_step_default_adamw(benchmark, batch):
+    """Its anchor: the same network and arithmetic with AdamW throughout, the
+    optimiser of every other step timed here."""
+    run, _ = default_step(batch, "adamw")
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
 
 
 def test_train_step_full_resolution_stem(benchmark, batch):

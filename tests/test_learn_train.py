@@ -403,11 +403,17 @@ def test_run_without_normalisation_learns_and_reloads(tiny_train, tmp_path):
     np.testing.assert_allclose(run.raw_outputs(images)[0], direct.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_muon_run_learns_and_reloads(tiny_train, tmp_path):
-    config = TrainConfig(epochs=3, optimizer="muon", **SMALL)
-    run, _, images = learnt_and_reloaded(tiny_train, tmp_path / "m", config)
-    assert run.info["train"]["optimizer"] == "muon"
+def test_adamw_run_learns_and_reloads(tiny_train, tmp_path):
+    config = TrainConfig(epochs=3, optimizer="adamw", **SMALL)
+    run, _, images = learnt_and_reloaded(tiny_train, tmp_path / "a", config)
+    assert run.info["train"]["optimizer"] == "adamw"
     assert np.isfinite(run.predict(images).normalized).all()
+
+
+def test_muon_is_the_default_and_older_runs_read_back_as_adamw():
+    assert TrainConfig().optimizer == "muon"
+    assert TrainConfig.from_saved({"epochs": 3}).optimizer == "adamw"
+    assert TrainConfig.from_saved({"epochs": 3, "optimizer": "muon"}).optimizer == "muon"
 
 
 def test_cropped_run_learns_and_reloads_with_its_crop(tiny_train, tmp_path):

@@ -45,9 +45,9 @@ class TrainConfig:
     batch_size, lr, weight_decay
         Optimiser settings (``batch_size`` per process under DDP).
     optimizer
-        ``"adamw"``, or ``"muon"``: Muon on the convolution filters and
+        ``"muon"`` (the default): Muon on the convolution filters and
         AdamW on the rest, at the same learning rate
-        (:mod:`heteroagg.learn.optimizers`).
+        (:mod:`heteroagg.learn.optimizers`); or ``"adamw"`` throughout.
     val_fraction
         Share of the aggregates held out for validation and early stopping.
         Each dataset item is one aggregate, so the split is by aggregate.
@@ -179,7 +179,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    optimizer: str = "adamw"
+    optimizer: str = "muon"
     val_fraction: float = 0.05
     patience: int = 4
     max_minutes: float | None = None
@@ -367,10 +367,12 @@ class TrainConfig:
     def from_saved(cls, values: Mapping[str, Any]) -> TrainConfig:
         """The settings a run stored in its ``run.json``.
 
-        Runs stored before ``crop`` existed read the whole field, and those
-        stored before ``precision`` trained in float32.
+        Runs stored before ``crop`` existed read the whole field, those
+        stored before ``precision`` trained in float32, and those stored
+        before ``optimizer`` trained with AdamW.
         """
-        return cls.from_dict({"crop": 0, "precision": "float32", **values})
+        legacy = {"crop": 0, "precision": "float32", "optimizer": "adamw"}
+        return cls.from_dict({**legacy, **values})
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:

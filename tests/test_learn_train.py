@@ -410,10 +410,19 @@ def test_adamw_run_learns_and_reloads(tiny_train, tmp_path):
     assert np.isfinite(run.predict(images).normalized).all()
 
 
-def test_muon_is_the_default_and_older_runs_read_back_as_adamw():
+def test_muon_is_the_default_and_older_runs_resume_as_adamw(tiny_train, tmp_path):
     assert TrainConfig().optimizer == "muon"
-    assert TrainConfig.from_saved({"epochs": 3}).optimizer == "adamw"
     assert TrainConfig.from_saved({"epochs": 3, "optimizer": "muon"}).optimizer == "muon"
+    older = TrainConfig(epochs=1, optimizer="adamw", **SMALL)
+    train(tiny_train, tmp_path / "r", older, progress=False, device="cpu")
+    info_path = tmp_path / "r/run.json"
+    info = json.loads(info_path.read_text())
+    del info["train"]["optimizer"]  # as stored before the setting existed
+    info_path.write_text(json.dumps(info))
+    assert TrainConfig.from_saved(info["train"]) == older
+    with pytest.raises(ValueError, match="optimizer: 'adamw' there, 'muon' here"):
+        train(tiny_train, tmp_path / "r", TrainConfig(epochs=1, **SMALL), resume=True)
+    train(tiny_train, tmp_path / "r", older, resume=True, progress=False, device="cpu")
 
 
 def test_cropped_run_learns_and_reloads_with_its_crop(tiny_train, tmp_path):
@@ -485,7 +494,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
 
 def test_resume_refuses_other_settings(tiny_train, tmp_path):
     train(tiny_train, tmp_path / "r", TrainConfig(epochs=1, **SMALL), progress=False)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(epochs: 1 there, 2 here, seed"):
         train(
             tiny_train,
             tmp_path / "r",

@@ -666,8 +666,14 @@ def train(
         saved = json.loads(info_path.read_text())
         started = TrainConfig.from_saved(saved["train"])
         if replace(started, ensemble=config.ensemble) != config:
+            given, kept = config.to_dict(), started.to_dict()
+            differ = ", ".join(
+                f"{k}: {kept.get(k)!r} there, {given.get(k)!r} here"
+                for k in sorted(given.keys() | kept.keys())
+                if k != "ensemble" and given.get(k) != kept.get(k)
+            )
             raise ValueError(
-                f"{out} was started with other settings; resume with the same "
+                f"{out} was started with other settings ({differ}); resume with the same "
                 "config (or a larger ensemble) or train into a new folder"
             )
         if config.ensemble < started.ensemble:

@@ -62,6 +62,22 @@ def test_network_shapes_and_input_standardisation():
     assert {"input_mean", "input_std"} <= set(model.state_dict())
 
 
+def test_pooled_features_are_what_the_head_reads():
+    arch = {"widths": [8, 16], "blocks": [1, 1], "space_to_depth": 2, "gaussian": True}
+    model = ParameterRegressor(3, {**arch, "crop": 16}, input_mean=0.5, input_std=2.0).eval()
+    x = torch.rand(4, 1, 24, 24)
+    with torch.no_grad():
+        features = model.pooled(x)
+        # By hand: the centred 16² crop, standardised, through the stem and
+        # the body, then the global mean and maximum of each channel.
+        z = (x[..., 4:20, 4:20] - 0.5) / 2.0
+        last = model.net.body(model.net.stem(z))
+        expected = torch.cat([last.mean(dim=(2, 3)), last.amax(dim=(2, 3))], dim=1)
+        assert features.shape == (4, 32)
+        assert torch.allclose(features, expected)
+        assert torch.allclose(model.net.head(features), model(x))
+
+
 def test_full_resolution_stem_convolution_and_the_default_stem():
     plain = ResNetRegressor(5, widths=(8, 16), blocks=(1, 1), space_to_depth=2)
     extra = ResNetRegressor(5, widths=(8, 16), blocks=(1, 1), space_to_depth=2, stem_channels=6)

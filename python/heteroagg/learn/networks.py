@@ -267,16 +267,26 @@ class ResNetRegressor(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if maps and self.dense is None:
             raise ValueError("this network has no dense head (map_outputs=0)")
+        features, dense = self._features(x, maps)
+        out = self.head(features)
+        return (out, dense) if maps else out
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``(B, F)`` pooled features that the head reads (its input)."""
+        return self._features(x, False)[0]
+
+    def _features(self, x: torch.Tensor, maps: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pooled features, and the dense head's maps when ``maps`` (else None)."""
         y = self.stem(x)
         pooled: list[torch.Tensor] = []
+        dense = None
         for depth, layer in enumerate(self.body, start=1):
             y = layer(y)
             if maps and depth == self.map_depth:
                 dense = self.dense(y)
             if depth in self.pooled_depths:
                 pooled += self._pool(y)
-        out = self.head(torch.cat(pooled, dim=1))
-        return (out, dense) if maps else out
+        return torch.cat(pooled, dim=1), dense
 
     def _pool(self, y: torch.Tensor) -> list[torch.Tensor]:
         """Global mean and maximum of ``(B, C, h, w)`` features (and the log of the mean)."""
@@ -337,8 +347,20 @@ class ParameterRegressor(nn.Module):
     def forward(
         self, x: torch.Tensor, maps: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return self.net(self._standardised(x), maps)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features of images ``x`` (B, 1, H, W) that the head reads.
+
+        ``net.head(model.pooled(x))`` equals ``model(x)``; a head refitted on
+        these features (``benchmarks/head_refit.py``) replaces it.
+        """
+        return self.net.pooled(self._standardised(x))
+
+    def _standardised(self, x: torch.Tensor) -> torch.Tensor:
+        """The cropped, transformed and standardised input of the network."""
         x = centre_crop(x, self.crop)
         z = (transform_input(x, self.input_transform) - self.input_mean) / self.input_std
         if self.input_transform == "linear+log":
             z = torch.cat([z, log_channel(x)], dim=1)
-        return self.net(z, maps)
+        return z

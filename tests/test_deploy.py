@@ -19,6 +19,7 @@ from heteroagg.deploy import Predictor, export_onnx
 from heteroagg.deploy.export import METADATA_KEYS
 from heteroagg.deploy.images import read_images
 from heteroagg.learn import TrainedRun, evaluate
+from heteroagg.rng import derive_seed
 from heteroagg.twins import sample_twins, twin_params
 
 
@@ -210,6 +211,21 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
         twin = group["twin-0"]
         assert twin["centers"].shape == (len(twin["radii"]), 3)
         assert len(twin["radii"]) == twin.attrs["n_particles"]
+    # twins conditioned on the HCN head: 12 candidates, 3 kept by weight, all from the pool
+    conditioned = tmp_path / "conditioned.h5"
+    result = runner.invoke(app, [*args[:-1], str(conditioned), "--twin-candidates", "12"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(conditioned) as f:
+        hcn = list(f["image-0"]["descriptors"].attrs["names"]).index("hetero_coordination_number")
+        kept = f["image-0"]["descriptors"][:, hcn]
+        assert len(kept) == 3
+    space = ParameterSpace.from_config(Predictor(model).metadata["parameter_space"])
+    std = estimate.normalized_std[0]
+    pool, _ = sample_twins(space, estimate.normalized[0], std, 12, derive_seed(0, 0))
+    pool_hcn = {round(t.descriptors().hetero_coordination_number, 9) for t in pool}
+    assert {round(v, 9) for v in kept} <= pool_hcn
+    few = runner.invoke(app, [*args, "--twin-candidates", "2"])
+    assert few.exit_code != 0 and "--twin-candidates" in flat(few.output)
     bad = runner.invoke(app, ["predict", str(model), str(tmp_path / "two.npy"), "--twins", "2"])
     assert bad.exit_code != 0 and "--out" in flat(bad.output)
     wrong = runner.invoke(app, ["predict", str(model), str(tmp_path / "none.npy")])

@@ -97,17 +97,20 @@ def test_test_noise_is_seeded_and_follows_the_dose(tiny_test):
     assert abs(np.mean(z)) < 0.1
 
 
+def oracle_inputs(path, n_items=None):
+    """A tiny test set's dataset, a stand-in run (its space), items, true θ and clean images."""
+    ds = open_dataset(path)
+    run_like = type("RunLike", (), {})()
+    run_like.space = tiny_config().params
+    items = np.flatnonzero(~ds.failed[:])[:n_items]
+    true_norm = run_like.space.normalize({n: ds.params[n][:][items] for n in run_like.space.varied})
+    return ds, run_like, items, true_norm, noisy_test_images(ds, items, seed=0, noise=False)
+
+
 def test_oracle_twins_cover_the_truth_at_the_exchangeable_rate(tiny_test):
     """With θ̂ = θ the true aggregate and K twins are exchangeable draws: the
     truth lies in the twins' range with probability (K - 1) / (K + 1)."""
-    ds = open_dataset(tiny_test)
-    run_like = type("RunLike", (), {})()
-    from learn_data import tiny_config
-
-    run_like.space = tiny_config().params
-    items = np.flatnonzero(~ds.failed[:])
-    true_norm = run_like.space.normalize({n: ds.params[n][:][items] for n in run_like.space.varied})
-    test = noisy_test_images(ds, items, seed=0, noise=False)
+    ds, run_like, items, true_norm, test = oracle_inputs(tiny_test)
     oracle = Prediction(true_norm, None, {}, None, None, {}, {})
     k = 4
     twin = twin_analysis(
@@ -125,15 +128,41 @@ def test_oracle_twins_cover_the_truth_at_the_exchangeable_rate(tiny_test):
     assert np.nanmedian(e_twin) == pytest.approx(np.nanmedian(e_ref), rel=0.5)
 
 
+def test_twins_conditioned_on_exact_heads_beat_the_true_theta_floor(tiny_test):
+    """Heads that know the imaged aggregate's R_g and HCN pull the conditioned
+    twins to it: their error falls below that of samples at the true θ."""
+    ds, run_like, items, true_norm, test = oracle_inputs(tiny_test, 24)
+    truth = np.array([ds.aggregate(int(i)).descriptors().radius_of_gyration for i in items])
+    hcn = np.array([ds.aggregate(int(i)).descriptors().hetero_coordination_number for i in items])
+    heads = {"radius_of_gyration": truth, "hetero_coordination_number": hcn}
+    spread = {"radius_of_gyration": 0.03 * truth, "hetero_coordination_number": 0.05 + 0 * hcn}
+    knowing = Prediction(true_norm, None, {}, None, None, heads, spread)
+    twin = twin_analysis(
+        run_like, ds, test, knowing, 4, len(items), seed=1, progress=False, candidates=48
+    )
+    assert twin["candidates"] == 48
+    j = TWIN_DESCRIPTORS.index("radius_of_gyration")
+    e_twin = np.abs(relative_error(twin["twin_mean"][:, j], twin["truth"][:, j]))
+    e_ref = np.abs(relative_error(twin["reference_mean"][:, j], twin["truth"][:, j]))
+    assert np.median(e_twin) < 0.5 * np.median(e_ref)
+    assert np.median(e_twin) < 0.06
+    # K twins resampled by weight: one of them, and their range, sit at the truth too
+    e_single = np.abs(relative_error(twin["twin_single"][:, j], twin["truth"][:, j]))
+    assert np.median(e_single) < 0.5 * np.median(e_ref)
+    assert twin["covered_twin"][:, j].mean() > 0.3
+    j = TWIN_DESCRIPTORS.index("hetero_coordination_number")
+    e_twin = np.abs(twin["twin_mean"][:, j] - twin["truth"][:, j])
+    e_ref = np.abs(twin["reference_mean"][:, j] - twin["truth"][:, j])
+    assert np.median(e_twin) < np.median(e_ref)
+    point = Prediction(true_norm, None, {}, None, None, heads, {})
+    with pytest.raises(ValueError, match="uncertainty"):
+        twin_analysis(run_like, ds, test, point, 4, 2, seed=1, progress=False, candidates=8)
+
+
 def test_killed_twin_analysis_resumes_to_the_uninterrupted_result(tiny_test, tmp_path, monkeypatch):
     from heteroagg.learn import evaluation
 
-    ds = open_dataset(tiny_test)
-    run_like = type("RunLike", (), {})()
-    run_like.space = tiny_config().params
-    items = np.flatnonzero(~ds.failed[:])[:12]
-    true_norm = run_like.space.normalize({n: ds.params[n][:][items] for n in run_like.space.varied})
-    test = noisy_test_images(ds, items, seed=0, noise=False)
+    ds, run_like, items, true_norm, test = oracle_inputs(tiny_test, 12)
     # a predictive spread, so the twins' θ draws come from the sequential stream too
     guess = Prediction(
         np.clip(true_norm + 0.05, 0, 1), np.full_like(true_norm, 0.05), {}, None, None, {}, {}
@@ -292,3 +321,17 @@ def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train,
         evaluate(tiny_run, tmp_path / "other", tmp_path / "r2", progress=False)
     with pytest.raises(ValueError, match="twins"):
         evaluate(tiny_run, tmp_path / "other", tmp_path / "r3", twins=1)
+    with pytest.raises(ValueError, match="twin_candidates"):
+        evaluate(tiny_run, tmp_path / "other", tmp_path / "r4", twins=8, twin_candidates=4)
+
+
+def test_report_of_conditioned_twins(tiny_run, tiny_test, tmp_path):
+    report = evaluate(
+        tiny_run, tiny_test, tmp_path / "r", twins=2, twin_images=3, progress=False,
+        twin_candidates=6,
+    )  # fmt: skip
+    assert report["twin_candidates"] == 6
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "conditioned on the direct descriptor heads: 6 candidates" in text
+    hcn = report["descriptors"]["hetero_coordination_number"]
+    assert hcn["twin_mean"]["n"] == 3 and hcn["single_twin"]["n"] == 3

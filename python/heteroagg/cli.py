@@ -493,13 +493,18 @@ def evaluate(
     symmetrize: Annotated[
         bool, typer.Option(help="Average over the image's quarter turns and mirrors.")
     ] = False,
+    twin_candidates: Annotated[
+        int,
+        typer.Option(help="M: condition the twins on the direct descriptor heads (0: do not)."),
+    ] = 0,
 ) -> None:
     """Error analysis of a trained run: parameters, descriptors of twins, failure modes."""
     from heteroagg.learn import evaluate as run
 
     try:
         report = run(model, data, out, twins=twins, twin_images=twin_images, seed=seed,
-                     device=device, symmetrize=symmetrize)  # fmt: skip
+                     device=device, symmetrize=symmetrize,
+                     twin_candidates=twin_candidates)  # fmt: skip
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     rows = [
@@ -566,6 +571,10 @@ def predict(
     twins: Annotated[int, typer.Option(help="K: digital twins sampled per image (0: none).")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="twins.h5 to write.")] = None,
     seed: Annotated[int, typer.Option(help="Root seed of the twins.")] = 0,
+    twin_candidates: Annotated[
+        int,
+        typer.Option(help="M: condition the twins on the direct descriptor heads (0: do not)."),
+    ] = 0,
     providers: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """θ̂ for images with an exported model, and optionally 3D digital twins."""
@@ -588,12 +597,18 @@ def predict(
             raise ValueError(f"--twins must be >= 0, got {twins}")
         if twins and out is None:
             raise ValueError("--twins needs --out FILE.h5 to write the twins to")
+        if twin_candidates and twin_candidates < twins:
+            raise ValueError(f"--twin-candidates must be 0 or >= --twins, got {twin_candidates}")
         check_uint64("seed", seed)
         predictor = Predictor(model, providers=providers)
         files = [read_images(path, intensity_scale, dataset) for path in images]
         estimates = [
             predictor.predict(f.images, pixel_size or f.pixel_size_nm, resample) for f in files
         ]
+        if twins and twin_candidates and not all(e.descriptors_std for e in estimates):
+            raise ValueError(
+                "--twin-candidates needs a model with descriptor heads and an uncertainty"
+            )
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         _abort(err)
     console.print(f"model {model.name} on {predictor.provider}")
@@ -619,9 +634,15 @@ def predict(
         for f, estimate in zip(files, estimates, strict=True):
             for b in range(len(f.images)):
                 std = None if estimate.normalized_std is None else estimate.normalized_std[b]
+                heads = {
+                    d: (estimate.descriptors[d][b], estimate.descriptors_std[d][b])
+                    for d in estimate.descriptors_std
+                    if d in TWIN_DESCRIPTORS
+                }
                 made, failed = sample_twins(
-                    space, estimate.normalized[b], std, twins, derive_seed(seed, len(records))
-                )
+                    space, estimate.normalized[b], std, twins, derive_seed(seed, len(records)),
+                    heads=heads, candidates=twin_candidates,
+                )  # fmt: skip
                 params = {name: estimate[name][b] for name in estimate}
                 records.append({"source": f.path, "index": b, "params": params, "twins": made,
                                 "failed": failed})  # fmt: skip

@@ -7,6 +7,7 @@ Used by the error analysis (:func:`heteroagg.learn.evaluate`) and by
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -71,12 +72,64 @@ def descriptor_samples(params: ModelParams, seed: int, k: int) -> tuple[np.ndarr
     return np.array(rows, dtype=float).reshape(-1, len(TWIN_DESCRIPTORS)), failed
 
 
+def head_weights(rows: np.ndarray, heads: Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """Weights of candidate twins by how well they agree with directly estimated descriptors.
+
+    Parameters
+    ----------
+    rows
+        (M, D) :data:`TWIN_DESCRIPTORS` of M candidate twins.
+    heads
+        Descriptor name -> (estimate, standard deviation), as a network's
+        direct descriptor heads give them for the image.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) weights summing to one, each proportional to the product over
+        ``heads`` of the Gaussian density of the candidate's descriptor
+        about the estimate.  A candidate whose descriptor is not finite
+        gets weight zero; if none is finite, every candidate weighs alike.
+    """
+    rows = np.asarray(rows, dtype=float)
+    if rows.ndim != 2 or rows.shape[1] != len(TWIN_DESCRIPTORS):
+        raise ValueError(f"rows must be (M, {len(TWIN_DESCRIPTORS)}), got {rows.shape}")
+    log_w = np.zeros(len(rows))
+    for name, (estimate, std) in heads.items():
+        if name not in TWIN_DESCRIPTORS:
+            raise ValueError(f"{name!r} is not one of {TWIN_DESCRIPTORS}")
+        if not std > 0:
+            raise ValueError(f"the standard deviation of {name!r} must be > 0, got {std}")
+        x = rows[:, TWIN_DESCRIPTORS.index(name)]
+        with np.errstate(invalid="ignore"):
+            log_w += np.where(np.isfinite(x), -0.5 * ((x - estimate) / std) ** 2, -np.inf)
+    if not np.isfinite(log_w).any():
+        return np.full(len(rows), 1.0 / len(rows)) if len(rows) else log_w
+    w = np.exp(log_w - log_w.max())
+    return w / w.sum()
+
+
+def resample(weights: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Indices of ``k`` draws from ``weights`` by systematic resampling.
+
+    Each index appears ``floor(k w)`` or ``ceil(k w)`` times, so the draws
+    follow the weights with the least added noise.
+    """
+    weights = np.asarray(weights, dtype=float)
+    if k < 1 or not len(weights) or not np.isclose(weights.sum(), 1.0) or (weights < 0).any():
+        raise ValueError("resample needs k >= 1 and non-negative weights that sum to one")
+    u = (np.random.default_rng(seed).random() + np.arange(k)) / k
+    return np.minimum(np.searchsorted(np.cumsum(weights), u), len(weights) - 1)
+
+
 def sample_twins(
     space: Any,
     normalized: np.ndarray,
     normalized_std: np.ndarray | None,
     k: int,
     seed: int,
+    heads: Mapping[str, tuple[float, float]] | None = None,
+    candidates: int = 0,
 ) -> tuple[list[Any], int]:
     """Up to ``k`` twins of one image from its estimate θ̂.
 
@@ -91,12 +144,28 @@ def sample_twins(
         Twins wanted.
     seed
         Seed of the draws; twin j is a pure function of (seed, j).
+    heads, candidates
+        Conditioning on directly estimated descriptors (name -> (estimate,
+        standard deviation)): ``candidates`` twins are drawn as above and
+        ``k`` of them resampled by :func:`head_weights`, so that the twins'
+        descriptors agree with what the image shows.  A twin can then be
+        drawn more than once.  Without ``heads`` (or with ``candidates`` 0)
+        the ``k`` twins are drawn directly.
 
     Returns
     -------
     (aggregates, failed)
         The twins that could be built, and how many could not.
     """
+    if heads and candidates:
+        if candidates < k:
+            raise ValueError(f"candidates ({candidates}) must be >= k ({k})")
+        pool, failed = sample_twins(space, normalized, normalized_std, candidates, seed)
+        if not pool:
+            return pool, failed
+        rows = np.array([descriptor_row(t) for t in pool], dtype=float)
+        chosen = resample(head_weights(rows, heads), k, derive_seed(seed, 2 * candidates))
+        return [pool[int(j)] for j in chosen], failed
     from heteroagg.aggregate import sample_aggregate
 
     twins, failed = [], 0

@@ -40,6 +40,8 @@ from heteroagg.twins import (
     TWIN_DESCRIPTORS,
     descriptor_row,
     descriptor_samples,
+    head_weights,
+    resample,
     twin_params,
 )
 
@@ -190,9 +192,15 @@ _TWIN_ARRAYS = (
 
 
 def _twin_key(
-    dataset: SyntheticDataset, test: TestImages, prediction: Prediction, k: int, seed: int
+    dataset: SyntheticDataset,
+    test: TestImages,
+    prediction: Prediction,
+    k: int,
+    seed: int,
+    candidates: int = 0,
 ) -> str:
-    """What the twin rows depend on: the data, the items, the prediction, K and the seed."""
+    """What the twin rows depend on: the data, the items, the prediction, K, the seed
+    and the candidates of conditioned twins."""
     digest = hashlib.sha256()
     digest.update(
         json.dumps([str(Path(dataset.path).resolve()), dataset.index.get("seed")]).encode()
@@ -200,7 +208,11 @@ def _twin_key(
     for array in (test.items, prediction.normalized, prediction.normalized_std):
         if array is not None:
             digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(json.dumps([k, seed]).encode())
+    digest.update(json.dumps([k, seed] + ([candidates] if candidates else [])).encode())
+    if candidates:
+        for name in sorted(prediction.descriptors):
+            digest.update(np.ascontiguousarray(prediction.descriptors[name]).tobytes())
+            digest.update(np.ascontiguousarray(prediction.descriptors_std[name]).tobytes())
     return digest.hexdigest()
 
 
@@ -238,8 +250,15 @@ def twin_analysis(
     seed: int,
     progress: bool,
     checkpoint: Path | None = None,
+    candidates: int = 0,
 ) -> dict[str, Any]:
     """Descriptors of the true aggregates, of K twins at θ̂ and of K samples at the true θ.
+
+    With ``candidates`` M > 0 the twins are conditioned on the run's direct
+    descriptor heads: M candidates are drawn at θ̂, weighted by
+    :func:`~heteroagg.twins.head_weights`, and their weighted mean is the
+    twins' estimate; K of them, resampled by weight, give the single twin
+    and the twins' range.
 
     With ``checkpoint``, the rows done so far are saved there every
     :data:`TWIN_CHECKPOINT_SECONDS`, and an analysis of the same data,
@@ -254,7 +273,14 @@ def twin_analysis(
     for name in ("covered_twin", "covered_reference"):
         arrays[name] = np.zeros((len(chosen), d))
     failures = {"twins": 0, "reference": 0}
-    key = _twin_key(dataset, test, prediction, k, seed)
+    heads = [n for n in prediction.descriptors if n in TWIN_DESCRIPTORS] if candidates else []
+    if candidates and (not heads or not prediction.descriptors_std):
+        raise ValueError(
+            "conditioned twins need a run with descriptor heads and an uncertainty "
+            "(a Gaussian head or an ensemble)"
+        )
+    key = _twin_key(dataset, test, prediction, k, seed, candidates)
+    draws_per_image = candidates or k
     start = 0
     saved = _load_twin_checkpoint(checkpoint, key, len(chosen))
     if saved is not None:
@@ -281,9 +307,12 @@ def twin_analysis(
             mu = prediction.normalized[k_img]
             twin_seed = derive_seed(derive_seed(seed, TWIN_STREAM), i)
             if prediction.normalized_std is None:
-                twins, failed = descriptor_samples(twin_params(space, mu), twin_seed, k)
+                twins, failed = descriptor_samples(
+                    twin_params(space, mu), twin_seed, draws_per_image
+                )
             else:  # propagate the predictive uncertainty: θ ~ N(μ, σ²) per twin
-                draws = mu + prediction.normalized_std[k_img] * rng_u.standard_normal((k, mu.size))
+                z = rng_u.standard_normal((draws_per_image, mu.size))
+                draws = mu + prediction.normalized_std[k_img] * z
                 parts = [
                     descriptor_samples(twin_params(space, t), derive_seed(twin_seed, j), 1)
                     for j, t in enumerate(draws)
@@ -297,7 +326,16 @@ def twin_analysis(
             failures["twins"] += failed
             failures["reference"] += failed_ref
             if len(twins):
-                twin_mean[row] = np.nanmean(twins, axis=0)
+                if candidates:  # weigh M candidates by the heads, keep K drawn by weight
+                    estimates = {
+                        n: (prediction.descriptors[n][k_img], prediction.descriptors_std[n][k_img])
+                        for n in heads
+                    }
+                    weights = head_weights(twins, estimates)
+                    twin_mean[row] = _weighted_mean(twins, weights)
+                    twins = twins[resample(weights, k, derive_seed(twin_seed, draws_per_image))]
+                else:
+                    twin_mean[row] = np.nanmean(twins, axis=0)
                 twin_single[row] = twins[0]
                 covered_twin[row] = (np.nanmin(twins, 0) <= truth[row]) & (
                     truth[row] <= np.nanmax(twins, 0)
@@ -319,7 +357,17 @@ def twin_analysis(
         **arrays,
         "failures": failures,
         "k": k,
+        "candidates": candidates,
     }
+
+
+def _weighted_mean(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per column, the ``weights``-weighted mean of the finite values (NaN if none)."""
+    finite = np.isfinite(rows)
+    w = weights[:, None] * finite
+    total = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (w * np.where(finite, rows, 0.0)).sum(axis=0) / total, np.nan)
 
 
 def _share(flags: np.ndarray) -> float | None:
@@ -354,6 +402,7 @@ def evaluate(
     device: str = "auto",
     progress: bool = True,
     symmetrize: bool = False,
+    twin_candidates: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a trained run on a held-out dataset; write ``report.md``,
     ``report.json`` and PNG plots into ``out``.
@@ -389,6 +438,12 @@ def evaluate(
         mirrors (:meth:`TrainedRun.predict`).  An ONNX model does so when it
         was exported with ``symmetrize=True``; asking it of one that was not
         raises ``ValueError``.
+    twin_candidates
+        M > 0 conditions the twins on the run's direct descriptor heads: M
+        candidates are drawn at θ̂ per image and weighted by how well their
+        descriptors agree with the heads' (:func:`twin_analysis`); 0 (the
+        default) samples the K twins at θ̂ alone.  Needs descriptor heads
+        and an uncertainty, and M >= K.
 
     Returns
     -------
@@ -409,6 +464,8 @@ def evaluate(
         raise ValueError(f"twins must be >= 2, got {twins}")
     if twin_images < 0:
         raise ValueError(f"twin_images must be >= 0, got {twin_images}")
+    if twin_candidates and twin_candidates < twins:
+        raise ValueError(f"twin_candidates must be 0 or >= twins ({twins}), got {twin_candidates}")
     from heteroagg.learn.onnx_run import OnnxRun
 
     if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":
@@ -491,6 +548,7 @@ def evaluate(
         seed,
         progress,
         checkpoint=out / TWIN_CHECKPOINT,
+        candidates=twin_candidates,
     )
     per_descriptor = {}
     for j, name in enumerate(TWIN_DESCRIPTORS):
@@ -508,6 +566,7 @@ def evaluate(
         "n_test_images": len(items),
         "n_twin_images": len(twin["items"]),
         "twins_per_image": twins,
+        "twin_candidates": twin_candidates,
         "noise": noise,
         "symmetrized": symmetrize or baked,
         "uncertainty": prediction.normalized_std is not None,

@@ -279,7 +279,16 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         + (" (θ drawn from the predictive distribution)" if report["uncertainty"] else "")
         + ", and K aggregates at the true θ. Relative errors are of the mean over K against the "
         "imaged aggregate; the true-θ column is the model's own spread, the floor for any "
-        "estimate of θ.",
+        "estimate of θ."
+        + (
+            f" The twins are conditioned on the direct descriptor heads: "
+            f"{report['twin_candidates']} candidates drawn at θ̂ are weighted by how well their "
+            "descriptors agree with the heads'; the twins' error is that of their weighted "
+            "mean, and K of them resampled by weight give the single twin and the range. "
+            "They use what the image shows beyond θ, so they can beat the true-θ floor."
+            if report.get("twin_candidates")
+            else ""
+        ),
         "",
         "| descriptor | median abs. rel. error, twins | same, true θ | within 15 %, twins | "
         "same, true θ | single twin | truth in twins' range | same, true θ |",

@@ -1,0 +1,95 @@
+"""heteroagg.twins: digital twins conditioned on directly estimated descriptors."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from heteroagg import ParameterSpace
+from heteroagg.data import default_config
+from heteroagg.twins import (
+    TWIN_DESCRIPTORS,
+    descriptor_row,
+    head_weights,
+    resample,
+    sample_twins,
+)
+
+RG = TWIN_DESCRIPTORS.index("radius_of_gyration")
+HCN = TWIN_DESCRIPTORS.index("hetero_coordination_number")
+
+
+def test_head_weights_are_the_normalised_product_of_gaussian_densities():
+    rng = np.random.default_rng(0)
+    rows = rng.random((50, len(TWIN_DESCRIPTORS))) * 10
+    rows[3, HCN] = np.nan
+    heads = {"radius_of_gyration": (4.0, 1.5), "hetero_coordination_number": (6.0, 2.0)}
+    expected = stats.norm.pdf(rows[:, RG], 4.0, 1.5) * stats.norm.pdf(rows[:, HCN], 6.0, 2.0)
+    expected[3] = 0.0  # a descriptor the candidate lacks rules it out
+    np.testing.assert_allclose(head_weights(rows, heads), expected / expected.sum(), rtol=1e-10)
+    # far from every candidate the weights still sum to one (no underflow to 0/0)
+    far = head_weights(rows, {"radius_of_gyration": (1e4, 0.1)})
+    assert far.sum() == pytest.approx(1.0) and far[np.argmax(rows[:, RG])] == pytest.approx(1.0)
+    lacking = np.full_like(rows, np.nan)
+    np.testing.assert_allclose(head_weights(lacking, heads), 1 / len(rows))
+
+
+def test_head_weights_reject_bad_input():
+    rows = np.ones((4, len(TWIN_DESCRIPTORS)))
+    with pytest.raises(ValueError, match="not one of"):
+        head_weights(rows, {"porosity": (1.0, 1.0)})
+    with pytest.raises(ValueError, match="must be > 0"):
+        head_weights(rows, {"radius_of_gyration": (1.0, 0.0)})
+    with pytest.raises(ValueError, match="rows must be"):
+        head_weights(rows[:, :3], {"radius_of_gyration": (1.0, 1.0)})
+
+
+def test_systematic_resampling_keeps_each_count_within_one_of_its_share():
+    rng = np.random.default_rng(1)
+    weights = rng.random(20) ** 3
+    weights /= weights.sum()
+    k = 37
+    total = np.zeros(len(weights))
+    for seed in range(400):
+        counts = np.bincount(resample(weights, k, seed), minlength=len(weights))
+        assert counts.sum() == k
+        assert np.all(counts >= np.floor(k * weights)) and np.all(counts <= np.ceil(k * weights))
+        total += counts
+    # unbiased: on average each index is drawn k w times
+    np.testing.assert_allclose(total / 400, k * weights, atol=0.08)
+    with pytest.raises(ValueError):
+        resample(weights * 2, k, 0)
+    with pytest.raises(ValueError):
+        resample(weights, 0, 0)
+
+
+def tiny_space() -> ParameterSpace:
+    """The default priors with small aggregates, so that sampling is quick."""
+    priors = default_config().params.to_config()
+    priors["n_particles"] = {"prior": "log-uniform", "low": 8, "high": 40}
+    return ParameterSpace(priors)
+
+
+def test_conditioned_twins_are_candidates_that_agree_with_the_heads():
+    space = tiny_space()
+    theta = np.full(len(space.varied), 0.5)
+    std = np.full_like(theta, 0.3)
+    pool, failed = sample_twins(space, theta, std, 48, seed=5)
+    assert len(pool) + failed == 48 and len(pool) > 40
+    pool_rg = np.array([descriptor_row(t)[RG] for t in pool])
+    target = float(np.quantile(pool_rg, 0.1))  # a small aggregate, among the drawn ones
+    heads = {"radius_of_gyration": (target, 0.05 * target)}
+    twins, _ = sample_twins(space, theta, std, 8, seed=5, heads=heads, candidates=48)
+    again, _ = sample_twins(space, theta, std, 8, seed=5, heads=heads, candidates=48)
+    assert len(twins) == 8
+    twin_rg = np.array([descriptor_row(t)[RG] for t in twins])
+    np.testing.assert_array_equal(twin_rg, [descriptor_row(t)[RG] for t in again])
+    assert set(np.round(twin_rg, 9)) <= set(np.round(pool_rg, 9))  # resampled from the pool
+    # they sit at the heads' estimate, where the plain twins spread over the prior
+    assert abs(np.mean(twin_rg) - target) < 0.1 * target
+    assert abs(np.mean(pool_rg) - target) > 0.2 * target
+    # without candidates the heads play no part
+    plain, _ = sample_twins(space, theta, std, 8, seed=5, heads=heads, candidates=0)
+    unconditioned, _ = sample_twins(space, theta, std, 8, seed=5)
+    assert [t.params for t in plain] == [t.params for t in unconditioned]
+    with pytest.raises(ValueError, match="candidates"):
+        sample_twins(space, theta, std, 8, seed=5, heads=heads, candidates=4)

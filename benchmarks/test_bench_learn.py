@@ -20,7 +20,10 @@ the noise and flips of the whole field (the data path before the stored images
 were cut to the crop) as a fifth.
 The default with ``stem_channels = 8`` (eight channels at the full pixel
 resolution before the folding) is timed against it, and the network of the
-full runs (five stages and that stem) with Muon against the same with AdamW.
+full runs (five stages and that stem) with Muon against the same with AdamW,
+and against the same with inverted residual blocks (a 1x1 expansion, a
+depthwise 3x3 convolution and a 1x1 projection, as in MobileNetV2) in place
+of its basic blocks.
 
 Figures go to docs/performance.md.
 
@@ -28,6 +31,8 @@ Run with ``pytest benchmarks/test_bench_learn.py``.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -163,6 +168,50 @@ def test_train_step_full_resolution_stem_muon(benchmark, batch):
 def test_train_step_full_resolution_stem_five_stages(benchmark, batch):
     """Its anchor: the same network with AdamW."""
     benchmark.pedantic(full_run_step(batch, "adamw"), rounds=5, warmup_rounds=1)
+
+
+class InvertedResidual(torch.nn.Module):
+    """A 1x1 expansion by ``expand``, a depthwise 3x3 convolution and a 1x1 projection."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, expand: int = 4):
+        super().__init__()
+        nn, hidden = torch.nn, c_in * expand
+        self.branch = nn.Sequential(
+            nn.Conv2d(c_in, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x):
+        return torch.relu(self.branch(x) + self.shortcut(x))
+
+
+def test_train_step_full_resolution_stem_inverted_residual(benchmark, batch):
+    """The network of the full runs with inverted residual blocks for its basic
+    blocks, with AdamW (anchor: ``..._five_stages``)."""
+    config = TrainConfig(widths=(16, 32, 64, 128, 256), blocks=(1,) * 5, stem_channels=8)
+    model = ParameterRegressor(9, config.architecture)
+    widths = (config.widths[0], *config.widths)
+    model.net.body = torch.nn.Sequential(
+        *(
+            InvertedResidual(c_in, c_out, 1 if stage == 0 else 2)
+            for stage, (c_in, c_out) in enumerate(itertools.pairwise(widths))
+        )
+    )
+    model = model.to(memory_format=torch.channels_last)
+    dtype = training_dtype(config.precision, torch.device("cpu"))
+    benchmark.extra_info["parameters"] = sum(p.numel() for p in model.parameters())
+    benchmark.pedantic(training_step(model, batch, dtype=dtype), rounds=5, warmup_rounds=1)
 
 
 def test_train_step_default_noise_on_whole_field(benchmark, batch):

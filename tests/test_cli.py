@@ -218,3 +218,6 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
     result = runner.invoke(app, quick)
     assert result.exit_code == 0, result.output
     assert "HCN through twins: not computed" in result.output
+    flat_heads = runner.invoke(app, [*quick, "--twin-head-spread", "0"])
+    assert flat_heads.exit_code != 0
+    assert "twin_head_spread must be finite and > 0" in " ".join(flat_heads.output.split())

@@ -226,6 +226,8 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     assert {round(v, 9) for v in kept} <= pool_hcn
     few = runner.invoke(app, [*args, "--twin-candidates", "2"])
     assert few.exit_code != 0 and "--twin-candidates" in flat(few.output)
+    flat_heads = runner.invoke(app, [*args, "--twin-candidates", "12", "--twin-head-spread", "0"])
+    assert flat_heads.exit_code != 0 and "--twin-head-spread" in flat(flat_heads.output)
     bad = runner.invoke(app, ["predict", str(model), str(tmp_path / "two.npy"), "--twins", "2"])
     assert bad.exit_code != 0 and "--out" in flat(bad.output)
     wrong = runner.invoke(app, ["predict", str(model), str(tmp_path / "none.npy")])

@@ -159,6 +159,32 @@ def test_twins_conditioned_on_exact_heads_beat_the_true_theta_floor(tiny_test):
         twin_analysis(run_like, ds, test, point, 4, 2, seed=1, progress=False, candidates=8)
 
 
+def test_head_spread_of_conditioned_twins_widens_the_heads_spread(tiny_test):
+    """``head_spread`` s weighs the candidates as heads with s times their spread would."""
+    ds, run_like, items, true_norm, test = oracle_inputs(tiny_test, 6)
+    truth = np.array([ds.aggregate(int(i)).descriptors().radius_of_gyration for i in items])
+    heads = {"radius_of_gyration": truth}
+
+    def analyse(relative_spread, head_spread=1.0):
+        spread = {"radius_of_gyration": relative_spread * truth}
+        prediction = Prediction(true_norm, None, {}, None, None, heads, spread)
+        return twin_analysis(
+            run_like, ds, test, prediction, 4, len(items), seed=1, progress=False,
+            candidates=16, head_spread=head_spread,
+        )  # fmt: skip
+
+    widened, wide = analyse(0.02, head_spread=5.0), analyse(0.1)
+    assert widened["head_spread"] == 5.0
+    for name in ("twin_mean", "twin_single", "covered_twin"):
+        np.testing.assert_allclose(widened[name], wide[name], rtol=1e-12)
+    narrow = analyse(0.02)
+    j = TWIN_DESCRIPTORS.index("radius_of_gyration")
+    assert not np.array_equal(narrow["twin_mean"][:, j], wide["twin_mean"][:, j])
+    for bad in (0.0, -2.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="head_spread"):
+            analyse(0.02, head_spread=bad)
+
+
 def test_killed_twin_analysis_resumes_to_the_uninterrupted_result(tiny_test, tmp_path, monkeypatch):
     from heteroagg.learn import evaluation
 
@@ -323,15 +349,18 @@ def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train,
         evaluate(tiny_run, tmp_path / "other", tmp_path / "r3", twins=1)
     with pytest.raises(ValueError, match="twin_candidates"):
         evaluate(tiny_run, tmp_path / "other", tmp_path / "r4", twins=8, twin_candidates=4)
+    with pytest.raises(ValueError, match="twin_head_spread"):
+        evaluate(tiny_run, tmp_path / "other", tmp_path / "r5", twin_head_spread=0.0)
 
 
 def test_report_of_conditioned_twins(tiny_run, tiny_test, tmp_path):
     report = evaluate(
         tiny_run, tiny_test, tmp_path / "r", twins=2, twin_images=3, progress=False,
-        twin_candidates=6,
+        twin_candidates=6, twin_head_spread=2.0,
     )  # fmt: skip
-    assert report["twin_candidates"] == 6
+    assert report["twin_candidates"] == 6 and report["twin_head_spread"] == 2.0
     text = (tmp_path / "r" / "report.md").read_text()
     assert "conditioned on the direct descriptor heads: 6 candidates" in text
+    assert "standard deviations widened 2 times" in text
     hcn = report["descriptors"]["hetero_coordination_number"]
     assert hcn["twin_mean"]["n"] == 3 and hcn["single_twin"]["n"] == 3

@@ -31,6 +31,10 @@ def test_head_weights_are_the_normalised_product_of_gaussian_densities():
     assert far.sum() == pytest.approx(1.0) and far[np.argmax(rows[:, RG])] == pytest.approx(1.0)
     lacking = np.full_like(rows, np.nan)
     np.testing.assert_allclose(head_weights(lacking, heads), 1 / len(rows))
+    # a spread factor widens every head's standard deviation
+    wide = stats.norm.pdf(rows[:, RG], 4.0, 3 * 1.5) * stats.norm.pdf(rows[:, HCN], 6.0, 3 * 2.0)
+    wide[3] = 0.0
+    np.testing.assert_allclose(head_weights(rows, heads, spread=3.0), wide / wide.sum(), rtol=1e-10)
 
 
 def test_head_weights_reject_bad_input():
@@ -41,6 +45,9 @@ def test_head_weights_reject_bad_input():
         head_weights(rows, {"radius_of_gyration": (1.0, 0.0)})
     with pytest.raises(ValueError, match="rows must be"):
         head_weights(rows[:, :3], {"radius_of_gyration": (1.0, 1.0)})
+    for spread in (0.0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="spread must be finite and > 0"):
+            head_weights(rows, {"radius_of_gyration": (1.0, 1.0)}, spread=spread)
 
 
 def test_systematic_resampling_keeps_each_count_within_one_of_its_share():
@@ -93,3 +100,11 @@ def test_conditioned_twins_are_candidates_that_agree_with_the_heads():
     assert [t.params for t in plain] == [t.params for t in unconditioned]
     with pytest.raises(ValueError, match="candidates"):
         sample_twins(space, theta, std, 8, seed=5, heads=heads, candidates=4)
+    # a spread factor acts as the heads' standard deviation times it: a wider
+    # spread keeps more kinds of candidate, and further from the estimate
+    wide_heads = {"radius_of_gyration": (target, 4 * 0.05 * target)}
+    widened, _ = sample_twins(space, theta, std, 8, 5, heads=heads, candidates=48, spread=4.0)
+    wide, _ = sample_twins(space, theta, std, 8, 5, heads=wide_heads, candidates=48)
+    widened_rg = [descriptor_row(t)[RG] for t in widened]
+    np.testing.assert_array_equal(widened_rg, [descriptor_row(t)[RG] for t in wide])
+    assert np.mean(np.abs(np.array(widened_rg) - target)) > np.mean(np.abs(twin_rg - target))

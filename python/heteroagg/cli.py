@@ -497,6 +497,9 @@ def evaluate(
         int,
         typer.Option(help="M: condition the twins on the direct descriptor heads (0: do not)."),
     ] = 0,
+    twin_head_spread: Annotated[
+        float, typer.Option(help="Factor on the heads' spread when they condition the twins.")
+    ] = 1.0,
 ) -> None:
     """Error analysis of a trained run: parameters, descriptors of twins, failure modes."""
     from heteroagg.learn import evaluate as run
@@ -504,7 +507,8 @@ def evaluate(
     try:
         report = run(model, data, out, twins=twins, twin_images=twin_images, seed=seed,
                      device=device, symmetrize=symmetrize,
-                     twin_candidates=twin_candidates)  # fmt: skip
+                     twin_candidates=twin_candidates,
+                     twin_head_spread=twin_head_spread)  # fmt: skip
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     rows = [
@@ -575,6 +579,9 @@ def predict(
         int,
         typer.Option(help="M: condition the twins on the direct descriptor heads (0: do not)."),
     ] = 0,
+    twin_head_spread: Annotated[
+        float, typer.Option(help="Factor on the heads' spread when they condition the twins.")
+    ] = 1.0,
     providers: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """θ̂ for images with an exported model, and optionally 3D digital twins."""
@@ -599,6 +606,8 @@ def predict(
             raise ValueError("--twins needs --out FILE.h5 to write the twins to")
         if twin_candidates and twin_candidates < twins:
             raise ValueError(f"--twin-candidates must be 0 or >= --twins, got {twin_candidates}")
+        if not (np.isfinite(twin_head_spread) and twin_head_spread > 0):
+            raise ValueError(f"--twin-head-spread must be finite and > 0, got {twin_head_spread}")
         check_uint64("seed", seed)
         predictor = Predictor(model, providers=providers)
         files = [read_images(path, intensity_scale, dataset) for path in images]
@@ -641,7 +650,7 @@ def predict(
                 }
                 made, failed = sample_twins(
                     space, estimate.normalized[b], std, twins, derive_seed(seed, len(records)),
-                    heads=heads, candidates=twin_candidates,
+                    heads=heads, candidates=twin_candidates, spread=twin_head_spread,
                 )  # fmt: skip
                 params = {name: estimate[name][b] for name in estimate}
                 records.append({"source": f.path, "index": b, "params": params, "twins": made,

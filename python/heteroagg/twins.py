@@ -72,7 +72,9 @@ def descriptor_samples(params: ModelParams, seed: int, k: int) -> tuple[np.ndarr
     return np.array(rows, dtype=float).reshape(-1, len(TWIN_DESCRIPTORS)), failed
 
 
-def head_weights(rows: np.ndarray, heads: Mapping[str, tuple[float, float]]) -> np.ndarray:
+def head_weights(
+    rows: np.ndarray, heads: Mapping[str, tuple[float, float]], spread: float = 1.0
+) -> np.ndarray:
     """Weights of candidate twins by how well they agree with directly estimated descriptors.
 
     Parameters
@@ -82,6 +84,12 @@ def head_weights(rows: np.ndarray, heads: Mapping[str, tuple[float, float]]) -> 
     heads
         Descriptor name -> (estimate, standard deviation), as a network's
         direct descriptor heads give them for the image.
+    spread
+        Factor on every standard deviation: above 1 the heads are trusted
+        less and the weights are flatter.  The heads read the same image
+        as θ̂, so taking their spread at face value counts some of its
+        evidence twice and narrows the twins' range (docs/results.md
+        measures by how much).
 
     Returns
     -------
@@ -92,6 +100,8 @@ def head_weights(rows: np.ndarray, heads: Mapping[str, tuple[float, float]]) -> 
         gets weight zero; if none is finite, every candidate weighs alike.
     """
     rows = np.asarray(rows, dtype=float)
+    if not (np.isfinite(spread) and spread > 0):
+        raise ValueError(f"spread must be finite and > 0, got {spread}")
     if rows.ndim != 2 or rows.shape[1] != len(TWIN_DESCRIPTORS):
         raise ValueError(f"rows must be (M, {len(TWIN_DESCRIPTORS)}), got {rows.shape}")
     log_w = np.zeros(len(rows))
@@ -102,7 +112,9 @@ def head_weights(rows: np.ndarray, heads: Mapping[str, tuple[float, float]]) -> 
             raise ValueError(f"the standard deviation of {name!r} must be > 0, got {std}")
         x = rows[:, TWIN_DESCRIPTORS.index(name)]
         with np.errstate(invalid="ignore"):
-            log_w += np.where(np.isfinite(x), -0.5 * ((x - estimate) / std) ** 2, -np.inf)
+            log_w += np.where(
+                np.isfinite(x), -0.5 * ((x - estimate) / (std * spread)) ** 2, -np.inf
+            )
     if not np.isfinite(log_w).any():
         return np.full(len(rows), 1.0 / len(rows)) if len(rows) else log_w
     w = np.exp(log_w - log_w.max())
@@ -130,6 +142,7 @@ def sample_twins(
     seed: int,
     heads: Mapping[str, tuple[float, float]] | None = None,
     candidates: int = 0,
+    spread: float = 1.0,
 ) -> tuple[list[Any], int]:
     """Up to ``k`` twins of one image from its estimate θ̂.
 
@@ -151,6 +164,8 @@ def sample_twins(
         descriptors agree with what the image shows.  A twin can then be
         drawn more than once.  Without ``heads`` (or with ``candidates`` 0)
         the ``k`` twins are drawn directly.
+    spread
+        Factor on the heads' standard deviations (:func:`head_weights`).
 
     Returns
     -------
@@ -164,7 +179,7 @@ def sample_twins(
         if not pool:
             return pool, failed
         rows = np.array([descriptor_row(t) for t in pool], dtype=float)
-        chosen = resample(head_weights(rows, heads), k, derive_seed(seed, 2 * candidates))
+        chosen = resample(head_weights(rows, heads, spread), k, derive_seed(seed, 2 * candidates))
         return [pool[int(j)] for j in chosen], failed
     from heteroagg.aggregate import sample_aggregate
 

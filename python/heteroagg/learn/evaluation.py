@@ -198,9 +198,10 @@ def _twin_key(
     k: int,
     seed: int,
     candidates: int = 0,
+    head_spread: float = 1.0,
 ) -> str:
     """What the twin rows depend on: the data, the items, the prediction, K, the seed
-    and the candidates of conditioned twins."""
+    and the candidates and head spread of conditioned twins."""
     digest = hashlib.sha256()
     digest.update(
         json.dumps([str(Path(dataset.path).resolve()), dataset.index.get("seed")]).encode()
@@ -208,7 +209,8 @@ def _twin_key(
     for array in (test.items, prediction.normalized, prediction.normalized_std):
         if array is not None:
             digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(json.dumps([k, seed] + ([candidates] if candidates else [])).encode())
+    conditioning = [candidates] + ([] if head_spread == 1.0 else [repr(head_spread)])
+    digest.update(json.dumps([k, seed] + (conditioning if candidates else [])).encode())
     if candidates:
         for name in sorted(prediction.descriptors):
             digest.update(np.ascontiguousarray(prediction.descriptors[name]).tobytes())
@@ -251,6 +253,7 @@ def twin_analysis(
     progress: bool,
     checkpoint: Path | None = None,
     candidates: int = 0,
+    head_spread: float = 1.0,
 ) -> dict[str, Any]:
     """Descriptors of the true aggregates, of K twins at θ̂ and of K samples at the true θ.
 
@@ -258,7 +261,8 @@ def twin_analysis(
     descriptor heads: M candidates are drawn at θ̂, weighted by
     :func:`~heteroagg.twins.head_weights`, and their weighted mean is the
     twins' estimate; K of them, resampled by weight, give the single twin
-    and the twins' range.
+    and the twins' range.  ``head_spread`` multiplies the heads' standard
+    deviations in the weights.
 
     With ``checkpoint``, the rows done so far are saved there every
     :data:`TWIN_CHECKPOINT_SECONDS`, and an analysis of the same data,
@@ -274,12 +278,14 @@ def twin_analysis(
         arrays[name] = np.zeros((len(chosen), d))
     failures = {"twins": 0, "reference": 0}
     heads = [n for n in prediction.descriptors if n in TWIN_DESCRIPTORS] if candidates else []
+    if not (np.isfinite(head_spread) and head_spread > 0):
+        raise ValueError(f"head_spread must be finite and > 0, got {head_spread}")
     if candidates and (not heads or not prediction.descriptors_std):
         raise ValueError(
             "conditioned twins need a run with descriptor heads and an uncertainty "
             "(a Gaussian head or an ensemble)"
         )
-    key = _twin_key(dataset, test, prediction, k, seed, candidates)
+    key = _twin_key(dataset, test, prediction, k, seed, candidates, head_spread)
     draws_per_image = candidates or k
     start = 0
     saved = _load_twin_checkpoint(checkpoint, key, len(chosen))
@@ -331,7 +337,7 @@ def twin_analysis(
                         n: (prediction.descriptors[n][k_img], prediction.descriptors_std[n][k_img])
                         for n in heads
                     }
-                    weights = head_weights(twins, estimates)
+                    weights = head_weights(twins, estimates, head_spread)
                     twin_mean[row] = _weighted_mean(twins, weights)
                     twins = twins[resample(weights, k, derive_seed(twin_seed, draws_per_image))]
                 else:
@@ -358,6 +364,7 @@ def twin_analysis(
         "failures": failures,
         "k": k,
         "candidates": candidates,
+        "head_spread": head_spread,
     }
 
 
@@ -403,6 +410,7 @@ def evaluate(
     progress: bool = True,
     symmetrize: bool = False,
     twin_candidates: int = 0,
+    twin_head_spread: float = 1.0,
 ) -> dict[str, Any]:
     """Evaluate a trained run on a held-out dataset; write ``report.md``,
     ``report.json`` and PNG plots into ``out``.
@@ -444,6 +452,12 @@ def evaluate(
         descriptors agree with the heads' (:func:`twin_analysis`); 0 (the
         default) samples the K twins at θ̂ alone.  Needs descriptor heads
         and an uncertainty, and M >= K.
+    twin_head_spread
+        Factor on the heads' predicted standard deviations when they weigh
+        the candidates (:func:`~heteroagg.twins.head_weights`): 1 takes them
+        at face value; larger values give flatter weights and wider twin
+        ranges.  Choose it on a validation set, not the test set
+        (``benchmarks/conditioning_spread.py``).
 
     Returns
     -------
@@ -466,6 +480,8 @@ def evaluate(
         raise ValueError(f"twin_images must be >= 0, got {twin_images}")
     if twin_candidates and twin_candidates < twins:
         raise ValueError(f"twin_candidates must be 0 or >= twins ({twins}), got {twin_candidates}")
+    if not (np.isfinite(twin_head_spread) and twin_head_spread > 0):
+        raise ValueError(f"twin_head_spread must be finite and > 0, got {twin_head_spread}")
     from heteroagg.learn.onnx_run import OnnxRun
 
     if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":
@@ -549,6 +565,7 @@ def evaluate(
         progress,
         checkpoint=out / TWIN_CHECKPOINT,
         candidates=twin_candidates,
+        head_spread=twin_head_spread,
     )
     per_descriptor = {}
     for j, name in enumerate(TWIN_DESCRIPTORS):
@@ -567,6 +584,7 @@ def evaluate(
         "n_twin_images": len(twin["items"]),
         "twins_per_image": twins,
         "twin_candidates": twin_candidates,
+        "twin_head_spread": twin_head_spread if twin_candidates else None,
         "noise": noise,
         "symmetrized": symmetrize or baked,
         "uncertainty": prediction.normalized_std is not None,

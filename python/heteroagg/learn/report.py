@@ -283,7 +283,13 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         + (
             f" The twins are conditioned on the direct descriptor heads: "
             f"{report['twin_candidates']} candidates drawn at θ̂ are weighted by how well their "
-            "descriptors agree with the heads'; the twins' error is that of their weighted "
+            "descriptors agree with the heads'"
+            + (
+                f" (their standard deviations widened {report['twin_head_spread']:g} times)"
+                if report.get("twin_head_spread") not in (None, 1.0)
+                else ""
+            )
+            + "; the twins' error is that of their weighted "
             "mean, and K of them resampled by weight give the single twin and the range. "
             "They use what the image shows beyond θ, so they can beat the true-θ floor."
             if report.get("twin_candidates")

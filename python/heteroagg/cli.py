@@ -25,6 +25,14 @@ console = Console()
 
 _DEFAULTS = ModelParams()
 
+#: Options shared by ``evaluate`` and ``predict``: twins conditioned on the direct heads.
+TwinCandidates = Annotated[
+    int, typer.Option(help="M: condition the twins on the direct descriptor heads (0: do not).")
+]
+TwinHeadSpread = Annotated[
+    float, typer.Option(help="Factor on the heads' spread when they condition the twins.")
+]
+
 
 def _abort(err: Exception) -> NoReturn:
     """Print a one-line error and exit with status 2."""
@@ -493,13 +501,8 @@ def evaluate(
     symmetrize: Annotated[
         bool, typer.Option(help="Average over the image's quarter turns and mirrors.")
     ] = False,
-    twin_candidates: Annotated[
-        int,
-        typer.Option(help="M: condition the twins on the direct descriptor heads (0: do not)."),
-    ] = 0,
-    twin_head_spread: Annotated[
-        float, typer.Option(help="Factor on the heads' spread when they condition the twins.")
-    ] = 1.0,
+    twin_candidates: TwinCandidates = 0,
+    twin_head_spread: TwinHeadSpread = 1.0,
 ) -> None:
     """Error analysis of a trained run: parameters, descriptors of twins, failure modes."""
     from heteroagg.learn import evaluate as run
@@ -575,13 +578,8 @@ def predict(
     twins: Annotated[int, typer.Option(help="K: digital twins sampled per image (0: none).")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="twins.h5 to write.")] = None,
     seed: Annotated[int, typer.Option(help="Root seed of the twins.")] = 0,
-    twin_candidates: Annotated[
-        int,
-        typer.Option(help="M: condition the twins on the direct descriptor heads (0: do not)."),
-    ] = 0,
-    twin_head_spread: Annotated[
-        float, typer.Option(help="Factor on the heads' spread when they condition the twins.")
-    ] = 1.0,
+    twin_candidates: TwinCandidates = 0,
+    twin_head_spread: TwinHeadSpread = 1.0,
     providers: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """θ̂ for images with an exported model, and optionally 3D digital twins."""
@@ -593,6 +591,7 @@ def predict(
     from heteroagg.twins import (
         DESCRIPTOR_LABELS,
         TWIN_DESCRIPTORS,
+        check_spread,
         descriptor_row,
         sample_twins,
         spread_text,
@@ -606,8 +605,7 @@ def predict(
             raise ValueError("--twins needs --out FILE.h5 to write the twins to")
         if twin_candidates and twin_candidates < twins:
             raise ValueError(f"--twin-candidates must be 0 or >= --twins, got {twin_candidates}")
-        if not (np.isfinite(twin_head_spread) and twin_head_spread > 0):
-            raise ValueError(f"--twin-head-spread must be finite and > 0, got {twin_head_spread}")
+        check_spread(twin_head_spread, "--twin-head-spread")
         check_uint64("seed", seed)
         predictor = Predictor(model, providers=providers)
         files = [read_images(path, intensity_scale, dataset) for path in images]

@@ -72,6 +72,12 @@ def descriptor_samples(params: ModelParams, seed: int, k: int) -> tuple[np.ndarr
     return np.array(rows, dtype=float).reshape(-1, len(TWIN_DESCRIPTORS)), failed
 
 
+def check_spread(value: float, name: str = "spread") -> None:
+    """Raise ``ValueError`` unless ``value`` is a usable factor on the heads' spread."""
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value}")
+
+
 def head_weights(
     rows: np.ndarray, heads: Mapping[str, tuple[float, float]], spread: float = 1.0
 ) -> np.ndarray:
@@ -100,8 +106,7 @@ def head_weights(
         gets weight zero; if none is finite, every candidate weighs alike.
     """
     rows = np.asarray(rows, dtype=float)
-    if not (np.isfinite(spread) and spread > 0):
-        raise ValueError(f"spread must be finite and > 0, got {spread}")
+    check_spread(spread)
     if rows.ndim != 2 or rows.shape[1] != len(TWIN_DESCRIPTORS):
         raise ValueError(f"rows must be (M, {len(TWIN_DESCRIPTORS)}), got {rows.shape}")
     log_w = np.zeros(len(rows))

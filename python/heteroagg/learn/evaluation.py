@@ -38,6 +38,7 @@ from heteroagg.learn.inference import Prediction, TrainedRun
 from heteroagg.rng import derive_seed
 from heteroagg.twins import (
     TWIN_DESCRIPTORS,
+    check_spread,
     descriptor_row,
     descriptor_samples,
     head_weights,
@@ -278,8 +279,7 @@ def twin_analysis(
         arrays[name] = np.zeros((len(chosen), d))
     failures = {"twins": 0, "reference": 0}
     heads = [n for n in prediction.descriptors if n in TWIN_DESCRIPTORS] if candidates else []
-    if not (np.isfinite(head_spread) and head_spread > 0):
-        raise ValueError(f"head_spread must be finite and > 0, got {head_spread}")
+    check_spread(head_spread, "head_spread")
     if candidates and (not heads or not prediction.descriptors_std):
         raise ValueError(
             "conditioned twins need a run with descriptor heads and an uncertainty "
@@ -480,8 +480,7 @@ def evaluate(
         raise ValueError(f"twin_images must be >= 0, got {twin_images}")
     if twin_candidates and twin_candidates < twins:
         raise ValueError(f"twin_candidates must be 0 or >= twins ({twins}), got {twin_candidates}")
-    if not (np.isfinite(twin_head_spread) and twin_head_spread > 0):
-        raise ValueError(f"twin_head_spread must be finite and > 0, got {twin_head_spread}")
+    check_spread(twin_head_spread, "twin_head_spread")
     from heteroagg.learn.onnx_run import OnnxRun
 
     if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":

@@ -6,8 +6,8 @@ heads' estimates, within the heads' predicted spread.  This script widens
 that spread by a factor ``s`` (``heteroagg evaluate --twin-head-spread``)
 and reports, per factor, the median |relative error| of the twins' mean and
 of a single twin, and how often the K twins' range holds the truth, for CN,
-HCN and R_g.  Run it on a
-validation set, never the test set.  The table of docs/results.md came from::
+HCN and R_g.  Run it on a validation set, never the test set.  The table of
+docs/results.md came from::
 
     python benchmarks/conditioning_spread.py --run runs/main18 --data runs/val2k
 """

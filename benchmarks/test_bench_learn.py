@@ -103,6 +103,8 @@ def training_step(model, batch, maps=None, dtype=None, cut_first=True, optimizer
     return run
 
 
+#: The network of the full runs: five stages and the full-resolution stem.
+FULL_RUN = TrainConfig(widths=(16, 32, 64, 128, 256), blocks=(1,) * 5, stem_channels=8)
 #: The default before the crop: the whole field, folded 4 x 4.
 WHOLE_FIELD = {**TrainConfig().architecture, "crop": 0, "space_to_depth": 4}
 
@@ -154,7 +156,7 @@ def test_train_step_full_resolution_stem(benchmark, batch):
 
 def full_run_step(batch, optimizer):
     """A training step of the network of the full runs (five stages, the stem)."""
-    config = TrainConfig(widths=(16, 32, 64, 128, 256), blocks=(1,) * 5, stem_channels=8)
+    config = FULL_RUN
     model = ParameterRegressor(9, config.architecture).to(memory_format=torch.channels_last)
     dtype = training_dtype(config.precision, torch.device("cpu"))
     return training_step(model, batch, dtype=dtype, optimizer=optimizer)
@@ -199,7 +201,7 @@ class InvertedResidual(torch.nn.Module):
 def test_train_step_full_resolution_stem_inverted_residual(benchmark, batch):
     """The network of the full runs with inverted residual blocks for its basic
     blocks, with AdamW (anchor: ``..._five_stages``)."""
-    config = TrainConfig(widths=(16, 32, 64, 128, 256), blocks=(1,) * 5, stem_channels=8)
+    config = FULL_RUN
     model = ParameterRegressor(9, config.architecture)
     widths = (config.widths[0], *config.widths)
     model.net.body = torch.nn.Sequential(

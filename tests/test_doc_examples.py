@@ -1,12 +1,14 @@
 """The examples in README.md and docs/*.md, checked against the package as it is.
 
-- Every ``heteroagg`` line of a shell block names a command that exists and
-  only options that command declares.
+- Every ``heteroagg`` line of a shell block, and every inline ``heteroagg``
+  command of the text, names a command that exists and only options that
+  command declares.
 - Every Python block imports names that exist, calls heteroagg's functions,
   classes and methods with arguments their signatures accept, and reads no name
   that its document has not defined before (or says the reader brings).
 - The blocks that run in seconds run verbatim, in a fresh folder, and must not
   warn.
+- Every TOML block loads as a run (``[train]``) or dataset config.
 """
 
 from __future__ import annotations
@@ -42,13 +44,18 @@ def fenced_blocks(path: Path, language: str) -> list[str]:
 
 
 def command_lines() -> list:
+    """``heteroagg`` lines of the shell blocks and the inline code of the text."""
     params = []
     for path in DOCUMENTS:
-        for block in fenced_blocks(path, "bash"):
-            for line in block.splitlines():
-                line = line.split("#", 1)[0].strip()
-                if line.startswith("heteroagg "):
-                    params.append(pytest.param(line, id=f"{path.name}: {line[:60]}"))
+        lines = [
+            line.split("#", 1)[0].strip()
+            for block in fenced_blocks(path, "bash")
+            for line in block.splitlines()
+        ]
+        lines += re.findall(r"`(heteroagg [^`]*)`", path.read_text(encoding="utf-8"))
+        for line in dict.fromkeys(lines):
+            if line.startswith("heteroagg "):
+                params.append(pytest.param(line, id=f"{path.name}: {line[:60]}"))
     return params
 
 

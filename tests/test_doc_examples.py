@@ -8,6 +8,7 @@
   that its document has not defined before (or says the reader brings).
 - The blocks that run in seconds run verbatim, in a fresh folder, and must not
   warn.
+- Every dotted ``heteroagg.…`` name in inline code exists.
 - Every TOML block loads as a run (``[train]``) or dataset config.
 """
 
@@ -310,6 +311,47 @@ def test_quick_examples_run_verbatim_without_warnings(name, tmp_path, monkeypatc
         warnings.simplefilter("error")
         for index, block in enumerate(blocks):
             exec(compile(block, f"{name}, Python example {index + 1}", "exec"), namespace)
+
+
+#: Modules the docs name that a build has only where CMake found a CUDA compiler.
+BUILT_WITH_CUDA = {"heteroagg._cuda"}
+
+
+def dotted_names() -> list:
+    names = {}
+    for path in DOCUMENTS:
+        for name in re.findall(r"`(heteroagg(?:\.\w+)+)", path.read_text(encoding="utf-8")):
+            names.setdefault(name, path.name)
+    return [pytest.param(name, id=f"{doc}: {name}") for name, doc in names.items()]
+
+
+def resolve(name: str) -> object:
+    """The object a dotted name refers to, importing the longest module prefix."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:end]))
+            break
+        except ModuleNotFoundError:
+            continue
+    for attribute in parts[end:]:
+        obj = getattr(obj, attribute)
+    return obj
+
+
+@pytest.mark.parametrize("name", dotted_names())
+def test_dotted_names_in_the_text_exist(name):
+    if name in BUILT_WITH_CUDA:
+        pytest.importorskip(name)
+    resolve(name)
+
+
+def test_misspelt_dotted_names_are_caught():
+    assert resolve("heteroagg.twins.head_weights").__name__ == "head_weights"
+    with pytest.raises(AttributeError):
+        resolve("heteroagg.twins.head_weight")
+    with pytest.raises(AttributeError):
+        resolve("heteroagg.stem.calibrated")
 
 
 def toml_examples() -> list:

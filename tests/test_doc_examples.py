@@ -99,6 +99,21 @@ def test_drifted_command_lines_are_caught():
             undeclared_options(line)
 
 
+def resolve(name: str) -> object:
+    """The object a dotted name refers to, importing its longest module prefix."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:end]))
+            break
+        except ModuleNotFoundError:
+            if end == 1:
+                raise
+    for attribute in parts[end:]:
+        obj = getattr(obj, attribute)
+    return obj
+
+
 class ExampleChecker:
     """Follows a document's Python blocks statement by statement.
 
@@ -149,15 +164,13 @@ class ExampleChecker:
     def _import(self, statement: ast.Import | ast.ImportFrom, line: str) -> None:
         for alias in statement.names:
             bound = alias.asname or alias.name.split(".")[0]
+            if isinstance(statement, ast.ImportFrom):
+                imported = value = f"{statement.module}.{alias.name}"
+            else:  # "import a.b" imports a.b and binds a
+                imported, value = alias.name, alias.name if alias.asname else bound
             try:
-                if isinstance(statement, ast.Import):
-                    module = importlib.import_module(alias.name)
-                    if not alias.asname:  # "import a.b" binds a
-                        module = importlib.import_module(bound)
-                    self._remember(bound, ("object", module))
-                else:
-                    module = importlib.import_module(statement.module)
-                    self._remember(bound, ("object", getattr(module, alias.name)))
+                resolve(imported)
+                self._remember(bound, ("object", resolve(value)))
             except (ImportError, AttributeError) as error:
                 self.problems.append(f"{line}: {error}")
             self.defined.add(bound)
@@ -171,7 +184,7 @@ class ExampleChecker:
             self.instances[name] = value[1]
 
     def _value(self, node: ast.expr, line: str):
-        """("object", obj), ("instance", cls), ("method", cls, function) or None."""
+        """("object", obj), ("instance", cls), ("method", function) or None."""
         if isinstance(node, ast.Name):
             if node.id in self.objects:
                 return ("object", self.objects[node.id])
@@ -201,7 +214,7 @@ class ExampleChecker:
         if isinstance(member, property):
             return instance_of(annotated_return(member.fget))
         if inspect.isfunction(member):
-            return ("method", cls, member)
+            return ("method", member)
         return instance_of(annotations(cls).get(name))
 
     def _call(self, node: ast.Call, line: str):
@@ -215,7 +228,7 @@ class ExampleChecker:
         args = [object()] * len(node.args)
         kwargs = {k.arg: object() for k in node.keywords}
         if callee[0] == "method":
-            function, args = callee[2], [object(), *args]
+            function, args = callee[1], [object(), *args]
         else:
             function = callee[1]
             if not callable(function) or not is_ours(function):
@@ -323,20 +336,6 @@ def dotted_names() -> list:
         for name in re.findall(r"`(heteroagg(?:\.\w+)+)", path.read_text(encoding="utf-8")):
             names.setdefault(name, path.name)
     return [pytest.param(name, id=f"{doc}: {name}") for name, doc in names.items()]
-
-
-def resolve(name: str) -> object:
-    """The object a dotted name refers to, importing the longest module prefix."""
-    parts = name.split(".")
-    for end in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:end]))
-            break
-        except ModuleNotFoundError:
-            continue
-    for attribute in parts[end:]:
-        obj = getattr(obj, attribute)
-    return obj
 
 
 @pytest.mark.parametrize("name", dotted_names())

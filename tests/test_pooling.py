@@ -1,0 +1,91 @@
+"""Pooling the estimates of several images of one sample."""
+
+import numpy as np
+import pytest
+
+from heteroagg.pooling import PER_AGGREGATE, pool_sample
+
+NAMES = ("n_particles", "frac_w", "radius_w")
+
+
+def test_pooled_estimate_is_the_maximum_of_the_product_of_the_images_gaussians():
+    rng = np.random.default_rng(3)
+    mu = rng.uniform(0.2, 0.8, (5, 3))
+    sd = rng.uniform(0.02, 0.2, (5, 3))
+    pool = pool_sample(mu, sd, NAMES)
+    grid = np.linspace(-0.5, 1.5, 400_001)
+    for k in (1, 2):  # brute force: the normalised product of the five densities on a grid
+        log_p = sum(-0.5 * ((grid - m) / s) ** 2 for m, s in zip(mu[:, k], sd[:, k], strict=True))
+        p = np.exp(log_p - log_p.max())
+        p /= p.sum()
+        mean = (grid * p).sum()
+        assert pool.normalized[0, k] == pytest.approx(grid[np.argmax(p)], abs=1e-5)
+        assert pool.normalized[0, k] == pytest.approx(mean, abs=1e-6)
+        assert pool.normalized_std[0, k] == pytest.approx(np.sqrt(((grid - mean) ** 2 * p).sum()),
+                                                          rel=1e-4)  # fmt: skip
+    assert pool.shared.tolist() == [False, True, True]
+    assert np.all(pool.normalized[:, 1:] == pool.normalized[0, 1:])
+    np.testing.assert_array_equal(pool.normalized[:, 0], mu[:, 0])  # each aggregate its own N
+    np.testing.assert_array_equal(pool.normalized_std[:, 0], sd[:, 0])
+    assert pool.images == 5 and PER_AGGREGATE == ("n_particles",)
+
+
+def test_pooled_band_is_calibrated_for_independent_gaussian_estimates():
+    rng = np.random.default_rng(11)
+    trials, images = 4000, 6
+    truth = rng.uniform(0, 1, (trials, 1, 3))
+    sd = rng.uniform(0.01, 0.3, (trials, images, 3))
+    mu = truth + sd * rng.standard_normal(sd.shape)
+    z, plain = [], []
+    for t in range(trials):
+        pool = pool_sample(mu[t], sd[t], NAMES)
+        z.append((pool.normalized[0] - truth[t, 0]) / pool.normalized_std[0])
+        plain.append(mu[t].mean(0) - truth[t, 0])
+    z = np.array(z)[:, 1:]
+    assert np.std(z) == pytest.approx(1.0, abs=0.03)
+    assert np.mean(np.abs(z) <= 1) == pytest.approx(0.6827, abs=0.015)
+    pooled_error = z * np.array([pool_sample(mu[t], sd[t], NAMES).normalized_std[0, 1:]
+                                 for t in range(trials)])  # fmt: skip
+    assert np.mean(pooled_error**2) < 0.6 * np.mean(np.array(plain)[:, 1:] ** 2)
+
+
+def test_pooling_without_uncertainty_averages_and_one_image_is_left_alone():
+    mu = np.array([[0.1, 0.2, 0.3], [0.5, 0.6, 0.9]])
+    pool = pool_sample(mu, None, NAMES)
+    assert pool.normalized_std is None
+    np.testing.assert_allclose(pool.normalized, [[0.1, 0.4, 0.6], [0.5, 0.4, 0.6]])
+    equal = pool_sample(mu, np.full_like(mu, 0.1), NAMES)
+    np.testing.assert_allclose(equal.normalized, pool.normalized)
+    np.testing.assert_allclose(equal.normalized_std[0], [0.1, 0.1 / np.sqrt(2), 0.1 / np.sqrt(2)])
+    one = pool_sample(mu[:1], np.full((1, 3), 0.2), NAMES)
+    np.testing.assert_allclose(one.normalized, mu[:1], rtol=1e-12)
+    np.testing.assert_allclose(one.normalized_std, 0.2)
+    everything = pool_sample(mu, None, NAMES, per_aggregate=())
+    assert everything.shared.all() and np.allclose(everything.normalized[:, 0], 0.3)
+
+
+@pytest.mark.parametrize(
+    ("mu", "sd", "kwargs", "match"),
+    [
+        (np.zeros((0, 3)), None, {}, "B >= 1"),
+        (np.zeros((2, 2)), None, {}, r"\(B >= 1, 3\)"),
+        (np.zeros(3), None, {}, "B >= 1"),
+        (np.array([[0.1, np.nan, 0.2]]), None, {}, "not finite"),
+        (np.zeros((2, 3)), np.zeros((3, 3)), {}, "normalized_std must be"),
+        (np.zeros((2, 3)), -np.ones((2, 3)), {}, ">= 0"),
+        (np.zeros((2, 3)), np.full((2, 3), np.inf), {}, "finite"),
+        (np.zeros((2, 3)), None, {"per_aggregate": ("size",)}, "unknown parameters"),
+    ],
+)
+def test_pooling_rejects_bad_input(mu, sd, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pool_sample(mu, sd, NAMES, **kwargs)
+
+
+def test_a_zero_spread_image_dominates_without_dividing_by_zero():
+    mu = np.array([[0.5, 0.2, 0.7], [0.5, 0.8, 0.1]])
+    sd = np.array([[0.1, 0.0, 0.1], [0.1, 0.1, 0.1]])
+    pool = pool_sample(mu, sd, NAMES)
+    assert np.isfinite(pool.normalized).all() and np.isfinite(pool.normalized_std).all()
+    assert pool.normalized[0, 1] == pytest.approx(0.2, abs=1e-6)
+    assert pool.normalized[0, 2] == pytest.approx(0.4)

@@ -19,6 +19,7 @@ from heteroagg.deploy import Predictor, export_onnx
 from heteroagg.deploy.export import METADATA_KEYS
 from heteroagg.deploy.images import read_images
 from heteroagg.learn import TrainedRun, evaluate
+from heteroagg.pooling import pool_sample
 from heteroagg.rng import derive_seed
 from heteroagg.twins import sample_twins, twin_params
 
@@ -232,6 +233,44 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     assert bad.exit_code != 0 and "--out" in flat(bad.output)
     wrong = runner.invoke(app, ["predict", str(model), str(tmp_path / "none.npy")])
     assert wrong.exit_code != 0 and "doesnotexist" in flat(wrong.output)
+
+
+def test_cli_pools_the_images_of_one_sample(exported, tiny_test, tmp_path):
+    model = exported[0]
+    images = open_dataset(tiny_test).images[:3]
+    np.save(tmp_path / "three.npy", images)
+    runner = CliRunner()
+    out = tmp_path / "sample.h5"
+    args = ["predict", str(model), str(tmp_path / "three.npy"), "--twins", "2", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--sample"])
+    assert result.exit_code == 0, result.output
+    assert "pooledover3images" in flat(result.output) and "sample" in result.output
+    predictor = Predictor(model, providers="cpu")
+    estimate = predictor.predict(images)
+    pool = pool_sample(estimate.normalized, estimate.normalized_std, predictor.parameters)
+    space = ParameterSpace.from_config(predictor.metadata["parameter_space"])
+    column = list(predictor.parameters).index("frac_w")
+    with h5py.File(out) as f:
+        assert f.attrs["pooled_images"] == 3
+        for b in range(3):
+            group = f[f"image-{b}"]
+            expected = space.denormalize(np.clip(pool.normalized[b], 0, 1))
+            assert group.attrs["frac_w"] == pytest.approx(expected["frac_w"], rel=1e-6)
+            assert group.attrs["n_particles"] == pytest.approx(estimate["n_particles"][b], rel=1e-5)
+            for j in range(len(group["descriptors"])):  # twins drawn about the pooled θ̂
+                twin_frac = group[f"twin-{j}"].attrs["frac_w"]
+                low, high = space.priors["frac_w"].low, space.priors["frac_w"].high
+                band = 5 * pool.normalized_std[b, column] * (high - low)
+                assert abs(twin_frac - expected["frac_w"]) <= band
+        fracs = {round(float(f[f"image-{b}"].attrs["frac_w"]), 12) for b in range(3)}
+        assert len(fracs) == 1
+    alone = tmp_path / "alone.h5"
+    result = runner.invoke(app, [*args[:-1], str(alone)])
+    assert result.exit_code == 0, result.output
+    with h5py.File(alone) as f:
+        assert f.attrs["pooled_images"] == 0
+        fracs = {round(float(f[f"image-{b}"].attrs["frac_w"]), 12) for b in range(3)}
+        assert len(fracs) == 3
 
 
 def test_evaluation_through_onnx_runtime_matches_pytorch(exported, tiny_run, tiny_test, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import numpy as np
 import typer
@@ -580,6 +580,14 @@ def predict(
     seed: Annotated[int, typer.Option(help="Root seed of the twins.")] = 0,
     twin_candidates: TwinCandidates = 0,
     twin_head_spread: TwinHeadSpread = 1.0,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="The images show aggregates of one sample: pool the shared parameters "
+            "over them (every parameter but n_particles).",
+        ),
+    ] = False,
     providers: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """θ̂ for images with an exported model, and optionally 3D digital twins."""
@@ -587,6 +595,7 @@ def predict(
     from heteroagg.data.space import ParameterSpace
     from heteroagg.deploy.images import read_images
     from heteroagg.deploy.runtime import Predictor
+    from heteroagg.pooling import pool_sample
     from heteroagg.rng import check_uint64, derive_seed
     from heteroagg.twins import (
         DESCRIPTOR_LABELS,
@@ -616,6 +625,15 @@ def predict(
             raise ValueError(
                 "--twin-candidates needs a model with descriptor heads and an uncertainty"
             )
+        space = ParameterSpace.from_config(predictor.metadata["parameter_space"])
+        normalized = np.concatenate([e.normalized for e in estimates])
+        normalized_std = None
+        if all(e.normalized_std is not None for e in estimates):
+            normalized_std = np.concatenate([e.normalized_std for e in estimates])
+        pooled = None
+        if sample:
+            pooled = pool_sample(normalized, normalized_std, predictor.parameters)
+            normalized, normalized_std = pooled.normalized, pooled.normalized_std
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         _abort(err)
     console.print(f"model {model.name} on {predictor.provider}")
@@ -632,38 +650,73 @@ def predict(
                 rows.append((label if k == 0 else "", name, value, band, unit))
     columns = ("image", "parameter", "estimate", "one-sigma band", "unit")
     console.print(_table("θ̂", columns, rows))
+    if pooled is not None:
+        console.print(_sample_table(pooled, space, predictor))
     if not twins:
         return
-    space = ParameterSpace.from_config(predictor.metadata["parameter_space"])
     records = []
-    total = sum(len(f.images) for f in files)
-    with progress_bar(True, total, "digital twins") as advance:
+    with progress_bar(True, len(normalized), "digital twins") as advance:
         for f, estimate in zip(files, estimates, strict=True):
             for b in range(len(f.images)):
-                std = None if estimate.normalized_std is None else estimate.normalized_std[b]
+                r = len(records)
+                std = None if normalized_std is None else normalized_std[r]
                 heads = {
                     d: (estimate.descriptors[d][b], estimate.descriptors_std[d][b])
                     for d in estimate.descriptors_std
                     if d in TWIN_DESCRIPTORS
                 }
                 made, failed = sample_twins(
-                    space, estimate.normalized[b], std, twins, derive_seed(seed, len(records)),
+                    space, normalized[r], std, twins, derive_seed(seed, r),
                     heads=heads, candidates=twin_candidates, spread=twin_head_spread,
                 )  # fmt: skip
                 params = {name: estimate[name][b] for name in estimate}
+                if pooled is not None:
+                    physical = space.denormalize(np.clip(normalized[r], 0.0, 1.0))
+                    params.update({name: physical[name] for name in predictor.parameters})
                 records.append({"source": f.path, "index": b, "params": params, "twins": made,
                                 "failed": failed})  # fmt: skip
                 advance()
-    write_twins(out, records)
+    write_twins(out, records, pooled_images=0 if pooled is None else pooled.images)
     rows = []
     for k, record in enumerate(records):
         values = np.array([descriptor_row(t) for t in record["twins"]], dtype=float)
         for j, name in enumerate(TWIN_DESCRIPTORS):
             label = DESCRIPTOR_LABELS[name]
             rows.append((str(k) if j == 0 else "", label, spread_text(values, j)))
+    if pooled is not None:
+        values = np.array([descriptor_row(t) for r in records for t in r["twins"]], dtype=float)
+        values = values.reshape(-1, len(TWIN_DESCRIPTORS))
+        for j, name in enumerate(TWIN_DESCRIPTORS):
+            rows.append(("sample" if j == 0 else "", DESCRIPTOR_LABELS[name],
+                         spread_text(values, j)))  # fmt: skip
     console.print(_table(f"descriptors of {twins} twins per image (mean ± spread)",
                          ("image", "descriptor", "twins"), rows))  # fmt: skip
     console.print(f"twins: {out}")
+
+
+def _sample_table(pooled: Any, space: Any, predictor: Any) -> Table:
+    """The sample's pooled θ̂ with its one-sigma band; per-aggregate parameters as a range."""
+    row = pooled.normalized[0]
+    value = space.denormalize(np.clip(row, 0.0, 1.0))
+    low = high = None
+    if pooled.normalized_std is not None:
+        sd = pooled.normalized_std[0]
+        low = space.denormalize(np.clip(row - sd, 0.0, 1.0))
+        high = space.denormalize(np.clip(row + sd, 0.0, 1.0))
+    rows = []
+    for k, name in enumerate(predictor.parameters):
+        unit = predictor.units.get(name, "")
+        if pooled.shared[k]:
+            band = "" if low is None else f"{low[name]:.4g} to {high[name]:.4g}"
+            rows.append((name, f"{value[name]:.4g}", band, unit))
+        else:
+            span = space.denormalize(np.clip(pooled.normalized, 0.0, 1.0))[name]
+            rows.append((name, f"per image: {span.min():.4g} to {span.max():.4g}", "", unit))
+    title = (
+        f"θ̂ of the sample, pooled over {pooled.images} images "
+        "(the band assumes independent images: a lower bound)"
+    )
+    return _table(title, ("parameter", "estimate", "one-sigma band", "unit"), rows)
 
 
 @app.command()

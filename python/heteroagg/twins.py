@@ -201,7 +201,7 @@ def sample_twins(
     return twins, failed
 
 
-def write_twins(path: str | Any, records: list[dict[str, Any]]) -> None:
+def write_twins(path: str | Any, records: list[dict[str, Any]], pooled_images: int = 0) -> None:
     """Write digital twins and their descriptor distributions to HDF5.
 
     Each record becomes a group ``image-<k>`` holding the estimate (attrs
@@ -217,11 +217,16 @@ def write_twins(path: str | Any, records: list[dict[str, Any]]) -> None:
     records
         Dicts with ``source`` (str), ``index`` (int), ``params`` (name ->
         value), ``twins`` (aggregates) and ``failed`` (int).
+    pooled_images
+        Over how many images the shared parameters of ``params`` were pooled
+        (:func:`heteroagg.pooling.pool_sample`), stored as the file's
+        ``pooled_images`` attr; 0: each image's own estimate.
     """
     import h5py
 
     with h5py.File(path, "w") as f:
         f.attrs["descriptor_names"] = list(TWIN_DESCRIPTORS)
+        f.attrs["pooled_images"] = int(pooled_images)
         for k, record in enumerate(records):
             group = f.create_group(f"image-{k}")
             group.attrs["source"] = str(record["source"])

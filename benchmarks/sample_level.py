@@ -13,7 +13,9 @@ most ``--blocks`` per sample) it reports:
 
 - the R² of the shared parameters pooled over the block: the
   precision-weighted mean of the images' normalised estimates (each
-  image's predictive standard deviation gives its weight);
+  image's predictive standard deviation gives its weight), how often the
+  pooled one-sigma band holds the truth, and the share of an image's error
+  that all images of its sample have in common (intraclass correlation);
 - the sample's mean HCN (over its aggregates), against the truth: the mean
   over ``--truth-samples`` aggregates drawn at the sample's θ, each with
   its own ``n_particles`` from the prior.  Routes: twins at the pooled θ̂
@@ -146,6 +148,15 @@ def images_of_samples(run: TrainedRun, imaging: ImagingConfig, root: int, groups
             "normalized": normalized, "std": std, "head": head}  # fmt: skip
 
 
+def shared_error_fraction(errors: np.ndarray) -> float:
+    """The intraclass correlation of (samples, images) standardised errors: the share of
+    an image's error variance that all images of its sample have in common."""
+    per_group = errors.shape[1]
+    within = errors.var(axis=1, ddof=1).mean()
+    between = errors.mean(axis=1).var(ddof=1) - within / per_group
+    return float(between / (between + within))
+
+
 def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
             twins: int, truth_samples: int) -> dict:  # fmt: skip
     """R² of the pooled parameters and relative errors of the sample's HCN, per block size."""
@@ -171,6 +182,8 @@ def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
     print(f"  truths and per-image twins: {time.perf_counter() - start:.0f} s")
     out: dict = {"block_sizes": [], "r2": {}, "in_band": {}, "hcn_errors": {}, "hcn_signed": {}}
     true_norm = np.array([space.normalize(t) for t in thetas])
+    z = (seen["normalized"] - true_norm[:, None, :]) / seen["std"]
+    out["shared_error"] = {names[k]: shared_error_fraction(z[:, :, k]) for k in shared}
     for n in block_sizes(per_group):
         parts = blocks(per_group, n, most)
         estimate, reference, direct, imaged, per_image = [], [], [], [], []
@@ -237,6 +250,8 @@ def report(out: dict) -> None:
     print("share of the samples whose truth lies in the pooled one-sigma band (nominal 68 %)")
     for name, values in out["in_band"].items():
         print(f"  {name:12s} " + "  ".join(f"{v:6.0%}" for v in values))
+    print("share of an image's error variance common to its sample (intraclass correlation)")
+    print("  " + "  ".join(f"{n} {v:.2f}" for n, v in out["shared_error"].items()))
     print("HCN of the sample: median |relative error| (within 15 %), median signed error")
     for label, errors in out["hcn_errors"].items():
         cells = [

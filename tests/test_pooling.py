@@ -89,3 +89,37 @@ def test_a_zero_spread_image_dominates_without_dividing_by_zero():
     assert np.isfinite(pool.normalized).all() and np.isfinite(pool.normalized_std).all()
     assert pool.normalized[0, 1] == pytest.approx(0.2, abs=1e-6)
     assert pool.normalized[0, 2] == pytest.approx(0.4)
+
+
+def test_shared_error_widens_the_band_by_the_design_effect_of_correlated_images():
+    rng = np.random.default_rng(5)
+    trials, images, rho = 6000, 8, 0.3
+    truth = rng.uniform(0.3, 0.7, (trials, 1, 3))
+    sd = np.full((trials, images, 3), 0.05)
+    common = np.sqrt(rho) * 0.05 * rng.standard_normal((trials, 1, 3))
+    own = np.sqrt(1 - rho) * 0.05 * rng.standard_normal((trials, images, 3))
+    mu = truth + common + own
+    z_plain, z_shared = [], []
+    for t in range(trials):
+        plain = pool_sample(mu[t], sd[t], NAMES)
+        shared = pool_sample(mu[t], sd[t], NAMES, shared_error=rho)
+        np.testing.assert_array_equal(shared.normalized, plain.normalized)
+        z_plain.append((plain.normalized[0] - truth[t, 0]) / plain.normalized_std[0])
+        z_shared.append((shared.normalized[0] - truth[t, 0]) / shared.normalized_std[0])
+    design_effect = 1 + rho * (images - 1)
+    assert np.std(np.array(z_plain)[:, 1:]) == pytest.approx(np.sqrt(design_effect), rel=0.03)
+    assert np.std(np.array(z_shared)[:, 1:]) == pytest.approx(1.0, abs=0.03)
+    assert np.mean(np.abs(np.array(z_shared)[:, 1:]) <= 1) == pytest.approx(0.6827, abs=0.015)
+
+
+def test_shared_error_by_name_and_its_checks():
+    mu = np.array([[0.5, 0.2, 0.7], [0.5, 0.8, 0.1], [0.4, 0.5, 0.4]])
+    sd = np.full_like(mu, 0.1)
+    pool = pool_sample(mu, sd, NAMES, shared_error={"frac_w": 1.0})
+    assert pool.normalized_std[0, 1] == pytest.approx(0.1)  # fully shared: no gain from 3 images
+    assert pool.normalized_std[0, 2] == pytest.approx(0.1 / np.sqrt(3))  # left out: independent
+    assert pool.normalized_std[1, 0] == pytest.approx(0.1)  # per-aggregate: untouched
+    for bad, match in [(-0.1, r"\[0, 1\]"), (1.5, r"\[0, 1\]"), (np.nan, r"\[0, 1\]"),
+                       ({"size": 0.2}, "unknown parameters")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            pool_sample(mu, sd, NAMES, shared_error=bad)

@@ -10,7 +10,7 @@ this gains.  Needs neither torch nor onnxruntime.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,16 +53,19 @@ def pool_sample(
     normalized_std: np.ndarray | None,
     parameters: Sequence[str],
     per_aggregate: Sequence[str] = PER_AGGREGATE,
+    shared_error: float | Mapping[str, float] = 0.0,
 ) -> PooledSample:
     """Pool the estimates of several images of one sample.
 
-    Each image's estimate of a shared parameter is taken as an independent
-    Gaussian measurement N(θ̂ᵢ, σᵢ²) of the sample's value; their product is
-    the precision-weighted mean with standard deviation (Σ σᵢ⁻²)^-1/2.
-    Without uncertainties every image weighs alike.  The errors of images of
-    one sample are not fully independent (a network errs alike on alike
-    images), so the pooled standard deviation is a lower bound:
-    docs/results.md measures how often its band holds the truth.
+    Each image's estimate of a shared parameter is taken as a Gaussian
+    measurement N(θ̂ᵢ, σᵢ²) of the sample's value, and the pooled estimate
+    is their precision-weighted mean.  Were the images' errors independent,
+    its standard deviation would be (Σ σᵢ⁻²)^-1/2.  They are not: a network
+    errs alike on alike images, and a share rho of each image's error variance
+    is common to all images of the sample.  The pooled variance is then
+    1 + rho * (B - 1) times the independent one, which ``shared_error`` sets; with
+    the default 0 the standard deviation is a lower bound.  docs/results.md
+    measures rho for a trained run and how often the band holds the truth.
 
     Parameters
     ----------
@@ -74,6 +77,10 @@ def pool_sample(
         The P parameter names, in column order.
     per_aggregate
         Parameters each aggregate has for itself; they are not pooled.
+    shared_error
+        rho in [0, 1], for every shared parameter or per name (a name left out:
+        0).  It widens the pooled standard deviation only; the estimate is the
+        same.
 
     Returns
     -------
@@ -91,6 +98,7 @@ def pool_sample(
     if not np.isfinite(mu).all():
         raise ValueError("normalized holds values that are not finite")
     shared = np.array([name not in per_aggregate for name in names])
+    rho = _shared_error_columns(shared_error, names)
     out = mu.copy()
     if normalized_std is None:
         out[:, shared] = mu[:, shared].mean(axis=0)
@@ -104,5 +112,22 @@ def pool_sample(
     total = precision.sum(axis=0)
     out[:, shared] = (precision * mu[:, shared]).sum(axis=0) / total
     out_sd = sd.copy()
-    out_sd[:, shared] = 1.0 / np.sqrt(total)
+    design_effect = 1.0 + rho[shared] * (len(mu) - 1)
+    out_sd[:, shared] = np.sqrt(design_effect / total)
     return PooledSample(out, out_sd, shared)
+
+
+def _shared_error_columns(
+    shared_error: float | Mapping[str, float], names: list[str]
+) -> np.ndarray:
+    """rho per column from one value or a mapping by name; checked to lie in [0, 1]."""
+    if isinstance(shared_error, Mapping):
+        unknown = sorted(set(shared_error) - set(names))
+        if unknown:
+            raise ValueError(f"shared_error names unknown parameters: {unknown}")
+        rho = np.array([float(shared_error.get(name, 0.0)) for name in names])
+    else:
+        rho = np.full(len(names), float(shared_error))
+    if not (np.isfinite(rho).all() and (rho >= 0).all() and (rho <= 1).all()):
+        raise ValueError(f"shared_error must lie in [0, 1], got {shared_error}")
+    return rho

@@ -264,6 +264,13 @@ def test_cli_pools_the_images_of_one_sample(exported, tiny_test, tmp_path):
                 assert abs(twin_frac - expected["frac_w"]) <= band
         fracs = {round(float(f[f"image-{b}"].attrs["frac_w"]), 12) for b in range(3)}
         assert len(fracs) == 1
+    widened = runner.invoke(app, [*args, "--sample", "--shared-error", "0.5"])
+    assert widened.exit_code == 0, widened.output
+    assert "sharederrorshareof0.5" in flat(widened.output)
+    for bad, message in [(["--shared-error", "0.5"], "needs--sample"),
+                         (["--sample", "--shared-error", "2"], "[0,1]")]:  # fmt: skip
+        result = runner.invoke(app, [*args, *bad])
+        assert result.exit_code != 0 and message in flat(result.output)
     alone = tmp_path / "alone.h5"
     result = runner.invoke(app, [*args[:-1], str(alone)])
     assert result.exit_code == 0, result.output

@@ -588,6 +588,13 @@ def predict(
             "over them (every parameter but n_particles).",
         ),
     ] = False,
+    shared_error: Annotated[
+        float,
+        typer.Option(
+            help="With --sample: the share of an image's error common to all images of the "
+            "sample, in [0, 1]; widens the pooled band (docs/deploy.md).",
+        ),
+    ] = 0.0,
     providers: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """θ̂ for images with an exported model, and optionally 3D digital twins."""
@@ -616,6 +623,10 @@ def predict(
             raise ValueError(f"--twin-candidates must be 0 or >= --twins, got {twin_candidates}")
         check_spread(twin_head_spread, "--twin-head-spread")
         check_uint64("seed", seed)
+        if shared_error and not sample:
+            raise ValueError("--shared-error needs --sample")
+        if not 0.0 <= shared_error <= 1.0:
+            raise ValueError(f"--shared-error must lie in [0, 1], got {shared_error}")
         predictor = Predictor(model, providers=providers)
         files = [read_images(path, intensity_scale, dataset) for path in images]
         estimates = [
@@ -632,7 +643,9 @@ def predict(
             normalized_std = np.concatenate([e.normalized_std for e in estimates])
         pooled = None
         if sample:
-            pooled = pool_sample(normalized, normalized_std, predictor.parameters)
+            pooled = pool_sample(
+                normalized, normalized_std, predictor.parameters, shared_error=shared_error
+            )
             normalized, normalized_std = pooled.normalized, pooled.normalized_std
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         _abort(err)
@@ -651,7 +664,7 @@ def predict(
     columns = ("image", "parameter", "estimate", "one-sigma band", "unit")
     console.print(_table("θ̂", columns, rows))
     if pooled is not None:
-        console.print(_sample_table(pooled, space, predictor))
+        console.print(_sample_table(pooled, space, predictor, shared_error))
     if not twins:
         return
     records = []
@@ -694,7 +707,7 @@ def predict(
     console.print(f"twins: {out}")
 
 
-def _sample_table(pooled: Any, space: Any, predictor: Any) -> Table:
+def _sample_table(pooled: Any, space: Any, predictor: Any, shared_error: float) -> Table:
     """The sample's pooled θ̂ with its one-sigma band; per-aggregate parameters as a range."""
     row = pooled.normalized[0]
     value = space.denormalize(np.clip(row, 0.0, 1.0))
@@ -712,10 +725,12 @@ def _sample_table(pooled: Any, space: Any, predictor: Any) -> Table:
         else:
             span = space.denormalize(np.clip(pooled.normalized, 0.0, 1.0))[name]
             rows.append((name, f"per image: {span.min():.4g} to {span.max():.4g}", "", unit))
-    title = (
-        f"θ̂ of the sample, pooled over {pooled.images} images "
-        "(the band assumes independent images: a lower bound)"
+    band = (
+        f"the band for a shared error share of {shared_error:g}"
+        if shared_error
+        else "the band assumes independent images: a lower bound"
     )
+    title = f"θ̂ of the sample, pooled over {pooled.images} images ({band})"
     return _table(title, ("parameter", "estimate", "one-sigma band", "unit"), rows)
 
 

@@ -16,6 +16,9 @@ most ``--blocks`` per sample) it reports:
   image's predictive standard deviation gives its weight), how often the
   pooled one-sigma band holds the truth, and the share of an image's error
   that all images of its sample have in common (intraclass correlation);
+  and the band's coverage once widened by those shares
+  (``pool_sample(..., shared_error=...)``), fitted on the first half of
+  the samples and checked on the second;
 - the sample's mean HCN (over its aggregates), against the truth: the mean
   over ``--truth-samples`` aggregates drawn at the sample's θ, each with
   its own ``n_particles`` from the prior.  Routes: twins at the pooled θ̂
@@ -157,6 +160,33 @@ def shared_error_fraction(errors: np.ndarray) -> float:
     return float(between / (between + within))
 
 
+def held_out_coverage(normalized: np.ndarray, std: np.ndarray, true_normalized: np.ndarray,
+                      names: list[str], most: int) -> dict:  # fmt: skip
+    """How often the pooled one-sigma band holds the truth on the second half of the
+    samples, with each parameter's shared share of the error fitted on the first half
+    (``pool_sample(..., shared_error=...)``), per block size: (fitted shares, coverage)."""
+    groups, per_group, _ = normalized.shape
+    half = groups // 2
+    z = (normalized - true_normalized[:, None, :]) / std
+    rho = {
+        name: min(max(shared_error_fraction(z[:half, :, k]), 0.0), 1.0)
+        for k, name in enumerate(names)
+        if name != "n_particles"
+    }
+    coverage: dict = {name: [] for name in rho}
+    for n in block_sizes(per_group):
+        inside = []
+        for g in range(half, groups):
+            for idx in blocks(per_group, n, most):
+                pool = pool_sample(normalized[g, idx], std[g, idx], names, shared_error=rho)
+                error = np.abs(pool.normalized[0] - true_normalized[g])
+                inside.append(error <= pool.normalized_std[0])
+        share = np.mean(inside, axis=0)
+        for name in rho:
+            coverage[name].append(float(share[names.index(name)]))
+    return {"shared_error_fitted": rho, "in_band_widened": coverage}
+
+
 def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
             twins: int, truth_samples: int) -> dict:  # fmt: skip
     """R² of the pooled parameters and relative errors of the sample's HCN, per block size."""
@@ -184,6 +214,7 @@ def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
     true_norm = np.array([space.normalize(t) for t in thetas])
     z = (seen["normalized"] - true_norm[:, None, :]) / seen["std"]
     out["shared_error"] = {names[k]: shared_error_fraction(z[:, :, k]) for k in shared}
+    out.update(held_out_coverage(seen["normalized"], seen["std"], true_norm, names, most))
     for n in block_sizes(per_group):
         parts = blocks(per_group, n, most)
         estimate, reference, direct, imaged, per_image = [], [], [], [], []
@@ -252,6 +283,9 @@ def report(out: dict) -> None:
         print(f"  {name:12s} " + "  ".join(f"{v:6.0%}" for v in values))
     print("share of an image's error variance common to its sample (intraclass correlation)")
     print("  " + "  ".join(f"{n} {v:.2f}" for n, v in out["shared_error"].items()))
+    print("the same band widened by shares fitted on the first half, on the second half")
+    for name, values in out["in_band_widened"].items():
+        print(f"  {name:12s} " + "  ".join(f"{v:6.0%}" for v in values))
     print("HCN of the sample: median |relative error| (within 15 %), median signed error")
     for label, errors in out["hcn_errors"].items():
         cells = [

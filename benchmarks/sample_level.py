@@ -50,7 +50,7 @@ from heteroagg.data.config import ImagingConfig
 from heteroagg.data.torch_dataset import draw_dose, shot_noise
 from heteroagg.learn.evaluation import parameter_metrics, relative_error
 from heteroagg.learn.inference import TrainedRun
-from heteroagg.pooling import pool_sample
+from heteroagg.pooling import fit_shared_error, pool_sample
 from heteroagg.rng import derive_seed
 from heteroagg.stem import HaadfRenderer
 from heteroagg.twins import twin_params
@@ -151,15 +151,6 @@ def images_of_samples(run: TrainedRun, imaging: ImagingConfig, root: int, groups
             "normalized": normalized, "std": std, "head": head}  # fmt: skip
 
 
-def shared_error_fraction(errors: np.ndarray) -> float:
-    """The intraclass correlation of (samples, images) standardised errors: the share of
-    an image's error variance that all images of its sample have in common."""
-    per_group = errors.shape[1]
-    within = errors.var(axis=1, ddof=1).mean()
-    between = errors.mean(axis=1).var(ddof=1) - within / per_group
-    return float(between / (between + within))
-
-
 def held_out_coverage(normalized: np.ndarray, std: np.ndarray, true_normalized: np.ndarray,
                       names: list[str], most: int) -> dict:  # fmt: skip
     """How often the pooled one-sigma band holds the truth on the second half of the
@@ -167,12 +158,7 @@ def held_out_coverage(normalized: np.ndarray, std: np.ndarray, true_normalized: 
     (``pool_sample(..., shared_error=...)``), per block size: (fitted shares, coverage)."""
     groups, per_group, _ = normalized.shape
     half = groups // 2
-    z = (normalized - true_normalized[:, None, :]) / std
-    rho = {
-        name: min(max(shared_error_fraction(z[:half, :, k]), 0.0), 1.0)
-        for k, name in enumerate(names)
-        if name != "n_particles"
-    }
+    rho = fit_shared_error(normalized[:half], std[:half], true_normalized[:half], names)
     coverage: dict = {name: [] for name in rho}
     for n in block_sizes(per_group):
         inside = []
@@ -212,8 +198,7 @@ def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
     print(f"  truths and per-image twins: {time.perf_counter() - start:.0f} s")
     out: dict = {"block_sizes": [], "r2": {}, "in_band": {}, "hcn_errors": {}, "hcn_signed": {}}
     true_norm = np.array([space.normalize(t) for t in thetas])
-    z = (seen["normalized"] - true_norm[:, None, :]) / seen["std"]
-    out["shared_error"] = {names[k]: shared_error_fraction(z[:, :, k]) for k in shared}
+    out["shared_error"] = fit_shared_error(seen["normalized"], seen["std"], true_norm, names)
     out.update(held_out_coverage(seen["normalized"], seen["std"], true_norm, names, most))
     for n in block_sizes(per_group):
         parts = blocks(per_group, n, most)

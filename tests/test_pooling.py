@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from heteroagg.pooling import PER_AGGREGATE, pool_sample
+from heteroagg.pooling import PER_AGGREGATE, fit_shared_error, pool_sample
 
 NAMES = ("n_particles", "frac_w", "radius_w")
 
@@ -123,3 +123,36 @@ def test_shared_error_by_name_and_its_checks():
                        ({"size": 0.2}, "unknown parameters")]:  # fmt: skip
         with pytest.raises(ValueError, match=match):
             pool_sample(mu, sd, NAMES, shared_error=bad)
+
+
+def test_fit_shared_error_recovers_the_share_that_generated_the_errors():
+    rng = np.random.default_rng(8)
+    samples, images = 3000, 8
+    rho = np.array([0.5, 0.0, 0.35])  # the first is per aggregate: no share reported
+    truth = rng.uniform(0.2, 0.8, (samples, 3))
+    sd = rng.uniform(0.02, 0.1, (samples, images, 3))
+    z = np.sqrt(rho) * rng.standard_normal((samples, 1, 3)) + np.sqrt(
+        1 - rho
+    ) * rng.standard_normal((samples, images, 3))
+    mu = truth[:, None, :] + sd * z
+    fitted = fit_shared_error(mu, sd, truth, NAMES)
+    assert set(fitted) == {"frac_w", "radius_w"}
+    assert fitted["frac_w"] == pytest.approx(0.0, abs=0.02)
+    assert fitted["radius_w"] == pytest.approx(0.35, abs=0.03)
+    same, alike = np.repeat(mu[:, :1], images, axis=1), np.repeat(sd[:, :1], images, axis=1)
+    jitter = 1e-9 * rng.standard_normal(same.shape)  # every image errs alike: all shared
+    assert fit_shared_error(same + jitter, alike, truth, NAMES)["radius_w"] == pytest.approx(
+        1.0, abs=1e-3
+    )
+
+
+def test_fit_shared_error_rejects_bad_input():
+    mu, sd, truth = np.zeros((4, 3, 3)), np.ones((4, 3, 3)), np.zeros((4, 3))
+    with pytest.raises(ValueError, match="S >= 2, B >= 2"):
+        fit_shared_error(mu[:, :1], sd[:, :1], truth, NAMES)
+    with pytest.raises(ValueError, match="true_normalized"):
+        fit_shared_error(mu, sd, truth[:2], NAMES)
+    with pytest.raises(ValueError, match="> 0"):
+        fit_shared_error(mu, 0 * sd, truth, NAMES)
+    with pytest.raises(ValueError, match="finite"):
+        fit_shared_error(np.full_like(mu, np.nan), sd, truth, NAMES)

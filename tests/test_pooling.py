@@ -156,3 +156,4 @@ def test_fit_shared_error_rejects_bad_input():
         fit_shared_error(mu, 0 * sd, truth, NAMES)
     with pytest.raises(ValueError, match="finite"):
         fit_shared_error(np.full_like(mu, np.nan), sd, truth, NAMES)
+    assert fit_shared_error(mu, sd, truth, NAMES) == {"frac_w": 0.0, "radius_w": 0.0}  # no error

@@ -161,7 +161,8 @@ def fit_shared_error(
     Returns
     -------
     dict
-        Shared parameter name -> share, clipped to [0, 1].
+        Shared parameter name -> share, clipped to [0, 1] (0 where the errors
+        do not vary at all).
     """
     mu = np.asarray(normalized, dtype=float)
     sd = np.asarray(normalized_std, dtype=float)
@@ -181,5 +182,7 @@ def fit_shared_error(
     z = (mu - truth[:, None, :]) / sd
     within = z.var(axis=1, ddof=1).mean(axis=0)
     between = z.mean(axis=1).var(axis=0, ddof=1) - within / mu.shape[1]
-    share = np.clip(between / (between + within), 0.0, 1.0)
+    total = between + within
+    ratio = np.divide(between, total, out=np.zeros_like(total), where=total > 0)
+    share = np.clip(ratio, 0.0, 1.0)
     return {name: float(share[k]) for k, name in enumerate(names) if name not in per_aggregate}

@@ -22,8 +22,10 @@ most ``--blocks`` per sample) it reports:
 - the sample's mean HCN (over its aggregates), against the truth: the mean
   over ``--truth-samples`` aggregates drawn at the sample's θ, each with
   its own ``n_particles`` from the prior.  Routes: twins at the pooled θ̂
-  (each image's own estimated ``n_particles``), the mean of per-image
-  twins, the direct HCN head averaged over the block, the imaged
+  (each image's own estimated ``n_particles``), the same conditioned on
+  each image's direct descriptor heads (``--candidates`` per image, as
+  ``heteroagg predict --sample --twin-candidates`` draws them), the mean of
+  per-image twins, the direct HCN head averaged over the block, the imaged
   aggregates' own HCN (what a perfect per-image reading of the HCN would
   give) and twins at the true θ with the true ``n_particles`` (what a
   perfect reading of θ would give).
@@ -53,7 +55,7 @@ from heteroagg.learn.inference import TrainedRun
 from heteroagg.pooling import fit_shared_error, pool_sample
 from heteroagg.rng import derive_seed
 from heteroagg.stem import HaadfRenderer
-from heteroagg.twins import twin_params
+from heteroagg.twins import TWIN_DESCRIPTORS, descriptor_row, head_weights, twin_params
 
 # streams of a sample's seed
 IMAGE_STREAM, TRUTH_STREAM, TWIN_STREAM, REFERENCE_STREAM = 0, 1, 2, 3
@@ -101,6 +103,14 @@ def mean_hcn(params: list, seeds: list[int]) -> float:
     return float(np.mean(values))
 
 
+def conditioned_hcn(params, seeds: list[int], heads: dict) -> float:
+    """HCN of candidates at ``params``, weighted by agreement with one image's heads."""
+    aggs = [a for a in sample_aggregates(params, seeds, threads=None, on_error="none") if a]
+    rows = np.array([descriptor_row(a) for a in aggs], dtype=float)
+    weights = head_weights(rows, heads)
+    return float(weights @ rows[:, TWIN_DESCRIPTORS.index("hetero_coordination_number")])
+
+
 def images_of_samples(run: TrainedRun, imaging: ImagingConfig, root: int, groups: int,
                       per_group: int) -> dict:  # fmt: skip
     """θ of each sample, and each image's true size and HCN and its prediction.
@@ -121,6 +131,7 @@ def images_of_samples(run: TrainedRun, imaging: ImagingConfig, root: int, groups
     normalized = np.zeros((groups, per_group, p))
     std = np.zeros((groups, per_group, p))
     head = np.zeros((groups, per_group))
+    heads = {d: np.zeros((groups, per_group, 2)) for d in run.descriptor_heads}
     start = time.perf_counter()
     q = 0
     while len(thetas) < groups:
@@ -144,11 +155,15 @@ def images_of_samples(run: TrainedRun, imaging: ImagingConfig, root: int, groups
         prediction = run.predict(noisy, symmetrize=True)
         normalized[g], std[g] = prediction.normalized, prediction.normalized_std
         head[g] = prediction.descriptors["hetero_coordination_number"]
+        for d in heads:
+            heads[d][g, :, 0] = prediction.descriptors[d]
+            heads[d][g, :, 1] = prediction.descriptors_std[d]
         if (g + 1) % 20 == 0:
             print(f"  {g + 1}/{groups} samples imaged, {time.perf_counter() - start:.0f} s")
     print(f"  {skipped} samples skipped: an aggregate could not be built")
     return {"thetas": thetas, "skipped": skipped, "sizes": sizes, "hcn": hcn,
-            "normalized": normalized, "std": std, "head": head}  # fmt: skip
+            "normalized": normalized, "std": std, "head": head,
+            **{f"head_{d}": v for d, v in heads.items()}}  # fmt: skip
 
 
 def held_out_coverage(normalized: np.ndarray, std: np.ndarray, true_normalized: np.ndarray,
@@ -174,7 +189,7 @@ def held_out_coverage(normalized: np.ndarray, std: np.ndarray, true_normalized: 
 
 
 def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
-            twins: int, truth_samples: int) -> dict:  # fmt: skip
+            twins: int, truth_samples: int, candidates: int = 0) -> dict:  # fmt: skip
     """R² of the pooled parameters and relative errors of the sample's HCN, per block size."""
     space = run.space
     names = list(run.parameters)
@@ -203,6 +218,7 @@ def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
     for n in block_sizes(per_group):
         parts = blocks(per_group, n, most)
         estimate, reference, direct, imaged, per_image = [], [], [], [], []
+        conditioned = []
         pooled_norm, pooled_std, pooled_true = [], [], []
         for g, theta in enumerate(thetas):
             base = derive_seed(derive_seed(root, g), 100 + n)
@@ -223,6 +239,20 @@ def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
                 ref_seeds = [derive_seed(derive_seed(base, 1000 + b), j)
                              for j in range(len(refs))]  # fmt: skip
                 estimate.append(mean_hcn(params, seeds))
+                if candidates:
+                    per_image_hcn = []
+                    for i in idx:
+                        z = mu.copy()
+                        z[size_col] = seen["normalized"][g, i, size_col]
+                        s = derive_seed(derive_seed(base, 2000 + b), int(i))
+                        image_heads = {
+                            d: tuple(seen[f"head_{d}"][g, i]) for d in run.descriptor_heads
+                        }
+                        per_image_hcn.append(conditioned_hcn(
+                            [twin_params(space, z)] * candidates,
+                            [derive_seed(s, j) for j in range(candidates)], image_heads,
+                        ))  # fmt: skip
+                    conditioned.append(np.mean(per_image_hcn))
                 reference.append(mean_hcn(refs, ref_seeds))
                 direct.append(seen["head"][g, idx].mean())
                 imaged.append(seen["hcn"][g, idx].mean())
@@ -230,6 +260,7 @@ def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
         t = np.repeat(truth, len(parts))
         routes = {
             "twins at the pooled θ̂": estimate,
+            **({"conditioned twins at the pooled θ̂": conditioned} if candidates else {}),
             "per-image twins, averaged": per_image,
             "direct HCN head, averaged": direct,
             "the imaged aggregates' own HCN": imaged,
@@ -277,7 +308,7 @@ def report(out: dict) -> None:
             f"{100 * np.median(e):5.1f} % ({np.mean(np.asarray(e) <= 0.15):4.0%}) {100 * s:+5.1f} %"
             for e, s in zip(errors, out["hcn_signed"][label], strict=True)
         ]
-        print(f"  {label:32s} " + " | ".join(cells))
+        print(f"  {label:36s} " + " | ".join(cells))
 
 
 def plot(out: dict, title: str, path: str) -> None:
@@ -295,8 +326,16 @@ def plot(out: dict, title: str, path: str) -> None:
     left.set(xscale="log", ylim=(0, 1), xlabel="images of the sample", ylabel="R² (pooled θ̂)")
     left.set_xticks(sizes, [str(n) for n in sizes])
     left.legend(fontsize=7, loc="lower right")
-    styles = ["C3-o", "C0--.", "k:.", "C2-.", "C2:o"]
-    for (label, errors), style in zip(out["hcn_errors"].items(), styles, strict=True):
+    styles = {
+        "twins at the pooled θ̂": "C3-o",
+        "conditioned twins at the pooled θ̂": "C1-s",
+        "per-image twins, averaged": "C0--.",
+        "direct HCN head, averaged": "k:.",
+        "the imaged aggregates' own HCN": "C2-.",
+        "twins at the true θ": "C2:o",
+    }
+    for label, errors in out["hcn_errors"].items():
+        style = styles[label]
         right.plot(sizes, [100 * np.median(e) for e in errors], style, label=label, ms=4)
     right.axhline(15, color="0.6", lw=0.8)
     right.text(sizes[-1], 16, "15 %", color="0.4", fontsize=8, ha="right")
@@ -318,6 +357,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--twins", type=int, default=128, help="twins per block")
     parser.add_argument("--truth-samples", type=int, default=512)
+    parser.add_argument(
+        "--candidates", type=int, default=64, help="conditioned twins' candidates per image"
+    )
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--out", default="sample_level.png")
     parser.add_argument("--json")
@@ -331,7 +373,7 @@ def main() -> None:
         arrays = {k: v for k, v in seen.items() if isinstance(v, np.ndarray)}
         np.savez(args.save, true_normalized=thetas, **arrays)
     out = analyse(run, seen, args.seed, args.per_group, args.blocks, args.twins,
-                  args.truth_samples)  # fmt: skip
+                  args.truth_samples, args.candidates)  # fmt: skip
     report(out)
     if args.json:
         with open(args.json, "w") as f:

@@ -716,6 +716,7 @@ def _sample_table(pooled: Any, space: Any, predictor: Any, shared_error: float) 
         sd = pooled.normalized_std[0]
         low = space.denormalize(np.clip(row - sd, 0.0, 1.0))
         high = space.denormalize(np.clip(row + sd, 0.0, 1.0))
+    each = space.denormalize(np.clip(pooled.normalized, 0.0, 1.0))
     rows = []
     for k, name in enumerate(predictor.parameters):
         unit = predictor.units.get(name, "")
@@ -723,7 +724,7 @@ def _sample_table(pooled: Any, space: Any, predictor: Any, shared_error: float) 
             band = "" if low is None else f"{low[name]:.4g} to {high[name]:.4g}"
             rows.append((name, f"{value[name]:.4g}", band, unit))
         else:
-            span = space.denormalize(np.clip(pooled.normalized, 0.0, 1.0))[name]
+            span = each[name]
             rows.append((name, f"per image: {span.min():.4g} to {span.max():.4g}", "", unit))
     band = (
         f"the band for a shared error share of {shared_error:g}"

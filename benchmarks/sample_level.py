@@ -58,7 +58,7 @@ from heteroagg.stem import HaadfRenderer
 from heteroagg.twins import TWIN_DESCRIPTORS, descriptor_row, head_weights, twin_params
 
 # streams of a sample's seed
-IMAGE_STREAM, TRUTH_STREAM, TWIN_STREAM, REFERENCE_STREAM = 0, 1, 2, 3
+IMAGE_STREAM, TRUTH_STREAM, TWIN_STREAM = 0, 1, 2
 RETRIES = 8
 
 
@@ -130,7 +130,6 @@ def images_of_samples(run: TrainedRun, imaging: ImagingConfig, root: int, groups
     p = len(run.parameters)
     normalized = np.zeros((groups, per_group, p))
     std = np.zeros((groups, per_group, p))
-    head = np.zeros((groups, per_group))
     heads = {d: np.zeros((groups, per_group, 2)) for d in run.descriptor_heads}
     start = time.perf_counter()
     q = 0
@@ -154,7 +153,6 @@ def images_of_samples(run: TrainedRun, imaging: ImagingConfig, root: int, groups
         ])  # fmt: skip
         prediction = run.predict(noisy, symmetrize=True)
         normalized[g], std[g] = prediction.normalized, prediction.normalized_std
-        head[g] = prediction.descriptors["hetero_coordination_number"]
         for d in heads:
             heads[d][g, :, 0] = prediction.descriptors[d]
             heads[d][g, :, 1] = prediction.descriptors_std[d]
@@ -162,7 +160,7 @@ def images_of_samples(run: TrainedRun, imaging: ImagingConfig, root: int, groups
             print(f"  {g + 1}/{groups} samples imaged, {time.perf_counter() - start:.0f} s")
     print(f"  {skipped} samples skipped: an aggregate could not be built")
     return {"thetas": thetas, "skipped": skipped, "sizes": sizes, "hcn": hcn,
-            "normalized": normalized, "std": std, "head": head,
+            "normalized": normalized, "std": std,
             **{f"head_{d}": v for d, v in heads.items()}}  # fmt: skip
 
 
@@ -254,7 +252,7 @@ def analyse(run: TrainedRun, seen: dict, root: int, per_group: int, most: int,
                         ))  # fmt: skip
                     conditioned.append(np.mean(per_image_hcn))
                 reference.append(mean_hcn(refs, ref_seeds))
-                direct.append(seen["head"][g, idx].mean())
+                direct.append(seen["head_hetero_coordination_number"][g, idx, 0].mean())
                 imaged.append(seen["hcn"][g, idx].mean())
                 per_image.append(per_image_twins[g, idx].mean())
         t = np.repeat(truth, len(parts))

@@ -307,3 +307,58 @@ def test_projected_coverage_refuses_bad_input():
         heteroagg.projected_coverage(agg, points_per_disc=4)
     with pytest.raises(ValueError, match="points_per_disc"):
         heteroagg.projected_coverage(agg, points_per_disc=True)
+
+
+def brute_projected_candidates(agg: Aggregate, rotation: np.ndarray, tol: float) -> set:
+    xy = (agg.centers @ rotation.T)[:, :2]
+    n = len(agg)
+    return {
+        (i, j)
+        for i in range(n)
+        for j in range(i + 1, n)
+        if math.dist(xy[i], xy[j]) <= (agg.radii[i] + agg.radii[j]) * (1 + tol)
+    }
+
+
+def random_rotation(g: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(g.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_projected_candidates_match_brute_force_and_hold_every_contact(seed):
+    g = np.random.default_rng(seed)
+    agg = heteroagg.sample_aggregate(ModelParams(n_particles=60, frac_w=0.4), seed=seed)
+    contacts = {tuple(p) for p in heteroagg.descriptors(agg).contacts.tolist()}
+    for tol in (0.0, 1e-3, 0.05):
+        rotation = random_rotation(g)
+        got = heteroagg.projected_contact_candidates(agg, rotation, contact_tol=tol)
+        assert got.dtype == np.int64 and (got[:, 0] < got[:, 1]).all()
+        assert np.array_equal(got, sorted_pairs(got))
+        assert {tuple(p) for p in got.tolist()} == brute_projected_candidates(agg, rotation, tol)
+    candidates = heteroagg.projected_contact_candidates(agg, random_rotation(g))
+    assert contacts <= {tuple(p) for p in candidates.tolist()}
+    # a projection hides depth: more pairs meet in projection than touch
+    assert len(candidates) > len(contacts)
+
+
+def test_projected_candidates_follow_the_beam():
+    # two spheres 5 nm apart along x: apart when the beam runs along z, one disc along x
+    agg = Aggregate(np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]), np.array([1.0, 1.5]), [0, 1])
+    assert heteroagg.projected_contact_candidates(agg).shape == (0, 2)
+    beam_along_x = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert heteroagg.projected_contact_candidates(agg, beam_along_x).tolist() == [[0, 1]]
+
+
+def test_projected_candidates_refuse_bad_input():
+    agg = Aggregate(np.zeros((1, 3)), np.ones(1), [0])
+    assert heteroagg.projected_contact_candidates(agg).shape == (0, 2)
+    with pytest.raises(ValueError, match="rotation"):
+        heteroagg.projected_contact_candidates(agg, np.eye(2))
+    with pytest.raises(ValueError, match="rotation"):
+        heteroagg.projected_contact_candidates(agg, np.full((3, 3), np.nan))
+    with pytest.raises(ValueError, match="contact_tol"):
+        heteroagg.projected_contact_candidates(agg, contact_tol=-1.0)
+    with pytest.raises(ValueError, match="Aggregate"):
+        heteroagg.projected_contact_candidates(np.zeros((2, 3)))

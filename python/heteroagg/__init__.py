@@ -15,6 +15,7 @@ from heteroagg.descriptors import (
     ProjectedCoverage,
     convex_hull_volume_fraction,
     descriptors,
+    projected_contact_candidates,
     projected_coverage,
 )
 from heteroagg.model import GenerationError, ModelParams, fractal_law_rg
@@ -40,6 +41,7 @@ __all__ = [
     "fractal_law_rg",
     "frozen_phonons",
     "open_dataset",
+    "projected_contact_candidates",
     "projected_coverage",
     "resolve_device",
     "sample_aggregate",

@@ -264,3 +264,62 @@ def projected_coverage(
         inside = np.einsum("pjk,pjk->pj", offsets, offsets) < radii[near] ** 2
         fraction[i] = inside.any(axis=1).mean()
     return ProjectedCoverage(fraction, centre)
+
+
+def projected_contact_candidates(
+    agg: Aggregate, rotation: np.ndarray | None = None, contact_tol: float = 1e-3
+) -> np.ndarray:
+    """The pairs that may touch, judged from a projection along the beam.
+
+    A projection shortens every distance, so two spheres in contact project
+    to discs that overlap or touch.  The pairs whose discs meet,
+    ``|xy_i - xy_j| <= (r_i + r_j)(1 + contact_tol)``, are therefore a
+    superset of the contacts of :func:`descriptors` with the same tolerance:
+    what an observer who sees every particle in the image, but not its depth,
+    can narrow the contacts down to.
+
+    Parameters
+    ----------
+    agg
+        The aggregate.
+    rotation
+        (3, 3) rotation applied as ``R @ x`` before projecting along z (the
+        renderer's convention); the identity by default.
+    contact_tol
+        Relative tolerance of the contact criterion, >= 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M, 2) int64 pairs ``(i, j)`` with ``i < j``, sorted
+        lexicographically.
+
+    Raises
+    ------
+    ValueError
+        For a rotation that is not a finite 3 x 3 array or a bad tolerance.
+    """
+    from scipy.spatial import cKDTree
+
+    if not isinstance(agg, Aggregate):
+        raise ValueError(
+            f"projected_contact_candidates() takes an Aggregate, got {type(agg).__name__}"
+        )
+    if not (
+        isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol) and contact_tol >= 0
+    ):
+        raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
+    turn = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
+    if turn.shape != (3, 3) or not np.all(np.isfinite(turn)):
+        raise ValueError("rotation must be a finite (3, 3) array")
+    radii = agg.radii
+    if radii.size < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    xy = (agg.centers @ turn.T)[:, :2]
+    reach = 2.0 * float(radii.max()) * (1.0 + contact_tol)
+    pairs = cKDTree(xy).query_pairs(reach, output_type="ndarray").astype(np.int64)
+    i, j = pairs[:, 0], pairs[:, 1]
+    distance = np.linalg.norm(xy[i] - xy[j], axis=1)
+    pairs = pairs[distance <= (radii[i] + radii[j]) * (1.0 + contact_tol)]
+    pairs = np.sort(pairs, axis=1)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]

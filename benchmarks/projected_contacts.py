@@ -16,7 +16,9 @@ learns it from aggregates of a training set:
    the radii, both radii, the materials, how many candidates each particle
    has and shares, whether the pair is a bridge of the candidate graph (an
    aggregate is connected, so a bridge must be a contact) and the
-   aggregate's size;
+   aggregate's size; a second pass (``--passes 2``, the default) also sees the
+   first pass's probabilities of the other candidates at the pair's two
+   particles;
 2. a gradient-boosted regressor turns each aggregate's summary (N, the
    number of WO3 particles, the materials' mean radii, counts of candidates
    and bridges by distance and material, the classifier's expected numbers
@@ -41,6 +43,8 @@ docs/results.md came from::
         --predictions runs/main18_eval_sym/predictions.npz \\
         --report runs/main18_eval_sym/report.json \\
         --out runs/projected_contacts.json --plot docs/images/projected_contacts.png
+
+and, for the single-pass classifier, the same with ``--passes 1``.
 """
 
 from __future__ import annotations
@@ -140,6 +144,7 @@ def pair_table(item: int) -> dict | None:
     return {
         "item": item,
         "features": features,
+        "pairs": candidates,
         "contact": contact,
         "bridge": bridge,
         "hetero": is_w[i] != is_w[j],
@@ -195,10 +200,71 @@ def _stack(tables: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _probabilities(classifier, tables: list[dict]) -> list[np.ndarray]:
-    features, _ = _stack(tables)
-    p = classifier.predict_proba(features)[:, 1]
-    return np.split(p, np.cumsum([len(t["contact"]) for t in tables])[:-1])
+def neighbour_features(table: dict, p: np.ndarray) -> np.ndarray:
+    """For each candidate, what the other candidates of its two particles look like.
+
+    The sums of the other candidates' contact probabilities at the pair's two
+    particles, and the numbers of them more likely than not to be contacts,
+    each as (lower, higher).
+    """
+    pairs, n = table["pairs"], table["n"]
+    likely = (p > 0.5).astype(float)
+    rows = []
+    for weight in (p, likely):
+        total = np.bincount(pairs[:, 0], weight, n) + np.bincount(pairs[:, 1], weight, n)
+        other = np.stack([total[pairs[:, 0]], total[pairs[:, 1]]], axis=1) - weight[:, None]
+        rows += [other.min(axis=1), other.max(axis=1)]
+    return np.stack(rows, axis=1).astype(np.float32)
+
+
+class PairModel:
+    """Contact probabilities of the candidate pairs, in one or two passes.
+
+    The second pass sees, next to each pair's own features, the first pass's
+    probabilities of the other candidates at its two particles
+    (:func:`neighbour_features`); it learns from out-of-fold first-pass
+    probabilities, two halves of the tables predicting each other.
+    """
+
+    def __init__(self, passes: int, seed: int) -> None:
+        self.passes, self.seed = passes, seed
+
+    def _classifier(self, features: np.ndarray, contact: np.ndarray):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        model = HistGradientBoostingClassifier(
+            max_iter=300, learning_rate=0.1, max_leaf_nodes=63, random_state=self.seed
+        )
+        return model.fit(features, contact)
+
+    @staticmethod
+    def _predict(models: list, tables: list[dict], extra: list[np.ndarray] | None = None):
+        features, _ = _stack(tables)
+        if extra is not None:
+            features = np.hstack([features, np.concatenate(extra)])
+        p = np.mean([m.predict_proba(features)[:, 1] for m in models], axis=0)
+        return np.split(p, np.cumsum([len(t["contact"]) for t in tables])[:-1])
+
+    def fit(self, tables: list[dict]) -> PairModel:
+        if self.passes == 1:
+            self.first = [self._classifier(*_stack(tables))]
+            return self
+        halves = tables[: len(tables) // 2], tables[len(tables) // 2 :]
+        self.first = [self._classifier(*_stack(h)) for h in halves]
+        out_of_fold = self._predict([self.first[1]], halves[0]) + self._predict(
+            [self.first[0]], halves[1]
+        )
+        features, contact = _stack(tables)
+        extra = [neighbour_features(t, p) for t, p in zip(tables, out_of_fold, strict=True)]
+        self.second = self._classifier(np.hstack([features, np.concatenate(extra)]), contact)
+        return self
+
+    def probabilities(self, tables: list[dict]) -> list[np.ndarray]:
+        first = self._predict(self.first, tables)
+        if self.passes == 1:
+            return first
+        extra = [neighbour_features(t, p) for t, p in zip(tables, first, strict=True)]
+        return self._predict([self.second], tables, extra)
 
 
 def _summary(estimate: np.ndarray, truth: np.ndarray) -> dict:
@@ -213,21 +279,18 @@ def _summary(estimate: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-def observe(train: list[dict], test: list[dict], held_out: int, seed: int) -> dict:
+def observe(train: list[dict], test: list[dict], held_out: int, seed: int, passes: int = 2) -> dict:
     """Fit the observers on ``train`` (the first ``held_out`` held out) and score ``test``."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
     held = train[:held_out]
     rest = train[held_out:]
     pair_part, summary_part = rest[: len(rest) // 2], rest[len(rest) // 2 :]
-    features, contact = _stack(pair_part)
-    classifier = HistGradientBoostingClassifier(
-        max_iter=300, learning_rate=0.1, max_leaf_nodes=63, random_state=seed
-    )
-    classifier.fit(features, contact)
+    _, contact = _stack(pair_part)
+    pair_model = PairModel(passes, seed).fit(pair_part)
 
     def summaries(tables: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        x = aggregate_summary(tables, _probabilities(classifier, tables))
+        x = aggregate_summary(tables, pair_model.probabilities(tables))
         truth = np.array([t["hcn"] for t in tables])
         n = np.array([t["n"] for t in tables], dtype=float)
         return x, truth, n, np.array([t["theta"] for t in tables])
@@ -329,6 +392,8 @@ def main() -> None:
     )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--passes", type=int, choices=(1, 2), default=2,
+                        help="classifier passes: 2 adds the neighbours' probabilities")  # fmt: skip
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--plot", default=None, help="draw the learning curve into this PNG")
     args = parser.parse_args()
@@ -347,7 +412,7 @@ def main() -> None:
     results = {}
     for size in sorted(set(args.items)):
         usable = [t for t in train if t["item"] < size]
-        results[size] = result = observe(usable, test, args.held_out, args.seed)
+        results[size] = result = observe(usable, test, args.held_out, args.seed, args.passes)
         print(f"\n{size} training items ({len(usable)} usable), "
               f"{time.perf_counter() - start:.0f} s")  # fmt: skip
         print(f"{'estimate':<40} {'held-out median':>16} {'test median':>12} {'within 15 %':>12}")

@@ -59,25 +59,13 @@ import numpy as np
 
 from heteroagg import descriptors, projected_contact_candidates
 from heteroagg.data import SyntheticDataset
-from heteroagg.learn.evaluation import relative_error
+from heteroagg.learn.evaluation import relative_error, summarize_relative_errors
 from heteroagg.model import ModelParams
 
+#: Column of :func:`aggregate_summary` that holds the classifier's expected HCN.
+EXPECTED_HCN = 10
 #: Edges of the bins of a candidate's projected distance over r_i + r_j.
 DISTANCE_BINS = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 1.01)
-
-PAIR_FEATURES = (
-    "distance_ratio",
-    "radius_small",
-    "radius_large",
-    "materials",
-    "degree_low",
-    "degree_high",
-    "shared_candidates",
-    "contained",
-    "bridge",
-    "n_particles",
-    "candidates_per_particle",
-)
 
 #: The estimates that are told the aggregate's θ (never the chosen ones): with
 #: the projection, and θ alone (N included) without it.
@@ -150,7 +138,6 @@ def pair_table(item: int) -> dict | None:
         "hetero": is_w[i] != is_w[j],
         "n": n,
         "n_w": int(is_w.sum()),
-        "n_hetero_contacts": int(d.n_hetero_contacts),
         "hcn": float(d.hetero_coordination_number),
         "theta": np.array([float(getattr(agg.params, f)) for f in ModelParams.field_names()]),
         "radius_ti": float(np.exp(np.log(radii[~is_w]).mean())) if (~is_w).any() else 0.0,
@@ -267,16 +254,9 @@ class PairModel:
         return self._predict([self.second], tables, extra)
 
 
-def _summary(estimate: np.ndarray, truth: np.ndarray) -> dict:
-    rel = np.abs(relative_error(estimate, truth))
-    rel = rel[np.isfinite(rel)]
-    return {
-        "n": int(rel.size),
-        "median_abs": float(np.median(rel)),
-        "q25_abs": float(np.quantile(rel, 0.25)),
-        "q75_abs": float(np.quantile(rel, 0.75)),
-        "within_15pct": float(np.mean(rel <= 0.15)),
-    }
+def score(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """The HCN's relative errors summarised as ``heteroagg evaluate`` reports them."""
+    return summarize_relative_errors(relative_error(estimate, truth))
 
 
 def observe(train: list[dict], test: list[dict], held_out: int, seed: int, passes: int = 2) -> dict:
@@ -306,21 +286,21 @@ def observe(train: list[dict], test: list[dict], held_out: int, seed: int, passe
     def estimates(tables: list[dict]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         x, truth, n, theta = summaries(tables)
         return {
-            "expected hetero contacts (classifier)": x[:, 10],
+            "expected hetero contacts (classifier)": x[:, EXPECTED_HCN],
             "regressor": np.maximum(2.0 * blind.predict(x) / n, 0.0),
             TOLD_THETA: np.maximum(2.0 * told.predict(np.hstack([x, theta])) / n, 0.0),
             THETA_ONLY: np.maximum(theta_only.predict(theta), 0.0),
         }, truth
 
     held_estimates, held_truth = estimates(held)
-    held_scores = {k: _summary(v, held_truth) for k, v in held_estimates.items()}
+    held_scores = {k: score(v, held_truth) for k, v in held_estimates.items()}
     chosen = min(BLIND, key=lambda k: held_scores[k]["median_abs"])
     test_estimates, test_truth = estimates(test)
     n_w = np.array([t["n_w"] for t in test])
     by_wo3 = {}
     for name, lo, hi in (("1-3", 1, 3), ("4-10", 4, 10), (">10", 11, 10**6)):
         pick = (n_w >= lo) & (n_w <= hi)
-        by_wo3[name] = _summary(test_estimates[chosen][pick], test_truth[pick])
+        by_wo3[name] = score(test_estimates[chosen][pick], test_truth[pick])
     return {
         "aggregates": {
             "pairs": len(pair_part),
@@ -330,7 +310,7 @@ def observe(train: list[dict], test: list[dict], held_out: int, seed: int, passe
         "candidate_pairs_in_contact": float(contact.mean()),
         "held_out": held_scores,
         "chosen": chosen,
-        "test": {k: _summary(v, test_truth) for k, v in test_estimates.items()},
+        "test": {k: score(v, test_truth) for k, v in test_estimates.items()},
         "test_chosen_by_wo3_count": by_wo3,
     }
 

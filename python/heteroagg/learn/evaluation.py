@@ -382,7 +382,8 @@ def _share(flags: np.ndarray) -> float | None:
     return float(np.mean(flags)) if flags.size else None
 
 
-def _summary(errors: np.ndarray) -> dict[str, float]:
+def summarize_relative_errors(errors: np.ndarray) -> dict[str, float]:
+    """Median, quartiles and the share within 15 % of relative errors (NaNs dropped)."""
     a = np.abs(errors[np.isfinite(errors)])
     if a.size == 0:
         return {"n": 0}
@@ -548,7 +549,7 @@ def evaluate(
         ok = np.isfinite(true)
         direct[name] = {
             **parameter_metrics(true[ok], values[ok]),
-            "relative": _summary(relative_error(values[ok], true[ok])),
+            "relative": summarize_relative_errors(relative_error(values[ok], true[ok])),
         }
 
     out = Path(out)
@@ -570,9 +571,13 @@ def evaluate(
     for j, name in enumerate(TWIN_DESCRIPTORS):
         truth = twin["truth"][:, j]
         per_descriptor[name] = {
-            "twin_mean": _summary(relative_error(twin["twin_mean"][:, j], truth)),
-            "single_twin": _summary(relative_error(twin["twin_single"][:, j], truth)),
-            "true_theta_mean": _summary(relative_error(twin["reference_mean"][:, j], truth)),
+            "twin_mean": summarize_relative_errors(relative_error(twin["twin_mean"][:, j], truth)),
+            "single_twin": summarize_relative_errors(
+                relative_error(twin["twin_single"][:, j], truth)
+            ),
+            "true_theta_mean": summarize_relative_errors(
+                relative_error(twin["reference_mean"][:, j], truth)
+            ),
             "coverage_twins": _share(twin["covered_twin"][:, j]),
             "coverage_true_theta": _share(twin["covered_reference"][:, j]),
         }

@@ -266,7 +266,7 @@ def observe(train: list[dict], test: list[dict], held_out: int, seed: int, passe
     held = train[:held_out]
     rest = train[held_out:]
     pair_part, summary_part = rest[: len(rest) // 2], rest[len(rest) // 2 :]
-    _, contact = _stack(pair_part)
+    contact = np.concatenate([t["contact"] for t in pair_part])
     pair_model = PairModel(passes, seed).fit(pair_part)
 
     def summaries(tables: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

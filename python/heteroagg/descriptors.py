@@ -120,6 +120,21 @@ class Descriptors:
         return f"Descriptors({body})"
 
 
+def _check_contact_tol(contact_tol: float) -> None:
+    if not (
+        isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol) and contact_tol >= 0
+    ):
+        raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
+
+
+def _projected_centres(agg: Aggregate, rotation: np.ndarray | None) -> np.ndarray:
+    """(N, 2) centres after ``R @ x`` (the identity for None), projected along z."""
+    turn = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
+    if turn.shape != (3, 3) or not np.all(np.isfinite(turn)):
+        raise ValueError("rotation must be a finite (3, 3) array")
+    return (agg.centers @ turn.T)[:, :2]
+
+
 def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
     """Compute the descriptors of an aggregate (C++, grid contact search).
 
@@ -136,10 +151,7 @@ def descriptors(agg: Aggregate, contact_tol: float = 1e-3) -> Descriptors:
     """
     if not isinstance(agg, Aggregate):
         raise ValueError(f"descriptors() takes an Aggregate, got {type(agg).__name__}")
-    if not (
-        isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol) and contact_tol >= 0
-    ):
-        raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
+    _check_contact_tol(contact_tol)
     values = _core.descriptors(agg.centers, agg.radii, agg.materials, float(contact_tol))
     return Descriptors._from_core(values)
 
@@ -236,10 +248,7 @@ def projected_coverage(
     if not integer or points_per_disc < 16:
         raise ValueError(f"points_per_disc must be an integer >= 16, got {points_per_disc!r}")
     count = int(points_per_disc)
-    turn = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
-    if turn.shape != (3, 3) or not np.all(np.isfinite(turn)):
-        raise ValueError("rotation must be a finite (3, 3) array")
-    xy = (agg.centers @ turn.T)[:, :2]
+    xy = _projected_centres(agg, rotation)
     radii = agg.radii
     n = radii.size
     k = np.arange(count) + 0.5
@@ -305,21 +314,14 @@ def projected_contact_candidates(
         raise ValueError(
             f"projected_contact_candidates() takes an Aggregate, got {type(agg).__name__}"
         )
-    if not (
-        isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol) and contact_tol >= 0
-    ):
-        raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
-    turn = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
-    if turn.shape != (3, 3) or not np.all(np.isfinite(turn)):
-        raise ValueError("rotation must be a finite (3, 3) array")
+    _check_contact_tol(contact_tol)
+    xy = _projected_centres(agg, rotation)
     radii = agg.radii
     if radii.size < 2:
         return np.empty((0, 2), dtype=np.int64)
-    xy = (agg.centers @ turn.T)[:, :2]
     reach = 2.0 * float(radii.max()) * (1.0 + contact_tol)
     pairs = cKDTree(xy).query_pairs(reach, output_type="ndarray").astype(np.int64)
     i, j = pairs[:, 0], pairs[:, 1]
     distance = np.linalg.norm(xy[i] - xy[j], axis=1)
     pairs = pairs[distance <= (radii[i] + radii[j]) * (1.0 + contact_tol)]
-    pairs = np.sort(pairs, axis=1)
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]

@@ -12,11 +12,12 @@ with a Gaussian head and the three descriptor heads.
 With ``--test-items`` it also generates that many test items (root seed 2,
 the CPU runs' ``test2k``) and evaluates the run on them, symmetrized, with
 8 twins for the first ``--twin-images`` images, as ``heteroagg evaluate``
-does on the CPU; the report lands in ``OUT/eval``.  The run folder is copied
-to ``--out``.  One call on a device machine::
+does on the CPU; the report lands in ``eval`` inside ``--out``.  The run folder is copied
+to ``--out``, and ``scale.json`` there sums up the run and its R².  One call on a
+GPU machine::
 
     python benchmarks/train_at_scale.py --config benchmarks/configs/muon_stem.toml \\
-        --items 300000 --minutes 6 --test-items 2000 --work /tmp/scale --out $OUT/run
+        --items 300000 --minutes 6 --test-items 2000 --work /tmp/scale --out /tmp/scale/out
 
 The "GPU run" of docs/results.md was made, with the recipe of its time (no
 ``--config``), by::
@@ -121,7 +122,7 @@ def main() -> None:
             symmetrize=True,
         )
         summary["evaluate_seconds"] = time.perf_counter() - start
-        summary["r2"] = {name: p["r2"] for name, p in report["parameters"].items()}
+        summary["r2"] = {param: row["r2"] for param, row in report["parameters"].items()}
         hcn = report["descriptors"].get("hetero_coordination_number")
         if hcn is not None:
             summary["hcn_twin_mean_median_error"] = hcn["twin_mean"]["median_abs"]

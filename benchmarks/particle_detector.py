@@ -116,14 +116,13 @@ def _training_items(
 
 
 def train(args: argparse.Namespace) -> None:
-    torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     dataset = SyntheticDataset(args.data)
     scale = float(dataset.index["image_scale"])
     pixel = float(dataset.index["config"]["imaging"]["pixel_size"])
     images, positions, radii = _training_items(dataset, args.items)
     shape = images.shape[1:]
-    detector = ParticleDetector()
+    detector = ParticleDetector(seed=args.seed)
     if args.init:
         detector.load_state_dict(torch.load(args.init, weights_only=True))
     detector = detector.to(memory_format=torch.channels_last)

@@ -27,6 +27,7 @@ from heteroagg.learn.networks import (
     centre_crop,
     log_channel,
 )
+from heteroagg.learn.particle_detector import ParticleDetector
 from heteroagg.learn.training import (
     ImageStore,
     learning_rate,
@@ -60,6 +61,25 @@ def test_network_shapes_and_input_standardisation():
     expected = model.net((x - 0.5) / 2.0)
     assert torch.allclose(model(x), expected)
     assert {"input_mean", "input_std"} <= set(model.state_dict())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda seed: ParticleDetector((4, 4, 8, 8), seed=seed),
+        lambda seed: ParameterRegressor(3, TrainConfig(**SMALL).architecture, seed=seed),
+    ],
+    ids=["detector", "regressor"],
+)
+def test_networks_draw_their_initial_weights_from_their_own_seed(build):
+    torch.manual_seed(5)
+    untouched = torch.rand(4)
+    torch.manual_seed(5)
+    a, again, other = build(1), build(1), build(2)
+    assert torch.equal(torch.rand(4), untouched)  # the caller's generator is left alone
+    first = [p.detach() for p in a.parameters()]
+    assert all(torch.equal(p, q) for p, q in zip(first, again.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(first, other.parameters(), strict=True))
 
 
 def test_pooled_features_are_what_the_head_reads():
@@ -369,7 +389,11 @@ def test_split_is_by_item_and_stable():
 def test_training_learns_and_is_reproducible(tiny_train, tmp_path):
     # Bit-identical on the CPU; CUDA convolutions pick non-deterministic kernels.
     config = TrainConfig(epochs=4, **SMALL)
+    torch.manual_seed(5)
+    untouched = torch.rand(4)
+    torch.manual_seed(5)
     train(tiny_train, tmp_path / "a", config, progress=False, device="cpu")
+    assert torch.equal(torch.rand(4), untouched)  # the caller's generator is left alone
     train(tiny_train, tmp_path / "b", config, progress=False, device="cpu")
     assert_same_weights(
         weights(tmp_path / "a/member-0/best.pt"), weights(tmp_path / "b/member-0/best.pt")
@@ -568,7 +592,11 @@ def test_early_stopping_and_time_budget(tiny_train, tmp_path, monkeypatch):
 def test_ensemble_with_gaussian_heads_predicts_uncertainty(tiny_run, tiny_test):
     from heteroagg.data import open_dataset
 
+    torch.manual_seed(5)
+    untouched = torch.rand(4)
+    torch.manual_seed(5)
     run = TrainedRun(tiny_run, device="cpu")
+    assert torch.equal(torch.rand(4), untouched)  # loading draws no initial weights globally
     assert len(run.models) == 2 and run.has_uncertainty
     a, b = (m.state_dict()["net.head.2.weight"] for m in run.models)
     assert not torch.equal(a, b)

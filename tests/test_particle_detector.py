@@ -93,7 +93,6 @@ def test_the_loss_is_the_focal_loss_written_out():
 def test_a_detector_learns_to_find_discs():
     """A few steps on images of bright discs lower the loss and find them."""
     rng = np.random.default_rng(0)
-    torch.manual_seed(0)
     yy, xx = np.mgrid[0:32, 0:32]
     images, positions, radii = [], [], []
     for _ in range(8):

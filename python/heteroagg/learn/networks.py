@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -20,6 +21,18 @@ LOG_POOLING_OFFSET = 1e-2
 #: Brightness (fraction of the beam) at which the logarithmic input channel
 #: turns from linear to logarithmic: a fifth of a typical particle's.
 LOG_CHANNEL_SCALE = 2e-3
+
+
+@contextmanager
+def seeded_weights(seed: int) -> Iterator[None]:
+    """Draw the initial weights of the modules built inside from ``seed`` alone.
+
+    The draws come from torch's CPU generator, seeded here and restored on
+    exit: building a network leaves the caller's random state as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 def normalisation(kind: str, channels: int) -> nn.Module:
@@ -318,26 +331,35 @@ class ParameterRegressor(nn.Module):
         Standardisation of the transformed images (training-set statistics),
         stored as buffers so that saved weights and exported models carry
         them.
+    seed
+        Seed of the initial weights (:func:`seeded_weights`).
     """
 
     def __init__(
-        self, n_outputs: int, architecture: dict, input_mean: float = 0.0, input_std: float = 1.0
+        self,
+        n_outputs: int,
+        architecture: dict,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
+        *,
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        self.net = ResNetRegressor(
-            n_outputs,
-            widths=tuple(architecture["widths"]),
-            blocks=tuple(architecture["blocks"]),
-            space_to_depth=int(architecture["space_to_depth"]),
-            gaussian=bool(architecture["gaussian"]),
-            norm=str(architecture.get("norm", "batch")),
-            map_outputs=int(architecture.get("map_outputs", 0)),
-            stem_channels=int(architecture.get("stem_channels", 0)),
-            stem_layers=int(architecture.get("stem_layers", 1)),
-            in_channels=2 if architecture.get("input_transform") == "linear+log" else 1,
-            log_pooling=bool(architecture.get("log_pooling", False)),
-            pool_stages=int(architecture.get("pool_stages", 1)),
-        )
+        with seeded_weights(seed):
+            self.net = ResNetRegressor(
+                n_outputs,
+                widths=tuple(architecture["widths"]),
+                blocks=tuple(architecture["blocks"]),
+                space_to_depth=int(architecture["space_to_depth"]),
+                gaussian=bool(architecture["gaussian"]),
+                norm=str(architecture.get("norm", "batch")),
+                map_outputs=int(architecture.get("map_outputs", 0)),
+                stem_channels=int(architecture.get("stem_channels", 0)),
+                stem_layers=int(architecture.get("stem_layers", 1)),
+                in_channels=2 if architecture.get("input_transform") == "linear+log" else 1,
+                log_pooling=bool(architecture.get("log_pooling", False)),
+                pool_stages=int(architecture.get("pool_stages", 1)),
+            )
         self.crop = int(architecture.get("crop", 0))
         self.input_transform = str(architecture.get("input_transform", "linear"))
         transform_input(torch.zeros(1), self.input_transform)  # rejects unknown kinds

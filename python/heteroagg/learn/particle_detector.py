@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from heteroagg.learn.networks import seeded_weights
 from heteroagg.learn.torch_device import torch_device
 
 #: Pixels per cell of the output maps along each axis.
@@ -70,6 +71,9 @@ class ParticleDetector(nn.Module):
     widths
         Channels of the four levels, at 1/2, 1/4, 1/8 and 1/16 of the
         image's resolution.
+    seed
+        Seed of the initial weights
+        (:func:`~heteroagg.learn.networks.seeded_weights`).
 
     Notes
     -----
@@ -79,19 +83,22 @@ class ParticleDetector(nn.Module):
     radius in pixels.
     """
 
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 128)) -> None:
+    def __init__(
+        self, widths: tuple[int, int, int, int] = (16, 32, 64, 128), *, seed: int = 0
+    ) -> None:
         super().__init__()
         if len(widths) != 4 or any(int(w) < 1 for w in widths):
             raise ValueError(f"widths must be four positive channel counts, got {widths!r}")
         w1, w2, w3, w4 = (int(w) for w in widths)
-        self.down1 = nn.Sequential(_conv_norm_relu(1, w1, 2), _Residual(w1))
-        self.down2 = nn.Sequential(_conv_norm_relu(w1, w2, 2), _Residual(w2))
-        self.down3 = nn.Sequential(_conv_norm_relu(w2, w3, 2), _Residual(w3), _Residual(w3))
-        self.down4 = nn.Sequential(_conv_norm_relu(w3, w4, 2), _Residual(w4), _Residual(w4))
-        self.up3 = _conv_norm_relu(w4 + w3, w3)
-        self.up2 = _conv_norm_relu(w3 + w2, w2)
-        self.up1 = nn.Sequential(_conv_norm_relu(w2 + w1, w1), _conv_norm_relu(w1, w1))
-        self.head = nn.Conv2d(w1, 4, 1)
+        with seeded_weights(seed):
+            self.down1 = nn.Sequential(_conv_norm_relu(1, w1, 2), _Residual(w1))
+            self.down2 = nn.Sequential(_conv_norm_relu(w1, w2, 2), _Residual(w2))
+            self.down3 = nn.Sequential(_conv_norm_relu(w2, w3, 2), _Residual(w3), _Residual(w3))
+            self.down4 = nn.Sequential(_conv_norm_relu(w3, w4, 2), _Residual(w4), _Residual(w4))
+            self.up3 = _conv_norm_relu(w4 + w3, w3)
+            self.up2 = _conv_norm_relu(w3 + w2, w2)
+            self.up1 = nn.Sequential(_conv_norm_relu(w2 + w1, w1), _conv_norm_relu(w1, w1))
+            self.head = nn.Conv2d(w1, 4, 1)
         nn.init.zeros_(self.head.bias)
         with torch.no_grad():
             self.head.bias[0] = -4.0  # few cells hold a centre

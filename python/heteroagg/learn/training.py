@@ -558,7 +558,8 @@ def training_images_per_second(
         dev, memory_format=torch.channels_last
     )
     optimizer = make_optimizer(config.optimizer, model, config.lr, config.weight_decay)
-    x = torch.rand(config.batch_size, 1, *shape, device=dev)
+    g = torch.Generator(dev).manual_seed(0)
+    x = torch.rand(config.batch_size, 1, *shape, generator=g, device=dev)
     dtype = training_dtype(config.precision, dev)
     warmup, steps, start = 3, 0, 0.0
     while True:
@@ -814,8 +815,9 @@ class _MemberTrainer:
             self.map_scale = maps.scale(train_items, config.map_crop).to(dev)
         self.noise_prior, self.pixel_size = noise_prior, pixel_size
         self.seed = derive_seed(config.seed, member)
-        torch.manual_seed(self.seed >> 1)
-        self.model = ParameterRegressor(targets.width, config.architecture, *input_stats)
+        self.model = ParameterRegressor(
+            targets.width, config.architecture, *input_stats, seed=self.seed >> 1
+        )
         self.model = self.model.to(dev, memory_format=torch.channels_last)
         self.net: nn.Module = self.model
         if dist.world > 1:

@@ -42,10 +42,10 @@ torch = pytest.importorskip("torch")
 from heteroagg.data import default_config  # noqa: E402
 from heteroagg.learn import TrainConfig  # noqa: E402
 from heteroagg.learn.batches import augment, batch_generator  # noqa: E402
+from heteroagg.learn.losses import regression_loss  # noqa: E402
 from heteroagg.learn.networks import ParameterRegressor, centre_crop  # noqa: E402
 from heteroagg.learn.optimizers import make_optimizer  # noqa: E402
 from heteroagg.learn.torch_device import forward_autocast, training_dtype  # noqa: E402
-from heteroagg.learn.training import regression_loss  # noqa: E402
 
 BATCH = 64
 SHAPE = (256, 256)

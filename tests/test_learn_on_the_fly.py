@@ -20,7 +20,8 @@ from heteroagg.data.generation import generate
 from heteroagg.learn import TrainConfig, load_run, train
 from heteroagg.learn import on_the_fly as fly
 from heteroagg.learn.batches import Targets
-from heteroagg.learn.training import ImageStore, split_items
+from heteroagg.learn.image_store import ImageStore
+from heteroagg.learn.item_split import split_items
 from learn_data import tiny_config, train_killed_at_step
 
 CPU = torch.device("cpu")

@@ -19,6 +19,9 @@ import torch
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn import TrainConfig, TrainedRun, train
 from heteroagg.learn import training as training_module
+from heteroagg.learn.image_store import ImageStore
+from heteroagg.learn.item_split import split_items
+from heteroagg.learn.losses import loss_weight_vector, regression_loss
 from heteroagg.learn.networks import (
     LOG_CHANNEL_SCALE,
     LOG_POOLING_OFFSET,
@@ -28,13 +31,8 @@ from heteroagg.learn.networks import (
     log_channel,
 )
 from heteroagg.learn.particle_detector import ParticleDetector
-from heteroagg.learn.training import (
-    ImageStore,
-    learning_rate,
-    loss_weight_vector,
-    regression_loss,
-    split_items,
-)
+from heteroagg.learn.training import learning_rate
+from heteroagg.learn.training_data import check_shape
 from learn_data import tiny_config, train_killed_at_step, trainer_of
 
 SMALL = dict(batch_size=32, widths=(8, 16), blocks=(1, 1), val_fraction=0.15, seed=1)
@@ -638,8 +636,8 @@ def test_bad_settings_give_clear_errors(tiny_train, tmp_path):
     config = tiny_config()
     odd = dataclasses.replace(config, imaging=dataclasses.replace(config.imaging, shape=(65, 65)))
     with pytest.raises(ValueError, match="same margin"):
-        training_module._check_shape(odd, TrainConfig(**SMALL, crop=32, space_to_depth=1))
-    training_module._check_shape(odd, TrainConfig(**SMALL, crop=0, space_to_depth=1))
+        check_shape(odd, TrainConfig(**SMALL, crop=32, space_to_depth=1))
+    check_shape(odd, TrainConfig(**SMALL, crop=0, space_to_depth=1))
     with pytest.raises(ValueError, match="too few"):
         train(tiny_train, tmp_path / "y", TrainConfig(**{**SMALL, "batch_size": 4096}))
     if not torch.cuda.is_available():

@@ -108,7 +108,7 @@ class TrainConfig:
         descriptor-head name (others: 1), e.g. ``{frac_w = 2.0}``.  They shift
         the shared layers' effort between targets; a Gaussian head's
         intervals stay calibrated (see
-        :func:`~heteroagg.learn.training.regression_loss`).
+        :func:`~heteroagg.learn.losses.regression_loss`).
     flips
         Augment with the eight 90° rotations and flips of the image.
     noise

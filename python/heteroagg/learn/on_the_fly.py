@@ -6,7 +6,7 @@ dataset config and root seed: item ``i`` has the parameters
 i), 1 + attempt)`` and the image of render seed ``derive_seed(derive_seed(seed,
 i), 0)``, quantised to uint16 as stored.  Items are split into training and
 validation by the same rule as a stored dataset (:func:`~heteroagg.learn.
-training.split_items`); items that cannot be built or rendered are skipped.
+item_split.split_items`); items that cannot be built or rendered are skipped.
 
 A training batch is the next ``batch_size`` training items from a *cursor*
 (the first item index not yet used), so it is a pure function of the cursor;
@@ -36,7 +36,7 @@ from heteroagg.data.generation import (
     quantise,
     render_seed,
 )
-from heteroagg.learn.training import is_validation_item
+from heteroagg.learn.item_split import is_validation_item
 
 #: Training items whose clean images set the input standardisation (as for a stored dataset).
 INPUT_STATS_ITEMS = 512
@@ -409,7 +409,7 @@ class FixedItems:
     """Generated items kept in memory: the calibration and validation sets.
 
     Calling it serves clean (B, 1, H, W) float32 images by global item index,
-    as :class:`~heteroagg.learn.training.ImageStore` does for stored items;
+    as :class:`~heteroagg.learn.image_store.ImageStore` does for stored items;
     :meth:`targets` gives their targets.
     """
 

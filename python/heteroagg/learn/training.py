@@ -14,11 +14,8 @@ import csv
 import importlib
 import json
 import math
-import multiprocessing
 import os
 import time
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,157 +26,28 @@ from torch import nn
 
 from heteroagg._progress import progress_bar
 from heteroagg.data.config import DatasetConfig
-from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.learn.batches import VALIDATION_EPOCH, Targets, augment, batch_generator
 from heteroagg.learn.config import TrainConfig
+from heteroagg.learn.distributed import Distributed, init_distributed
+from heteroagg.learn.image_store import ImageStore
+from heteroagg.learn.losses import loss_weight_vector, regression_loss
 from heteroagg.learn.networks import (
-    LOG_VARIANCE_RANGE,
     ParameterRegressor,
     centre_crop,
-    cropped_shape,
     transform_input,
 )
 from heteroagg.learn.optimizers import make_optimizer
 from heteroagg.learn.torch_device import forward_autocast, torch_device, training_dtype
-from heteroagg.rng import derive_seed, uniform
+from heteroagg.learn.training_data import (
+    label_maps_of_stored_items,
+    on_the_fly_data,
+    stored_data,
+)
+from heteroagg.rng import derive_seed
 
-#: Stream of an item's seed that decides the validation split ("split").
-SPLIT_STREAM = 0x73706C6974
 #: Stream of the batches that re-estimate batch-norm statistics ("bn").
 BN_STREAM = 0x626E << 32
 RUN_FORMAT_VERSION = 1
-
-
-def split_items(n: int, failed: np.ndarray, seed: int, val_fraction: float):
-    """Training and validation items: the split is a pure function of (seed, item).
-
-    Each item of a dataset is a distinct aggregate, so splitting items splits
-    aggregates; items that failed are in neither set.
-    """
-    validation = np.array([is_validation_item(seed, i, val_fraction) for i in range(n)], bool)
-    valid = ~np.asarray(failed, dtype=bool)
-    return np.flatnonzero(valid & ~validation), np.flatnonzero(valid & validation)
-
-
-def is_validation_item(seed: int, i: int, val_fraction: float) -> bool:
-    """Whether item ``i`` is held out: a uniform draw from ``(seed, i)`` below ``val_fraction``."""
-    return bool(uniform(derive_seed(seed, i), SPLIT_STREAM, 1, device="cpu")[0] < val_fraction)
-
-
-def _read_shard(path: str, k: int) -> np.ndarray:
-    return SyntheticDataset(path).shard_images(k)
-
-
-class ImageStore:
-    """Stored uint16 images of chosen items: in RAM, on the device, or read from the shards.
-
-    Parameters
-    ----------
-    dataset
-        The dataset the items belong to.
-    items
-        The items this store serves.
-    where
-        ``"memory"`` caches the images in RAM, ``"device"`` in the training
-        device's memory (batches are then gathered there, with no host
-        traffic), ``"stream"`` reads every batch from the shards.
-    device
-        The training device (used by ``where="device"``).
-    workers
-        Processes that decompress shards while the cache fills (0 or 1: the
-        calling process does it).
-    show_progress
-        Show a progress bar while the cache fills.
-    crop
-        Keep and serve only the centred ``crop`` x ``crop`` pixels that the
-        network reads (:func:`~heteroagg.learn.networks.centre_crop`; 0: the
-        whole field).  The default network's 128² crop of 256² images takes a
-        quarter of the memory, and its batches a quarter of the noise and
-        widening work.
-    """
-
-    def __init__(
-        self,
-        dataset: SyntheticDataset,
-        items: np.ndarray,
-        where: str,
-        device: torch.device,
-        workers: int,
-        show_progress: bool,
-        crop: int = 0,
-    ) -> None:
-        self.dataset, self.where, self.device = dataset, where, device
-        self.crop = crop
-        self.scale = float(dataset.index["image_scale"])
-        self.position = {int(i): k for k, i in enumerate(items)}
-        if where == "stream":
-            return
-        shape = cropped_shape(dataset.index["config"]["imaging"]["shape"], crop)
-        cache = np.empty((len(items), *shape), dtype=np.uint16)
-        size = dataset.shard_size
-        shards = [int(s) for s in np.unique(np.asarray(items) // size)]
-
-        def place(s: int, block: np.ndarray) -> None:
-            chosen = items[items // size == s]
-            rows = [self.position[int(i)] for i in chosen]
-            cache[rows] = centre_crop(block[chosen - s * size], crop)
-
-        with progress_bar(show_progress, len(shards), "loading images") as advance:
-            forkable = "fork" in multiprocessing.get_all_start_methods()
-            if workers > 1 and len(shards) > 1 and forkable:
-                # fork: the readers touch only h5py, and unguarded user scripts stay safe.
-                context = multiprocessing.get_context("fork")
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                    blocks = pool.map(_read_shard, [str(dataset.path)] * len(shards), shards)
-                    for s, block in zip(shards, blocks, strict=True):
-                        place(s, block)
-                        advance()
-            else:
-                for s in shards:
-                    place(s, dataset.shard_images(s))
-                    advance()
-        # torch has few uint16 kernels: the bits are kept as int16 and widened per batch.
-        self.cache = torch.from_numpy(cache.view(np.int16))
-        if where == "device":
-            self.cache = self.cache.to(device)
-
-    def __call__(self, items: np.ndarray) -> torch.Tensor:
-        """Clean images (B, 1, H, W) float32 in fractions of the beam.
-
-        They lie on the training device for ``where="device"``, else on the CPU.
-        """
-        if self.where == "stream":
-            stack = np.stack(
-                [centre_crop(self.dataset.stored_image(int(i)), self.crop) for i in items]
-            )
-            raw = torch.from_numpy(stack.view(np.int16))
-        else:
-            rows = torch.as_tensor([self.position[int(i)] for i in items], dtype=torch.long)
-            raw = self.cache[rows.to(self.cache.device)]
-        raw = raw.to(torch.int32) & 0xFFFF
-        return (raw.to(torch.float32) / self.scale)[:, None]
-
-
-@dataclass
-class _Distributed:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_distributed(device: torch.device) -> _Distributed:
-    """Join the process group when started by ``torchrun`` with several processes."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Distributed()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Distributed(dist.get_rank(), dist.get_world_size())
 
 
 def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -190,48 +58,6 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
         return config.lr * (step + 1) / warmup
     progress = min((step - warmup) / max(total - warmup, 1), 1.0)
     return 0.5 * config.lr * (1 + math.cos(math.pi * progress))
-
-
-def regression_loss(
-    output: torch.Tensor,
-    target: torch.Tensor,
-    gaussian: bool,
-    weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Mean squared error, or the Gaussian NLL for a Gaussian head; NaN targets are masked.
-
-    ``weights`` (one per target column) scales each column's terms.  With a
-    Gaussian head the weighted NLL still has its minimum at the true variance,
-    so the intervals stay calibrated; only the shared layers' effort shifts.
-    """
-    n = target.shape[1]
-    mask = ~torch.isnan(target)
-    target = torch.nan_to_num(target)
-    mean = output[:, :n]
-    if gaussian:
-        log_var = output[:, n:].clamp(*LOG_VARIANCE_RANGE)
-        per = 0.5 * (log_var + (mean - target) ** 2 * torch.exp(-log_var))
-    else:
-        per = (mean - target) ** 2
-    if weights is not None:
-        per = per * weights
-    return (per * mask).sum() / mask.sum().clamp(min=1)
-
-
-def loss_weight_vector(weights: Mapping[str, float], names: list[str]) -> torch.Tensor | None:
-    """One loss weight per target column (1 where ``weights`` names none); None if all are 1.
-
-    Raises
-    ------
-    ValueError
-        If ``weights`` names a column the run does not learn.
-    """
-    unknown = sorted(set(weights) - set(names))
-    if unknown:
-        raise ValueError(f"loss_weights names {unknown}, which the run does not learn: {names}")
-    if not weights:
-        return None
-    return torch.tensor([float(weights.get(n, 1.0)) for n in names], dtype=torch.float32)
 
 
 def _save_atomic(state: dict, path: Path) -> None:
@@ -272,272 +98,6 @@ def _run_info(
         "image_shape": list(dataset_config.imaging.shape),
         "pixel_size_nm": dataset_config.imaging.pixel_size,
     }
-
-
-@dataclass
-class _Data:
-    """What the members train and validate on.
-
-    ``store``/``targets`` serve ``train_items`` by index: the training items
-    of a stored dataset, or on the fly the calibration items kept in memory
-    (they feed the input statistics and the batch-norm batches).  ``val_*``
-    is the validation set, ``stream`` the on-the-fly item stream (None for
-    a stored dataset); ``maps`` and ``val_maps`` serve the label maps of the
-    training and validation items (None without ``label_maps``).
-    """
-
-    config: DatasetConfig
-    info: dict[str, Any]
-    store: Any
-    targets: Any
-    train_items: np.ndarray
-    val_store: Any
-    val_targets: Any
-    val_items: np.ndarray
-    stream: Any = None
-    maps: Any = None
-    val_maps: Any = None
-
-
-def _cache_mode(
-    config: TrainConfig, shape: tuple[int, int], n_items: int, dev: torch.device
-) -> str:
-    """Where an :class:`ImageStore` keeps ``n_items`` crops of ``shape`` images."""
-    where = config.cache
-    if where == "auto":
-        rows, columns = cropped_shape(shape, config.crop)
-        where = "memory" if 2 * rows * columns * n_items < config.cache_gb * 1e9 else "stream"
-    if where == "device" and dev.type == "cpu":
-        where = "memory"
-    return where
-
-
-def _stored_data(
-    data: Path,
-    config: TrainConfig,
-    dev: torch.device,
-    dist: _Distributed,
-    saved: dict[str, Any] | None,
-    show: bool,
-) -> _Data:
-    """A dataset folder split into training and validation items."""
-    dataset = SyntheticDataset(data)
-    dataset_config = DatasetConfig.from_dict(dataset.index["config"])
-    _check_shape(dataset_config, config)
-    if saved is not None and saved["dataset"]["path"] != str(data.resolve()):
-        raise ValueError(f"the run was trained on {saved['dataset']['path']}, not {data}")
-    train_items, val_items = split_items(
-        len(dataset), dataset.failed[:], config.seed, config.val_fraction
-    )
-    if len(train_items) < config.batch_size * dist.world or len(val_items) == 0:
-        raise ValueError(
-            f"{data} has {len(train_items)} training and {len(val_items)} validation "
-            f"items: too few for batches of {config.batch_size}"
-        )
-    space = dataset_config.params
-    if saved is not None:
-        targets = Targets(dataset, space, config.descriptor_heads, stats=saved["descriptor_stats"])
-    else:
-        targets = Targets(dataset, space, config.descriptor_heads, fit_items=train_items)
-    items = np.concatenate([train_items, val_items])
-    where = _cache_mode(config, dataset_config.imaging.shape, len(items), dev)
-    store = ImageStore(dataset, items, where, dev, config.workers, show, config.crop)
-    info = {
-        "path": str(data.resolve()),
-        "n": len(dataset),
-        "n_train": len(train_items),
-        "n_val": len(val_items),
-        "heteroagg_version": dataset.index.get("heteroagg_version"),
-        "seed": dataset.index.get("seed"),
-    }
-    return _Data(dataset_config, info, store, targets, train_items, store, targets, val_items)
-
-
-def _check_shape(dataset_config: DatasetConfig, config: TrainConfig) -> None:
-    shape = dataset_config.imaging.shape
-    if any(side % config.space_to_depth for side in shape):
-        raise ValueError(
-            f"image shape {shape} is not a multiple of space_to_depth={config.space_to_depth}"
-        )
-    if config.crop and any(config.crop < side and (side - config.crop) % 2 for side in shape):
-        raise ValueError(
-            f"crop={config.crop} does not leave the same margin on both sides of {shape} images"
-        )
-    block = config.map_block
-    if config.label_maps and any(side % block for side in shape):
-        raise ValueError(
-            f"label_maps need image sides that are multiples of {block}, the pixels one "
-            f"label-map value covers; the images are {shape}"
-        )
-    cut = [(side - config.crop) // 2 for side in shape if 0 < config.crop < side]
-    if config.label_maps and cut and (config.crop % block or any(m % block for m in cut)):
-        raise ValueError(
-            f"label_maps are cropped with the image, in blocks of {block} pixels: crop="
-            f"{config.crop} must be a multiple of {block} and leave margins that are too "
-            f"(the margins of {shape} images are {cut})"
-        )
-
-
-def _stored_label_maps(
-    dataset: SyntheticDataset,
-    items: np.ndarray,
-    config: TrainConfig,
-    dist: _Distributed,
-    cache: Path,
-    show: bool,
-) -> Any:
-    """The label maps of stored items, drawn by the main process into ``cache``
-    (in the run folder, so a resumed run reads them back)."""
-    from heteroagg.learn.label_maps import stored_label_maps
-
-    def maps(progress: bool) -> Any:
-        return stored_label_maps(
-            dataset, items, config.label_maps, config.map_block, cache=cache, show_progress=progress
-        )
-
-    drawn = maps(show) if dist.main else None
-    if dist.world > 1:
-        torch.distributed.barrier()
-    return drawn if drawn is not None else maps(False)
-
-
-def _stream_config(data: Any) -> DatasetConfig:
-    """The dataset config of an on-the-fly run: a DatasetConfig, a TOML file or None."""
-    from heteroagg.data.config import default_config
-
-    if data is None:
-        return default_config()
-    if isinstance(data, DatasetConfig):
-        return data
-    if not isinstance(data, (str, os.PathLike)):
-        raise ValueError(
-            f"on_the_fly needs a DatasetConfig or a dataset config file, got {type(data).__name__}"
-        )
-    path = Path(data)
-    if path.is_dir():
-        raise ValueError(
-            f"on_the_fly generates its items from a dataset config (a .toml file or a "
-            f"DatasetConfig), but {path} is a folder; give a stored dataset as "
-            "validation= (heteroagg train --val-data) to validate on it"
-        )
-    if not path.exists():
-        raise ValueError(f"dataset config {path} does not exist")
-    return DatasetConfig.from_toml(path)
-
-
-def _validation_dataset(
-    validation: str | Path, dataset_config: DatasetConfig, config: TrainConfig
-) -> tuple[SyntheticDataset, np.ndarray]:
-    """A stored dataset to validate an on-the-fly run on, and its items that were built."""
-    dataset = SyntheticDataset(validation)
-    if DatasetConfig.from_dict(dataset.index["config"]).to_dict() != dataset_config.to_dict():
-        raise ValueError(
-            f"the validation dataset {validation} was generated with another dataset config "
-            "than the one the run trains on"
-        )
-    if dataset.index.get("seed") == config.data_seed:
-        raise ValueError(
-            f"the validation dataset {validation} was generated with the item stream's root "
-            f"seed (data_seed={config.data_seed}): its items are training items"
-        )
-    items = np.flatnonzero(~np.asarray(dataset.failed[:], dtype=bool))
-    if len(items) == 0:
-        raise ValueError(f"the validation dataset {validation} holds no item that was built")
-    return dataset, items
-
-
-def _on_the_fly_data(
-    data: Any,
-    validation: str | Path | None,
-    config: TrainConfig,
-    dev: torch.device,
-    saved: dict[str, Any] | None,
-    show: bool,
-) -> _Data:
-    """The item stream of a dataset config, its calibration and validation sets.
-
-    The calibration set, the first training items of the stream, sets the
-    input standardisation and the descriptor statistics and feeds the
-    batch-norm re-estimation; it and the generated validation set are
-    rendered once and kept in memory (on the GPU when training there).
-    """
-    from heteroagg.learn import on_the_fly as fly
-
-    dataset_config = _stream_config(data)
-    _check_shape(dataset_config, config)
-    validation_path = None if validation is None else str(Path(validation).resolve())
-    if saved is not None:
-        if saved["dataset_config"] != dataset_config.to_dict():
-            raise ValueError("the run was trained on another dataset config; give the same one")
-        before = saved["dataset"].get("validation")
-        if before != validation_path:
-            raise ValueError(
-                f"the run was validated on {before or 'generated items'}, "
-                f"not {validation_path or 'generated items'}"
-            )
-    stored_val = None
-    if validation is not None:
-        stored_val = _validation_dataset(validation, dataset_config, config)
-    stream = fly.ItemStream(
-        dataset_config,
-        config.data_seed,
-        config.seed,
-        config.val_fraction,
-        on_failure=config.on_failure,
-        threads=config.threads,
-        descriptor_names=config.descriptor_heads,
-        device=dev,
-        label_maps=config.label_maps,
-        map_block=config.map_block,
-    )
-    size = fly.calibration_size(config.batch_size, config.bn_batches)
-    n_val = 0 if stored_val is not None else config.val_items
-    with progress_bar(show, size + n_val, "rendering fixed items") as advance:
-        calibration = fly.first_batches(stream, size, False, advance)
-        generated_val = fly.first_batches(stream, n_val, True, advance)
-    names = tuple(config.descriptor_heads)
-    stats = saved["descriptor_stats"] if saved else fly.descriptor_stats(calibration, names)
-    fixed = fly.FixedItems(calibration + generated_val, dev)
-    targets = fixed.targets(names, stats)
-    info: dict[str, Any] = {
-        "on_the_fly": True,
-        "path": None,
-        "seed": config.data_seed,
-        "items_per_epoch": config.items_per_epoch,
-        "validation": validation_path,
-        "heteroagg_version": _version(),
-    }
-    maps = val_maps = fixed.label_maps()
-    if stored_val is None:
-        val_store, val_targets = fixed, targets
-        val_items = np.concatenate([b.items for b in generated_val])
-    else:
-        dataset, val_items = stored_val
-        where = _cache_mode(config, dataset_config.imaging.shape, len(val_items), dev)
-        val_store = ImageStore(dataset, val_items, where, dev, config.workers, show, config.crop)
-        val_targets = Targets(dataset, dataset_config.params, names, stats=stats)
-        val_maps = None  # drawn once the run folder exists (see train)
-    info["n_val"] = len(val_items)
-    train_items = np.concatenate([b.items for b in calibration])
-    return _Data(
-        dataset_config,
-        info,
-        fixed,
-        targets,
-        train_items,
-        val_store,
-        val_targets,
-        val_items,
-        stream,
-        maps,
-        val_maps,
-    )
-
-
-def _version() -> str:
-    import heteroagg
-
-    return heteroagg.__version__
 
 
 def training_images_per_second(
@@ -653,7 +213,7 @@ def train(
         if data is None:
             raise ValueError("give a dataset folder to train on (or set on_the_fly = true)")
     dev = torch_device(device)
-    dist = _init_distributed(dev)
+    dist = init_distributed(dev)
     if config.on_the_fly and dist.world > 1:
         raise ValueError("on_the_fly trains in one process; several processes are not supported")
     if dev.type == "cuda" and dist.world > 1:
@@ -690,9 +250,9 @@ def train(
 
     show = progress and dist.main
     if config.on_the_fly:
-        source = _on_the_fly_data(data, validation, config, dev, saved, show)
+        source = on_the_fly_data(data, validation, config, dev, saved, show)
     else:
-        source = _stored_data(Path(data), config, dev, dist, saved, show)
+        source = stored_data(Path(data), config, dev, dist, saved, show)
     # before anything is written to the run folder, so a misnamed weight leaves it empty
     columns = [*source.config.params.varied, *config.descriptor_heads]
     loss_weights = loss_weight_vector(config.loss_weights, columns)
@@ -711,12 +271,16 @@ def train(
     if config.label_maps and source.stream is None:
         items = np.concatenate([source.train_items, source.val_items])
         cache = out / "label_maps.npy"
-        source.maps = _stored_label_maps(source.store.dataset, items, config, dist, cache, show)
+        source.maps = label_maps_of_stored_items(
+            source.store.dataset, items, config, dist, cache, show
+        )
         source.val_maps = source.maps
     elif config.label_maps and source.val_maps is None:  # on the fly, a stored validation set
         cache = out / "validation_label_maps.npy"
         dataset = source.val_store.dataset
-        source.val_maps = _stored_label_maps(dataset, source.val_items, config, dist, cache, show)
+        source.val_maps = label_maps_of_stored_items(
+            dataset, source.val_items, config, dist, cache, show
+        )
 
     imaging = source.config.imaging
     noise_prior = imaging.dose if config.noise and not imaging.bake_noise else None
@@ -784,7 +348,7 @@ class _MemberTrainer:
         member: int,
         folder: Path,
         dev: torch.device,
-        dist: _Distributed,
+        dist: Distributed,
         store: ImageStore,
         targets: Targets,
         train_items: np.ndarray,

@@ -1,0 +1,107 @@
+"""Stored images of a dataset's items, served as training batches."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+
+from heteroagg._progress import progress_bar
+from heteroagg.data.dataset import SyntheticDataset
+from heteroagg.learn.networks import centre_crop, cropped_shape
+
+
+def _read_shard(path: str, k: int) -> np.ndarray:
+    return SyntheticDataset(path).shard_images(k)
+
+
+class ImageStore:
+    """Stored uint16 images of chosen items: in RAM, on the device, or read from the shards.
+
+    Parameters
+    ----------
+    dataset
+        The dataset the items belong to.
+    items
+        The items this store serves.
+    where
+        ``"memory"`` caches the images in RAM, ``"device"`` in the training
+        device's memory (batches are then gathered there, with no host
+        traffic), ``"stream"`` reads every batch from the shards.
+    device
+        The training device (used by ``where="device"``).
+    workers
+        Processes that decompress shards while the cache fills (0 or 1: the
+        calling process does it).
+    show_progress
+        Show a progress bar while the cache fills.
+    crop
+        Keep and serve only the centred ``crop`` x ``crop`` pixels that the
+        network reads (:func:`~heteroagg.learn.networks.centre_crop`; 0: the
+        whole field).  The default network's 128² crop of 256² images takes a
+        quarter of the memory, and its batches a quarter of the noise and
+        widening work.
+    """
+
+    def __init__(
+        self,
+        dataset: SyntheticDataset,
+        items: np.ndarray,
+        where: str,
+        device: torch.device,
+        workers: int,
+        show_progress: bool,
+        crop: int = 0,
+    ) -> None:
+        self.dataset, self.where, self.device = dataset, where, device
+        self.crop = crop
+        self.scale = float(dataset.index["image_scale"])
+        self.position = {int(i): k for k, i in enumerate(items)}
+        if where == "stream":
+            return
+        shape = cropped_shape(dataset.index["config"]["imaging"]["shape"], crop)
+        cache = np.empty((len(items), *shape), dtype=np.uint16)
+        size = dataset.shard_size
+        shards = [int(s) for s in np.unique(np.asarray(items) // size)]
+
+        def place(s: int, block: np.ndarray) -> None:
+            chosen = items[items // size == s]
+            rows = [self.position[int(i)] for i in chosen]
+            cache[rows] = centre_crop(block[chosen - s * size], crop)
+
+        with progress_bar(show_progress, len(shards), "loading images") as advance:
+            forkable = "fork" in multiprocessing.get_all_start_methods()
+            if workers > 1 and len(shards) > 1 and forkable:
+                # fork: the readers touch only h5py, and unguarded user scripts stay safe.
+                context = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                    blocks = pool.map(_read_shard, [str(dataset.path)] * len(shards), shards)
+                    for s, block in zip(shards, blocks, strict=True):
+                        place(s, block)
+                        advance()
+            else:
+                for s in shards:
+                    place(s, dataset.shard_images(s))
+                    advance()
+        # torch has few uint16 kernels: the bits are kept as int16 and widened per batch.
+        self.cache = torch.from_numpy(cache.view(np.int16))
+        if where == "device":
+            self.cache = self.cache.to(device)
+
+    def __call__(self, items: np.ndarray) -> torch.Tensor:
+        """Clean images (B, 1, H, W) float32 in fractions of the beam.
+
+        They lie on the training device for ``where="device"``, else on the CPU.
+        """
+        if self.where == "stream":
+            stack = np.stack(
+                [centre_crop(self.dataset.stored_image(int(i)), self.crop) for i in items]
+            )
+            raw = torch.from_numpy(stack.view(np.int16))
+        else:
+            rows = torch.as_tensor([self.position[int(i)] for i in items], dtype=torch.long)
+            raw = self.cache[rows.to(self.cache.device)]
+        raw = raw.to(torch.int32) & 0xFFFF
+        return (raw.to(torch.float32) / self.scale)[:, None]

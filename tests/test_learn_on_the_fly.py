@@ -81,6 +81,8 @@ def test_stream_items_are_the_items_of_a_stored_dataset(tmp_path, on_failure):
 
     store = ImageStore(dataset, train_items, "memory", CPU, 0, False)
     targets = Targets(dataset, config.params, HEADS, fit_items=train_items)
+    with pytest.raises(ValueError, match="stats or the items"):
+        Targets(dataset, config.params, HEADS)
     for batch in (first, second):
         assert torch.equal(batch.clean(CPU), store(batch.items))  # bit for bit
         got = fly.target_values(batch.params, batch.descriptors, HEADS, targets.stats)

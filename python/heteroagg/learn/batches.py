@@ -139,7 +139,8 @@ class Targets:
             np.asarray(dataset.descriptors[d][:], dtype=np.float64) for d in self.descriptor_names
         ]
         if stats is None:
-            assert fit_items is not None
+            if fit_items is None:
+                raise ValueError("Targets needs the descriptor stats or the items to fit them on")
             stats = {
                 d: [float(np.nanmean(c[fit_items])), float(np.nanstd(c[fit_items]) or 1.0)]
                 for d, c in zip(self.descriptor_names, columns, strict=True)

@@ -1,6 +1,8 @@
 """heteroagg.learn.evaluate: metrics, digital twins and the written report."""
 
 import json
+import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from heteroagg.data import open_dataset
 from heteroagg.learn import TrainedRun, evaluate
 from heteroagg.learn.evaluation import (
     TWIN_DESCRIPTORS,
+    coverage_curve,
     error_by_quarter,
     field_fraction_outside,
     noisy_test_images,
@@ -36,6 +39,24 @@ def test_parameter_metrics_match_their_definitions():
     assert parameter_metrics(true, true)["r2"] == 1.0
     r = relative_error(np.array([1.1, 2.0, 1.0]), np.array([1.0, 0.0, np.nan]))
     assert r[0] == pytest.approx(0.1) and np.isnan(r[1:]).all()
+
+
+def test_coverage_curve_follows_the_nominal_levels_for_calibrated_errors():
+    rng = np.random.default_rng(0)
+    levels = (0.1, 0.5, 0.9, 0.99)
+    n = 100_000
+    calibrated = coverage_curve(np.abs(rng.normal(size=n)), levels)
+    for level, share in zip(levels, calibrated, strict=True):
+        assert abs(share - level) < 4 * np.sqrt(level * (1 - level) / n)
+    # sigma predicted half as large as the errors' spread: P(|x| <= q/2) of the standard normal
+    overconfident = coverage_curve(np.abs(rng.normal(size=n)) * 2, levels)
+    halved = [
+        math.erf(NormalDist().inv_cdf(0.5 + 0.5 * level) / 2 / math.sqrt(2)) for level in levels
+    ]
+    np.testing.assert_allclose(overconfident, halved, atol=0.01)
+    assert all(share < level for share, level in zip(overconfident, levels, strict=True))
+    with pytest.raises(ValueError, match="coverage levels"):
+        coverage_curve(np.ones(3), (0.5, 1.0))
 
 
 def test_error_by_quarter_ranks_items_by_each_true_parameter():
@@ -259,6 +280,7 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
         "descriptors.png",
         "failure_modes.png",
         "error_by_quarter.png",
+        "coverage.png",
         "examples.png",
     ):
         assert (tmp_path / "report" / name).stat().st_size > 0
@@ -270,10 +292,16 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     test = noisy_test_images(ds, items, seed=0, noise=True)
     p = run.predict(test.images)
     text = (tmp_path / "report/report.md").read_text()
-    for name in run.parameters:
+    true_norm = run.space.normalize({n: ds.params[n][:][items] for n in run.parameters})
+    z = np.abs(p.normalized - true_norm) / p.normalized_std
+    half = report["coverage_levels"].index(0.5)
+    for k, name in enumerate(run.parameters):
         expected = parameter_metrics(ds.params[name][:][items], p.params[name])
         assert report["parameters"][name]["r2"] == pytest.approx(expected["r2"])
         assert 0 <= report["parameters"][name]["coverage_1sigma"] <= 1
+        # the central 50 % interval reaches the standard normal's quartile, 0.6745 sigma
+        inside = np.mean(z[:, k] <= 0.6744897501960817)
+        assert report["parameters"][name]["coverage_curve"][half] == pytest.approx(inside)
     # every test image's prediction, as the independent one gives it
     with np.load(tmp_path / "report/predictions.npz") as saved_rows:
         assert saved_rows["parameters"].tolist() == list(run.parameters)

@@ -23,6 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,9 @@ TWIN_CHECKPOINT = "twins.partial.npz"
 PREDICTIONS_FILE = "predictions.npz"
 #: How often :func:`twin_analysis` saves the rows done so far, in seconds.
 TWIN_CHECKPOINT_SECONDS = 15.0
+
+#: Nominal levels of the central Gaussian intervals whose coverage the report plots.
+COVERAGE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 #: Draws of θ behind the report's oracle ceilings (seed 0; :mod:`heteroagg.learn.ceiling`).
 CEILING_DRAWS = 50_000
@@ -123,6 +127,31 @@ def noisy_test_images(
         images[k] = image
     outside = np.array([field_fraction_outside(dataset, int(i)) for i in items])
     return TestImages(np.asarray(items), images, doses, outside)
+
+
+def coverage_curve(z: np.ndarray, levels: tuple[float, ...]) -> list[float]:
+    """Share of the errors inside each central interval of a Gaussian prediction.
+
+    Parameters
+    ----------
+    z
+        Absolute errors over the predicted standard deviations.
+    levels
+        Nominal probabilities in (0, 1) of the central intervals, mean ± the
+        ``(1 + level) / 2`` quantile of the standard normal times sigma.
+
+    Returns
+    -------
+    list of float
+        The observed share for each level: equal to the level, up to the
+        sampling spread, for calibrated uncertainties; below it for
+        overconfident ones.
+    """
+    if any(not 0 < level < 1 for level in levels):
+        raise ValueError(f"coverage levels must lie in (0, 1), got {levels}")
+    unit = NormalDist()
+    z = np.asarray(z, dtype=float)
+    return [float(np.mean(z <= unit.inv_cdf(0.5 + 0.5 * level))) for level in levels]
 
 
 def parameter_metrics(true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -534,6 +563,7 @@ def evaluate(
             )
             metrics["coverage_1sigma"] = float(np.mean(z <= 1.0))
             metrics["coverage_2sigma"] = float(np.mean(z <= 2.0))
+            metrics["coverage_curve"] = coverage_curve(z, COVERAGE_LEVELS)
         per_parameter[name] = metrics
     space = ParameterSpace.from_config(dataset.index["config"]["params"])
     ceiling = oracle_r2(space, n=CEILING_DRAWS)
@@ -592,6 +622,7 @@ def evaluate(
         "noise": noise,
         "symmetrized": symmetrize or baked,
         "uncertainty": prediction.normalized_std is not None,
+        "coverage_levels": list(COVERAGE_LEVELS),
         "nominal_twin_range_coverage": (twins - 1) / (twins + 1),
         "parameters": per_parameter,
         "descriptors": per_descriptor,

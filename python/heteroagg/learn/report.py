@@ -42,8 +42,9 @@ def _quarter_ratios(quarters: dict[str, dict[str, list[float]]], names: list[str
         return rmse[..., -1] / rmse[..., 0]
 
 
-def _plots(out: Path, e: Any, quarters: dict[str, dict[str, list[float]]]) -> list[str]:
+def _plots(out: Path, e: Any, report: dict) -> list[str]:
     trained, dataset, test, prediction = e.trained, e.dataset, e.test, e.prediction
+    quarters = report["error_by_quarter"]
     true_norm, twin = e.true_norm, e.twin
     import matplotlib
 
@@ -144,6 +145,22 @@ def _plots(out: Path, e: Any, quarters: dict[str, dict[str, list[float]]]) -> li
     plt.close(fig)
     written.append("failure_modes.png")
 
+    if report["uncertainty"]:
+        levels = report["coverage_levels"]
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="calibrated")
+        for name in names:
+            ax.plot(levels, report["parameters"][name]["coverage_curve"], "o-", ms=3, label=name)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("nominal coverage of the Gaussian interval")
+        ax.set_ylabel("share of test images inside it")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "coverage.png", dpi=110)
+        plt.close(fig)
+        written.append("coverage.png")
+
     ratio = _quarter_ratios(quarters, names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(names), 0.9 + 0.5 * len(names)))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -220,7 +237,7 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
     :class:`~heteroagg.learn.evaluation.Evaluated`."""
     out.mkdir(parents=True, exist_ok=True)
     try:
-        plots = _plots(out, evaluated, report["error_by_quarter"])
+        plots = _plots(out, evaluated, report)
     except ImportError:
         plots = []
     report["plots"] = plots
@@ -268,7 +285,8 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
     if report["uncertainty"]:
         lines += [
             "",
-            "Nominal coverage of a calibrated Gaussian: 68.3 % (1sigma), 95.4 % (2sigma).",
+            "Nominal coverage of a calibrated Gaussian: 68.3 % (1sigma), 95.4 % (2sigma); "
+            "coverage.png shows it at every level.",
         ]
     k = report["twins_per_image"]
     lines += [

@@ -1,5 +1,6 @@
 """heteroagg.learn.train: reproducibility, resume, stopping rules, ensembles and errors."""
 
+import contextlib
 import csv
 import dataclasses
 import importlib
@@ -38,6 +39,16 @@ from learn_data import tiny_config, train_killed_at_step, trainer_of
 SMALL = dict(batch_size=32, widths=(8, 16), blocks=(1, 1), val_fraction=0.15, seed=1)
 
 
+@contextlib.contextmanager
+def global_generator_left_alone():
+    """Fail unless the block leaves torch's global generator where it found it."""
+    torch.manual_seed(5)
+    untouched = torch.rand(4)
+    torch.manual_seed(5)
+    yield
+    assert torch.equal(torch.rand(4), untouched), "the caller's torch generator was moved"
+
+
 def weights(path):
     return torch.load(path, weights_only=True)
 
@@ -70,11 +81,8 @@ def test_network_shapes_and_input_standardisation():
     ids=["detector", "regressor"],
 )
 def test_networks_draw_their_initial_weights_from_their_own_seed(build):
-    torch.manual_seed(5)
-    untouched = torch.rand(4)
-    torch.manual_seed(5)
-    a, again, other = build(1), build(1), build(2)
-    assert torch.equal(torch.rand(4), untouched)  # the caller's generator is left alone
+    with global_generator_left_alone():
+        a, again, other = build(1), build(1), build(2)
     first = [p.detach() for p in a.parameters()]
     assert all(torch.equal(p, q) for p, q in zip(first, again.parameters(), strict=True))
     assert not all(torch.equal(p, q) for p, q in zip(first, other.parameters(), strict=True))
@@ -387,11 +395,8 @@ def test_split_is_by_item_and_stable():
 def test_training_learns_and_is_reproducible(tiny_train, tmp_path):
     # Bit-identical on the CPU; CUDA convolutions pick non-deterministic kernels.
     config = TrainConfig(epochs=4, **SMALL)
-    torch.manual_seed(5)
-    untouched = torch.rand(4)
-    torch.manual_seed(5)
-    train(tiny_train, tmp_path / "a", config, progress=False, device="cpu")
-    assert torch.equal(torch.rand(4), untouched)  # the caller's generator is left alone
+    with global_generator_left_alone():
+        train(tiny_train, tmp_path / "a", config, progress=False, device="cpu")
     train(tiny_train, tmp_path / "b", config, progress=False, device="cpu")
     assert_same_weights(
         weights(tmp_path / "a/member-0/best.pt"), weights(tmp_path / "b/member-0/best.pt")
@@ -590,11 +595,8 @@ def test_early_stopping_and_time_budget(tiny_train, tmp_path, monkeypatch):
 def test_ensemble_with_gaussian_heads_predicts_uncertainty(tiny_run, tiny_test):
     from heteroagg.data import open_dataset
 
-    torch.manual_seed(5)
-    untouched = torch.rand(4)
-    torch.manual_seed(5)
-    run = TrainedRun(tiny_run, device="cpu")
-    assert torch.equal(torch.rand(4), untouched)  # loading draws no initial weights globally
+    with global_generator_left_alone():  # loading draws no initial weights globally
+        run = TrainedRun(tiny_run, device="cpu")
     assert len(run.models) == 2 and run.has_uncertainty
     a, b = (m.state_dict()["net.head.2.weight"] for m in run.models)
     assert not torch.equal(a, b)

@@ -148,7 +148,11 @@ def test_generate_writes_a_dataset_and_resumes(tmp_path):
     export_args = ["export", str(tmp_path / "ds"), "--format", "hspy", "--items", "2:7"]
     exported = runner.invoke(app, [*export_args, "--out", str(tmp_path / "sub.hspy")])
     assert exported.exit_code == 0, exported.output
-    assert (tmp_path / "sub.hspy").stat().st_size > 0
+    from heteroagg.deploy.images import read_images
+
+    back = read_images(tmp_path / "sub.hspy")  # what `heteroagg predict` reads
+    np.testing.assert_array_equal(back.images, ds.images[2:7])
+    assert back.pixel_size_nm == pytest.approx(ds.index["config"]["imaging"]["pixel_size"])
     bad = runner.invoke(app, ["export", str(tmp_path / "ds"), "--format", "tif", "--out", "x"])
     assert bad.exit_code == 2 and "format" in bad.output
 

@@ -235,6 +235,30 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     assert wrong.exit_code != 0 and "doesnotexist" in flat(wrong.output)
 
 
+def test_cli_predicts_a_digitalmicrograph_file(exported, tiny_test, tmp_path):
+    pytest.importorskip("rsciio")
+    from microscope_writers import write_dm
+
+    model = exported[0]
+    predictor = Predictor(model, providers="cpu")
+    image = open_dataset(tiny_test).images[3]
+    counts = (image * 1e4).astype(np.float32)  # a scan in detector counts, calibrated in Å
+    angstrom = 10.0 * predictor.pixel_size_nm
+    write_dm(tmp_path / "scan.dm4", counts, (angstrom, angstrom), ("Å", "Å"))
+    runner = CliRunner()
+    args = ["predict", str(model), str(tmp_path / "scan.dm4")]
+    result = runner.invoke(app, [*args, "--intensity-scale", "1e4"])
+    assert result.exit_code == 0, result.output
+    expected = predictor.predict(counts / np.float32(1e4))
+    assert f"{expected['frac_w'][0]:.4g}" in result.output
+    unscaled = runner.invoke(app, args)
+    assert unscaled.exit_code != 0 and "intensity-scale" in flat(unscaled.output)
+    write_dm(tmp_path / "coarse.dm4", counts, (2 * angstrom, 2 * angstrom), ("Å", "Å"))
+    coarse = runner.invoke(app, ["predict", str(model), str(tmp_path / "coarse.dm4"),
+                                 "--intensity-scale", "1e4"])  # fmt: skip
+    assert coarse.exit_code != 0 and "--resample" in flat(coarse.output)
+
+
 def test_cli_pools_the_images_of_one_sample(exported, tiny_test, tmp_path):
     model = exported[0]
     images = open_dataset(tiny_test).images[:3]

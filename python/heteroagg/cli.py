@@ -564,7 +564,10 @@ def export_onnx(
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="An .onnx model from heteroagg export-onnx.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files: npy, TIFF, PNG, EMD, HDF5.")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Image files: npy, TIFF, PNG, EMD (1.0, Velox), HDF5, DM3/DM4, HSPY."),
+    ],
     pixel_size: Annotated[
         float | None, typer.Option(help="Pixel size (nm); default: the file's, else the model's.")
     ] = None,
@@ -574,7 +577,13 @@ def predict(
     intensity_scale: Annotated[
         float | None, typer.Option(help="Stored value of the full beam (integer images).")
     ] = None,
-    dataset: Annotated[str | None, typer.Option(help="HDF5/EMD dataset to read.")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="HDF5/EMD 1.0 dataset to read, or the title of the image in DM, Velox and "
+            "HyperSpy files (default: the one titled HAADF).",
+        ),
+    ] = None,
     twins: Annotated[int, typer.Option(help="K: digital twins sampled per image (0: none).")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="twins.h5 to write.")] = None,
     seed: Annotated[int, typer.Option(help="Root seed of the twins.")] = 0,

@@ -1,7 +1,9 @@
 """Reading HAADF-STEM images from the files microscopes and scripts write.
 
 Supported: ``.npy``, ``.tif``/``.tiff`` (tifffile, else Pillow), ``.png``
-(Pillow), ``.emd``/``.h5``/``.hdf5`` (h5py; EMD 1.0 files and plain HDF5).
+(Pillow), ``.emd``/``.h5``/``.hdf5`` (h5py; EMD 1.0 files and plain HDF5),
+and through RosettaSciIO Gatan ``.dm3``/``.dm4``, Velox ``.emd`` and
+``.hspy`` (:mod:`heteroagg.deploy.microscope_files`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".emd", ".h5", ".hdf5")
+from heteroagg.deploy.microscope_files import (
+    RSCIIO_SUFFIXES,
+    is_velox,
+    length_in_nm,
+    read_signal_image,
+)
+
+SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".emd", ".h5", ".hdf5", *RSCIIO_SUFFIXES)
 
 
 @dataclass
@@ -26,7 +35,8 @@ class ImageFile:
     images
         (B, H, W) float32 in fractions of the incident beam.
     pixel_size_nm
-        The pixel size the file states (EMD and HDF5 dimension vectors), or None.
+        The pixel size the file states (EMD dimension vectors, the signal
+        axes of DigitalMicrograph, Velox and HyperSpy files), or None.
     """
 
     path: Path
@@ -64,12 +74,7 @@ def _emd_pixel_size_nm(group: Any, ndim: int) -> float | None:
     dim = group.get(f"dim{ndim}")
     if dim is None or len(dim) < 2:
         return None
-    step = float(dim[1] - dim[0])
-    units = dim.attrs.get("units", b"")
-    units = units.decode() if isinstance(units, bytes) else str(units)
-    to_nm = {"nm": 1.0, "Å": 0.1, "A": 0.1, "angstrom": 0.1, "pm": 1e-3, "m": 1e9}
-    scale = to_nm.get(units.strip())
-    return None if scale is None else step * scale
+    return length_in_nm(float(dim[1] - dim[0]), dim.attrs.get("units", b""))
 
 
 def _raster(path: Path) -> np.ndarray:
@@ -100,15 +105,18 @@ def read_images(
     Parameters
     ----------
     path
-        A ``.npy``, TIFF, PNG, EMD or HDF5 file with one image (H, W) or a
+        A ``.npy``, TIFF, PNG, EMD (1.0 or Velox), HDF5, DigitalMicrograph
+        (``.dm3``, ``.dm4``) or HyperSpy file with one image (H, W) or a
         stack (B, H, W).
     intensity_scale
         The stored value of the full incident beam: images are divided by
         it.  Integer images need it (a raw detector count is not a fraction
         of the beam); float images default to 1 (already fractions).
     dataset
-        The HDF5/EMD dataset to read (default: the EMD data group, else the
-        first 2D or 3D numeric dataset).
+        The HDF5/EMD 1.0 dataset to read (default: the EMD data group, else
+        the first 2D or 3D numeric dataset); for DigitalMicrograph, Velox and
+        HyperSpy files, the title of the image (default: the only one, else
+        the one titled HAADF).
 
     Returns
     -------
@@ -117,8 +125,9 @@ def read_images(
     Raises
     ------
     ValueError
-        For unknown suffixes, unreadable content, colour images, or integer
-        images without ``intensity_scale``.
+        For unknown suffixes, unreadable content, colour images, integer
+        images without ``intensity_scale``, or float images with values
+        above 1 without it (they cannot be fractions of the beam).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -129,6 +138,8 @@ def read_images(
     pixel = None
     if suffix == ".npy":
         raw = np.load(path, allow_pickle=False)
+    elif suffix in RSCIIO_SUFFIXES or (suffix == ".emd" and is_velox(path)):
+        raw, pixel = read_signal_image(path, dataset)
     elif suffix in (".emd", ".h5", ".hdf5"):
         raw, pixel = _hdf5_array(path, dataset)
     else:
@@ -142,6 +153,12 @@ def read_images(
             raise ValueError(
                 f"{path} holds integer values ({raw.dtype}); give the value of the full incident "
                 "beam (--intensity-scale) so they can be turned into fractions of it"
+            )
+        peak = float(np.nanmax(raw)) if raw.size else 0.0
+        if peak > 1.0:
+            raise ValueError(
+                f"{path} holds values up to {peak:.4g}, which cannot be fractions of the incident "
+                "beam; give the value of the full beam (--intensity-scale)"
             )
         intensity_scale = 1.0
     if not intensity_scale > 0:

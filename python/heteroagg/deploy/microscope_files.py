@@ -1,0 +1,163 @@
+"""Images from the microscope vendors' files, read through RosettaSciIO.
+
+Gatan DigitalMicrograph (``.dm3``, ``.dm4``), Thermo Fisher Velox EMD
+(``.emd``) and HyperSpy (``.hspy``) files are parsed by ``rosettasciio``
+(``pip install rosettasciio``).  This module picks the HAADF image among the
+signals such a file holds and reads its pixel size off the signal axes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RSCIIO_SUFFIXES = (".dm3", ".dm4", ".hspy")
+
+_LENGTH_IN_NM = {
+    "nm": 1.0,
+    "Å": 0.1,
+    "A": 0.1,
+    "angstrom": 0.1,
+    "pm": 1e-3,
+    "µm": 1e3,
+    "μm": 1e3,
+    "um": 1e3,
+    "mm": 1e6,
+    "m": 1e9,
+}
+
+#: Relative difference between the two pixel sides above which an image is refused.
+SQUARE_PIXEL_TOLERANCE = 0.01
+
+
+def length_in_nm(value: float, units: Any) -> float | None:
+    """``value`` in ``units`` converted to nm, or None for units that are not a length."""
+    if isinstance(units, bytes):
+        units = units.decode()
+    scale = _LENGTH_IN_NM.get(str(units).strip())
+    return None if scale is None else float(value) * scale
+
+
+def is_velox(path: Path) -> bool:
+    """Whether an ``.emd`` file is a Velox file (a ``Version`` entry naming that format)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        version = f.get("Version")
+        if not isinstance(version, h5py.Dataset) or version.size < 1:
+            return False
+        try:
+            entry = version[()].flat[0]
+            text = entry.decode() if isinstance(entry, bytes) else str(entry)
+            return json.loads(text).get("format") in ("Velox", "DevelopersKit")
+        except (ValueError, AttributeError):
+            return False
+
+
+def _signals(path: Path) -> list[dict[str, Any]]:
+    try:
+        if path.suffix.lower() in (".dm3", ".dm4"):
+            from rsciio.digitalmicrograph import file_reader
+        elif path.suffix.lower() == ".hspy":
+            from rsciio.hspy import file_reader
+        else:
+            from rsciio.emd import file_reader
+    except ImportError:
+        raise ImportError(
+            f"reading {path.suffix} files needs rosettasciio: pip install rosettasciio"
+        ) from None
+    if path.suffix.lower() != ".emd":
+        return file_reader(str(path))
+    try:
+        return file_reader(str(path), select_type="images")
+    except ValueError:  # releases that spell the image-only selection differently
+        return file_reader(str(path))
+
+
+def _title(signal: dict[str, Any]) -> str:
+    return str(signal.get("metadata", {}).get("General", {}).get("title", ""))
+
+
+def _image_axes(signal: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The two signal axes of an image or image stack, in array order, else None."""
+    axes = sorted(signal.get("axes", []), key=lambda a: a.get("index_in_array", 0))
+    data = signal["data"]
+    if data.ndim not in (2, 3) or np.dtype(data.dtype).kind not in "uif":
+        return None
+    if len(axes) != data.ndim or any(a.get("navigate", False) for a in axes[-2:]):
+        return None
+    return axes[-2:]
+
+
+def _choose(path: Path, images: list[dict[str, Any]], dataset: str | None) -> dict[str, Any]:
+    titles = [_title(s) for s in images]
+    if dataset is not None:
+        chosen = [s for s, t in zip(images, titles, strict=True) if t.lower() == dataset.lower()]
+        if len(chosen) != 1:
+            raise ValueError(f"{path} has no single image titled {dataset!r}; it has {titles}")
+        return chosen[0]
+    if len(images) == 1:
+        return images[0]
+    haadf = [s for s, t in zip(images, titles, strict=True) if "haadf" in t.lower()]
+    if len(haadf) == 1:
+        return haadf[0]
+    raise ValueError(f"{path} holds {len(images)} images {titles}; choose one with --dataset TITLE")
+
+
+def _pixel_size_nm(path: Path, axes: list[dict[str, Any]]) -> float | None:
+    sides = [length_in_nm(a.get("scale", 1.0), a.get("units", "")) for a in axes]
+    if None in sides:
+        return None
+    height, width = sides
+    if abs(height - width) > SQUARE_PIXEL_TOLERANCE * max(height, width):
+        raise ValueError(
+            f"{path} has pixels of {width:.4g} nm by {height:.4g} nm; heteroagg needs square "
+            "pixels: resample the image first"
+        )
+    return width
+
+
+def read_signal_image(path: Path, dataset: str | None = None) -> tuple[np.ndarray, float | None]:
+    """The HAADF image (or stack) of a file RosettaSciIO reads, and its pixel size.
+
+    Parameters
+    ----------
+    path
+        A ``.dm3``, ``.dm4``, ``.hspy`` or Velox ``.emd`` file.
+    dataset
+        The title of the image to read (Velox names each by its detector,
+        e.g. ``"HAADF"``).  Default: the only image, else the one whose title
+        contains "HAADF".
+
+    Returns
+    -------
+    data
+        (H, W) or (B, H, W), as stored.
+    pixel_size_nm
+        The pixel size from the signal axes, or None when their units are not lengths.
+
+    Raises
+    ------
+    ValueError
+        When the file holds no image, several and none is chosen, or pixels
+        that are not square.
+    ImportError
+        Without ``rosettasciio``.
+    """
+    try:
+        signals = _signals(path)
+    except (OSError, KeyError, IndexError, NotImplementedError, struct.error) as err:
+        raise ValueError(f"{path} could not be read as a {path.suffix} file: {err}") from err
+    images = []
+    for signal in signals:
+        axes = _image_axes(signal)
+        if axes is not None:
+            images.append({**signal, "axes_of_image": axes})
+    if not images:
+        raise ValueError(f"{path} holds no 2D image or image stack")
+    chosen = _choose(path, images, dataset)
+    return np.asarray(chosen["data"]), _pixel_size_nm(path, chosen["axes_of_image"])

@@ -1,0 +1,127 @@
+"""Reading HAADF images from DigitalMicrograph, Velox EMD and HyperSpy files."""
+
+import struct
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rsciio")
+
+from heteroagg.deploy.images import read_images
+from heteroagg.deploy.microscope_files import length_in_nm
+from microscope_writers import write_dm, write_velox
+
+
+def pattern(*shape: int) -> np.ndarray:
+    """Values that differ along every axis, so a transposed or reordered read shows."""
+    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    return sum(g * 10.0**k for k, g in enumerate(grids[::-1]))
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_digitalmicrograph_image_skips_the_thumbnail(tmp_path, version):
+    image = (pattern(48, 64) / 1e4).astype(np.float32)  # fractions of the beam
+    path = tmp_path / f"scan.dm{version}"
+    write_dm(path, image, (0.25, 0.25), ("nm", "nm"), version=version)
+    got = read_images(path)
+    assert got.images.shape == (1, 48, 64)
+    np.testing.assert_array_equal(got.images[0], image)
+    assert got.pixel_size_nm == pytest.approx(0.25)
+
+
+def test_digitalmicrograph_integer_stack_in_angstrom(tmp_path):
+    counts = pattern(3, 40, 56).astype(np.uint16)
+    path = tmp_path / "series.dm4"
+    write_dm(path, counts, (1.0, 2.5, 2.5), ("", "Å", "Å"))
+    with pytest.raises(ValueError, match="intensity-scale"):
+        read_images(path)
+    got = read_images(path, intensity_scale=60000.0)
+    assert got.images.shape == (3, 40, 56)
+    np.testing.assert_allclose(got.images, counts / 60000.0, rtol=1e-6)
+    assert got.pixel_size_nm == pytest.approx(0.25)
+
+
+def test_float_counts_are_refused_without_a_scale(tmp_path):
+    counts = (pattern(32, 32) + 100).astype(np.float32)
+    path = tmp_path / "counts.dm3"
+    write_dm(path, counts, (0.5, 0.5), ("nm", "nm"), version=3)
+    with pytest.raises(ValueError, match="cannot be fractions"):
+        read_images(path)
+    got = read_images(path, intensity_scale=1e5)
+    np.testing.assert_allclose(got.images[0], counts / 1e5, rtol=1e-6)
+
+
+def test_pixel_calibrations(tmp_path):
+    image = np.full((16, 24), 0.01, dtype=np.float32)
+    write_dm(tmp_path / "rect.dm4", image, (0.5, 0.25), ("nm", "nm"))
+    with pytest.raises(ValueError, match="square pixels"):
+        read_images(tmp_path / "rect.dm4")
+    write_dm(tmp_path / "um.dm4", image, (0.0005, 0.0005), ("µm", "µm"))
+    assert read_images(tmp_path / "um.dm4").pixel_size_nm == pytest.approx(0.5)
+    write_dm(tmp_path / "fft.dm4", image, (0.1, 0.1), ("1/nm", "1/nm"))
+    assert read_images(tmp_path / "fft.dm4").pixel_size_nm is None  # not a length
+    assert length_in_nm(3.0, b"pm") == pytest.approx(0.003)
+    assert length_in_nm(1.0, "counts") is None
+
+
+def test_unreadable_digitalmicrograph_files(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "cut.dm4").write_bytes(struct.pack(">l", 4) + rng.bytes(200))
+    (tmp_path / "noise.dm4").write_bytes(rng.bytes(200))
+    (tmp_path / "empty.dm3").write_bytes(b"")
+    for name in ("cut.dm4", "noise.dm4", "empty.dm3"):
+        with pytest.raises(ValueError, match="could not be read"):
+            read_images(tmp_path / name)
+
+
+def test_velox_frames_and_detectors(tmp_path):
+    haadf = pattern(3, 40, 56).astype(np.uint16)  # (frame, y, x)
+    df4 = (2 * pattern(40, 56)).astype(np.uint16)
+    path = tmp_path / "velox.emd"
+    write_velox(path, {"DF4": df4[..., None], "HAADF": np.moveaxis(haadf, 0, -1)}, 2.5e-10)
+    got = read_images(path, intensity_scale=1e5)
+    assert got.images.shape == (3, 40, 56)
+    np.testing.assert_allclose(got.images, haadf / 1e5, rtol=1e-6)
+    assert got.pixel_size_nm == pytest.approx(0.25)
+    other = read_images(path, intensity_scale=1e5, dataset="df4")
+    np.testing.assert_allclose(other.images[0], df4 / 1e5, rtol=1e-6)
+    with pytest.raises(ValueError, match="no single image titled 'BF'"):
+        read_images(path, intensity_scale=1e5, dataset="BF")
+    write_velox(tmp_path / "dark.emd", {"DF2": df4[..., None], "DF4": df4[..., None]}, 1e-9)
+    with pytest.raises(ValueError, match="--dataset"):
+        read_images(tmp_path / "dark.emd", intensity_scale=1e5)
+
+
+def hspy_signal(data: np.ndarray, axes: list[dict], title: str) -> dict:
+    """The signal dictionary RosettaSciIO's HyperSpy writer takes."""
+    return {
+        "data": data,
+        "axes": axes,
+        "metadata": {"General": {"title": title}, "Signal": {"signal_type": ""}},
+        "original_metadata": {},
+        "tmp_parameters": {},
+        "attributes": {"_lazy": False},
+        "learning_results": {},
+        "models": {},
+        "package_info": {"name": "tests", "version": "0"},
+    }
+
+
+def test_hyperspy_stack_and_a_spectrum(tmp_path):
+    from rsciio.hspy import file_writer
+
+    images = (pattern(2, 24, 32) / 1e4).astype(np.float32)
+    axes = [
+        {"name": "frame", "size": 2, "offset": 0.0, "scale": 1.0, "units": "", "navigate": True},
+        {"name": "y", "size": 24, "offset": 0.0, "scale": 4.0, "units": "Å", "navigate": False},
+        {"name": "x", "size": 32, "offset": 0.0, "scale": 4.0, "units": "Å", "navigate": False},
+    ]
+    file_writer(str(tmp_path / "stack.hspy"), hspy_signal(images, axes, "HAADF"))
+    got = read_images(tmp_path / "stack.hspy")
+    np.testing.assert_array_equal(got.images, images)
+    assert got.pixel_size_nm == pytest.approx(0.4)
+    energy = [{"name": "E", "size": 50, "offset": 0.0, "scale": 1.0, "units": "eV",
+               "navigate": False}]  # fmt: skip
+    file_writer(str(tmp_path / "spectrum.hspy"), hspy_signal(np.linspace(0, 1, 50), energy, "EELS"))
+    with pytest.raises(ValueError, match="no 2D image"):
+        read_images(tmp_path / "spectrum.hspy")

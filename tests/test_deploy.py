@@ -231,6 +231,15 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     assert flat_heads.exit_code != 0 and "--twin-head-spread" in flat(flat_heads.output)
     bad = runner.invoke(app, ["predict", str(model), str(tmp_path / "two.npy"), "--twins", "2"])
     assert bad.exit_code != 0 and "--out" in flat(bad.output)
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / "twins.png"
+    plotted = runner.invoke(app, [*args, "--plot", str(figure)])
+    assert plotted.exit_code == 0 and "plot:" in plotted.output, plotted.output
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    no_twins = runner.invoke(app, [*args[:3], "--plot", str(figure)])
+    assert no_twins.exit_code != 0 and "--twins" in flat(no_twins.output)
+    gif = runner.invoke(app, [*args, "--plot", str(tmp_path / "twins.gif")])
+    assert gif.exit_code != 0 and "--plot" in flat(gif.output)
     wrong = runner.invoke(app, ["predict", str(model), str(tmp_path / "none.npy")])
     assert wrong.exit_code != 0 and "doesnotexist" in flat(wrong.output)
 

@@ -26,3 +26,38 @@ def test_bad_view():
     with pytest.raises(ValueError, match="view"):
         draw_projection(ax, agg, "w")
     plt.close(fig)
+
+
+def test_plot_twins_puts_each_image_beside_its_twins_on_one_scale():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from heteroagg.plot import plot_twins
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((40, 60)), rng.random((40, 60))]
+    made = [
+        [heteroagg.sample_aggregate(heteroagg.ModelParams(n_particles=n), s) for n, s in
+         ((12, 1), (20, 2), (30, 3))],
+        [heteroagg.sample_aggregate(heteroagg.ModelParams(n_particles=8), 4)],
+    ]  # fmt: skip
+    fig = plot_twins(images, 0.5, made, ["a.dm4", "b.dm4"])
+    rows = np.array(fig.axes[:8]).reshape(2, 4)
+    for row, image, twins in zip(rows, images, made, strict=True):
+        (shown,) = row[0].get_images()
+        np.testing.assert_array_equal(shown.get_array(), image)
+        assert shown.get_extent() == [-15.0, 15.0, -10.0, 10.0]  # 60 x 40 pixels of 0.5 nm
+        for ax, twin in zip(row[1:], twins, strict=False):
+            (circles,) = ax.collections
+            assert len(circles.get_paths()) == twin.n_particles
+            assert ax.get_xlim() == (-15.0, 15.0)
+            assert f"{twin.n_particles} particles" in ax.get_title()
+    assert [ax.axison for ax in rows[1]] == [True, True, False, False]
+    assert rows[0][0].get_title() == "a.dm4"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="labels"):
+        plot_twins(images, 0.5, made, ["a.dm4"])
+    with pytest.raises(ValueError, match="per_image"):
+        plot_twins(images, 0.5, made, ["a", "b"], per_image=0)
+    with pytest.raises(ValueError, match="pixel_size_nm"):
+        plot_twins(images, 0.0, made, ["a", "b"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -24,6 +25,10 @@ app = typer.Typer(
 console = Console()
 
 _DEFAULTS = ModelParams()
+
+#: Images that ``predict --plot`` draws, at most, and the figure formats it writes.
+PLOT_IMAGES = 16
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 #: Options shared by ``evaluate`` and ``predict``: twins conditioned on the direct heads.
 TwinCandidates = Annotated[
@@ -586,6 +591,13 @@ def predict(
     ] = None,
     twins: Annotated[int, typer.Option(help="K: digital twins sampled per image (0: none).")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="twins.h5 to write.")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Figure (.png, .pdf, .svg) of each image beside its first three twins "
+            f"(the first {PLOT_IMAGES} images).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Root seed of the twins.")] = 0,
     twin_candidates: TwinCandidates = 0,
     twin_head_spread: TwinHeadSpread = 1.0,
@@ -628,6 +640,12 @@ def predict(
             raise ValueError(f"--twins must be >= 0, got {twins}")
         if twins and out is None:
             raise ValueError("--twins needs --out FILE.h5 to write the twins to")
+        if plot is not None and not twins:
+            raise ValueError("--plot draws the twins: it needs --twins K")
+        if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+            raise ValueError(f"--plot must end in one of {PLOT_SUFFIXES}, got {plot.name!r}")
+        if plot is not None and importlib.util.find_spec("matplotlib") is None:
+            raise ImportError("--plot needs matplotlib: pip install 'heteroagg[plot]'")
         if twin_candidates and twin_candidates < twins:
             raise ValueError(f"--twin-candidates must be 0 or >= --twins, got {twin_candidates}")
         check_spread(twin_head_spread, "--twin-head-spread")
@@ -714,6 +732,29 @@ def predict(
     console.print(_table(f"descriptors of {twins} twins per image (mean ± spread)",
                          ("image", "descriptor", "twins"), rows))  # fmt: skip
     console.print(f"twins: {out}")
+    if plot is not None:
+        _plot_twins(plot, files, records, predictor, pixel_size, resample)
+
+
+def _plot_twins(
+    path: Path, files: list[Any], records: list[dict[str, Any]], predictor: Any,
+    pixel_size: float | None, resample: bool,
+) -> None:  # fmt: skip
+    """Save each image, as the model saw it, beside its first twins."""
+    from heteroagg.plot import save_twins_plot
+
+    shown = records[:PLOT_IMAGES]
+    images, labels = [], []
+    for record in shown:
+        f = next(f for f in files if f.path == record["source"])
+        image = f.images[record["index"]]
+        images.append(predictor.prepare(image, pixel_size or f.pixel_size_nm, resample)[0])
+        labels.append(f.path.name if len(f.images) == 1 else f"{f.path.name}[{record['index']}]")
+    save_twins_plot(path, images, predictor.pixel_size_nm, [r["twins"] for r in shown], labels)
+    more = (
+        f" (the first {PLOT_IMAGES} of {len(records)} images)" if len(records) > len(shown) else ""
+    )
+    console.print(f"plot: {path}{more}")
 
 
 def _sample_table(pooled: Any, space: Any, predictor: Any, shared_error: float) -> Table:

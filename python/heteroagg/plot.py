@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,5 +116,75 @@ def save_aggregate_plot(agg: Aggregate, path: str | os.PathLike[str], **kwargs) 
     fig = plot_aggregate(agg, **kwargs)
     path = Path(path)
     fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_twins(
+    images: Sequence[np.ndarray],
+    pixel_size_nm: float,
+    twins: Sequence[Sequence[Aggregate]],
+    labels: Sequence[str],
+    *,
+    per_image: int = 3,
+) -> Figure:
+    """Each image beside the projections of its first digital twins, on one nm scale.
+
+    Parameters
+    ----------
+    images
+        (H, W) images, fractions of the incident beam.
+    pixel_size_nm
+        Their pixel size: every panel of a row spans the image's field of view.
+    twins
+        The twins of each image (as :func:`heteroagg.twins.sample_twins` draws them).
+    labels
+        A title per image (its file, say).
+    per_image
+        Twins drawn per image, at most.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One row per image: the image, then up to ``per_image`` twins viewed
+        along the beam, coloured by material and titled with their particle
+        count and hetero-coordination number.
+    """
+    if not len(images) == len(twins) == len(labels) > 0:
+        raise ValueError(
+            f"need as many twin lists and labels as images (>= 1), got {len(images)} images, "
+            f"{len(twins)} twin lists and {len(labels)} labels"
+        )
+    if per_image < 1:
+        raise ValueError(f"per_image must be >= 1, got {per_image}")
+    if not pixel_size_nm > 0:
+        raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm!r}")
+    rows, cols = len(images), 1 + per_image
+    fig, axes = _pyplot().subplots(
+        rows, cols, figsize=(2.8 * cols, 2.8 * rows), squeeze=False, constrained_layout=True
+    )
+    for row, image, made, label in zip(axes, images, twins, labels, strict=True):
+        height, width = (n * pixel_size_nm / 2 for n in np.shape(image))
+        row[0].imshow(image, cmap="gray", origin="lower", extent=(-width, width, -height, height))
+        row[0].set_title(label, fontsize=9)
+        row[0].set_xlabel("x (nm)")
+        row[0].set_ylabel("y (nm)")
+        for ax, twin in zip(row[1:], made, strict=False):
+            draw_projection(ax, twin, "z", max(width, height))
+            hcn = twin.descriptors().hetero_coordination_number
+            ax.set_title(f"twin: {twin.n_particles} particles, HCN {hcn:.2f}", fontsize=9)
+        for ax in row[1 + len(made) :]:
+            ax.set_axis_off()
+    drawn = [row[1] for row, made in zip(axes, twins, strict=True) if len(made)]
+    if drawn:
+        material_legend(drawn[0])
+    return fig
+
+
+def save_twins_plot(path: str | os.PathLike[str], *args, **kwargs) -> Path:
+    """Draw :func:`plot_twins` (same arguments) and save it (format from the suffix)."""
+    fig = plot_twins(*args, **kwargs)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
     _pyplot().close(fig)
     return path

@@ -201,6 +201,7 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "frac_w" in result.output and "HCN" in result.output
+    assert "nopixelsizeintwo.npy" in flat(result.output)  # the model's pixel size is assumed
     estimate = Predictor(model, providers="cpu").predict(images)
     with h5py.File(out) as f:
         assert list(f) == ["image-0", "image-1"]
@@ -258,6 +259,7 @@ def test_cli_predicts_a_digitalmicrograph_file(exported, tiny_test, tmp_path):
     args = ["predict", str(model), str(tmp_path / "scan.dm4")]
     result = runner.invoke(app, [*args, "--intensity-scale", "1e4"])
     assert result.exit_code == 0, result.output
+    assert "nopixelsize" not in flat(result.output)  # the file states it
     expected = predictor.predict(counts / np.float32(1e4))
     assert f"{expected['frac_w'][0]:.4g}" in result.output
     unscaled = runner.invoke(app, args)

@@ -125,3 +125,32 @@ def test_hyperspy_stack_and_a_spectrum(tmp_path):
     file_writer(str(tmp_path / "spectrum.hspy"), hspy_signal(np.linspace(0, 1, 50), energy, "EELS"))
     with pytest.raises(ValueError, match="no 2D image"):
         read_images(tmp_path / "spectrum.hspy")
+
+
+def imagej_tiff(path, image: np.ndarray, per_unit: tuple[float, float], unit: str) -> None:
+    """A TIFF calibrated the ImageJ way: ``unit=`` in the description, pixels per unit (x, y)."""
+    from PIL import Image, TiffImagePlugin
+
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[270] = f"ImageJ=1.54f\nunit={unit}\n"
+    info[282], info[283] = per_unit
+    info[296] = 1  # no absolute unit: the resolution counts pixels per ImageJ unit
+    Image.fromarray(image).save(path, tiffinfo=info)
+
+
+def test_imagej_tiff_calibration(tmp_path):
+    pytest.importorskip("PIL")
+    counts = pattern(40, 56).astype(np.uint16)
+    imagej_tiff(tmp_path / "nm.tif", counts, (4.0, 4.0), "nm")
+    got = read_images(tmp_path / "nm.tif", intensity_scale=1e5)
+    np.testing.assert_allclose(got.images[0], counts / 1e5, rtol=1e-6)
+    assert got.pixel_size_nm == pytest.approx(0.25)
+    imagej_tiff(tmp_path / "um.tif", counts, (2000.0, 2000.0), "\\u00B5m")  # ImageJ's escape
+    assert read_images(tmp_path / "um.tif", intensity_scale=1e5).pixel_size_nm == pytest.approx(0.5)
+    imagej_tiff(tmp_path / "micron.tif", counts, (1000.0, 1000.0), "micron")
+    assert read_images(tmp_path / "micron.tif", intensity_scale=1e5).pixel_size_nm == 1.0
+    imagej_tiff(tmp_path / "pixel.tif", counts, (1.0, 1.0), "pixel")  # uncalibrated
+    assert read_images(tmp_path / "pixel.tif", intensity_scale=1e5).pixel_size_nm is None
+    imagej_tiff(tmp_path / "rect.tif", counts, (4.0, 2.0), "nm")
+    with pytest.raises(ValueError, match="square pixels"):
+        read_images(tmp_path / "rect.tif", intensity_scale=1e5)

@@ -677,6 +677,15 @@ def predict(
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         _abort(err)
     console.print(f"model {model.name} on {predictor.provider}")
+    unstated = [f.path.name for f in files if pixel_size is None and f.pixel_size_nm is None]
+    if unstated:
+        names = ", ".join(unstated[:3]) + (
+            f" and {len(unstated) - 3} more" if len(unstated) > 3 else ""
+        )
+        console.print(
+            f"[yellow]note:[/yellow] no pixel size in {names}: taken as the model's "
+            f"{predictor.pixel_size_nm:g} nm (--pixel-size sets it)"
+        )
     rows = []
     for f, estimate in zip(files, estimates, strict=True):
         for b in range(len(f.images)):

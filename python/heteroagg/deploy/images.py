@@ -19,6 +19,7 @@ from heteroagg.deploy.microscope_files import (
     is_velox,
     length_in_nm,
     read_signal_image,
+    square_pixel_nm,
 )
 
 SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".emd", ".h5", ".hdf5", *RSCIIO_SUFFIXES)
@@ -36,7 +37,8 @@ class ImageFile:
         (B, H, W) float32 in fractions of the incident beam.
     pixel_size_nm
         The pixel size the file states (EMD dimension vectors, the signal
-        axes of DigitalMicrograph, Velox and HyperSpy files), or None.
+        axes of DigitalMicrograph, Velox and HyperSpy files, the calibration
+        of ImageJ TIFFs), or None.
     """
 
     path: Path
@@ -97,6 +99,26 @@ def _raster(path: Path) -> np.ndarray:
     return np.stack(frames) if len(frames) > 1 else frames[0]
 
 
+def _imagej_pixel_size_nm(path: Path) -> float | None:
+    """The pixel size an ImageJ-calibrated TIFF states (its unit and resolutions), or None."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    with Image.open(path) as image:
+        tags = dict(getattr(image, "tag_v2", {}))
+    description = tags.get(270)
+    if not (isinstance(description, str) and description.startswith("ImageJ=")):
+        return None
+    fields = dict(line.split("=", 1) for line in description.splitlines() if "=" in line)
+    unit = fields.get("unit", "").replace("\\u00B5", "µ")
+    per_unit = [float(tags.get(tag) or 0.0) for tag in (283, 282)]  # pixels per unit: y, x
+    if min(per_unit) <= 0:
+        return None
+    sides = [length_in_nm(1.0 / n, unit) for n in per_unit]
+    return None if None in sides else square_pixel_nm(path, *sides)
+
+
 def read_images(
     path: str | Path, intensity_scale: float | None = None, dataset: str | None = None
 ) -> ImageFile:
@@ -144,6 +166,8 @@ def read_images(
         raw, pixel = _hdf5_array(path, dataset)
     else:
         raw = _raster(path)
+        if suffix in (".tif", ".tiff"):
+            pixel = _imagej_pixel_size_nm(path)
     if raw.ndim == 3 and raw.shape[-1] in (3, 4) and suffix in (".png", ".tif", ".tiff"):
         raise ValueError(f"{path} is a colour image; HAADF images have one channel")
     if raw.ndim not in (2, 3) or raw.dtype.kind not in "uif":

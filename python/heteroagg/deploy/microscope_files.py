@@ -26,6 +26,7 @@ _LENGTH_IN_NM = {
     "µm": 1e3,
     "μm": 1e3,
     "um": 1e3,
+    "micron": 1e3,
     "mm": 1e6,
     "m": 1e9,
 }
@@ -108,17 +109,19 @@ def _choose(path: Path, images: list[dict[str, Any]], dataset: str | None) -> di
     raise ValueError(f"{path} holds {len(images)} images {titles}; choose one with --dataset TITLE")
 
 
+def square_pixel_nm(path: Path, height_nm: float, width_nm: float) -> float:
+    """The side of a file's square pixels; pixels that are not square raise ValueError."""
+    if abs(height_nm - width_nm) > SQUARE_PIXEL_TOLERANCE * max(height_nm, width_nm):
+        raise ValueError(
+            f"{path} has pixels of {width_nm:.4g} nm by {height_nm:.4g} nm; heteroagg needs "
+            "square pixels: resample the image first"
+        )
+    return width_nm
+
+
 def _pixel_size_nm(path: Path, axes: list[dict[str, Any]]) -> float | None:
     sides = [length_in_nm(a.get("scale", 1.0), a.get("units", "")) for a in axes]
-    if None in sides:
-        return None
-    height, width = sides
-    if abs(height - width) > SQUARE_PIXEL_TOLERANCE * max(height, width):
-        raise ValueError(
-            f"{path} has pixels of {width:.4g} nm by {height:.4g} nm; heteroagg needs square "
-            "pixels: resample the image first"
-        )
-    return width
+    return None if None in sides else square_pixel_nm(path, *sides)
 
 
 def read_signal_image(path: Path, dataset: str | None = None) -> tuple[np.ndarray, float | None]:

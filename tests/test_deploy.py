@@ -270,6 +270,34 @@ def test_cli_predicts_a_digitalmicrograph_file(exported, tiny_test, tmp_path):
     assert coarse.exit_code != 0 and "--resample" in flat(coarse.output)
 
 
+def test_cli_writes_the_estimates_as_csv(exported, tiny_test, tmp_path):
+    import csv
+
+    model = exported[0]
+    images = open_dataset(tiny_test).images[:3]
+    np.save(tmp_path / "two.npy", images[:2])
+    np.save(tmp_path / "one.npy", images[2])
+    table = tmp_path / "theta.csv"
+    args = ["predict", str(model), str(tmp_path / "two.npy"), str(tmp_path / "one.npy")]
+    result = CliRunner().invoke(app, [*args, "--csv", str(table)])
+    assert result.exit_code == 0, result.output
+    with table.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"] for r in rows] == ["two.npy[0]", "two.npy[1]", "one.npy"]
+    predictor = Predictor(model, providers="cpu")
+    estimate = predictor.predict(images)
+    for b, row in enumerate(rows):
+        for name in predictor.parameters:
+            for column, values in ((name, estimate), (f"{name}_low", estimate.low),
+                                   (f"{name}_high", estimate.high)):  # fmt: skip
+                assert float(row[column]) == pytest.approx(values[name][b], rel=1e-5)
+        hcn = "hetero_coordination_number"
+        assert float(row[hcn]) == pytest.approx(estimate.descriptors[hcn][b], rel=1e-5)
+        assert float(row[f"{hcn}_std"]) == pytest.approx(estimate.descriptors_std[hcn][b], rel=1e-5)
+    wrong = CliRunner().invoke(app, [*args, "--csv", str(tmp_path / "theta.txt")])
+    assert wrong.exit_code != 0 and "--csv" in flat(wrong.output)
+
+
 def test_cli_pools_the_images_of_one_sample(exported, tiny_test, tmp_path):
     model = exported[0]
     images = open_dataset(tiny_test).images[:3]

@@ -598,6 +598,10 @@ def predict(
             f"(the first {PLOT_IMAGES} images).",
         ),
     ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option(help="θ̂, its band and the direct descriptor heads per image (.csv)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Root seed of the twins.")] = 0,
     twin_candidates: TwinCandidates = 0,
     twin_head_spread: TwinHeadSpread = 1.0,
@@ -644,6 +648,8 @@ def predict(
             raise ValueError("--plot draws the twins: it needs --twins K")
         if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
             raise ValueError(f"--plot must end in one of {PLOT_SUFFIXES}, got {plot.name!r}")
+        if csv is not None and csv.suffix.lower() != ".csv":
+            raise ValueError(f"--csv must end in .csv, got {csv.name!r}")
         if plot is not None and importlib.util.find_spec("matplotlib") is None:
             raise ImportError("--plot needs matplotlib: pip install 'heteroagg[plot]'")
         if twin_candidates and twin_candidates < twins:
@@ -688,8 +694,7 @@ def predict(
         )
     rows = []
     for f, estimate in zip(files, estimates, strict=True):
-        for b in range(len(f.images)):
-            label = f.path.name if len(f.images) == 1 else f"{f.path.name}[{b}]"
+        for b, label in enumerate(_image_labels(f)):
             for k, name in enumerate(predictor.parameters):
                 value = f"{estimate[name][b]:.4g}"
                 band = ""
@@ -701,6 +706,11 @@ def predict(
     console.print(_table("θ̂", columns, rows))
     if pooled is not None:
         console.print(_sample_table(pooled, space, predictor, shared_error))
+    if csv is not None:
+        from heteroagg.deploy.estimates_csv import write_estimates_csv
+
+        labels = [_image_labels(f) for f in files]
+        console.print(f"csv: {write_estimates_csv(csv, labels, estimates, predictor.parameters)}")
     if not twins:
         return
     records = []
@@ -745,6 +755,13 @@ def predict(
         _plot_twins(plot, files, records, predictor, pixel_size, resample)
 
 
+def _image_labels(f: Any) -> list[str]:
+    """The file's name for a single image, with the index for each image of a stack."""
+    if len(f.images) == 1:
+        return [f.path.name]
+    return [f"{f.path.name}[{b}]" for b in range(len(f.images))]
+
+
 def _plot_twins(
     path: Path, files: list[Any], records: list[dict[str, Any]], predictor: Any,
     pixel_size: float | None, resample: bool,
@@ -758,7 +775,7 @@ def _plot_twins(
         f = next(f for f in files if f.path == record["source"])
         image = f.images[record["index"]]
         images.append(predictor.prepare(image, pixel_size or f.pixel_size_nm, resample)[0])
-        labels.append(f.path.name if len(f.images) == 1 else f"{f.path.name}[{record['index']}]")
+        labels.append(_image_labels(f)[record["index"]])
     save_twins_plot(path, images, predictor.pixel_size_nm, [r["twins"] for r in shown], labels)
     more = (
         f" (the first {PLOT_IMAGES} of {len(records)} images)" if len(records) > len(shown) else ""

@@ -17,7 +17,7 @@ from heteroagg.data import open_dataset
 from heteroagg.data.space import ParameterSpace
 from heteroagg.deploy import Predictor, export_onnx
 from heteroagg.deploy.export import METADATA_KEYS
-from heteroagg.deploy.images import read_images
+from heteroagg.deploy.images import border_level, read_images
 from heteroagg.learn import TrainedRun, evaluate
 from heteroagg.pooling import pool_sample
 from heteroagg.rng import derive_seed
@@ -188,6 +188,30 @@ def test_read_images_in_every_format(tmp_path):
         read_images(tmp_path / "a.jpg")
 
 
+def test_read_images_subtracts_the_black_level(tmp_path):
+    rng = np.random.default_rng(5)
+    fraction = np.zeros((3, 40, 48))
+    fraction[:, 10:30, 12:36] = rng.uniform(0.01, 0.2, (3, 20, 24))  # an object inside vacuum
+    black, full = 800.0, 60000.0
+    counts = black + fraction * (full - black)
+    np.save(tmp_path / "raw.npy", np.round(counts).astype(np.uint16))
+    got = read_images(tmp_path / "raw.npy", intensity_scale=full, black_level=black).images
+    np.testing.assert_allclose(got, fraction, atol=0.5 / (full - black))  # rounding only
+    # each frame with its own black level, recovered from its border
+    drift = np.array([700.0, 800.0, 950.0])[:, None, None]
+    noisy = rng.normal(drift + fraction * (full - drift), 3.0)
+    np.save(tmp_path / "drift.npy", noisy)
+    border = read_images(tmp_path / "drift.npy", intensity_scale=full, black_level="border")
+    np.testing.assert_allclose(border.images, fraction, atol=3e-4)  # 3 counts of noise: 5e-5
+    np.testing.assert_allclose(border_level(noisy), drift.ravel(), atol=1.0)
+    with pytest.raises(ValueError, match="below the value of the full beam"):
+        read_images(tmp_path / "raw.npy", intensity_scale=full, black_level=full)
+    with pytest.raises(ValueError, match="'border'"):
+        read_images(tmp_path / "raw.npy", intensity_scale=full, black_level="edge")
+    with pytest.raises(ValueError, match="larger than 8"):
+        border_level(np.zeros((8, 40)))
+
+
 def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     runner = CliRunner()
     model = tmp_path / "m.onnx"
@@ -264,6 +288,13 @@ def test_cli_predicts_a_digitalmicrograph_file(exported, tiny_test, tmp_path):
     assert f"{expected['frac_w'][0]:.4g}" in result.output
     unscaled = runner.invoke(app, args)
     assert unscaled.exit_code != 0 and "intensity-scale" in flat(unscaled.output)
+    write_dm(tmp_path / "offset.dm4", counts + 250, (angstrom, angstrom), ("Å", "Å"))
+    offset = ["predict", str(model), str(tmp_path / "offset.dm4"), "--intensity-scale", "10250"]
+    subtracted = runner.invoke(app, [*offset, "--black-level", "250"])
+    assert subtracted.exit_code == 0, subtracted.output
+    assert f"{expected['frac_w'][0]:.4g}" in subtracted.output  # (v - 250) / 10000
+    bad_level = runner.invoke(app, [*offset, "--black-level", "vacuum"])
+    assert bad_level.exit_code != 0 and "--black-level" in flat(bad_level.output)
     write_dm(tmp_path / "coarse.dm4", counts, (2 * angstrom, 2 * angstrom), ("Å", "Å"))
     coarse = runner.invoke(app, ["predict", str(model), str(tmp_path / "coarse.dm4"),
                                  "--intensity-scale", "1e4"])  # fmt: skip

@@ -582,6 +582,13 @@ def predict(
     intensity_scale: Annotated[
         float | None, typer.Option(help="Stored value of the full beam (integer images).")
     ] = None,
+    black_level: Annotated[
+        str | None,
+        typer.Option(
+            help="Stored value of vacuum, subtracted first: a number, or 'border' for the "
+            "median of each image's outermost pixels.",
+        ),
+    ] = None,
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -661,7 +668,8 @@ def predict(
         if not 0.0 <= shared_error <= 1.0:
             raise ValueError(f"--shared-error must lie in [0, 1], got {shared_error}")
         predictor = Predictor(model, providers=providers)
-        files = [read_images(path, intensity_scale, dataset) for path in images]
+        black = black_level if black_level in (None, "border") else _number(black_level)
+        files = [read_images(path, intensity_scale, dataset, black) for path in images]
         estimates = [
             predictor.predict(f.images, pixel_size or f.pixel_size_nm, resample) for f in files
         ]
@@ -753,6 +761,13 @@ def predict(
     console.print(f"twins: {out}")
     if plot is not None:
         _plot_twins(plot, files, records, predictor, pixel_size, resample)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--black-level must be a number or 'border', got {text!r}") from None
 
 
 def _image_labels(f: Any) -> list[str]:

@@ -22,6 +22,9 @@ from heteroagg.deploy.microscope_files import (
     square_pixel_nm,
 )
 
+#: Pixels along each edge that ``black_level="border"`` takes for vacuum.
+BORDER_PIXELS = 4
+
 SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".emd", ".h5", ".hdf5", *RSCIIO_SUFFIXES)
 
 
@@ -119,10 +122,41 @@ def _imagej_pixel_size_nm(path: Path) -> float | None:
     return None if None in sides else square_pixel_nm(path, *sides)
 
 
+def border_level(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
+    """The vacuum level of each image: the median of its pixels within ``width`` of the edge.
+
+    Parameters
+    ----------
+    images
+        (H, W) or (B, H, W).
+    width
+        How many pixels along each edge count as vacuum.
+
+    Returns
+    -------
+    numpy.ndarray
+        (B,) levels.  They are the vacuum's as long as the imaged object
+        covers less than half of that frame.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    x = x if x.ndim == 3 else x[None]
+    if width < 1 or min(x.shape[1:]) <= 2 * width:
+        raise ValueError(f"a border of {width} pixels needs images larger than {2 * width}")
+    frame = np.ones(x.shape[1:], dtype=bool)
+    frame[width:-width, width:-width] = False
+    return np.median(x[:, frame], axis=1)
+
+
 def read_images(
-    path: str | Path, intensity_scale: float | None = None, dataset: str | None = None
+    path: str | Path,
+    intensity_scale: float | None = None,
+    dataset: str | None = None,
+    black_level: float | str | None = None,
 ) -> ImageFile:
     """Read images as fractions of the incident beam.
+
+    A stored value v becomes (v - black) / (full - black): the detector's
+    black level (its value in vacuum) maps to 0 and the full beam to 1.
 
     Parameters
     ----------
@@ -139,6 +173,10 @@ def read_images(
         the first 2D or 3D numeric dataset); for DigitalMicrograph, Velox and
         HyperSpy files, the title of the image (default: the only one, else
         the one titled HAADF).
+    black_level
+        The stored value of vacuum (no electrons scattered onto the
+        detector), subtracted first; ``"border"`` takes each image's own
+        from its edge (:func:`border_level`).  Default 0.
 
     Returns
     -------
@@ -148,8 +186,9 @@ def read_images(
     ------
     ValueError
         For unknown suffixes, unreadable content, colour images, integer
-        images without ``intensity_scale``, or float images with values
-        above 1 without it (they cannot be fractions of the beam).
+        images without ``intensity_scale``, float images with values above
+        1 without it (they cannot be fractions of the beam), or a black
+        level not below the full beam.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -187,5 +226,21 @@ def read_images(
         intensity_scale = 1.0
     if not intensity_scale > 0:
         raise ValueError(f"intensity_scale must be positive, got {intensity_scale!r}")
-    images = (raw.astype(np.float64) / intensity_scale).astype(np.float32)
-    return ImageFile(path, images if images.ndim == 3 else images[None], pixel)
+    data = raw.astype(np.float64)
+    data = data if data.ndim == 3 else data[None]
+    if black_level is None:
+        black = np.zeros(len(data))
+    elif isinstance(black_level, str):
+        if black_level != "border":
+            raise ValueError(f"black_level must be a number or 'border', got {black_level!r}")
+        black = border_level(data)
+    else:
+        black = np.full(len(data), float(black_level))
+    if not np.all(black < intensity_scale):
+        raise ValueError(
+            f"{path}: the black level ({black.max():.4g}) must lie below the value of the full "
+            f"beam ({intensity_scale:.4g})"
+        )
+    black = black[:, None, None]
+    images = ((data - black) / (intensity_scale - black)).astype(np.float32)
+    return ImageFile(path, images, pixel)

@@ -1,12 +1,14 @@
 """Deployment: ONNX export of trained runs and a lean numpy + onnxruntime runtime.
 
 :class:`Predictor` needs only numpy and onnxruntime (the ``deploy`` extra);
-:func:`export_onnx` also needs torch and onnx.
+:func:`export_onnx` also needs torch and onnx.  :func:`read_images` reads the
+microscopes' files as fractions of the beam.
 """
 
+from heteroagg.deploy.images import ImageFile, read_images
 from heteroagg.deploy.runtime import Estimate, Predictor
 
-__all__ = ["Estimate", "Predictor", "export_onnx"]
+__all__ = ["Estimate", "ImageFile", "Predictor", "export_onnx", "read_images"]
 
 
 def __getattr__(name: str):

@@ -358,6 +358,17 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     assert row.split("|")[8].strip() == f"{weighing['frac_w']['r2']:.3g}"
     row = next(line for line in text.splitlines() if line.startswith("| sigma_g |"))
     assert row.split("|")[7].strip() == "n/a" and row.split("|")[8].strip() == "n/a"
+    # the calibration sweep: unperturbed, it is the report's R²; scaled, an independent prediction
+    sweep = report["calibration"]
+    assert sweep["images"] == len(items) and (tmp_path / "report/calibration.png").exists()
+    scaled = run.predict(test.images * np.float32(sweep["scales"][0])).normalized
+    for k, name in enumerate(run.parameters):
+        unperturbed = sweep["scale_r2"][name][sweep["scales"].index(1.0)]
+        assert unperturbed == pytest.approx(report["parameters"][name]["r2_normalized"])
+        assert sweep["offset_r2"][name][sweep["offsets"].index(0.0)] == unperturbed
+        expected = parameter_metrics(true_norm[:, k], scaled[:, k])["r2"]
+        assert sweep["scale_r2"][name][0] == pytest.approx(expected, rel=1e-5)
+    assert "## Intensity calibration" in text
 
 
 def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train, tmp_path):
@@ -392,3 +403,27 @@ def test_report_of_conditioned_twins(tiny_run, tiny_test, tmp_path):
     assert "standard deviations widened 2 times" in text
     hcn = report["descriptors"]["hetero_coordination_number"]
     assert hcn["twin_mean"]["n"] == 3 and hcn["single_twin"]["n"] == 3
+
+
+def test_calibration_sweep_meets_the_analytic_r2():
+    from heteroagg.learn.calibration_sweep import calibration_sweep
+
+    # a predictor that reads θ off the mean intensity: scaling by s gives s·θ, a shift δ gives θ + δ
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(0.0, 1.0, (400, 2))
+    images = np.repeat(truth[:, :1, None], 4, axis=2) * np.ones((1, 4, 4))
+    images[:, 2:] = truth[:, 1, None, None]
+
+    def predict(x):
+        return np.stack([x[:, :2].mean(axis=(1, 2)), x[:, 2:].mean(axis=(1, 2))], axis=1)
+
+    sweep = calibration_sweep(
+        predict, images, truth, ["a", "b"], predict(images), scales=(0.5, 1.0), offsets=(0.1,)
+    )
+    spread = truth.var(axis=0)
+    for k, name in enumerate(("a", "b")):
+        scaled = 1.0 - np.mean((0.5 * truth[:, k]) ** 2) / spread[k]  # residual (s - 1) θ
+        assert sweep["scale_r2"][name] == pytest.approx([scaled, 1.0], rel=1e-5)
+        assert sweep["offset_r2"][name] == pytest.approx([1.0 - 0.01 / spread[k]], rel=1e-5)
+    with pytest.raises(ValueError, match="as many"):
+        calibration_sweep(predict, images, truth[:5], ["a", "b"], truth)

@@ -508,6 +508,13 @@ def evaluate(
     ] = False,
     twin_candidates: TwinCandidates = 0,
     twin_head_spread: TwinHeadSpread = 1.0,
+    calibration: Annotated[
+        bool,
+        typer.Option(
+            help="Also report R² with the test images scaled and shifted, as errors of the "
+            "full-beam value and black level make them.",
+        ),
+    ] = True,
 ) -> None:
     """Error analysis of a trained run: parameters, descriptors of twins, failure modes."""
     from heteroagg.learn import evaluate as run
@@ -516,7 +523,7 @@ def evaluate(
         report = run(model, data, out, twins=twins, twin_images=twin_images, seed=seed,
                      device=device, symmetrize=symmetrize,
                      twin_candidates=twin_candidates,
-                     twin_head_spread=twin_head_spread)  # fmt: skip
+                     twin_head_spread=twin_head_spread, calibration=calibration)  # fmt: skip
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     rows = [

@@ -10,7 +10,9 @@ Three parts (see :func:`evaluate`):
    (the model's own stochastic spread, which no network can beat);
 3. failure modes: errors against N, the share of the aggregate outside the
    field of view, and the dose; and each parameter's error in each quarter
-   of every parameter's true values (:func:`error_by_quarter`).
+   of every parameter's true values (:func:`error_by_quarter`);
+4. the R² left when the images' intensity calibration is off
+   (:mod:`heteroagg.learn.calibration_sweep`).
 """
 
 from __future__ import annotations
@@ -441,6 +443,7 @@ def evaluate(
     symmetrize: bool = False,
     twin_candidates: int = 0,
     twin_head_spread: float = 1.0,
+    calibration: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a trained run on a held-out dataset; write ``report.md``,
     ``report.json`` and PNG plots into ``out``.
@@ -488,6 +491,11 @@ def evaluate(
         at face value; larger values give flatter weights and wider twin
         ranges.  Choose it on a validation set, not the test set
         (``benchmarks/conditioning_spread.py``).
+    calibration
+        Also predict the first test images with their intensities scaled and
+        shifted, as a wrong full-beam value or black level would
+        (:func:`~heteroagg.learn.calibration_sweep.calibration_sweep`), and
+        report the R² that is left.
 
     Returns
     -------
@@ -582,6 +590,10 @@ def evaluate(
             "relative": summarize_relative_errors(relative_error(values[ok], true[ok])),
         }
 
+    sweep = None
+    if calibration:
+        sweep = _calibration(trained, test.images, true_norm, prediction, symmetrize, progress)
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     twin = twin_analysis(
@@ -631,12 +643,52 @@ def evaluate(
         "error_by_quarter": error_by_quarter(
             true_norm, prediction.normalized, list(trained.parameters)
         ),
+        "calibration": sweep,
         "train": trained.info["train"],
         "training_dataset": trained.info["dataset"],
     }
     write_report(out, report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
     _save_predictions(out / PREDICTIONS_FILE, true_params, test, prediction)
     return report
+
+
+def _calibration(
+    trained: Any,
+    images: np.ndarray,
+    true_norm: np.ndarray,
+    prediction: Prediction,
+    symmetrize: bool,
+    progress: bool,
+) -> dict[str, Any] | None:
+    """The calibration sweep on the first test images (None with fewer than two)."""
+    from heteroagg.learn.calibration_sweep import (
+        CALIBRATION_IMAGES,
+        CALIBRATION_OFFSETS,
+        CALIBRATION_SCALES,
+        calibration_sweep,
+    )
+
+    n = min(CALIBRATION_IMAGES, len(images))
+    if n < 2:
+        return None
+    passes = sum(s != 1.0 for s in CALIBRATION_SCALES) + sum(d != 0.0 for d in CALIBRATION_OFFSETS)
+    with progress_bar(progress, passes, "calibration sweep") as advance:
+
+        def predict_normalized(x: np.ndarray) -> np.ndarray:
+            if isinstance(trained, TrainedRun):
+                result = trained.predict(x, symmetrize=symmetrize).normalized
+            else:
+                result = trained.predict(x).normalized
+            advance()
+            return result
+
+        return calibration_sweep(
+            predict_normalized,
+            images[:n],
+            true_norm[:n],
+            list(trained.parameters),
+            prediction.normalized[:n],
+        )
 
 
 def _save_predictions(

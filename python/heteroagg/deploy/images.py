@@ -147,6 +147,44 @@ def border_level(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
     return np.median(x[:, frame], axis=1)
 
 
+def _fractions_of_beam(
+    path: Path, raw: np.ndarray, intensity_scale: float | None, black_level: float | str | None
+) -> np.ndarray:
+    """(B, H, W) float32 (v - black) / (full - black), after checking that it can be formed."""
+    if intensity_scale is None:
+        if raw.dtype.kind in "ui":
+            raise ValueError(
+                f"{path} holds integer values ({raw.dtype}); give the value of the full incident "
+                "beam (--intensity-scale) so they can be turned into fractions of it"
+            )
+        peak = float(np.nanmax(raw)) if raw.size else 0.0
+        if peak > 1.0:
+            raise ValueError(
+                f"{path} holds values up to {peak:.4g}, which cannot be fractions of the incident "
+                "beam; give the value of the full beam (--intensity-scale)"
+            )
+        intensity_scale = 1.0
+    if not intensity_scale > 0:
+        raise ValueError(f"intensity_scale must be positive, got {intensity_scale!r}")
+    data = raw.astype(np.float64)
+    data = data if data.ndim == 3 else data[None]
+    if black_level is None:
+        black = np.zeros(len(data))
+    elif isinstance(black_level, str):
+        if black_level != "border":
+            raise ValueError(f"black_level must be a number or 'border', got {black_level!r}")
+        black = border_level(data)
+    else:
+        black = np.full(len(data), float(black_level))
+    if not np.all(black < intensity_scale):
+        raise ValueError(
+            f"{path}: the black level ({black.max():.4g}) must lie below the value of the full "
+            f"beam ({intensity_scale:.4g})"
+        )
+    black = black[:, None, None]
+    return ((data - black) / (intensity_scale - black)).astype(np.float32)
+
+
 def read_images(
     path: str | Path,
     intensity_scale: float | None = None,
@@ -211,36 +249,4 @@ def read_images(
         raise ValueError(f"{path} is a colour image; HAADF images have one channel")
     if raw.ndim not in (2, 3) or raw.dtype.kind not in "uif":
         raise ValueError(f"{path}: expected a 2D image or a 3D stack of numbers, got {raw.shape}")
-    if intensity_scale is None:
-        if raw.dtype.kind in "ui":
-            raise ValueError(
-                f"{path} holds integer values ({raw.dtype}); give the value of the full incident "
-                "beam (--intensity-scale) so they can be turned into fractions of it"
-            )
-        peak = float(np.nanmax(raw)) if raw.size else 0.0
-        if peak > 1.0:
-            raise ValueError(
-                f"{path} holds values up to {peak:.4g}, which cannot be fractions of the incident "
-                "beam; give the value of the full beam (--intensity-scale)"
-            )
-        intensity_scale = 1.0
-    if not intensity_scale > 0:
-        raise ValueError(f"intensity_scale must be positive, got {intensity_scale!r}")
-    data = raw.astype(np.float64)
-    data = data if data.ndim == 3 else data[None]
-    if black_level is None:
-        black = np.zeros(len(data))
-    elif isinstance(black_level, str):
-        if black_level != "border":
-            raise ValueError(f"black_level must be a number or 'border', got {black_level!r}")
-        black = border_level(data)
-    else:
-        black = np.full(len(data), float(black_level))
-    if not np.all(black < intensity_scale):
-        raise ValueError(
-            f"{path}: the black level ({black.max():.4g}) must lie below the value of the full "
-            f"beam ({intensity_scale:.4g})"
-        )
-    black = black[:, None, None]
-    images = ((data - black) / (intensity_scale - black)).astype(np.float32)
-    return ImageFile(path, images, pixel)
+    return ImageFile(path, _fractions_of_beam(path, raw, intensity_scale, black_level), pixel)

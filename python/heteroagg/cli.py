@@ -675,7 +675,7 @@ def predict(
         if not 0.0 <= shared_error <= 1.0:
             raise ValueError(f"--shared-error must lie in [0, 1], got {shared_error}")
         predictor = Predictor(model, providers=providers)
-        black = black_level if black_level in (None, "border") else _number(black_level)
+        black = _black_level(black_level)
         files = [read_images(path, intensity_scale, dataset, black) for path in images]
         estimates = [
             predictor.predict(f.images, pixel_size or f.pixel_size_nm, resample) for f in files
@@ -770,7 +770,10 @@ def predict(
         _plot_twins(plot, files, records, predictor, pixel_size, resample)
 
 
-def _number(text: str) -> float:
+def _black_level(text: str | None) -> float | str | None:
+    """``--black-level`` as :func:`~heteroagg.deploy.read_images` takes it."""
+    if text is None or text == "border":
+        return text
     try:
         return float(text)
     except ValueError:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg.learn.ceiling import r2
+
 #: Factors on the images: the full-beam value taken 1/s times its true value.
 CALIBRATION_SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)
 #: Shifts of every pixel, in fractions of the beam: the black level off by -δ.
@@ -21,15 +23,6 @@ CALIBRATION_SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)
 CALIBRATION_OFFSETS = (-0.001, -0.0005, -0.00025, 0.0, 0.00025, 0.0005, 0.001)
 #: Test images the sweep uses, at most (the first ones).
 CALIBRATION_IMAGES = 500
-
-
-def r2_by_parameter(
-    true_norm: np.ndarray, predicted_norm: np.ndarray, parameters: Sequence[str]
-) -> dict[str, float]:
-    """R² of each column of normalised predictions against the truth."""
-    residual = np.mean((predicted_norm - true_norm) ** 2, axis=0)
-    spread = np.var(true_norm, axis=0)
-    return {name: float(1.0 - residual[k] / spread[k]) for k, name in enumerate(parameters)}
 
 
 def calibration_sweep(
@@ -73,7 +66,7 @@ def calibration_sweep(
 
     def r2_at(change: Callable[[np.ndarray], np.ndarray], identity: bool) -> dict[str, float]:
         predicted = reference if identity else predict_normalized(change(images))
-        return r2_by_parameter(true_norm, predicted, parameters)
+        return {name: r2(true_norm[:, k], predicted[:, k]) for k, name in enumerate(parameters)}
 
     by_scale = [r2_at(lambda x, s=s: x * np.float32(s), s == 1.0) for s in scales]
     by_offset = [r2_at(lambda x, d=d: x + np.float32(d), d == 0.0) for d in offsets]

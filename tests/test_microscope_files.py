@@ -13,9 +13,8 @@ from microscope_writers import write_dm, write_velox
 
 
 def pattern(*shape: int) -> np.ndarray:
-    """Values that differ along every axis, so a transposed or reordered read shows."""
-    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    return sum(g * 10.0**k for k, g in enumerate(grids[::-1]))
+    """Every element a different value, so a transposed or reordered read shows."""
+    return np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
 
 
 @pytest.mark.parametrize("version", [3, 4])

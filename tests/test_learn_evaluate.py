@@ -369,6 +369,14 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
         expected = parameter_metrics(true_norm[:, k], scaled[:, k])["r2"]
         assert sweep["scale_r2"][name][0] == pytest.approx(expected, rel=1e-5)
     assert "## Intensity calibration" in text
+    frame = np.ones(test.images.shape[1:], dtype=bool)
+    frame[4:-4, 4:-4] = False
+    levels = np.median(test.images[:, frame], axis=1)
+    assert sweep["border_nonzero"] == np.count_nonzero(levels)
+    corrected = run.predict(test.images - levels[:, None, None].astype(np.float32)).normalized
+    for k, name in enumerate(run.parameters):
+        expected = parameter_metrics(true_norm[:, k], corrected[:, k])["r2"]
+        assert sweep["border_r2"][name] == pytest.approx(expected, rel=1e-5)
 
 
 def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train, tmp_path):
@@ -411,11 +419,12 @@ def test_calibration_sweep_meets_the_analytic_r2():
     # a predictor that reads θ off the mean intensity: scaling by s gives s·θ, a shift δ gives θ + δ
     rng = np.random.default_rng(3)
     truth = rng.uniform(0.0, 1.0, (400, 2))
-    images = np.repeat(truth[:, :1, None], 4, axis=2) * np.ones((1, 4, 4))
-    images[:, 2:] = truth[:, 1, None, None]
+    images = np.empty((400, 12, 12), dtype=np.float32)
+    images[:, :6] = truth[:, 0, None, None]  # top half reads a, bottom half b
+    images[:, 6:] = truth[:, 1, None, None]
 
     def predict(x):
-        return np.stack([x[:, :2].mean(axis=(1, 2)), x[:, 2:].mean(axis=(1, 2))], axis=1)
+        return np.stack([x[:, :6].mean(axis=(1, 2)), x[:, 6:].mean(axis=(1, 2))], axis=1)
 
     sweep = calibration_sweep(
         predict, images, truth, ["a", "b"], predict(images), scales=(0.5, 1.0), offsets=(0.1,)
@@ -425,5 +434,9 @@ def test_calibration_sweep_meets_the_analytic_r2():
         scaled = 1.0 - np.mean((0.5 * truth[:, k]) ** 2) / spread[k]  # residual (s - 1) θ
         assert sweep["scale_r2"][name] == pytest.approx([scaled, 1.0], rel=1e-5)
         assert sweep["offset_r2"][name] == pytest.approx([1.0 - 0.01 / spread[k]], rel=1e-5)
+        # half the border reads a, half b: the border's median is (a + b) / 2
+        residual = np.mean(((truth[:, 0] + truth[:, 1]) / 2) ** 2)
+        assert sweep["border_r2"][name] == pytest.approx(1.0 - residual / spread[k], rel=1e-4)
+    assert sweep["border_nonzero"] == 400
     with pytest.raises(ValueError, match="as many"):
         calibration_sweep(predict, images, truth[:5], ["a", "b"], truth)

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg.deploy.images import border_level
 from heteroagg.learn.ceiling import r2
 
 #: Factors on the images: the full-beam value taken 1/s times its true value.
 CALIBRATION_SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)
 #: Shifts of every pixel, in fractions of the beam: the black level off by -δ.
 #: The median particle pixel of a rendered aggregate is about 0.005.
-CALIBRATION_OFFSETS = (-0.001, -0.0005, -0.00025, 0.0, 0.00025, 0.0005, 0.001)
+CALIBRATION_OFFSETS = (-1e-3, -2.5e-4, -1e-4, -5e-5, 0.0, 5e-5, 1e-4, 2.5e-4, 1e-3)
 #: Test images the sweep uses, at most (the first ones).
 CALIBRATION_IMAGES = 500
 
@@ -56,7 +57,11 @@ def calibration_sweep(
     -------
     dict
         ``images`` (how many), ``scales`` and ``offsets``, and ``scale_r2``
-        and ``offset_r2``: per parameter, the R² at each scale or offset.
+        and ``offset_r2``: per parameter, the R² at each scale or offset;
+        ``border_r2``: per parameter, the R² with each image's black level
+        taken from its border (:func:`heteroagg.deploy.images.border_level`),
+        which is the same for every offset, and ``border_nonzero``: how many
+        images' borders do not read 0.
     """
     if not len(images) == len(true_norm) == len(reference) > 1:
         raise ValueError(
@@ -70,10 +75,15 @@ def calibration_sweep(
 
     by_scale = [r2_at(lambda x, s=s: x * np.float32(s), s == 1.0) for s in scales]
     by_offset = [r2_at(lambda x, d=d: x + np.float32(d), d == 0.0) for d in offsets]
+    # the median of the border moves with any shift: subtracting it undoes every δ alike
+    levels = border_level(images).astype(np.float32)[:, None, None]
+    by_border = r2_at(lambda x: x - levels, False)
     return {
         "images": len(images),
         "scales": list(scales),
         "offsets": list(offsets),
         "scale_r2": {name: [r[name] for r in by_scale] for name in parameters},
         "offset_r2": {name: [r[name] for r in by_offset] for name in parameters},
+        "border_r2": by_border,
+        "border_nonzero": int(np.count_nonzero(levels)),
     }

@@ -672,6 +672,7 @@ def _calibration(
     if n < 2:
         return None
     passes = sum(s != 1.0 for s in CALIBRATION_SCALES) + sum(d != 0.0 for d in CALIBRATION_OFFSETS)
+    passes += 1  # the black level from the border
     with progress_bar(progress, passes, "calibration sweep") as advance:
 
         def predict_normalized(x: np.ndarray) -> np.ndarray:

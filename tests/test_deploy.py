@@ -293,6 +293,9 @@ def test_cli_predicts_a_digitalmicrograph_file(exported, tiny_test, tmp_path):
     subtracted = runner.invoke(app, [*offset, "--black-level", "250"])
     assert subtracted.exit_code == 0, subtracted.output
     assert f"{expected['frac_w'][0]:.4g}" in subtracted.output  # (v - 250) / 10000
+    assert "theborderof" not in flat(subtracted.output)
+    left_in = runner.invoke(app, offset)  # the black level left in: 250 / 10250 of the beam
+    assert left_in.exit_code == 0 and "theborderofoffset.dm4(0.024)" in flat(left_in.output)
     bad_level = runner.invoke(app, [*offset, "--black-level", "vacuum"])
     assert bad_level.exit_code != 0 and "--black-level" in flat(bad_level.output)
     write_dm(tmp_path / "coarse.dm4", counts, (2 * angstrom, 2 * angstrom), ("Å", "Å"))

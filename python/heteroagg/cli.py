@@ -707,6 +707,8 @@ def predict(
             f"[yellow]note:[/yellow] no pixel size in {names}: taken as the model's "
             f"{predictor.pixel_size_nm:g} nm (--pixel-size sets it)"
         )
+    if black_level is None:
+        _warn_of_lit_borders(files)
     rows = []
     for f, estimate in zip(files, estimates, strict=True):
         for b, label in enumerate(_image_labels(f)):
@@ -778,6 +780,25 @@ def _black_level(text: str | None) -> float | str | None:
         return float(text)
     except ValueError:
         raise ValueError(f"--black-level must be a number or 'border', got {text!r}") from None
+
+
+def _warn_of_lit_borders(files: list[Any]) -> None:
+    """Say which images' borders, vacuum in a simulation, read more than VACUUM_TOLERANCE."""
+    from heteroagg.deploy.images import BORDER_PIXELS, VACUUM_TOLERANCE, border_level
+
+    lit = {}
+    for f in files:
+        if min(f.images.shape[1:]) > 2 * BORDER_PIXELS:
+            level = float(np.max(np.abs(border_level(f.images))))
+            if level > VACUUM_TOLERANCE:
+                lit[f.path.name] = level
+    if lit:
+        names = ", ".join(f"{name} ({level:.2g})" for name, level in list(lit.items())[:3])
+        console.print(
+            f"[yellow]note:[/yellow] the border of {names}{' and more' if len(lit) > 3 else ''} "
+            "reads above 0 in fractions of the beam, where vacuum reads 0: a black level left "
+            "in the images biases θ̂ strongly (--black-level border subtracts it)"
+        )
 
 
 def _image_labels(f: Any) -> list[str]:

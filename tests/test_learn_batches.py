@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 from heteroagg.data.space import Prior
+from heteroagg.learn import TrainConfig
 from heteroagg.learn.batches import (
     GAUSSIAN_COUNTS,
     augment,
@@ -86,6 +87,23 @@ def test_augmented_batches_are_pure_functions_of_seed_epoch_batch():
     c = augment(x, batch_generator(5, 3, 7, torch.device("cpu")), **options)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def test_black_level_jitter_shifts_each_whole_image():
+    x = torch.rand(4000, 1, 8, 8) * 0.05
+    options = dict(dose_prior=None, pixel_size_nm=1.0, flips=False, contrast_jitter=0, read_noise=0)
+    g = batch_generator(1, 0, 0, torch.device("cpu"))
+    y = augment(x, g, black_level_jitter=2e-4, **options)
+    shift = (y - x).flatten(1)
+    # one shift per image, the same at every pixel, Gaussian with the asked spread
+    torch.testing.assert_close(shift, shift[:, :1].expand_as(shift), rtol=0, atol=1e-7)
+    assert float(shift[:, 0].std()) == pytest.approx(2e-4, rel=0.05)
+    assert abs(float(shift[:, 0].mean())) < 4 * 2e-4 / np.sqrt(4000)
+    # off, the images are left as they are
+    plain = augment(x, batch_generator(1, 0, 0, torch.device("cpu")), **options)
+    assert torch.equal(plain, x)
+    with pytest.raises(ValueError, match="black_level_jitter"):
+        TrainConfig(black_level_jitter=-1.0)
 
 
 def test_noise_scales_with_dose():

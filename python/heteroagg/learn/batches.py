@@ -77,6 +77,7 @@ def augment(
     flips: bool,
     contrast_jitter: float,
     read_noise: float,
+    black_level_jitter: float = 0.0,
     maps: torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Noise and augmentations of a (B, 1, H, W) batch of clean images.
@@ -89,7 +90,7 @@ def augment(
         The batch's generator (:func:`batch_generator`).
     dose_prior
         Shot noise at a dose drawn per image from this prior, or None.
-    pixel_size_nm, flips, contrast_jitter, read_noise
+    pixel_size_nm, flips, contrast_jitter, read_noise, black_level_jitter
         See :class:`~heteroagg.learn.TrainConfig`.
     maps
         (B, C, h, w) label maps of the images: they are turned and flipped
@@ -107,6 +108,9 @@ def augment(
     if read_noise > 0:
         sigma = read_noise * torch.rand(b, generator=g, device=x.device).view(b, 1, 1, 1)
         x = x + sigma * torch.randn(x.shape, generator=g, device=x.device)
+    if black_level_jitter > 0:
+        shift = black_level_jitter * torch.randn(b, generator=g, device=x.device)
+        x = x + shift.view(b, 1, 1, 1)
     if flips:
         k = torch.randint(0, 8, (b,), generator=g, device=x.device)
         x = dihedral(x, k)

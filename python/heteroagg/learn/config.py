@@ -119,6 +119,11 @@ class TrainConfig:
     read_noise
         Largest standard deviation of Gaussian read noise, in fractions of
         the beam, drawn uniformly per image (0: off).
+    black_level_jitter
+        Standard deviation of a Gaussian shift of each whole image, in
+        fractions of the beam (0: off): a black level not quite subtracted.
+        A network trained without it reads vacuum as exactly 0 and fails on
+        shifts of 5e-5 (docs/results.md, "Intensity calibration").
     cache
         ``"memory"`` keeps the stored uint16 images (their ``crop``, which is
         all the network reads) in RAM, ``"device"`` in
@@ -203,6 +208,7 @@ class TrainConfig:
     noise: bool = True
     contrast_jitter: float = 0.0
     read_noise: float = 0.0
+    black_level_jitter: float = 0.0
     cache: str = "auto"
     cache_gb: float = 12.0
     workers: int = 2
@@ -242,7 +248,13 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("weight_decay", "contrast_jitter", "read_noise", "ema_epochs"):
+        for name in (
+            "weight_decay",
+            "contrast_jitter",
+            "read_noise",
+            "black_level_jitter",
+            "ema_epochs",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")

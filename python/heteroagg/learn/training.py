@@ -515,6 +515,7 @@ class _MemberTrainer:
             flips=c.flips and training,
             contrast_jitter=c.contrast_jitter if training else 0,
             read_noise=c.read_noise if training else 0,
+            black_level_jitter=c.black_level_jitter if training else 0,
             maps=maps,
         )
         if maps is None:

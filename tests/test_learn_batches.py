@@ -104,6 +104,9 @@ def test_black_level_jitter_shifts_each_whole_image():
     assert torch.equal(plain, x)
     with pytest.raises(ValueError, match="black_level_jitter"):
         TrainConfig(black_level_jitter=-1.0)
+    # on by default; runs stored before the setting existed trained, and resume, without it
+    assert TrainConfig().black_level_jitter == 5e-4
+    assert TrainConfig.from_saved({"epochs": 3}).black_level_jitter == 0.0
 
 
 def test_noise_scales_with_dose():

@@ -708,7 +708,7 @@ def predict(
             f"{predictor.pixel_size_nm:g} nm (--pixel-size sets it)"
         )
     if black_level is None:
-        _warn_of_lit_borders(files)
+        _warn_of_lit_borders(files, predictor)
     rows = []
     for f, estimate in zip(files, estimates, strict=True):
         for b, label in enumerate(_image_labels(f)):
@@ -782,22 +782,26 @@ def _black_level(text: str | None) -> float | str | None:
         raise ValueError(f"--black-level must be a number or 'border', got {text!r}") from None
 
 
-def _warn_of_lit_borders(files: list[Any]) -> None:
-    """Say which images' borders, vacuum in a simulation, read more than VACUUM_TOLERANCE."""
+def _warn_of_lit_borders(files: list[Any], predictor: Any) -> None:
+    """Say which images' borders, vacuum in a simulation, read more than the model was
+    trained to take: VACUUM_TOLERANCE, or twice its ``black_level_jitter``."""
     from heteroagg.deploy.images import BORDER_PIXELS, VACUUM_TOLERANCE, border_level
 
+    jitter = float(predictor.metadata.get("train", {}).get("black_level_jitter", 0.0))
+    tolerance = max(VACUUM_TOLERANCE, 2.0 * jitter)
     lit = {}
     for f in files:
         if min(f.images.shape[1:]) > 2 * BORDER_PIXELS:
             level = float(np.max(np.abs(border_level(f.images))))
-            if level > VACUUM_TOLERANCE:
+            if level > tolerance:
                 lit[f.path.name] = level
     if lit:
         names = ", ".join(f"{name} ({level:.2g})" for name, level in list(lit.items())[:3])
         console.print(
             f"[yellow]note:[/yellow] the border of {names}{' and more' if len(lit) > 3 else ''} "
-            "reads above 0 in fractions of the beam, where vacuum reads 0: a black level left "
-            "in the images biases θ̂ strongly (--black-level border subtracts it)"
+            f"reads more than {tolerance:.2g} of the beam away from 0, which the model was not "
+            "trained to take: a black level left in the images can bias θ̂ strongly "
+            "(--black-level border subtracts it)"
         )
 
 

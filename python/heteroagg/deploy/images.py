@@ -24,9 +24,9 @@ from heteroagg.deploy.microscope_files import (
 
 #: Pixels along each edge that ``black_level="border"`` takes for vacuum.
 BORDER_PIXELS = 4
-#: What a vacuum border may read, in fractions of the beam, before ``heteroagg predict`` warns:
-#: a shift of 5e-5 already costs a network trained with vacuum at 0 most of its R²
-#: (the calibration sweep of ``heteroagg evaluate``; docs/results.md, "Intensity calibration").
+#: What a vacuum border may read, in fractions of the beam, before ``heteroagg predict`` warns
+#: (or twice the model's ``black_level_jitter``): a shift of 5e-5 costs a network trained with
+#: vacuum at exactly 0 most of its R² (docs/results.md, "Intensity calibration").
 VACUUM_TOLERANCE = 5e-5
 
 SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".emd", ".h5", ".hdf5", *RSCIIO_SUFFIXES)

@@ -123,7 +123,8 @@ class TrainConfig:
         Standard deviation of a Gaussian shift of each whole image, in
         fractions of the beam (0: off): a black level not quite subtracted.
         A network trained without it reads vacuum as exactly 0 and fails on
-        shifts of 5e-5 (docs/results.md, "Intensity calibration").
+        shifts of 5e-5; with the default 5e-4 it takes shifts of 1e-3 at
+        the same test R² (docs/results.md, "Intensity calibration").
     cache
         ``"memory"`` keeps the stored uint16 images (their ``crop``, which is
         all the network reads) in RAM, ``"device"`` in
@@ -208,7 +209,7 @@ class TrainConfig:
     noise: bool = True
     contrast_jitter: float = 0.0
     read_noise: float = 0.0
-    black_level_jitter: float = 0.0
+    black_level_jitter: float = 5e-4
     cache: str = "auto"
     cache_gb: float = 12.0
     workers: int = 2
@@ -380,10 +381,16 @@ class TrainConfig:
         """The settings a run stored in its ``run.json``.
 
         Runs stored before ``crop`` existed read the whole field, those
-        stored before ``precision`` trained in float32, and those stored
-        before ``optimizer`` trained with AdamW.
+        stored before ``precision`` trained in float32, those stored
+        before ``optimizer`` trained with AdamW, and those stored before
+        ``black_level_jitter`` without it.
         """
-        legacy = {"crop": 0, "precision": "float32", "optimizer": "adamw"}
+        legacy = {
+            "crop": 0,
+            "precision": "float32",
+            "optimizer": "adamw",
+            "black_level_jitter": 0.0,
+        }
         return cls.from_dict({**legacy, **values})
 
     @classmethod

@@ -368,7 +368,9 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
         assert sweep["offset_r2"][name][sweep["offsets"].index(0.0)] == unperturbed
         expected = parameter_metrics(true_norm[:, k], scaled[:, k])["r2"]
         assert sweep["scale_r2"][name][0] == pytest.approx(expected, rel=1e-5)
-    assert "## Intensity calibration" in text
+    assert "## Intensity calibration" in text and "Read noise" in text
+    assert set(sweep["read_noise_r2"]) == set(run.parameters)
+    assert all(len(v) == len(sweep["read_noise"]) for v in sweep["read_noise_r2"].values())
     frame = np.ones(test.images.shape[1:], dtype=bool)
     frame[4:-4, 4:-4] = False
     levels = np.median(test.images[:, frame], axis=1)
@@ -427,8 +429,9 @@ def test_calibration_sweep_meets_the_analytic_r2():
         return np.stack([x[:, :6].mean(axis=(1, 2)), x[:, 6:].mean(axis=(1, 2))], axis=1)
 
     sweep = calibration_sweep(
-        predict, images, truth, ["a", "b"], predict(images), scales=(0.5, 1.0), offsets=(0.1,)
-    )
+        predict, images, truth, ["a", "b"], predict(images), scales=(0.5, 1.0), offsets=(0.1,),
+        read_noise=(0.0, 0.1),
+    )  # fmt: skip
     spread = truth.var(axis=0)
     for k, name in enumerate(("a", "b")):
         scaled = 1.0 - np.mean((0.5 * truth[:, k]) ** 2) / spread[k]  # residual (s - 1) θ
@@ -438,5 +441,11 @@ def test_calibration_sweep_meets_the_analytic_r2():
         residual = np.mean(((truth[:, 0] + truth[:, 1]) / 2) ** 2)
         assert sweep["border_r2"][name] == pytest.approx(1.0 - residual / spread[k], rel=1e-4)
     assert sweep["border_nonzero"] == 400
+    # read noise of sigma on the 72 pixels a parameter is read off: residual variance sigma² / 72
+    for k, name in enumerate(("a", "b")):
+        noisy = 1.0 - 0.1**2 / 72 / spread[k]
+        assert sweep["read_noise_r2"][name][0] == pytest.approx(1.0)
+        assert sweep["read_noise_r2"][name][1] == pytest.approx(noisy, abs=3e-4)
+        assert sweep["read_noise_r2"][name][1] != 1.0
     with pytest.raises(ValueError, match="as many"):
         calibration_sweep(predict, images, truth[:5], ["a", "b"], truth)

@@ -51,6 +51,8 @@ from heteroagg.twins import (
 
 #: Streams of the evaluation seed: twins and true-θ samples (the dose as in training data).
 TWIN_STREAM, REFERENCE_STREAM = 0x7477696E, 0x72656673
+#: Stream of the read noise of the calibration sweep.
+CALIBRATION_STREAM = 0x63616C69
 #: The twin rows a killed evaluation had done, in its report folder.
 TWIN_CHECKPOINT = "twins.partial.npz"
 #: Per-image true and predicted θ, written next to the report.
@@ -592,7 +594,9 @@ def evaluate(
 
     sweep = None
     if calibration:
-        sweep = _calibration(trained, test.images, true_norm, prediction, symmetrize, progress)
+        sweep = _calibration(
+            trained, test.images, true_norm, prediction, symmetrize, progress, seed
+        )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -659,11 +663,13 @@ def _calibration(
     prediction: Prediction,
     symmetrize: bool,
     progress: bool,
+    seed: int,
 ) -> dict[str, Any] | None:
     """The calibration sweep on the first test images (None with fewer than two)."""
     from heteroagg.learn.calibration_sweep import (
         CALIBRATION_IMAGES,
         CALIBRATION_OFFSETS,
+        CALIBRATION_READ_NOISE,
         CALIBRATION_SCALES,
         calibration_sweep,
     )
@@ -672,7 +678,7 @@ def _calibration(
     if n < 2:
         return None
     passes = sum(s != 1.0 for s in CALIBRATION_SCALES) + sum(d != 0.0 for d in CALIBRATION_OFFSETS)
-    passes += 1  # the black level from the border
+    passes += 1 + sum(sigma != 0.0 for sigma in CALIBRATION_READ_NOISE)  # border, read noise
     with progress_bar(progress, passes, "calibration sweep") as advance:
 
         def predict_normalized(x: np.ndarray) -> np.ndarray:
@@ -689,6 +695,7 @@ def _calibration(
             true_norm[:n],
             list(trained.parameters),
             prediction.normalized[:n],
+            seed=derive_seed(seed, CALIBRATION_STREAM),
         )
 
 

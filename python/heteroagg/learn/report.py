@@ -236,26 +236,35 @@ def _plots(out: Path, e: Any, report: dict) -> list[str]:
 
 
 def _calibration_plot(out: Path, sweep: dict, plt: Any) -> str:
-    """R² against the scale and the shift of the images, one line per parameter."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    shifts = np.asarray(sweep["offsets"]) * 1e4
+    """R² against the scale, the shift and the read noise of the images, a line per parameter."""
+    unshifted = sweep["offsets"].index(0.0)
+    noise_r2 = {
+        name: [sweep["offset_r2"][name][unshifted], *values]
+        for name, values in sweep["read_noise_r2"].items()
+    }
     panels = (
+        (sweep["scales"], sweep["scale_r2"], "images scaled by s (full beam off by 1/s)", 1.0),
         (
-            axes[0],
-            np.asarray(sweep["scales"]),
-            "scale_r2",
-            "images scaled by s (full beam off by 1/s)",
+            np.asarray(sweep["offsets"]) * 1e4,
+            sweep["offset_r2"],
+            "images shifted by δ (10⁻⁴ of the beam)",
+            0.0,
         ),
-        (axes[1], shifts, "offset_r2", "images shifted by δ (10⁻⁴ of the beam)"),
+        (
+            np.asarray([0.0, *sweep["read_noise"]]) * 1e4,
+            noise_r2,
+            "standard deviation of the read noise (10⁻⁴ of the beam)",
+            0.0,
+        ),
     )
-    for ax, x, r2_key, label in panels:
-        for name, values in sweep[r2_key].items():
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for ax, (x, curves, label, exact) in zip(axes, panels, strict=True):
+        for name, values in curves.items():
             ax.plot(x, values, "o-", ms=3, label=name)
+        ax.axvline(exact, color="k", lw=0.6, ls=":")
         ax.set_xlabel(label)
         ax.set_ylim(-1.0, 1.0)  # an R² below -1 leaves the panel: the estimate is useless there
         ax.grid(alpha=0.3)
-    axes[0].axvline(1.0, color="k", lw=0.6, ls=":")
-    axes[1].axvline(0.0, color="k", lw=0.6, ls=":")
     axes[0].set_ylabel("R² (normalised)")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Intensity calibration errors, {sweep['images']} test images", fontsize=10)
@@ -293,6 +302,18 @@ def _calibration_lines(sweep: dict) -> list[str]:
         "|---|---|",
     ]
     lines += [f"| {name} | {_fmt(v)} |" for name, v in sweep["border_r2"].items()]
+    noise = sweep["read_noise"]
+    lines += [
+        "",
+        "Read noise: R² with Gaussian noise of standard deviation sigma (fractions of the beam) "
+        "added to every pixel, as a real detector reads in vacuum, where a simulation reads 0 "
+        "(the training option read_noise adds such noise to the training images).",
+        "",
+        "| parameter | " + " | ".join(f"sigma = {v:g}" for v in noise) + " |",
+        "|---|" + "---|" * len(noise),
+    ]
+    for name, values in sweep["read_noise_r2"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in values) + " |")
     return lines
 
 

@@ -1,6 +1,7 @@
 """ONNX export, the numpy + onnxruntime runtime, image readers and `heteroagg predict`."""
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -17,7 +18,7 @@ from heteroagg.data import open_dataset
 from heteroagg.data.space import ParameterSpace
 from heteroagg.deploy import Predictor, export_onnx
 from heteroagg.deploy.export import METADATA_KEYS
-from heteroagg.deploy.images import border_level, read_images
+from heteroagg.deploy.images import border_level, border_noise, read_images
 from heteroagg.learn import TrainedRun, evaluate
 from heteroagg.pooling import pool_sample
 from heteroagg.rng import derive_seed
@@ -212,6 +213,24 @@ def test_read_images_subtracts_the_black_level(tmp_path):
         border_level(np.zeros((8, 40)))
 
 
+def test_border_noise_is_the_vacuum_read_noise():
+    rng = np.random.default_rng(11)
+    sigma = np.array([0.0, 1e-4, 3e-4, 1e-3])[:, None, None]
+    vacuum = 0.002 + sigma * rng.standard_normal((4, 96, 96))
+    frame = np.ones((96, 96), dtype=bool)
+    frame[4:-4, 4:-4] = False
+    spread = vacuum[:, frame].std(axis=1)  # the border's sample standard deviation
+    np.testing.assert_allclose(border_noise(vacuum), spread, rtol=0.1, atol=1e-12)
+    assert border_noise(vacuum)[0] == 0.0
+    # an object across one edge and a quarter of two others leaves the estimate alone
+    objects = vacuum.copy()
+    objects[:, :, :24] += rng.uniform(0.01, 0.2, (4, 96, 24))
+    np.testing.assert_allclose(border_noise(objects)[1:], spread[1:], rtol=0.15)
+    assert np.std(objects[1][frame]) > 10 * spread[1]  # where the plain deviation fails
+    with pytest.raises(ValueError, match="larger than 8"):
+        border_noise(np.zeros((8, 40)))
+
+
 def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     runner = CliRunner()
     model = tmp_path / "m.onnx"
@@ -296,6 +315,14 @@ def test_cli_predicts_a_digitalmicrograph_file(exported, tiny_test, tmp_path):
     assert "theborderof" not in flat(subtracted.output)
     left_in = runner.invoke(app, offset)  # the black level left in: 250 / 10250 of the beam
     assert left_in.exit_code == 0 and "theborderofoffset.dm4(0.024)" in flat(left_in.output)
+    assert "readnoise" not in flat(left_in.output)
+    noise = np.random.default_rng(2).normal(0.0, 20.0, counts.shape).astype(np.float32)
+    write_dm(tmp_path / "noisy.dm4", counts + noise, (angstrom, angstrom), ("Å", "Å"))
+    noisy = runner.invoke(app, ["predict", str(model), str(tmp_path / "noisy.dm4"),
+                                "--intensity-scale", "1e4"])  # fmt: skip
+    assert noisy.exit_code == 0, noisy.output
+    warned = re.search(r"theborderofnoisy\.dm4\(([0-9.e-]+)\)hasreadnoise", flat(noisy.output))
+    assert warned and float(warned.group(1)) == pytest.approx(2e-3, rel=0.15)  # 20 / 1e4
     bad_level = runner.invoke(app, [*offset, "--black-level", "vacuum"])
     assert bad_level.exit_code != 0 and "--black-level" in flat(bad_level.output)
     write_dm(tmp_path / "coarse.dm4", counts, (2 * angstrom, 2 * angstrom), ("Å", "Å"))

@@ -784,25 +784,47 @@ def _black_level(text: str | None) -> float | str | None:
 
 def _warn_of_lit_borders(files: list[Any], predictor: Any) -> None:
     """Say which images' borders, vacuum in a simulation, read more than the model was
-    trained to take: VACUUM_TOLERANCE, or twice its ``black_level_jitter``."""
-    from heteroagg.deploy.images import BORDER_PIXELS, VACUUM_TOLERANCE, border_level
+    trained to take: a level beyond VACUUM_TOLERANCE or twice its ``black_level_jitter``,
+    or noise beyond READ_NOISE_TOLERANCE or its ``read_noise``."""
+    from heteroagg.deploy.images import (
+        BORDER_PIXELS,
+        READ_NOISE_TOLERANCE,
+        VACUUM_TOLERANCE,
+        border_level,
+        border_noise,
+    )
 
-    jitter = float(predictor.metadata.get("train", {}).get("black_level_jitter", 0.0))
-    tolerance = max(VACUUM_TOLERANCE, 2.0 * jitter)
-    lit = {}
+    train = predictor.metadata.get("train", {})
+    level_tolerance = max(VACUUM_TOLERANCE, 2.0 * float(train.get("black_level_jitter", 0.0)))
+    noise_tolerance = max(READ_NOISE_TOLERANCE, float(train.get("read_noise", 0.0)))
+    lit, noisy = {}, {}
     for f in files:
         if min(f.images.shape[1:]) > 2 * BORDER_PIXELS:
             level = float(np.max(np.abs(border_level(f.images))))
-            if level > tolerance:
+            if level > level_tolerance:
                 lit[f.path.name] = level
+            noise = float(np.max(border_noise(f.images)))
+            if noise > noise_tolerance:
+                noisy[f.path.name] = noise
     if lit:
-        names = ", ".join(f"{name} ({level:.2g})" for name, level in list(lit.items())[:3])
         console.print(
-            f"[yellow]note:[/yellow] the border of {names}{' and more' if len(lit) > 3 else ''} "
-            f"reads more than {tolerance:.2g} of the beam away from 0, which the model was not "
-            "trained to take: a black level left in the images can bias θ̂ strongly "
+            f"[yellow]note:[/yellow] the border of {_some_files(lit)} reads more than "
+            f"{level_tolerance:.2g} of the beam away from 0, which the model was not trained to "
+            "take: a black level left in the images can bias θ̂ strongly "
             "(--black-level border subtracts it)"
         )
+    if noisy:
+        console.print(
+            f"[yellow]note:[/yellow] the border of {_some_files(noisy)} has read noise above "
+            f"{noise_tolerance:.2g} of the beam (standard deviation), which the model was not "
+            "trained to take: such noise can bias θ̂ strongly (train with a larger read_noise)"
+        )
+
+
+def _some_files(values: dict[str, float]) -> str:
+    """The first three names with their values, and whether there are more."""
+    names = ", ".join(f"{name} ({value:.2g})" for name, value in list(values.items())[:3])
+    return names + (" and more" if len(values) > 3 else "")
 
 
 def _image_labels(f: Any) -> list[str]:

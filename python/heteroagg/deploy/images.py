@@ -28,6 +28,10 @@ BORDER_PIXELS = 4
 #: (or twice the model's ``black_level_jitter``): a shift of 5e-5 costs a network trained with
 #: vacuum at exactly 0 most of its R² (docs/results.md, "Intensity calibration").
 VACUUM_TOLERANCE = 5e-5
+#: The read noise, in fractions of the beam, a vacuum border may show before ``heteroagg predict``
+#: warns (or the model's ``read_noise``): noise of 1e-4 costs a network trained without read
+#: noise most of its R² (docs/results.md, "Intensity calibration").
+READ_NOISE_TOLERANCE = 5e-5
 
 SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".emd", ".h5", ".hdf5", *RSCIIO_SUFFIXES)
 
@@ -142,13 +146,53 @@ def border_level(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
         (B,) levels.  They are the vacuum's as long as the imaged object
         covers less than half of that frame.
     """
+    return np.median(_border_pixels(images, width), axis=1)
+
+
+def border_noise(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
+    """The read noise of each image's vacuum, from the quietest of its four edges.
+
+    Each edge is the strip of ``width`` pixels along it; its spread is 1.4826
+    times the median absolute deviation from its median, which equals the
+    standard deviation of Gaussian noise.  The smallest of the four is taken,
+    so an object that reaches into the border, but leaves one edge clear, is
+    ignored.
+
+    Parameters
+    ----------
+    images
+        (H, W) or (B, H, W).
+    width
+        How many pixels along each edge count as vacuum.
+
+    Returns
+    -------
+    numpy.ndarray
+        (B,) standard deviations, in the images' units.
+    """
+    x = _border_pixels(images, width, frame=False)
+    b = len(x)
+    edges = (x[:, :width], x[:, -width:], x[:, :, :width], x[:, :, -width:])
+    spreads = []
+    for edge in edges:
+        pixels = edge.reshape(b, -1)
+        deviation = np.abs(pixels - np.median(pixels, axis=1, keepdims=True))
+        spreads.append(1.4826 * np.median(deviation, axis=1))
+    return np.min(spreads, axis=0)
+
+
+def _border_pixels(images: np.ndarray, width: int, frame: bool = True) -> np.ndarray:
+    """(B, n) the pixels within ``width`` of each image's edge, as float64 (with ``frame``
+    False: the (B, H, W) images, once their size is checked)."""
     x = np.asarray(images, dtype=np.float64)
     x = x if x.ndim == 3 else x[None]
     if width < 1 or min(x.shape[1:]) <= 2 * width:
         raise ValueError(f"a border of {width} pixels needs images larger than {2 * width}")
-    frame = np.ones(x.shape[1:], dtype=bool)
-    frame[width:-width, width:-width] = False
-    return np.median(x[:, frame], axis=1)
+    if not frame:
+        return x
+    edge = np.ones(x.shape[1:], dtype=bool)
+    edge[width:-width, width:-width] = False
+    return x[:, edge]
 
 
 def _fractions_of_beam(

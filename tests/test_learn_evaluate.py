@@ -369,6 +369,8 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
         expected = parameter_metrics(true_norm[:, k], scaled[:, k])["r2"]
         assert sweep["scale_r2"][name][0] == pytest.approx(expected, rel=1e-5)
     assert "## Intensity calibration" in text and "Read noise" in text
+    trained = json.loads((tiny_run / "run.json").read_text())["train"]
+    assert f"read_noise = {trained['read_noise']:g}." in text  # what the run was trained to take
     assert set(sweep["read_noise_r2"]) == set(run.parameters)
     assert all(len(v) == len(sweep["read_noise"]) for v in sweep["read_noise_r2"].values())
     frame = np.ones(test.images.shape[1:], dtype=bool)

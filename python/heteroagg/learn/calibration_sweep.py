@@ -25,7 +25,7 @@ CALIBRATION_SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)
 #: The median particle pixel of a rendered aggregate is about 0.005.
 CALIBRATION_OFFSETS = (-1e-3, -2.5e-4, -1e-4, -5e-5, 0.0, 5e-5, 1e-4, 2.5e-4, 1e-3)
 #: Standard deviations of Gaussian read noise added to every pixel, in fractions of the beam.
-CALIBRATION_READ_NOISE = (5e-5, 1e-4, 2e-4)
+CALIBRATION_READ_NOISE = (5e-5, 1e-4, 2e-4, 5e-4)
 #: Test images the sweep uses, at most (the first ones).
 CALIBRATION_IMAGES = 500
 

@@ -274,7 +274,11 @@ def _calibration_plot(out: Path, sweep: dict, plt: Any) -> str:
     return "calibration.png"
 
 
-def _calibration_lines(sweep: dict) -> list[str]:
+def _calibration_lines(sweep: dict, train: dict) -> list[str]:
+    trained = (
+        f"This run was trained with black_level_jitter = {train.get('black_level_jitter', 0):g} "
+        f"and read_noise = {train.get('read_noise', 0):g}."
+    )
     lines = [
         "",
         "## Intensity calibration",
@@ -282,7 +286,7 @@ def _calibration_lines(sweep: dict) -> list[str]:
         f"R² (normalised) on the first {sweep['images']} test images when the images are "
         "scaled by s, as a full-beam value 1/s times the true one makes them, or shifted by δ "
         "(fractions of the beam), as a black level off by -δ makes them. The median particle "
-        "pixel of a rendered aggregate is about 0.005 of the beam.",
+        f"pixel of a rendered aggregate is about 0.005 of the beam. {trained}",
     ]
     for x_key, r2_key, symbol in (("scales", "scale_r2", "s"), ("offsets", "offset_r2", "δ")):
         lines += [
@@ -435,7 +439,7 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         cells = ("n/a" if not math.isfinite(v) else f"{v:.2f}" for v in row)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if report.get("calibration"):
-        lines += _calibration_lines(report["calibration"])
+        lines += _calibration_lines(report["calibration"], report.get("train", {}))
     if report["direct_descriptor_heads"]:
         lines += [
             "",

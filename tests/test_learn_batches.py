@@ -109,6 +109,22 @@ def test_black_level_jitter_shifts_each_whole_image():
     assert TrainConfig.from_saved({"epochs": 3}).black_level_jitter == 0.0
 
 
+def test_read_noise_has_a_uniform_spread_per_image():
+    x = torch.rand(2000, 1, 32, 32) * 0.05
+    options = dict(dose_prior=None, pixel_size_nm=1.0, flips=False, contrast_jitter=0)
+    g = batch_generator(2, 0, 0, torch.device("cpu"))
+    y = augment(x, g, read_noise=1e-3, black_level_jitter=0.0, **options)
+    noise = (y - x).flatten(1).double()
+    spread = noise.std(dim=1).numpy()  # each image's own standard deviation, uniform on [0, 1e-3]
+    assert spread.max() < 1e-3 * 1.1 and abs(float(noise.mean())) < 1e-6
+    quantiles = np.quantile(spread, [0.1, 0.25, 0.5, 0.75, 0.9])
+    np.testing.assert_allclose(quantiles, 1e-3 * np.array([0.1, 0.25, 0.5, 0.75, 0.9]), atol=3e-5)
+    # on by default; runs stored before the default changed resume without it
+    assert TrainConfig().read_noise == 1e-3
+    assert TrainConfig.from_saved({"epochs": 3}).read_noise == 0.0
+    assert TrainConfig.from_saved({"read_noise": 2e-4}).read_noise == 2e-4
+
+
 def test_noise_scales_with_dose():
     # at dose D e/Å² on 1 nm pixels a pixel of intensity I counts I * D * 100 electrons
     x = torch.full((2, 1, 64, 64), 0.02)

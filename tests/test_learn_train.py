@@ -492,7 +492,7 @@ def test_cropped_run_learns_and_reloads_with_its_crop(tiny_train, tmp_path):
 
 
 def test_cropping_trainer_keeps_and_augments_only_its_crop(tiny_train, tmp_path, monkeypatch):
-    clean = dict(SMALL, noise=False, epochs=1, black_level_jitter=0.0)
+    clean = dict(SMALL, noise=False, epochs=1, black_level_jitter=0.0, read_noise=0.0)
     cropped = trainer_of(tiny_train, tmp_path / "c", TrainConfig(**clean, crop=32), monkeypatch)
     whole = trainer_of(tiny_train, tmp_path / "w", TrainConfig(**clean, crop=0), monkeypatch)
     assert cropped.store.cache.shape == (len(cropped.store.position), 32, 32)

@@ -117,8 +117,12 @@ class TrainConfig:
     contrast_jitter
         Standard deviation of a log-normal gain per image (0: off).
     read_noise
-        Largest standard deviation of Gaussian read noise, in fractions of
-        the beam, drawn uniformly per image (0: off).
+        Largest standard deviation of Gaussian read noise on every pixel, in
+        fractions of the beam, drawn uniformly per image (0: off): the noise
+        a real detector reads in vacuum, where a simulation reads exactly 0.
+        A network trained without it fails on noise of 1e-4; with the
+        default 1e-3 it takes 5e-4 (docs/results.md, "Intensity
+        calibration").
     black_level_jitter
         Standard deviation of a Gaussian shift of each whole image, in
         fractions of the beam (0: off): a black level not quite subtracted.
@@ -208,7 +212,7 @@ class TrainConfig:
     flips: bool = True
     noise: bool = True
     contrast_jitter: float = 0.0
-    read_noise: float = 0.0
+    read_noise: float = 1e-3
     black_level_jitter: float = 5e-4
     cache: str = "auto"
     cache_gb: float = 12.0
@@ -383,13 +387,15 @@ class TrainConfig:
         Runs stored before ``crop`` existed read the whole field, those
         stored before ``precision`` trained in float32, those stored
         before ``optimizer`` trained with AdamW, and those stored before
-        ``black_level_jitter`` without it.
+        ``black_level_jitter`` without it; a run that does not state its
+        ``read_noise`` trained without read noise.
         """
         legacy = {
             "crop": 0,
             "precision": "float32",
             "optimizer": "adamw",
             "black_level_jitter": 0.0,
+            "read_noise": 0.0,
         }
         return cls.from_dict({**legacy, **values})
 

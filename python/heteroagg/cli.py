@@ -708,7 +708,7 @@ def predict(
             f"{predictor.pixel_size_nm:g} nm (--pixel-size sets it)"
         )
     if black_level is None:
-        _warn_of_lit_borders(files, predictor)
+        _warn_of_unlike_vacuum(files, predictor)
     rows = []
     for f, estimate in zip(files, estimates, strict=True):
         for b, label in enumerate(_image_labels(f)):
@@ -782,7 +782,7 @@ def _black_level(text: str | None) -> float | str | None:
         raise ValueError(f"--black-level must be a number or 'border', got {text!r}") from None
 
 
-def _warn_of_lit_borders(files: list[Any], predictor: Any) -> None:
+def _warn_of_unlike_vacuum(files: list[Any], predictor: Any) -> None:
     """Say which images' borders, vacuum in a simulation, read more than the model was
     trained to take: a level beyond VACUUM_TOLERANCE or twice its ``black_level_jitter``,
     or noise beyond READ_NOISE_TOLERANCE or its ``read_noise``."""

@@ -146,7 +146,10 @@ def border_level(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
         (B,) levels.  They are the vacuum's as long as the imaged object
         covers less than half of that frame.
     """
-    return np.median(_border_pixels(images, width), axis=1)
+    x = _image_stack(images, width)
+    edge = np.ones(x.shape[1:], dtype=bool)
+    edge[width:-width, width:-width] = False
+    return np.median(x[:, edge], axis=1)
 
 
 def border_noise(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
@@ -170,7 +173,7 @@ def border_noise(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
     numpy.ndarray
         (B,) standard deviations, in the images' units.
     """
-    x = _border_pixels(images, width, frame=False)
+    x = _image_stack(images, width)
     b = len(x)
     edges = (x[:, :width], x[:, -width:], x[:, :, :width], x[:, :, -width:])
     spreads = []
@@ -181,18 +184,13 @@ def border_noise(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
     return np.min(spreads, axis=0)
 
 
-def _border_pixels(images: np.ndarray, width: int, frame: bool = True) -> np.ndarray:
-    """(B, n) the pixels within ``width`` of each image's edge, as float64 (with ``frame``
-    False: the (B, H, W) images, once their size is checked)."""
+def _image_stack(images: np.ndarray, width: int) -> np.ndarray:
+    """(B, H, W) float64 images, checked to be larger than a border of ``width`` on each side."""
     x = np.asarray(images, dtype=np.float64)
     x = x if x.ndim == 3 else x[None]
     if width < 1 or min(x.shape[1:]) <= 2 * width:
         raise ValueError(f"a border of {width} pixels needs images larger than {2 * width}")
-    if not frame:
-        return x
-    edge = np.ones(x.shape[1:], dtype=bool)
-    edge[width:-width, width:-width] = False
-    return x[:, edge]
+    return x
 
 
 def _fractions_of_beam(

@@ -23,7 +23,10 @@ resolution before the folding) is timed against it, and the network of the
 full runs (five stages and that stem) with Muon against the same with AdamW,
 and against the same with inverted residual blocks (a 1x1 expansion, a
 depthwise 3x3 convolution and a 1x1 projection, as in MobileNetV2) in place
-of its basic blocks.
+of its basic blocks.  Two anchors of that Muon step show what emulated
+bfloat16 costs on a CPU without native bfloat16: the same step with the
+Newton-Schulz iterations forced to bfloat16, and the AdamW step with its
+forward pass forced to bfloat16.
 
 Figures go to docs/performance.md.
 
@@ -32,6 +35,7 @@ Run with ``pytest benchmarks/test_bench_learn.py``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -170,6 +174,25 @@ def test_train_step_full_resolution_stem_muon(benchmark, batch):
 def test_train_step_full_resolution_stem_five_stages(benchmark, batch):
     """Its anchor: the same network with AdamW."""
     benchmark.pedantic(full_run_step(batch, "adamw"), rounds=5, warmup_rounds=1)
+
+
+def test_train_step_full_resolution_stem_muon_bfloat16_iterations(benchmark, batch, monkeypatch):
+    """The Muon step with its Newton-Schulz iterations forced to bfloat16, as they ran
+    everywhere before they chose the arithmetic by the device (anchor:
+    ``..._stem_muon``; the two are the same step on a CPU with native bfloat16)."""
+    from heteroagg.learn import optimizers
+
+    forced = functools.partial(optimizers.orthogonalize, dtype=torch.bfloat16)
+    monkeypatch.setattr(optimizers, "orthogonalize", forced)
+    benchmark.pedantic(full_run_step(batch, "muon"), rounds=5, warmup_rounds=1)
+
+
+def test_train_step_full_resolution_stem_bfloat16_forced(benchmark, batch):
+    """The network of the full runs with AdamW and ``precision = "bfloat16"`` whatever
+    the CPU (anchor: ``..._five_stages``, in the default arithmetic; the two are the
+    same step on a CPU with native bfloat16)."""
+    model = ParameterRegressor(9, FULL_RUN.architecture).to(memory_format=torch.channels_last)
+    benchmark.pedantic(training_step(model, batch, dtype=torch.bfloat16), rounds=5, warmup_rounds=1)
 
 
 class InvertedResidual(torch.nn.Module):

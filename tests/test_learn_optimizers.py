@@ -60,6 +60,37 @@ def test_orthogonalize_keeps_the_singular_vectors_and_evens_out_the_values(shape
         orthogonalize(torch.zeros(2, 3, 4))
 
 
+def newton_schulz_float64(matrix: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """The same quintic iteration written out in float64, on the wide orientation."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = matrix.double()
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    x = x / x.norm()
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+def test_orthogonalize_iterates_in_bfloat16_only_where_it_is_fast(monkeypatch):
+    from heteroagg.learn import optimizers
+
+    matrix = spread_matrix(24, 72, seed=5).float()
+    exact = newton_schulz_float64(matrix)
+
+    def error(out):
+        return float((out.double() - exact).norm() / exact.norm())
+
+    assert error(orthogonalize(matrix, dtype=torch.float32)) < 1e-5
+    assert error(orthogonalize(matrix, dtype=torch.bfloat16)) > 1e-3
+    # by default the arithmetic follows the device: float32 where bfloat16 is emulated
+    for fast in (True, False):
+        monkeypatch.setattr(optimizers, "fast_bfloat16", lambda dev, f=fast: f)
+        want = torch.bfloat16 if fast else torch.float32
+        assert torch.equal(orthogonalize(matrix), orthogonalize(matrix, dtype=want))
+
+
 def test_muon_step_is_the_scaled_polar_factor_of_its_nesterov_momentum():
     g = torch.Generator().manual_seed(3)
     p = torch.nn.Parameter(torch.randn(8, 4, 3, 3, generator=g))

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -777,7 +778,6 @@ def test_training_dtype_follows_the_precision_setting(monkeypatch):
 
     cpu = torch.device("cpu")
     assert torch_device.training_dtype("float32", cpu) is None
-    assert torch_device.training_dtype("bfloat16", cpu) is torch.bfloat16
     # a GPU stays in float32 under "auto" (TF32 convolutions measured faster)
     assert not torch_device.native_bfloat16(torch.device("cuda"))
     assert torch_device.training_dtype("auto", torch.device("cuda")) is None
@@ -786,6 +786,12 @@ def test_training_dtype_follows_the_precision_setting(monkeypatch):
         monkeypatch.setattr(torch_device, "native_bfloat16", lambda dev, n=native: n)
         expected = torch.bfloat16 if native else None
         assert torch_device.training_dtype("auto", cpu) is expected
+        assert torch_device.fast_bfloat16(cpu) is native
+        # an explicit bfloat16 is kept, with a warning where it is emulated
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert torch_device.training_dtype("bfloat16", cpu) is torch.bfloat16
+        assert [str(w.message).count("emulated") for w in caught] == ([] if native else [1])
     with pytest.raises(ValueError, match="precision"):
         torch_device.training_dtype("float16", cpu)
     with pytest.raises(ValueError, match="precision"):
@@ -795,6 +801,7 @@ def test_training_dtype_follows_the_precision_setting(monkeypatch):
     assert TrainConfig().precision == "auto"
 
 
+@pytest.mark.filterwarnings("ignore:precision=.bfloat16. on a CPU:UserWarning")
 def test_bfloat16_steps_autocast_the_forward_pass_alone(tiny_train, tmp_path, monkeypatch):
     config = TrainConfig(epochs=1, gaussian=True, **SMALL)
     steps = {}
@@ -820,6 +827,7 @@ def test_bfloat16_steps_autocast_the_forward_pass_alone(tiny_train, tmp_path, mo
     assert all(p.dtype == torch.float32 for p in t16.model.parameters())
 
 
+@pytest.mark.filterwarnings("ignore:precision=.bfloat16. on a CPU:UserWarning")
 def test_bfloat16_run_learns_and_reloads_in_float32(tiny_train, tmp_path):
     config = TrainConfig(epochs=3, precision="bfloat16", **SMALL)
     run, model, images = learnt_and_reloaded(tiny_train, tmp_path / "bf16", config)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from heteroagg.learn.config import OPTIMIZERS
+from heteroagg.learn.torch_device import fast_bfloat16
 
 #: Coefficients of the quintic Newton-Schulz iteration towards the orthogonal factor.
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -26,14 +27,28 @@ NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 MUON_RMS_MATCH = 0.2
 
 
-def orthogonalize(matrix: torch.Tensor, steps: int = 5) -> torch.Tensor:
+def orthogonalize(
+    matrix: torch.Tensor, steps: int = 5, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """An approximately semi-orthogonal matrix with the row and column spaces of ``matrix``.
 
     Quintic Newton-Schulz iterations on the matrix scaled to unit Frobenius
     norm: its singular values are driven into about [0.7, 1.2] while its
-    singular vectors are kept.  The iterations run in bfloat16, which halves
-    their time on a CPU with native bfloat16 and costs nothing in accuracy
-    at that spread; the result is float32.
+    singular vectors are kept.  The result is float32.
+
+    Parameters
+    ----------
+    matrix
+        A 2D tensor.
+    steps
+        Newton-Schulz iterations.
+    dtype
+        The arithmetic of the iterations.  By default bfloat16 where it is
+        fast (:func:`~heteroagg.learn.torch_device.fast_bfloat16`), which
+        halves their time on a CPU with native bfloat16 and costs nothing in
+        accuracy at that spread, and float32 elsewhere: emulated, bfloat16
+        made a Muon step of the full runs' network 4.2-4.5 times as long on an
+        AVX2 CPU (docs/performance.md).
     """
     if matrix.ndim != 2:
         raise ValueError(f"orthogonalize needs a matrix, got shape {tuple(matrix.shape)}")
@@ -42,7 +57,9 @@ def orthogonalize(matrix: torch.Tensor, steps: int = 5) -> torch.Tensor:
     tall = x.shape[0] > x.shape[1]
     if tall:
         x = x.T
-    x = (x / (x.norm() + 1e-7)).to(torch.bfloat16)
+    if dtype is None:
+        dtype = torch.bfloat16 if fast_bfloat16(x.device) else torch.float32
+    x = (x / (x.norm() + 1e-7)).to(dtype)
     for _ in range(steps):
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x

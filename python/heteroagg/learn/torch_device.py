@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import torch
 
 from heteroagg.learn.config import PRECISIONS
@@ -34,16 +37,35 @@ def torch_device(device: str) -> torch.device:
 def native_bfloat16(dev: torch.device) -> bool:
     """Whether ``dev`` is a CPU that computes bfloat16 convolutions natively
     (AVX-512 BF16 or AMX; oneDNN's own check).  False for any other device."""
-    return dev.type == "cpu" and bool(
+    return dev.type == "cpu" and _cpu_computes_bfloat16()
+
+
+@functools.cache
+def _cpu_computes_bfloat16() -> bool:
+    return bool(
         torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     )
+
+
+def fast_bfloat16(dev: torch.device) -> bool:
+    """Whether bfloat16 arithmetic on ``dev`` is at least as fast as float32:
+    a CPU with :func:`native_bfloat16`, or a GPU that supports bfloat16.
+
+    Elsewhere (a CPU with AVX2 alone, say) bfloat16 is emulated: on a 2-core
+    AVX2 machine a training step of the full runs' network took about 11 times as
+    long with bfloat16 autocast as in float32 (docs/performance.md).
+    """
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return native_bfloat16(dev)
 
 
 def training_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
     """The autocast type of training forward passes on ``dev``, or None for float32.
 
-    ``"bfloat16"`` always autocasts (emulated, and slow, where the hardware
-    lacks it); ``"auto"`` only where :func:`native_bfloat16` holds, on a CPU.
+    ``"bfloat16"`` always autocasts, and warns on a CPU where it is emulated
+    (about eleven times slower there); ``"auto"`` only where
+    :func:`native_bfloat16` holds, on a CPU.
     On a GPU ``"auto"`` stays in float32: cuDNN already runs float32
     convolutions on the tensor cores (TF32), and on an H100 the default
     network trained 7-13 % faster in float32 than with bfloat16 autocast.
@@ -55,7 +77,16 @@ def training_dtype(precision: str, dev: torch.device) -> torch.dtype | None:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "bfloat16" or (precision == "auto" and native_bfloat16(dev)):
+    if precision == "bfloat16":
+        if dev.type == "cpu" and not native_bfloat16(dev):
+            warnings.warn(
+                "precision='bfloat16' on a CPU without native bfloat16 (AVX-512 BF16 or AMX): "
+                "it is emulated and a training step takes several times as long as in "
+                "float32; precision='auto' chooses the faster arithmetic",
+                stacklevel=1,
+            )
+        return torch.bfloat16
+    if precision == "auto" and native_bfloat16(dev):
         return torch.bfloat16
     return None
 

@@ -1,5 +1,6 @@
 """`heteroagg quickstart` end to end, on a small budget."""
 
+import csv
 import json
 
 import numpy as np
@@ -27,6 +28,13 @@ def test_quickstart_leaves_a_model_and_a_report(tmp_path):
     report = (out / "report.md").read_text()
     for section in ("Parameters on the test set", "digital twins", "Test item"):
         assert section in report
+    # the report says how the run trained, as its run.json and metrics.csv record it
+    info = json.loads((out / "run" / "run.json").read_text())
+    dtype, planned = info["training_dtype"], info["train"]["epochs"]
+    with (out / "run" / "member-0" / "metrics.csv").open() as f:
+        rates = [float(row["images_per_s"]) for row in csv.DictReader(f)]
+    speed = f"at {min(rates):.0f}-{max(rates):.0f} images/s"
+    assert f"{len(rates)} of {planned} planned epochs, training steps in {dtype} {speed}" in report
     for plot in ("parameters.png", "descriptors.png", "examples.png"):
         assert (out / "evaluation" / plot).stat().st_size > 0
     evaluation = json.loads((out / "evaluation" / "report.json").read_text())

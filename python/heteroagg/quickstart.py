@@ -151,8 +151,23 @@ def quickstart(
                          "truth": {n: float(test.params[n][i]) for n in predictor.parameters},
                          "twins": rows, "truth_descriptors": truth})  # fmt: skip
     step("predict with twins", t)
-    _write_report(result, predictor, showcase, TWIN_DESCRIPTORS, n_train, test_items, epochs)
+    network = _training_summary(folder / "run", epochs)
+    _write_report(result, predictor, showcase, TWIN_DESCRIPTORS, n_train, test_items, network)
     return result
+
+
+def _training_summary(run: Path, planned_epochs: int) -> str:
+    """How the run trained: epochs, the arithmetic of its steps and its images/s."""
+    import csv
+
+    dtype = json.loads((run / "run.json").read_text()).get("training_dtype", "float32")
+    with (run / "member-0" / "metrics.csv").open() as f:
+        rates = [float(row["images_per_s"]) for row in csv.DictReader(f)]
+    speed = f" at {min(rates):.0f}-{max(rates):.0f} images/s" if rates else ""
+    return (
+        f"{len(rates)} of {planned_epochs} planned epochs, training steps in {dtype}{speed} "
+        "(bfloat16 where the CPU computes it natively)"
+    )
 
 
 def _write_report(
@@ -162,7 +177,7 @@ def _write_report(
     names: tuple[str, ...],
     n_train: int,
     n_test: int,
-    epochs: int,
+    network: str,
 ) -> None:
     """``report.md`` (and ``quickstart.json``) from the steps' results."""
     from heteroagg.twins import DESCRIPTOR_LABELS, spread_text
@@ -173,7 +188,7 @@ def _write_report(
         "# heteroagg quickstart",
         "",
         f"- Training set: {n_train} generated items; test set: {n_test} items (other seed).",
-        f"- Network: default recipe with a Gaussian head, {epochs} planned epochs.",
+        f"- Network: default recipe with a Gaussian head; {network}.",
         f"- Model: `{result.model.name}` (ONNX, {predictor.provider}); full error analysis: "
         "[evaluation/report.md](evaluation/report.md).",
         "",

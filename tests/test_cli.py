@@ -19,6 +19,18 @@ def test_info_reports_version_and_cuda():
     assert "CUDA" in result.output
 
 
+def test_info_says_which_arithmetic_cpu_training_uses(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from heteroagg.learn import torch_device
+
+    for native, steps in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(torch_device, "native_bfloat16", lambda dev, n=native: n)
+        result = runner.invoke(app, ["info"], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        line = next(row for row in result.output.splitlines() if row.startswith(" torch"))
+        assert torch.__version__ in line and f"CPU training steps in {steps}" in line
+
+
 def test_sample_writes_the_aggregate_it_reports(tmp_path):
     out = tmp_path / "agg.npz"
     result = runner.invoke(

@@ -78,7 +78,22 @@ def info() -> None:
         except RuntimeError as err:
             fft = f"not found ({str(err).splitlines()[0]})"
         table.add_row("cuFFT (GPU multislice)", fft)
+    if importlib.util.find_spec("torch") is not None:
+        table.add_row("torch", *_torch_rows())
     console.print(table)
+
+
+def _torch_rows() -> list[str]:
+    """torch's version and the arithmetic of training steps on this CPU."""
+    import torch
+
+    from heteroagg.learn.torch_device import native_bfloat16, training_dtype
+
+    cpu = torch.device("cpu")
+    steps = "bfloat16" if training_dtype("auto", cpu) is not None else "float32"
+    why = "computes bfloat16 natively" if native_bfloat16(cpu) else "would emulate bfloat16"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return [f"{torch.__version__}; CPU training steps in {steps} (this {capability} CPU {why})"]
 
 
 @app.command()

@@ -79,11 +79,11 @@ def info() -> None:
             fft = f"not found ({str(err).splitlines()[0]})"
         table.add_row("cuFFT (GPU multislice)", fft)
     if importlib.util.find_spec("torch") is not None:
-        table.add_row("torch", *_torch_rows())
+        table.add_row("torch", _torch_row())
     console.print(table)
 
 
-def _torch_rows() -> list[str]:
+def _torch_row() -> str:
     """torch's version and the arithmetic of training steps on this CPU."""
     import torch
 
@@ -93,7 +93,7 @@ def _torch_rows() -> list[str]:
     steps = "bfloat16" if training_dtype("auto", cpu) is not None else "float32"
     why = "computes bfloat16 natively" if native_bfloat16(cpu) else "would emulate bfloat16"
     capability = torch.backends.cpu.get_cpu_capability()
-    return [f"{torch.__version__}; CPU training steps in {steps} (this {capability} CPU {why})"]
+    return f"{torch.__version__}; CPU training steps in {steps} (this {capability} CPU {why})"
 
 
 @app.command()

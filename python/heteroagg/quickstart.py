@@ -7,6 +7,7 @@ minutes on a 2-core CPU by default) and leaves ``model.onnx`` and
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import time
@@ -158,9 +159,7 @@ def quickstart(
 
 def _training_summary(run: Path, planned_epochs: int) -> str:
     """How the run trained: epochs, the arithmetic of its steps and its images/s."""
-    import csv
-
-    dtype = json.loads((run / "run.json").read_text()).get("training_dtype", "float32")
+    dtype = json.loads((run / "run.json").read_text())["training_dtype"]
     with (run / "member-0" / "metrics.csv").open() as f:
         rates = [float(row["images_per_s"]) for row in csv.DictReader(f)]
     speed = f" at {min(rates):.0f}-{max(rates):.0f} images/s" if rates else ""

@@ -87,6 +87,12 @@ def test_slices_cross_shards(reference):
     np.testing.assert_array_equal(ds.params["frac_w"][10:40], whole[10:40])
     np.testing.assert_array_equal(ds.params["frac_w"][::7], whole[::7])
     assert ds.params["frac_w"][33] == whole[33]
+    # index arrays keep their order and repeats across shards, as numpy's do
+    picks = np.array([60, 5, 33, 5, 17])
+    singles = [ds.images[int(i)] for i in picks]
+    np.testing.assert_array_equal(ds.images[picks], np.stack(singles))
+    np.testing.assert_array_equal(ds.params["frac_w"][picks], [whole[i] for i in picks])
+    assert ds.images[10:10].shape == (0, 64, 64) and ds.params["frac_w"][[]].shape == (0,)
     with pytest.raises(IndexError):
         ds.aggregate(70)
 

@@ -20,20 +20,27 @@ class _Column:
     def __len__(self) -> int:
         return len(self._dataset)
 
-    def __getitem__(self, key: int | slice) -> np.ndarray:
+    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
         indices = np.arange(len(self._dataset))[key]
         scalar = np.ndim(indices) == 0
         indices = np.atleast_1d(indices)
-        parts = []
         size = self._dataset.shard_size
-        for k in np.unique(indices // size):
-            local = indices[indices // size == k] - k * size
-            data = self._dataset._shard(int(k))[self._name]
+        shard_of = indices // size
+        out = self._read(0, slice(0, 0)) if len(indices) == 0 else None
+        for k in np.unique(shard_of):
+            where = np.flatnonzero(shard_of == k)
+            local = indices[where] - k * size
             lo, hi = int(local.min()), int(local.max()) + 1
-            block = data[lo:hi] if self._column is None else data[lo:hi, self._column]
-            parts.append(np.asarray(block)[local - lo])
-        out = self._dataset._convert(self._name, np.concatenate(parts))
+            block = self._read(int(k), slice(lo, hi))[local - lo]
+            if out is None:
+                out = np.empty((len(indices), *block.shape[1:]), block.dtype)
+            out[where] = block
+        out = self._dataset._convert(self._name, out)
         return out[0] if scalar else out
+
+    def _read(self, shard: int, rows: slice) -> np.ndarray:
+        data = self._dataset._shard(shard)[self._name]
+        return np.asarray(data[rows] if self._column is None else data[rows, self._column])
 
 
 class SyntheticDataset:

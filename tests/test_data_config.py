@@ -158,3 +158,45 @@ def test_bad_configs_are_refused(tmp_path):
         ImagingConfig(dose=Prior("uniform", -5.0, 10.0))
     with pytest.raises(ValueError, match="pixel_size"):
         ImagingConfig.from_config({"pixel_size": -1.0})
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("support", "0", "support must be a number"),
+        ("support", math.nan, "support must be a number"),
+        ("shape", 256, "shape must be"),
+        ("shape", "ab", "shape must be"),
+        ("shape", [256.0, 256.0], "shape must be"),
+        ("detector", 52.0, "detector must be"),
+        ("detector", ["52", "255"], "detector must be"),
+        ("detector", [255.0, 52.0], "detector must be"),
+        ("energy", True, "energy must be a positive number"),
+        ("extrapolate", "false", "extrapolate must be true or false"),
+        ("bake_noise", 1, "bake_noise must be true or false"),
+        ("orientation_spread", "yes", "orientation_spread must be true or false"),
+        ("dose", 0, "doses > 0"),
+        ("dose", {"prior": "uniform", "low": 0, "high": 10}, "doses > 0"),
+    ],
+)
+def test_mistyped_imaging_settings_are_refused(setting, value, message):
+    with pytest.raises(ValueError, match=message):
+        ImagingConfig.from_config({setting: value})
+
+
+def test_optics_must_be_the_luts(tmp_path):
+    """The images are rendered with the shipped LUTs; other optics are refused
+    where images are made, not written into a dataset that does not have them."""
+    from heteroagg.data import generate
+
+    ImagingConfig().check_optics()
+    config = default_config().to_dict()
+    config["imaging"].update(energy=200e3, detector=[80.0, 200.0])
+    other = DatasetConfig.from_dict(config)  # a dataset's record of other optics still reads
+    with pytest.raises(ValueError, match=r"imaging.energy = 200000.0 \(LUTs: 300000.0\)"):
+        other.imaging.check_optics()
+    with pytest.raises(ValueError, match=r"imaging.detector = \(80.0, 200.0\)"):
+        other.imaging.renderer()
+    with pytest.raises(ValueError, match="calibrated for other optics"):
+        generate(other, 2, tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()

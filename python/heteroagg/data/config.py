@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heteroagg.data.space import ParameterSpace, Prior
 
@@ -21,6 +21,9 @@ try:
     import tomllib
 except ImportError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+if TYPE_CHECKING:
+    from heteroagg.stem import HaadfRenderer
 
 #: Rotation policies: a Haar-random rotation per item, or the sampled frame.
 ROTATION_POLICIES = ("random", "fixed")
@@ -33,8 +36,9 @@ class ImagingConfig:
     Attributes
     ----------
     energy, semiangle, detector
-        Optics and annular detector ``(inner, outer)``; they must match the
-        LUTs used to render.
+        Optics and annular detector ``(inner, outer)``.  They record the
+        optics of the shipped LUTs, which render the images; other values are
+        refused where images are made (:meth:`check_optics`).
     pixel_size
         nm.
     shape
@@ -69,27 +73,60 @@ class ImagingConfig:
 
     def __post_init__(self) -> None:
         for name in ("energy", "semiangle", "pixel_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"imaging.{name} must be a number, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"imaging.{name} must be positive and finite, got {value!r}")
-        detector = tuple(float(v) for v in self.detector)
-        if len(detector) != 2 or not 0 <= detector[0] < detector[1]:
+            if not _number(getattr(self, name)) > 0:
+                raise ValueError(
+                    f"imaging.{name} must be a positive number, got {getattr(self, name)!r}"
+                )
+        detector = _sequence(self.detector, 2, "imaging.detector", "[inner, outer] mrad")
+        if not (all(_number(v) >= 0 for v in detector) and detector[0] < detector[1]):
             raise ValueError(f"imaging.detector must be [inner, outer] mrad, got {self.detector!r}")
-        shape = tuple(self.shape)
-        if len(shape) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape
-        ):
+        shape = _sequence(self.shape, 2, "imaging.shape", "[H, W] positive integers")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
             raise ValueError(f"imaging.shape must be [H, W] positive integers, got {self.shape!r}")
-        if not isinstance(self.dose, Prior) or self.dose.low < 0:
-            raise ValueError("imaging.dose must be a prior over doses >= 0 e/Å²")
+        if not isinstance(self.dose, Prior) or self.dose.low <= 0:
+            raise ValueError("imaging.dose must be a prior over doses > 0 e/Å²")
         if self.rotation not in ROTATION_POLICIES:
             raise ValueError(f"imaging.rotation must be one of {ROTATION_POLICIES}")
-        if not (math.isfinite(self.support) and self.support >= 0):
-            raise ValueError(f"imaging.support must be >= 0 nm, got {self.support!r}")
-        object.__setattr__(self, "detector", detector)
+        if not _number(self.support) >= 0:
+            raise ValueError(f"imaging.support must be a number >= 0 nm, got {self.support!r}")
+        for name in ("orientation_spread", "bake_noise", "extrapolate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"imaging.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        object.__setattr__(self, "detector", tuple(float(v) for v in detector))
         object.__setattr__(self, "shape", shape)
+
+    def check_optics(self) -> None:
+        """Raise unless ``energy``, ``semiangle`` and ``detector`` are the optics of
+        the LUTs shipped with heteroagg, which render a dataset's images."""
+        from heteroagg.stem.lut import default_lut
+
+        inputs = default_lut("TiO2").inputs
+        detector = inputs.get("detector") or {}
+        lut = {
+            "energy": inputs.get("energy_eV"),
+            "semiangle": inputs.get("semiangle_mrad"),
+            "detector": (detector.get("inner_mrad"), detector.get("outer_mrad")),
+        }
+        ours = {"energy": self.energy, "semiangle": self.semiangle, "detector": self.detector}
+        differ = [f"imaging.{k} = {ours[k]} (LUTs: {lut[k]})" for k in ours if ours[k] != lut[k]]
+        if differ:
+            raise ValueError(
+                "images are rendered with the LUTs shipped with heteroagg, which were "
+                f"calibrated for other optics: {'; '.join(differ)}; set the LUTs' values"
+            )
+
+    def renderer(self, device: str = "cpu") -> HaadfRenderer:
+        """The renderer of these images, after :meth:`check_optics`."""
+        from heteroagg.stem import HaadfRenderer
+
+        self.check_optics()
+        return HaadfRenderer(
+            pixel_size=self.pixel_size, shape=self.shape, support=self.support or None,
+            orientation_spread=self.orientation_spread, extrapolate=self.extrapolate,
+            device=device,
+        )  # fmt: skip
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> ImagingConfig:
@@ -142,6 +179,20 @@ class DatasetConfig:
     def to_dict(self) -> dict[str, Any]:
         """The resolved config (what :meth:`from_dict` reads back)."""
         return {"params": self.params.to_config(), "imaging": self.imaging.to_config()}
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float if it is a finite real number (not a bool), else NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return math.nan
+    return float(value)
+
+
+def _sequence(value: Any, length: int, name: str, what: str) -> tuple[Any, ...]:
+    """``value`` as a tuple of ``length`` items, or a ValueError naming ``what`` it must be."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != length:
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return tuple(value)
 
 
 def default_config() -> DatasetConfig:

@@ -137,18 +137,13 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
     import h5py
 
     import heteroagg
-    from heteroagg.stem import HaadfRenderer
 
     config = DatasetConfig.from_dict(config_dict)
     imaging = config.imaging
     params, aggs, reasons = build_items(config.params, seed, range(start, stop), on_failure)
     n = stop - start
     ny, nx = imaging.shape
-    renderer = HaadfRenderer(
-        pixel_size=imaging.pixel_size, shape=imaging.shape, support=imaging.support or None,
-        orientation_spread=imaging.orientation_spread, extrapolate=imaging.extrapolate,
-        device=device,
-    )  # fmt: skip
+    renderer = imaging.renderer(device)
     images = np.zeros((n, ny, nx), dtype=np.uint16)
     rotations = np.zeros((n, 3, 3))
     clipped = np.zeros(n, dtype=bool)
@@ -307,6 +302,7 @@ def generate(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if on_failure not in ("skip", "redraw"):
         raise ValueError(f"on_failure must be 'skip' or 'redraw', got {on_failure!r}")
+    config.imaging.check_optics()
     out = Path(out)
     index = {
         "format_version": DATASET_FORMAT_VERSION, "n": n, "seed": seed, "shard_size": shard_size,

@@ -122,16 +122,8 @@ def make_renderer(imaging: ImagingConfig, device: torch.device) -> tuple[Any, An
     finds the items the CUDA one refuses.
     """
     from heteroagg._device import cuda_status
-    from heteroagg.stem import HaadfRenderer
 
-    settings = dict(
-        pixel_size=imaging.pixel_size,
-        shape=imaging.shape,
-        support=imaging.support or None,
-        orientation_spread=imaging.orientation_spread,
-        extrapolate=imaging.extrapolate,
-    )
-    cpu = HaadfRenderer(**settings, device="cpu")
+    cpu = imaging.renderer("cpu")
     gpu = (
         device.type == "cuda"
         and cuda_status()[0]
@@ -140,7 +132,7 @@ def make_renderer(imaging: ImagingConfig, device: torch.device) -> tuple[Any, An
     )
     if gpu:
         try:
-            return HaadfRenderer(**settings, device="cuda"), cpu
+            return imaging.renderer("cuda"), cpu
         except RuntimeError:
             pass  # the CUDA extension cannot be used here: render on the CPU
     return None, cpu

@@ -169,6 +169,18 @@ def test_generate_writes_a_dataset_and_resumes(tmp_path):
     assert bad.exit_code == 2 and "format" in bad.output
 
 
+def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
+    from heteroagg.data import generation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generation, "generate", interrupted)
+    result = runner.invoke(app, ["generate", "--n", "4", "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 130
+    assert "interrupted" in result.output and "--resume" in result.output
+
+
 def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
 
     config = tmp_path / "run.toml"

@@ -110,6 +110,12 @@ def test_resume_completes_a_killed_run(reference, tmp_path):
         generate(small_config(), 70, out, seed=6, shard_size=16, resume=True)
     summary = generate(small_config(), 70, out, seed=5, shard_size=16, resume=True)
     assert summary.computed == 32
+    # a shard cut short after the run (a full disk, an interrupted copy) is found and redone
+    shard = out / "shard-00003.h5"
+    shard.write_bytes(shard.read_bytes()[:6000])
+    with pytest.raises(ValueError, match=r"shard-00003\.h5 cannot be read"):
+        open_dataset(out).images[50]
+    assert generate(small_config(), 70, out, seed=5, shard_size=16, resume=True).computed == 16
     ref, resumed = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
     for name in ref:
         np.testing.assert_array_equal(ref[name], resumed[name], err_msg=name)
@@ -256,6 +262,35 @@ def test_kill_9_mid_run_then_resume(reference, tmp_path):
     finished = sorted(p.name for p in out.glob("shard-*.h5"))
     assert finished and len(finished) < 5, finished  # killed part-way
     generate(small_config(), 70, out, seed=5, shard_size=16, resume=True)
+    ref, resumed = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
+    for name in ref:
+        np.testing.assert_array_equal(ref[name], resumed[name], err_msg=name)
+
+
+def test_ctrl_c_stops_a_multi_process_run_at_once(reference, tmp_path, monkeypatch):
+    """Ctrl-C as the first shard of 35 comes in: the shards not started are cancelled,
+    those the two workers hold are finished, and a resumed run completes the dataset."""
+    import contextlib
+
+    from heteroagg import _progress
+
+    @contextlib.contextmanager
+    def interrupted_bar(*args, **kwargs):
+        def advance(n=1):
+            raise KeyboardInterrupt
+
+        yield advance
+
+    monkeypatch.setattr(_progress, "progress_bar", interrupted_bar)
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        generate(small_config(), 70, out, seed=5, shard_size=2, workers=2)
+    finished = list(out.glob("shard-*.h5"))
+    # those done by then, the two the workers held and the few queued for them
+    assert 1 <= len(finished) <= 12 and not list(out.glob("*.part")), finished
+    monkeypatch.undo()
+    summary = generate(small_config(), 70, out, seed=5, shard_size=2, resume=True)
+    assert summary.computed == 70 - 2 * len(finished)
     ref, resumed = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
     for name in ref:
         np.testing.assert_array_equal(ref[name], resumed[name], err_msg=name)

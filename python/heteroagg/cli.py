@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -43,6 +45,16 @@ def _abort(err: Exception) -> NoReturn:
     """Print a one-line error and exit with status 2."""
     console.print(f"[red]error:[/red] {err}")
     raise typer.Exit(code=2) from err
+
+
+@contextmanager
+def _resumable(hint: str) -> Iterator[None]:
+    """On Ctrl-C, say how to continue (``hint``) and exit with status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/yellow] {hint}")
+        raise SystemExit(130) from None  # not an Exception, so no handler of errors takes it
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
@@ -280,12 +292,14 @@ def calibrate(
     for name in names:
         settings = {**DEFAULT_CALIBRATIONS[name]}
         settings.update({k: v for k, v in overrides.items() if v is not None})
+        hint = f"finished orientations are kept in {out}; the same command goes on from them"
         try:
-            lut = calibrate(
-                name, energy=energy, semiangle=semiangle, detector=(inner, outer), seed=seed,
-                threads=threads, checkpoint=out / f"{name}.checkpoint.npz", progress=True,
-                **settings,
-            )  # fmt: skip
+            with _resumable(hint):
+                lut = calibrate(
+                    name, energy=energy, semiangle=semiangle, detector=(inner, outer), seed=seed,
+                    threads=threads, checkpoint=out / f"{name}.checkpoint.npz", progress=True,
+                    **settings,
+                )  # fmt: skip
         except ValueError as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(code=2) from err
@@ -375,13 +389,17 @@ def generate(
     from heteroagg.data import DatasetConfig, default_config
     from heteroagg.data.generation import generate as run
 
+    hint = (
+        f"the finished shards in {out} are kept; add --resume to the same command to complete them"
+    )
     try:
         cfg = DatasetConfig.from_toml(config) if config is not None else default_config()
-        summary = run(
-            cfg, n, out, seed=seed, workers=workers, resume=resume, shard_size=shard_size,
-            on_failure="redraw" if redraw else "skip", progress=True,
-            scheduler="local" if dask_local else scheduler, device=device,
-        )  # fmt: skip
+        with _resumable(hint):
+            summary = run(
+                cfg, n, out, seed=seed, workers=workers, resume=resume, shard_size=shard_size,
+                on_failure="redraw" if redraw else "skip", progress=True,
+                scheduler="local" if dask_local else scheduler, device=device,
+            )  # fmt: skip
     except (OSError, ValueError, ImportError, RuntimeError) as err:
         _abort(err)
     table = Table(title=f"dataset {out}")
@@ -500,7 +518,11 @@ def train(
             if data is None:
                 raise ValueError("give --data (a dataset folder) or --on-the-fly")
             source = data
-        summary = run(source, out, settings, device=device, resume=resume, validation=val_data)
+        every = f"{settings.checkpoint_minutes:g} min"
+        hint = (f"{out} keeps the last checkpoint (saved every {every} and at each epoch's "
+                "end); add --resume to the same command to go on")  # fmt: skip
+        with _resumable(hint):
+            summary = run(source, out, settings, device=device, resume=resume, validation=val_data)
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     members = zip(summary.epochs, summary.best_val_loss, summary.stopped, strict=True)

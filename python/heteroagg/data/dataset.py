@@ -89,7 +89,13 @@ class SyntheticDataset:
         if k not in self._files:
             import h5py
 
-            self._files[k] = h5py.File(self._shard_path(k), "r")
+            try:
+                self._files[k] = h5py.File(self._shard_path(k), "r")
+            except OSError as err:
+                raise ValueError(
+                    f"{self._shard_path(k)} cannot be read ({err}); delete it and "
+                    "complete the dataset with resume=True"
+                ) from err
         return self._files[k]
 
     def _convert(self, name: str, data: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -65,6 +66,20 @@ class GenerationSummary:
 
 def _shard_path(out: Path, k: int) -> Path:
     return out / f"shard-{k:05d}.h5"
+
+
+def _shard_readable(path: Path) -> bool:
+    """Whether ``path`` is a finished shard that HDF5 can open (not one cut short
+    by a full disk or an interrupted copy)."""
+    import h5py
+
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as shard:
+            return "images" in shard
+    except OSError:
+        return False
 
 
 def build_items(
@@ -260,7 +275,8 @@ def generate(
         Worker processes (1 without a scheduler: in this process).
     resume
         Complete an existing dataset made with the same settings; shards
-        that were not finished are recomputed.
+        that were not finished, or that HDF5 cannot open (cut short by a full
+        disk or an interrupted copy), are recomputed.
     shard_size
         Items per shard file.
     on_failure
@@ -319,7 +335,7 @@ def generate(
     index_path.write_text(json.dumps(index, indent=1))
     count = math.ceil(n / shard_size)
     shards = [(k, k * shard_size, min(n, (k + 1) * shard_size)) for k in range(count)]
-    todo = [s for s in shards if not _shard_path(out, s[0]).exists()]
+    todo = [s for s in shards if not _shard_readable(_shard_path(out, s[0]))]
     summary = GenerationSummary(items=n)
     start_time = time.perf_counter()
     done_items = n - sum(stop - start for _, start, stop in todo)
@@ -333,9 +349,15 @@ def generate(
         else:
             # A forked child cannot use a CUDA context its parent has opened.
             context = multiprocessing.get_context("spawn" if backend == "cuda" else None)
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
+            with pool:
                 futures = [pool.submit(_write_shard, *a) for a in args]
-                _collect((f.result() for f in as_completed(futures)), summary, advance)
+                try:
+                    _collect((f.result() for f in as_completed(futures)), summary, advance)
+                except BaseException:  # Ctrl-C or a failed shard: start no other shard
+                    for future in futures:
+                        future.cancel()
+                    raise
     summary.seconds = time.perf_counter() - start_time
     summary.bytes = sum(_shard_path(out, k).stat().st_size for k, _, _ in shards)
     return summary
@@ -361,6 +383,12 @@ def _run_dask(scheduler: str, workers: int, args: list[tuple]):
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _ignore_sigint() -> None:
+    """Leave Ctrl-C to the parent: it cancels the shards not started, and the
+    workers finish (and write) the ones they hold."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _collect(results, summary: GenerationSummary, advance) -> None:

@@ -15,6 +15,7 @@ import heteroagg
 from heteroagg.data import DatasetConfig, default_config
 from heteroagg.data.dataset import open_dataset
 from heteroagg.data.generation import IMAGE_SCALE, generate
+from heteroagg.deploy.images import read_images
 from heteroagg.rng import derive_seed
 
 
@@ -318,5 +319,12 @@ def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
         meta = signal["original_metadata"]["heteroagg"]
         np.testing.assert_array_equal(meta["params"]["frac_w"], ds.params["frac_w"][10:30])
     np.testing.assert_array_equal(images, ds.images[10:30])
+    # what `heteroagg predict` reads of it: the images, not another table, at their pixel size
+    back = read_images(out)
+    np.testing.assert_array_equal(back.images, ds.images[10:30])
+    assert back.pixel_size_nm == pytest.approx(1.0)
+    # items in the order asked for, across shards
+    picks = export_dataset(reference[0], tmp_path / f"picks.{fmt}", format=fmt, items=[60, 5])
+    np.testing.assert_array_equal(read_images(picks).images, ds.images[[60, 5]])
     with pytest.raises(ValueError, match="format"):
         export_dataset(reference[0], tmp_path / "x.tif", format="tif")

@@ -64,7 +64,9 @@ def _hdf5_array(path: Path, key: str | None) -> tuple[np.ndarray, float | None]:
         if key is not None:
             if key not in f or not isinstance(f[key], h5py.Dataset):
                 raise ValueError(f"{path} has no dataset {key!r}")
-            return np.asarray(f[key][()]), None
+            chosen = f[key]
+            pixel = None if _emd_first_dim(chosen) is None else _emd_pixel_size_nm(chosen)
+            return np.asarray(chosen[()]), pixel
         found: list[Any] = []
 
         def visit(name: str, obj: Any) -> None:
@@ -74,17 +76,33 @@ def _hdf5_array(path: Path, key: str | None) -> tuple[np.ndarray, float | None]:
         f.visititems(visit)
         if not found:
             raise ValueError(f"{path} holds no 2D or 3D numeric dataset")
-        # EMD 1.0: a group with emd_group_type = 1 holds 'data' and its dimension vectors
-        for dataset in found:
-            group = dataset.parent
-            if group.attrs.get("emd_group_type") == 1 and dataset.name.endswith("/data"):
-                return np.asarray(dataset[()]), _emd_pixel_size_nm(group, dataset.ndim)
-        return np.asarray(found[0][()]), None
+        # EMD 1.0 data groups hold 'data' and its dimension vectors; of several, the
+        # first with a length along its last axis is the image (not a table of values)
+        arrays = [d for d in found if _emd_first_dim(d) is not None]
+        for dataset in arrays:
+            pixel = _emd_pixel_size_nm(dataset)
+            if pixel is not None:
+                return np.asarray(dataset[()]), pixel
+        return np.asarray((arrays or found)[0][()]), None
 
 
-def _emd_pixel_size_nm(group: Any, ndim: int) -> float | None:
+def _emd_first_dim(dataset: Any) -> int | None:
+    """The number of the first dimension vector if ``dataset`` is the data of an EMD 1.0
+    group: 1 in the specification (``emd_group_type = 1``), 0 as py4DSTEM's emdfile
+    writes them (``emd_group_type = "array"``); else None."""
+    kind = dataset.parent.attrs.get("emd_group_type")
+    if not dataset.name.endswith("/data") or kind is None:
+        return None
+    if isinstance(kind, bytes):
+        kind = kind.decode()
+    elif isinstance(kind, np.generic):
+        kind = kind.item()
+    return {1: 1, "array": 0}.get(kind) if isinstance(kind, (int, str)) else None
+
+
+def _emd_pixel_size_nm(dataset: Any) -> float | None:
     """The last dimension vector's step, converted to nm when its units say how."""
-    dim = group.get(f"dim{ndim}")
+    dim = dataset.parent.get(f"dim{_emd_first_dim(dataset) + dataset.ndim - 1}")
     if dim is None or len(dim) < 2:
         return None
     return length_in_nm(float(dim[1] - dim[0]), dim.attrs.get("units", b""))

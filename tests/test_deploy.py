@@ -168,9 +168,17 @@ def test_read_images_in_every_format(tmp_path):
             read_images(tmp_path / name)
         got = read_images(tmp_path / name, intensity_scale=60000).images[0]
         np.testing.assert_allclose(got, counts / 60000, rtol=1e-6)
-    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "rgb.png")
+    colour = np.zeros((8, 8, 3), dtype=np.uint8)
+    colour[2, 3] = (200, 10, 10)
+    Image.fromarray(colour).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match="colour"):
         read_images(tmp_path / "rgb.png", intensity_scale=255)
+    # a grey image stored with alpha, as colour or through a palette reads as its grey
+    grey = Image.fromarray(np.round(image * 4000).astype(np.uint8))
+    for mode in ("LA", "RGB", "RGBA", "P"):
+        grey.convert(mode).save(tmp_path / f"{mode}.png")
+        got = read_images(tmp_path / f"{mode}.png", intensity_scale=255).images
+        np.testing.assert_array_equal(got, np.asarray(grey)[None] / np.float32(255), err_msg=mode)
     with h5py.File(tmp_path / "a.h5", "w") as f:
         f.create_dataset("meta/scalar", data=np.arange(3.0))
         f.create_dataset("scan/haadf", data=np.stack([image, 2 * image]))

@@ -124,8 +124,21 @@ def _raster(path: Path) -> np.ndarray:
         frames = []
         for k in range(getattr(image, "n_frames", 1)):
             image.seek(k)
-            frames.append(np.asarray(image))
+            frame = image.convert("RGBA") if image.mode in ("P", "PA") else image
+            frames.append(np.asarray(frame))
     return np.stack(frames) if len(frames) > 1 else frames[0]
+
+
+def _one_channel(path: Path, raw: np.ndarray) -> np.ndarray:
+    """Raster pixels with channels last reduced to one value each: an alpha channel
+    (the last of 2 or 4) is dropped, and colour channels that agree everywhere (a
+    grey image stored as colour) are read as that grey; other colour is refused."""
+    if raw.ndim < 3 or raw.shape[-1] not in (2, 3, 4):
+        return raw
+    colour = raw[..., :-1] if raw.shape[-1] in (2, 4) else raw
+    if not np.all(colour == colour[..., :1]):
+        raise ValueError(f"{path} is a colour image; HAADF images have one channel")
+    return colour[..., 0]
 
 
 def _imagej_pixel_size_nm(path: Path) -> float | None:
@@ -309,8 +322,8 @@ def read_images(
         raw = _raster(path)
         if suffix in (".tif", ".tiff"):
             pixel = _imagej_pixel_size_nm(path)
-    if raw.ndim == 3 and raw.shape[-1] in (3, 4) and suffix in (".png", ".tif", ".tiff"):
-        raise ValueError(f"{path} is a colour image; HAADF images have one channel")
+    if suffix in (".png", ".tif", ".tiff"):
+        raw = _one_channel(path, raw)
     if raw.ndim not in (2, 3) or raw.dtype.kind not in "uif":
         raise ValueError(f"{path}: expected a 2D image or a 3D stack of numbers, got {raw.shape}")
     return ImageFile(path, _fractions_of_beam(path, raw, intensity_scale, black_level), pixel)

@@ -283,6 +283,13 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     assert flat_heads.exit_code != 0 and "--twin-head-spread" in flat(flat_heads.output)
     bad = runner.invoke(app, ["predict", str(model), str(tmp_path / "two.npy"), "--twins", "2"])
     assert bad.exit_code != 0 and "--out" in flat(bad.output)
+    # outputs that cannot be written are refused before the work, not after it
+    nowhere = str(tmp_path / "nodir" / "x")
+    for extra in (["--twins", "2", "--out", nowhere + ".h5"], ["--csv", nowhere + ".csv"]):
+        lost = runner.invoke(app, [*args[:3], *extra])
+        assert lost.exit_code == 2 and "doesnotexist" in flat(lost.output), lost.output
+    zero = runner.invoke(app, [*args[:3], "--pixel-size", "0"])
+    assert zero.exit_code == 2 and "mustbepositive" in flat(zero.output)
     pytest.importorskip("matplotlib")
     figure = tmp_path / "twins.png"
     plotted = runner.invoke(app, [*args, "--plot", str(figure)])

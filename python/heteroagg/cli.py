@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,17 @@ def _resumable(hint: str) -> Iterator[None]:
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/yellow] {hint}")
         raise SystemExit(130) from None  # not an Exception, so no handler of errors takes it
+
+
+def _check_output_folder(option: str, path: Path | None) -> None:
+    """Refuse, before any work, an output file whose folder does not exist or cannot be written."""
+    if path is None:
+        return
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{option} {path}: the folder {folder} cannot be written")
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
@@ -701,6 +713,8 @@ def predict(
             raise ValueError(f"--plot must end in one of {PLOT_SUFFIXES}, got {plot.name!r}")
         if csv is not None and csv.suffix.lower() != ".csv":
             raise ValueError(f"--csv must end in .csv, got {csv.name!r}")
+        for option, path in (("--out", out), ("--plot", plot), ("--csv", csv)):
+            _check_output_folder(option, path)
         if plot is not None and importlib.util.find_spec("matplotlib") is None:
             raise ImportError("--plot needs matplotlib: pip install 'heteroagg[plot]'")
         if twin_candidates and twin_candidates < twins:
@@ -715,8 +729,10 @@ def predict(
         black = _black_level(black_level)
         files = [read_images(path, intensity_scale, dataset, black) for path in images]
         estimates = [
-            predictor.predict(f.images, pixel_size or f.pixel_size_nm, resample) for f in files
-        ]
+            predictor.predict(f.images, f.pixel_size_nm if pixel_size is None else pixel_size,
+                              resample)
+            for f in files
+        ]  # fmt: skip
         if twins and twin_candidates and not all(e.descriptors_std for e in estimates):
             raise ValueError(
                 "--twin-candidates needs a model with descriptor heads and an uncertainty"

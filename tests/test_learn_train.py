@@ -701,6 +701,32 @@ def test_torchrun_trains_with_two_processes(tiny_train, tmp_path):
     assert float(rows[-1]["val_map_loss"]) > 0
 
 
+@pytest.mark.slow
+def test_torchrun_ranks_stop_together_on_a_time_budget(tiny_train, tmp_path):
+    """Rank 0 alone spends time in its progress bar, so the ranks' clocks part; the
+    time budget must still end both at the same step, or one waits for the other."""
+    script = (
+        "import contextlib, os, sys, time\n"
+        "import heteroagg.learn.training as training\n"
+        "from heteroagg.learn import TrainConfig, train\n"
+        "if os.environ['RANK'] == '0':\n"
+        "    training.progress_bar = contextlib.contextmanager(\n"
+        "        lambda *a, **k: (yield lambda *b: time.sleep(0.03)))\n"
+        "config = TrainConfig(epochs=50, batch_size=8, widths=(8, 16), blocks=(1, 1),\n"
+        "                     val_fraction=0.2, max_minutes=0.03)\n"
+        "summary = train(sys.argv[1], sys.argv[2], config, device='cpu', progress=False)\n"
+        "print('rank', os.environ['RANK'], summary.stopped[0])\n"
+    )
+    (tmp_path / "budget.py").write_text(script)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", str(tmp_path / "budget.py"), str(tiny_train),
+               str(tmp_path / "run")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 0 time budget" in result.stdout and "rank 1 time budget" in result.stdout
+
+
 def test_batch_norm_statistics_are_plain_averages_before_validation(
     tiny_train, tmp_path, monkeypatch
 ):

@@ -694,11 +694,17 @@ class _MemberTrainer:
                 images += self.global_batch
                 s["elapsed"] += time.perf_counter() - tick
                 advance()
-                out_of_time = c.max_minutes is not None and s["elapsed"] > 60 * c.max_minutes
+                out_of_time, checkpoint_due = self.dist.agree(
+                    (
+                        c.max_minutes is not None and s["elapsed"] > 60 * c.max_minutes,
+                        time.perf_counter() - last_checkpoint > 60 * c.checkpoint_minutes,
+                    ),
+                    self.dev,
+                )
                 if out_of_time:
                     s["stopped"] = "time budget"
                     break
-                if time.perf_counter() - last_checkpoint > 60 * c.checkpoint_minutes:
+                if checkpoint_due:
                     self._save()
                     last_checkpoint = time.perf_counter()
             if s["batch"] == self.steps_per_epoch or s["stopped"]:

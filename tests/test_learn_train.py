@@ -571,6 +571,11 @@ def test_resume_grows_an_ensemble_as_one_run_would_have(tiny_train, tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         other = dataclasses.replace(two, ensemble=3, epochs=2)
         train(tiny_train, tmp_path / "grown", other, resume=True, progress=False, device="cpu")
+    # growing it on data it cannot use fails, and leaves the finished run as it was
+    three = dataclasses.replace(two, ensemble=3)
+    with pytest.raises(ValueError, match="no heteroagg dataset"):
+        train(tmp_path / "whole", tmp_path / "grown", three, resume=True, progress=False)
+    assert json.loads((tmp_path / "grown/run.json").read_text()) == info
 
 
 def test_early_stopping_and_time_budget(tiny_train, tmp_path, monkeypatch):

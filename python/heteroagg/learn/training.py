@@ -242,9 +242,6 @@ def train(
                 f"{out} holds an ensemble of {started.ensemble}; resume with at least "
                 f"as many members, not {config.ensemble}"
             )
-        if config.ensemble > started.ensemble and dist.main:
-            saved["train"]["ensemble"] = config.ensemble
-            _write_json_atomic(saved, info_path)
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; pass resume=True to continue a run there")
 
@@ -258,6 +255,9 @@ def train(
     loss_weights = loss_weight_vector(config.loss_weights, columns)
     if saved is not None:
         input_stats = (saved["input_mean"], saved["input_std"])
+        if config.ensemble > saved["train"]["ensemble"] and dist.main:  # the data passed
+            saved["train"]["ensemble"] = config.ensemble
+            _write_json_atomic(saved, info_path)
     else:
         sample = source.store(source.train_items[: min(len(source.train_items), 512)])
         sample = transform_input(centre_crop(sample, config.crop), config.input_transform)

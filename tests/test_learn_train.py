@@ -660,6 +660,31 @@ def test_bad_settings_give_clear_errors(tiny_train, tmp_path):
             train(tiny_train, tmp_path / "tb", TrainConfig(**SMALL, tensorboard=True))
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("gaussian", "false", "gaussian must be true or false"),  # a string would read as true
+        ("flips", 0, "flips must be true or false"),
+        ("lr", True, "lr must be a number"),
+        ("workers", "2", "workers must be an integer"),
+        ("workers", 1.5, "workers must be an integer"),
+        ("val_fraction", "0.1", "val_fraction must be a number"),
+        ("max_minutes", "5", "max_minutes must be a number"),
+        ("widths", 16, "widths must be a list of integers"),
+        ("widths", [8.5, 16], "widths must be a list of integers"),
+        ("label_maps", "path_wo3", "label_maps must be a list of names"),
+    ],
+)
+def test_mistyped_settings_are_refused_before_a_run_starts(tmp_path, setting, value, message):
+    path = tmp_path / "run.toml"
+    path.write_text(f"[train]\n{setting} = {json.dumps(value)}\n")
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_toml(path)
+    path.write_text("train = 5\n")
+    with pytest.raises(ValueError, match="train must be a table"):
+        TrainConfig.from_toml(path)
+
+
 def test_config_round_trips_through_toml(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text("[train]\nepochs = 7\nwidths = [8, 16]\nblocks = [1, 2]\ngaussian = true\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,32 @@ LABEL_MAPS = ("path_tio2", "path_wo3", "centres_tio2", "centres_wo3")
 def map_block(space_to_depth: int, stages: int) -> int:
     """Pixels per side of the image block that one value of the dense head covers."""
     return space_to_depth * (2 if stages > 1 else 1)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: What each annotated type of a :class:`TrainConfig` field accepts, and how to say it.
+_FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (_integer, "an integer"),
+    "float": (_number, "a number"),
+    "float | None": (lambda v: v is None or _number(v), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "tuple[int, ...]": (
+        lambda v: isinstance(v, tuple) and all(map(_integer, v)),
+        "a list of integers",
+    ),
+    "tuple[str, ...]": (
+        lambda v: isinstance(v, tuple) and all(isinstance(x, str) for x in v),
+        "a list of names",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -232,6 +258,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
         check_uint64("seed", self.seed)
         check_uint64("data_seed", self.data_seed)
         positive = {
@@ -247,11 +274,11 @@ class TrainConfig:
             "pool_stages": self.pool_stages,
         }
         for name, value in positive.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         for name in ("lr", "cache_gb", "checkpoint_minutes", "label_map_weight"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         for name in (
             "weight_decay",
@@ -261,7 +288,7 @@ class TrainConfig:
             "ema_epochs",
         ):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
@@ -273,11 +300,11 @@ class TrainConfig:
             raise ValueError(
                 f"pool_stages={self.pool_stages} exceeds the {len(self.widths)} stages"
             )
-        if any(int(w) < 1 for w in (*self.widths, *self.blocks)):
+        if any(w < 1 for w in (*self.widths, *self.blocks)):
             raise ValueError("widths and blocks must be positive integers")
         for name in ("crop", "stem_channels"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.crop % self.space_to_depth or self.crop % 2:
             raise ValueError(
@@ -296,20 +323,12 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
-        if (
-            isinstance(self.bn_batches, bool)
-            or not isinstance(self.bn_batches, int)
-            or (self.bn_batches < 0)
-        ):
+        if self.bn_batches < 0:
             raise ValueError(f"bn_batches must be an integer >= 0, got {self.bn_batches!r}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+        if self.threads < 0:
             raise ValueError(f"threads must be an integer >= 0, got {self.threads!r}")
-        if not isinstance(self.log_pooling, bool):
-            raise ValueError(f"log_pooling must be true or false, got {self.log_pooling!r}")
-        if not isinstance(self.on_the_fly, bool):
-            raise ValueError(f"on_the_fly must be true or false, got {self.on_the_fly!r}")
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(
                 f"on_failure must be one of {FAILURE_POLICIES}, got {self.on_failure!r}"
@@ -339,6 +358,16 @@ class TrainConfig:
                 raise ValueError(f"loss_weights.{name} must be a positive number, got {value!r}")
         if self.extra:
             raise ValueError(f"unknown training settings: {sorted(self.extra)}")
+
+    def _check_types(self) -> None:
+        """Refuse a setting whose value is not of its field's type: a string for a
+        number or a switch (``"false"`` would read as true), a bool for a number,
+        a fraction for a count, a single value for a list."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            expected = _FIELD_TYPES.get(str(f.type))
+            if expected is not None and not expected[0](value):
+                raise ValueError(f"{f.name} must be {expected[1]}, got {value!r}")
 
     @property
     def architecture(self) -> dict[str, Any]:
@@ -407,4 +436,7 @@ class TrainConfig:
         else:  # pragma: no cover
             import tomli as tomllib
         data = tomllib.loads(Path(path).read_text())
-        return cls.from_dict(data.get("train", data))
+        table = data.get("train", data)
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{path}: train must be a table ([train]), got {table!r}")
+        return cls.from_dict(table)

@@ -37,6 +37,21 @@ def test_dihedral_matches_numpy_and_gives_eight_distinct_images():
     assert len(distinct) == 8
 
 
+@pytest.mark.parametrize(("shape", "count"), [((6, 6), 8), ((4, 6), 4)])
+def test_flips_draw_every_symmetry_the_shape_has(shape, count):
+    """A square batch is turned by all eight elements, a rectangle by the four that
+    keep its shape (half turns and mirrors), each image by one of them."""
+    image = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    x = torch.from_numpy(np.tile(image, (400, 1, 1, 1)))
+    options = dict(dose_prior=None, pixel_size_nm=1.0, flips=True, contrast_jitter=0, read_noise=0)
+    out = augment(x, batch_generator(0, 0, 0, torch.device("cpu")), **options).numpy()
+    assert out.shape == x.shape
+    allowed = {numpy_dihedral(image, k).tobytes() for k in range(8) if
+               numpy_dihedral(image, k).shape == shape}  # fmt: skip
+    seen = {o[0].tobytes() for o in out}
+    assert seen == allowed and len(seen) == count
+
+
 def test_shot_noise_is_exact_poisson_at_low_counts():
     g = torch.Generator()
     g.manual_seed(1)

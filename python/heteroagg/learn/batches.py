@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from heteroagg.learn.symmetry import symmetry_elements
 from heteroagg.rng import derive_seed
 
 #: Epoch number of the fixed validation noise (never a training epoch).
@@ -111,8 +112,9 @@ def augment(
     if black_level_jitter > 0:
         shift = black_level_jitter * torch.randn(b, generator=g, device=x.device)
         x = x + shift.view(b, 1, 1, 1)
-    if flips:
-        k = torch.randint(0, 8, (b,), generator=g, device=x.device)
+    if flips:  # an element per image of the symmetries its shape has: 8 for a square, else 4
+        elements = torch.tensor(symmetry_elements(x.shape), device=x.device)
+        k = elements[torch.randint(0, len(elements), (b,), generator=g, device=x.device)]
         x = dihedral(x, k)
         if maps is not None:
             maps = dihedral(maps, k.to(maps.device))

@@ -136,7 +136,8 @@ class TrainConfig:
         intervals stay calibrated (see
         :func:`~heteroagg.learn.losses.regression_loss`).
     flips
-        Augment with the eight 90° rotations and flips of the image.
+        Augment with the 90° rotations and flips of the image: the eight of a
+        square, the four (half turns and mirrors) that keep a rectangle.
     noise
         Shot noise at a dose drawn from the dataset's dose prior, new for
         every epoch (ignored for datasets with noise baked in).

@@ -578,6 +578,19 @@ def test_resume_grows_an_ensemble_as_one_run_would_have(tiny_train, tmp_path):
     assert json.loads((tmp_path / "grown/run.json").read_text()) == info
 
 
+def test_a_diverging_run_stops_with_an_error(tiny_train, tmp_path, monkeypatch):
+    calls = iter(range(10**6))
+    plain = training_module.regression_loss
+
+    def diverging(*args, **kwargs):  # finite for three batches, then NaN
+        loss = plain(*args, **kwargs)
+        return loss if next(calls) < 3 else loss * float("nan")
+
+    monkeypatch.setattr(training_module, "regression_loss", diverging)
+    with pytest.raises(RuntimeError, match=r"after 4 batches of epoch 0: the training loss is nan"):
+        train(tiny_train, tmp_path / "nan", TrainConfig(epochs=2, **SMALL), progress=False)
+
+
 def test_early_stopping_and_time_budget(tiny_train, tmp_path, monkeypatch):
     worse = iter(range(100))
     monkeypatch.setattr(

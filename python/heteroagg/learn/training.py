@@ -686,7 +686,8 @@ class _MemberTrainer:
                 if self.averaged is not None:
                     decay = average_decay(c.ema_epochs, self.steps_per_epoch, step)
                     update_average(self.averaged, self.model, decay)
-                s["loss_sum"] += float(loss.detach())
+                value = float(loss.detach())
+                s["loss_sum"] += value
                 s["loss_count"] += 1
                 s["batch"] += 1
                 if producer is not None:
@@ -694,13 +695,20 @@ class _MemberTrainer:
                 images += self.global_batch
                 s["elapsed"] += time.perf_counter() - tick
                 advance()
-                out_of_time, checkpoint_due = self.dist.agree(
+                out_of_time, checkpoint_due, diverged = self.dist.agree(
                     (
                         c.max_minutes is not None and s["elapsed"] > 60 * c.max_minutes,
                         time.perf_counter() - last_checkpoint > 60 * c.checkpoint_minutes,
+                        not math.isfinite(value),
                     ),
                     self.dev,
                 )
+                if diverged:
+                    raise RuntimeError(
+                        f"{self.folder.name} diverged after {s['batch']} batches of epoch "
+                        f"{s['epoch']}: the training loss is {value}; train anew with a "
+                        f"smaller lr (now {c.lr:g}), or check the data"
+                    )
                 if out_of_time:
                     s["stopped"] = "time budget"
                     break

@@ -402,6 +402,13 @@ def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train,
         evaluate(tiny_run, tmp_path / "other", tmp_path / "r4", twins=8, twin_candidates=4)
     with pytest.raises(ValueError, match="twin_head_spread"):
         evaluate(tiny_run, tmp_path / "other", tmp_path / "r5", twin_head_spread=0.0)
+    # too few test items for the analysis: refused before any work
+    generate(tiny_config(), 3, tmp_path / "three", seed=98)
+    with pytest.raises(
+        ValueError, match=r"3 usable test items \(of 3\); the error analysis needs at least 4"
+    ):
+        evaluate(tiny_run, tmp_path / "three", tmp_path / "r6", progress=False)
+    assert not (tmp_path / "r6").exists()
 
 
 def test_report_of_conditioned_twins(tiny_run, tiny_test, tmp_path):

@@ -63,6 +63,9 @@ TWIN_CHECKPOINT_SECONDS = 15.0
 #: Nominal levels of the central Gaussian intervals whose coverage the report plots.
 COVERAGE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
+#: The fewest usable test items an error analysis takes (the error in each quarter needs four).
+MIN_TEST_ITEMS = 4
+
 #: Draws of θ behind the report's oracle ceilings (seed 0; :mod:`heteroagg.learn.ceiling`).
 CEILING_DRAWS = 50_000
 
@@ -196,7 +199,7 @@ def error_by_quarter(
         raise ValueError(
             f"true {true.shape} and predicted {predicted.shape} must be (n, {len(names)})"
         )
-    if true.shape[0] < 4:
+    if true.shape[0] < MIN_TEST_ITEMS:
         raise ValueError(f"need at least 4 items to form quarters, got {true.shape[0]}")
     squared = (predicted - true) ** 2
     groups = {
@@ -552,6 +555,11 @@ def evaluate(
             "symmetrize=True (heteroagg export-onnx --symmetrize) to evaluate it so"
         )
     items = np.flatnonzero(~dataset.failed[:])
+    if len(items) < MIN_TEST_ITEMS:
+        raise ValueError(
+            f"{data} holds {len(items)} usable test items (of {len(dataset)}); the error "
+            f"analysis needs at least {MIN_TEST_ITEMS}"
+        )
     test = noisy_test_images(dataset, items, seed, noise)
     if isinstance(trained, OnnxRun):
         prediction = trained.predict(test.images)

@@ -157,6 +157,16 @@ def test_contacts_exactly_at_the_reach():
     apart = Aggregate(np.c_[x_apart, np.zeros(4), np.zeros(4)], r, [0, 1, 0, 1])
     assert len(brute_contacts(apart.centers, apart.radii, 0.0)) == 0
     assert apart.descriptors(contact_tol=0.0).n_contacts == 0
+    # a chain of touching spheres of the largest radius, off an origin that puts
+    # rounding at the neighbour search's cell boundaries: every contact is found
+    n = 200
+    chain = np.zeros((n, 3))
+    chain[:, 0] = 0.1 + 2.0 * np.arange(n)
+    rod = Aggregate(chain, np.ones(n), np.zeros(n, np.uint8))
+    brute = len(brute_contacts(rod.centers, rod.radii, 0.0))
+    assert brute > 0.9 * n  # most neighbours touch after the recentring's rounding
+    d = rod.descriptors(contact_tol=0.0)
+    assert d.n_contacts == brute and d.n_components == n - brute
 
 
 def test_contact_tolerance_boundary():

@@ -46,8 +46,14 @@ void bind_stem(py::module_& m) {
          double semiangle, const std::vector<std::tuple<int, int, double, double>>& aberrations) {
         probe_optics optics{energy, semiangle, {}};
         for (const auto& [n, mm, c, angle] : aberrations) optics.aberrations.push_back({n, mm, c, angle});
+        const grid2d grid = make_grid(gpts, sampling);
+        check_grid(grid, "probe");  // before the allocation
         py::array_t<std::complex<float>> out({static_cast<py::ssize_t>(gpts.first), static_cast<py::ssize_t>(gpts.second)});
-        probe_reciprocal(make_grid(gpts, sampling), optics, 0.0, 0.0, out.mutable_data());
+        std::complex<float>* data = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          probe_reciprocal(grid, optics, 0.0, 0.0, data);
+        }
         return out;
       },
       py::arg("gpts"), py::arg("sampling"), py::arg("energy"), py::arg("semiangle"), py::arg("aberrations"));

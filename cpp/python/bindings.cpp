@@ -107,7 +107,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("aggregate_tries", &sampler_options::aggregate_tries);
 
   m.attr("MAX_PARTICLES") = max_particles;
-  m.def("validate", &validate, py::arg("params"));
+  m.def("validate", static_cast<void (*)(const model_params&)>(&validate), py::arg("params"));
   m.def("n_wo3", &n_wo3, py::arg("params"));
   m.def("fractal_law_rg", &fractal_law_rg, py::arg("n"), py::arg("r_geo"), py::arg("fractal_dim"),
         py::arg("prefactor"));

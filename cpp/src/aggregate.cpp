@@ -485,6 +485,15 @@ void validate(const model_params& p) {
     invalid("overlap", "in [0, 0.5)", p.overlap);
 }
 
+void validate(const sampler_options& o) {
+  if (o.pair_tries < 1) invalid("pair_tries", "an integer >= 1", o.pair_tries);
+  if (o.placement_tries < 1) invalid("placement_tries", "an integer >= 1", o.placement_tries);
+  if (o.gamma_relaxations < 0) invalid("gamma_relaxations", "an integer >= 0", o.gamma_relaxations);
+  if (!(o.max_rg_error >= 0.0) || !finite(o.max_rg_error))
+    invalid("max_rg_error", "a finite number >= 0", o.max_rg_error);
+  if (o.aggregate_tries < 1) invalid("aggregate_tries", "an integer >= 1", o.aggregate_tries);
+}
+
 int n_wo3(const model_params& params) {
   return static_cast<int>(std::floor(params.frac_w * params.n_particles + 0.5));
 }
@@ -496,9 +505,10 @@ double fractal_law_rg(int n, double r_geo, double fractal_dim, double prefactor)
 aggregate sample_aggregate(const model_params& params, std::uint64_t seed,
                            const sampler_options& options) {
   validate(params);
+  validate(options);
   double best_error = std::numeric_limits<double>::infinity();
   int merge_failures = 0;
-  for (int attempt = 0; attempt < std::max(1, options.aggregate_tries); ++attempt) {
+  for (int attempt = 0; attempt < options.aggregate_tries; ++attempt) {
     philox_stream rng(seed, static_cast<std::uint64_t>(attempt));
     sampler s(params, options, rng, subcluster_fraction(params, attempt));
     try {

@@ -115,6 +115,8 @@ std::size_t fill_sphere(const unit_cell& cell, vec3 centre, double radius, const
     throw std::invalid_argument("fill_sphere: radius must be positive and finite");
   if (!finite(centre) || !finite(offset))
     throw std::invalid_argument("fill_sphere: centre and offset must be finite");
+  for (const double v : rotation.m)
+    if (!std::isfinite(v)) throw std::invalid_argument("fill_sphere: the rotation must be finite");
   const std::size_t before = out.size();
   for_each_atom_in_ball(cell, radius, offset, [&](vec3 x, std::uint8_t number) {
     const vec3 p = centre + rotation * x;

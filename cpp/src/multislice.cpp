@@ -25,13 +25,17 @@ constexpr double speed_of_light = 299792458.0;        // m/s
 constexpr double planck = 6.62607004e-34;             // J s
 constexpr double pi = 3.14159265358979323846;
 
+}  // namespace
+
 void check_grid(const grid2d& grid, const char* what) {
   if (grid.ny == 0 || grid.nx == 0 || !(grid.dy > 0.0) || !(grid.dx > 0.0) || !std::isfinite(grid.dy) ||
       !std::isfinite(grid.dx))
     throw std::invalid_argument(std::string(what) + ": the grid needs pixels of positive, finite size");
+  if (grid.nx > max_grid_pixels / grid.ny)
+    throw std::invalid_argument(std::string(what) + ": a grid of " + std::to_string(grid.ny) + " x " +
+                                std::to_string(grid.nx) + " pixels exceeds the " +
+                                std::to_string(max_grid_pixels) + " a grid may hold");
 }
-
-}  // namespace
 
 double electron_wavelength(double energy) {
   if (!(energy > 0.0) || !std::isfinite(energy))
@@ -78,6 +82,9 @@ void probe_reciprocal(const grid2d& grid, const probe_optics& optics, double x, 
   check_grid(grid, "probe");
   if (!(optics.semiangle > 0.0) || !std::isfinite(optics.semiangle))
     throw std::invalid_argument("probe: the aperture semiangle must be positive and finite (mrad)");
+  for (const aberration& a : optics.aberrations)
+    if (a.n < 1 || a.m < 0 || !std::isfinite(a.c) || !std::isfinite(a.angle))
+      throw std::invalid_argument("probe: aberrations need orders n >= 1, m >= 0 and finite coefficients");
   const double wavelength = electron_wavelength(optics.energy);
   const double cutoff = optics.semiangle * 1e-3;  // rad
   // angular pixel size (rad) per axis, for the one-pixel soft aperture edge
@@ -169,10 +176,29 @@ struct probe_worker {
       : psi(ny * nx), ramp_x(nx), ramp_y(ny), sums(detectors) {}
 };
 
+void check_detector(const radial_detector& d) {
+  if (d.angles.empty()) {
+    if (!(d.inner >= 0.0 && d.inner < d.outer))
+      throw std::invalid_argument("multislice: an annular detector needs 0 <= inner < outer (mrad)");
+    return;
+  }
+  if (d.angles.size() < 2 || d.weights.size() != d.angles.size())
+    throw std::invalid_argument("multislice: a detector curve needs as many weights as angles, at least two");
+  for (std::size_t j = 0; j < d.angles.size(); ++j) {
+    if (!std::isfinite(d.angles[j]) || !std::isfinite(d.weights[j]) || d.weights[j] < 0.0)
+      throw std::invalid_argument("multislice: detector angles and weights must be finite, weights >= 0");
+    if (j > 0 && !(d.angles[j] > d.angles[j - 1]))
+      throw std::invalid_argument("multislice: detector angles must increase strictly");
+  }
+}
+
 void validate_request(const multislice_request& r) {
   if (!r.stack || r.stack->slices() == 0) throw std::invalid_argument("multislice: no slices to propagate through");
   check_grid(r.stack->grid, "multislice");
   if (r.detectors.empty()) throw std::invalid_argument("multislice: no detector");
+  for (const radial_detector& d : r.detectors) check_detector(d);
+  for (const double t : r.stack->thickness)
+    if (!(t >= 0.0) || !std::isfinite(t)) throw std::invalid_argument("multislice: slice thicknesses must be finite and >= 0");
   if (r.exit_planes.empty()) throw std::invalid_argument("multislice: no exit plane");
   for (std::size_t p = 0; p < r.exit_planes.size(); ++p) {
     const std::size_t plane = r.exit_planes[p];

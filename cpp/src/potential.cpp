@@ -49,8 +49,8 @@ void deposit_bilinear(const potential_request& r, std::size_t a, complex64* grid
 
 std::vector<std::map<int, std::vector<std::size_t>>> atoms_by_slice(const potential_request& r) {
   const grid2d& g = r.grid;
-  if (g.ny == 0 || g.nx == 0 || !(g.dx > 0.0) || !(g.dy > 0.0))
-    throw std::invalid_argument("potential: the grid needs pixels of positive size");
+  check_grid(g, "potential");
+  if (!std::isfinite(r.x0) || !std::isfinite(r.y0)) throw std::invalid_argument("potential: the origin must be finite");
   for (std::size_t a = 0; a < 3 * r.atoms.n; ++a)
     if (!std::isfinite(r.atoms.positions[a])) throw std::invalid_argument("potential: atom positions must be finite");
   const std::vector<std::size_t> slice = slice_of_atoms(r.atoms, r.slice_edges);

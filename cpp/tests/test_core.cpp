@@ -145,6 +145,30 @@ void test_column_grid_offers_each_close_pair_once() {
   }
 }
 
+// Points exactly h apart along the strip axis, off a corner that makes (x - lo) / h
+// round to either side of a strip boundary: the pair is still offered.
+void test_column_grid_offers_pairs_exactly_h_apart() {
+  const double lo = 0.04867009046229054, h = 2.0;
+  bool all = true;
+  for (int shift = 0; shift < 64; ++shift) {
+    const double a = lo + h * shift;
+    const std::vector<double> xyz = {lo, 0.0, 0.0, a + 32.0, 0.0, 0.0, a + 34.0, 0.0, 0.0};
+    const heteroagg::column_grid grid(xyz.data(), 3, h);
+    bool offered = false;
+    for (std::uint32_t k = 0; k < 3; ++k) {
+      const auto runs = grid.runs_of(k);
+      auto pair = [&](std::uint32_t l) {
+        const std::uint32_t i = grid.order()[k], j = grid.order()[l];
+        offered |= std::min(i, j) == 1 && std::max(i, j) == 2;
+      };
+      for (std::uint32_t l = k + 1; l < runs.ahead; ++l) pair(l);
+      for (std::uint32_t l = runs.next_first; l < runs.next_last; ++l) pair(l);
+    }
+    all &= offered;
+  }
+  check(all, "column_grid offers pairs exactly h apart across strip boundaries");
+}
+
 // Both screening kernels against brute force in double precision: every
 // offered pair clearly within reach is flagged, none clearly beyond it is,
 // and nothing outside the offered runs is.
@@ -215,6 +239,7 @@ int main() {
   test_descriptors_against_brute_force();
   test_validation();
   test_column_grid_offers_each_close_pair_once();
+  test_column_grid_offers_pairs_exactly_h_apart();
   test_screen_kernels_against_brute_force();
   test_eigenvalues();
   return heteroagg_test::finish("C++ core");

@@ -46,6 +46,9 @@ struct sampler_options {
   int aggregate_tries = 4;    // complete restarts (new sub-streams) before giving up
 };
 
+// Throws std::invalid_argument naming the first option out of its range.
+void validate(const sampler_options& options);
+
 struct aggregate {
   std::vector<double> centers;  // (n, 3) row-major, nm, volume-weighted centre at the origin
   std::vector<double> radii;    // (n,), nm

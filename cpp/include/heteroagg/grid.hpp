@@ -13,6 +13,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -119,7 +120,7 @@ class cell_list {
 // All-pairs search on columns.  The two axes of largest extent are cut into
 // a dense 2D grid: strips of width h along the first, each split into cells
 // of width h/m along the second (the sweep axis), and the points are sorted
-// by cell with one counting sort.  Two points closer than h lie in the same
+// by cell with one counting sort.  Two points at most h apart lie in the same
 // or adjacent strips and at most m cells apart along the sweep axis, and the
 // cells of a strip are consecutive in the sorted order, so the partners of a
 // point lie in two contiguous runs: ahead of it in its own strip up to m cells
@@ -147,7 +148,9 @@ class column_grid {
     // Widths at least h (strips) and h/m (cells); both grow together when the
     // dense grid would exceed max_cells, which only adds candidates.
     const double max_cells = 4.0 * static_cast<double>(n) + 64.0;  // also keeps indices in 32 bits
-    double strip_width = h;
+    // Rounding in (x - lo) / width can put two points exactly h apart two strips
+    // apart; a width wider than h by more than that rounding keeps them adjacent.
+    double strip_width = h + 8.0 * std::numeric_limits<double>::epsilon() * (extent[strip_axis] + h);
     for (;;) {
       strips_ = static_cast<std::uint32_t>(std::min(max_cells, extent[strip_axis] / strip_width) + 1);
       columns_ = static_cast<std::uint32_t>(std::min(max_cells, extent[sweep_axis] * span / strip_width) + 1);
@@ -217,7 +220,7 @@ class column_grid {
   vec3 upper() const { return hi_; }
 
   // The partners of the point at sorted position k: every pair of points
-  // closer than h is offered exactly once, as (k, l) with k < l < ahead or
+  // at most h apart is offered exactly once, as (k, l) with k < l < ahead or
   // with l in [next_first, next_last).
   struct runs {
     std::uint32_t ahead, next_first, next_last;

@@ -26,6 +26,13 @@ struct grid2d {
   double dy = 0.0, dx = 0.0;
 };
 
+// Most pixels a grid may hold (16 GiB of complex64 values).
+constexpr std::size_t max_grid_pixels = std::size_t{1} << 31;
+
+// Throws std::invalid_argument, naming `what`, unless the grid has pixels of
+// positive, finite size and at most max_grid_pixels of them.
+void check_grid(const grid2d& grid, const char* what);
+
 // Spatial frequency (1/Å) of FFT bin i of n bins of d Å (numpy.fft.fftfreq).
 inline double fft_frequency(std::size_t i, std::size_t n, double d) {
   const auto k = static_cast<double>(i);

@@ -1,10 +1,12 @@
 """heteroagg.data.generate and open_dataset: HDF5 shards, determinism and resume."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,6 +299,14 @@ def test_ctrl_c_stops_a_multi_process_run_at_once(reference, tmp_path, monkeypat
         np.testing.assert_array_equal(ref[name], resumed[name], err_msg=name)
 
 
+def open_shard_files() -> int:
+    """Shard files this process holds open (0 where /proc is missing)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return 0
+    return sum("shard-" in os.path.realpath(fd) for fd in fds.iterdir())
+
+
 @pytest.mark.parametrize("fmt", ["emd", "hspy"])
 def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
     from heteroagg.data.export import export_dataset
@@ -323,8 +333,10 @@ def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
     back = read_images(out)
     np.testing.assert_array_equal(back.images, ds.images[10:30])
     assert back.pixel_size_nm == pytest.approx(1.0)
-    # items in the order asked for, across shards
+    # items in the order asked for, across shards; no shard file left open
+    before = open_shard_files()
     picks = export_dataset(reference[0], tmp_path / f"picks.{fmt}", format=fmt, items=[60, 5])
+    assert open_shard_files() == before
     np.testing.assert_array_equal(read_images(picks).images, ds.images[[60, 5]])
     with pytest.raises(ValueError, match="format"):
         export_dataset(reference[0], tmp_path / "x.tif", format="tif")

@@ -47,6 +47,8 @@ class SyntheticDataset:
     """A generated dataset: ``len(ds)``, ``ds.images[i:j]``, ``ds.params[name][i:j]``,
     ``ds.descriptors[name][i:j]``, ``ds.failed[i:j]`` and ``ds.aggregate(i)``.
 
+    ``with open_dataset(path) as ds:`` closes its shard files at the end.
+
     Shards are opened on first use, so a dataset can be shared with worker
     processes before any file is open.
     """
@@ -140,9 +142,16 @@ class SyntheticDataset:
                          params=ModelParams(**values))  # fmt: skip
 
     def close(self) -> None:
+        """Close the shard files opened so far (they reopen on the next read)."""
         for f in self._files.values():
             f.close()
         self._files.clear()
+
+    def __enter__(self) -> SyntheticDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_dataset(path: str | Path) -> SyntheticDataset:

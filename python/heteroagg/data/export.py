@@ -55,19 +55,19 @@ def export_dataset(
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
-    ds = open_dataset(path)
-    indices = _selection(len(ds), items)
-    images = ds.images[indices]
-    params = {name: column[indices] for name, column in ds.params.items()}
-    descriptors = {name: column[indices] for name, column in ds.descriptors.items()}
-    pixel = float(ds.index["config"]["imaging"]["pixel_size"])
-    info = {
-        "heteroagg_version": ds.index["version"],
-        "seed": ds.index["seed"],
-        "config": json.dumps(ds.index["config"]),
-        "items": indices.tolist(),
-        "failed": ds.failed[indices].tolist(),
-    }
+    with open_dataset(path) as ds:
+        indices = _selection(len(ds), items)
+        images = ds.images[indices]
+        params = {name: column[indices] for name, column in ds.params.items()}
+        descriptors = {name: column[indices] for name, column in ds.descriptors.items()}
+        pixel = float(ds.index["config"]["imaging"]["pixel_size"])
+        info = {
+            "heteroagg_version": ds.index["version"],
+            "seed": ds.index["seed"],
+            "config": json.dumps(ds.index["config"]),
+            "items": indices.tolist(),
+            "failed": ds.failed[indices].tolist(),
+        }
     out = Path(out)
     if format == "emd":
         _write_emd(out, indices, images, params, descriptors, pixel, info)

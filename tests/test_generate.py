@@ -270,6 +270,41 @@ def test_kill_9_mid_run_then_resume(reference, tmp_path):
         np.testing.assert_array_equal(ref[name], resumed[name], err_msg=name)
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, waiting to be reaped, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and prctl")
+def test_workers_end_with_a_killed_parent(tmp_path):
+    """SIGKILL of a multi-process run leaves no idle workers behind."""
+    out = tmp_path / "orphans"
+    script = (
+        "import sys, json; from heteroagg.data import DatasetConfig, generate; "
+        "cfg = DatasetConfig.from_dict(json.loads(sys.argv[1])); "
+        "generate(cfg, 4000, sys.argv[2], seed=5, shard_size=20, workers=2)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, json.dumps(small_config().to_dict()), str(out)]
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.glob("shard-*.h5")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tasks = Path(f"/proc/{process.pid}/task").iterdir()
+    children = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    assert len(children) >= 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 20
+    while any(map(alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(alive, children))
+
+
 def test_ctrl_c_stops_a_multi_process_run_at_once(reference, tmp_path, monkeypatch):
     """Ctrl-C as the first shard of 35 comes in: the shards not started are cancelled,
     those the two workers hold are finished, and a resumed run completes the dataset."""

@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -349,7 +350,7 @@ def generate(
         else:
             # A forked child cannot use a CUDA context its parent has opened.
             context = multiprocessing.get_context("spawn" if backend == "cuda" else None)
-            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
             with pool:
                 futures = [pool.submit(_write_shard, *a) for a in args]
                 try:
@@ -385,10 +386,18 @@ def _run_dask(scheduler: str, workers: int, args: list[tuple]):
             cluster.close()
 
 
-def _ignore_sigint() -> None:
+def _init_worker() -> None:
     """Leave Ctrl-C to the parent: it cancels the shards not started, and the
-    workers finish (and write) the ones they hold."""
+    workers finish (and write) the ones they hold.  On Linux a worker also ends
+    with its parent, so a killed run leaves no idle workers behind."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() == 1:  # the parent died before the request took effect
+            os._exit(1)
 
 
 def _collect(results, summary: GenerationSummary, advance) -> None:

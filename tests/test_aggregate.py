@@ -91,3 +91,48 @@ def test_load_reports_unreadable_files(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(ValueError, match=r"other\.npz"):
         Aggregate.load(tmp_path / "other.npz")
+
+
+def test_files_with_bad_content_are_refused_not_changed(tmp_path):
+    agg = Aggregate([[0, 0, 0], [1.5, 0, 0], [3, 0, 0]], [1.0, 0.5, 1.0], [0, 1, 1])
+    record = agg.to_dict()
+    for materials in ([0.9, 257, 1], [0.5, 1.9, 1], [-1, 0, 1]):  # a cast would have made codes
+        with pytest.raises(ValueError, match="materials must hold the codes"):
+            Aggregate.from_dict({**record, "materials": materials})
+    meta = {k: v for k, v in record.items() if k not in ("centers", "radii", "materials")}
+    np.savez(tmp_path / "codes.npz", centers=agg.centers, radii=agg.radii,
+             materials=np.array([0.9, 257, 1]), meta=np.array(json.dumps(meta)))  # fmt: skip
+    with pytest.raises(ValueError, match=r"codes\.npz is not a readable"):
+        Aggregate.load(tmp_path / "codes.npz")
+    contents = {"empty.npz": b"", "list.json": "[]", "text.json": '"x"'}
+    for name, content in contents.items():
+        path = tmp_path / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+        with pytest.raises(ValueError, match="is not a readable heteroagg aggregate"):
+            Aggregate.load(path)
+    np.savez(tmp_path / "listmeta.npz", centers=agg.centers, radii=agg.radii,
+             materials=agg.materials, meta=np.array("[]"))  # fmt: skip
+    with pytest.raises(ValueError, match="is not a readable heteroagg aggregate"):
+        Aggregate.load(tmp_path / "listmeta.npz")
+
+
+def test_failed_saves_name_the_path_and_leave_nothing_behind(tmp_path):
+    agg = Aggregate([[0, 0, 0], [1.5, 0, 0]], [1.0, 0.5], [0, 1])
+    (tmp_path / "taken.npz").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"taken\.npz: it is a folder"):
+        agg.save(tmp_path / "taken.npz")
+    with pytest.raises(FileNotFoundError, match=r"the folder .*nowhere does not exist"):
+        agg.save(tmp_path / "nowhere" / "x.npz")
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_copies_and_unpickled_aggregates_stay_read_only(agg):
+    import copy
+    import pickle
+
+    for twin in (copy.deepcopy(agg), pickle.loads(pickle.dumps(agg))):
+        np.testing.assert_array_equal(twin.centers, agg.centers)
+        assert twin.params == agg.params
+        for array in (twin.centers, twin.radii, twin.materials):
+            with pytest.raises(ValueError, match="read-only"):
+                array[0] = 0

@@ -202,9 +202,13 @@ def test_hetero_counts_on_a_known_graph():
 
 def test_descriptor_input_errors():
     agg = heteroagg.sample_aggregate(ModelParams(n_particles=5), 0)
-    for bad in (-1e-3, math.nan, math.inf, "0.1"):
+    for bad in (-1e-3, math.nan, math.inf, "0.1", True, np.bool_(False)):
         with pytest.raises(ValueError, match="contact_tol"):
             heteroagg.descriptors(agg, contact_tol=bad)
+    plain = heteroagg.descriptors(agg, contact_tol=1e-3)
+    for numpy_scalar in (np.float32(1e-3), np.float64(1e-3)):
+        assert heteroagg.descriptors(agg, contact_tol=numpy_scalar).n_contacts == plain.n_contacts
+    assert heteroagg.descriptors(agg, contact_tol=np.int64(0)).n_contacts <= plain.n_contacts
     with pytest.raises(ValueError, match="Aggregate"):
         heteroagg.descriptors(agg.centers)  # type: ignore[arg-type]
 
@@ -351,6 +355,21 @@ def test_projected_candidates_match_brute_force_and_hold_every_contact(seed):
     assert contacts <= {tuple(p) for p in candidates.tolist()}
     # a projection hides depth: more pairs meet in projection than touch
     assert len(candidates) > len(contacts)
+
+
+def test_pairs_touching_exactly_in_the_image_plane_are_candidates():
+    """Two spheres in contact at contact_tol = 0, their axis across the beam: the
+    projection keeps their distance, and rounding must not drop the pair."""
+    g = np.random.default_rng(7)
+    missed = 0
+    for _ in range(500):
+        rotation = random_rotation(g)
+        angle = g.uniform(0, 2 * np.pi)
+        axis = rotation.T @ np.array([np.cos(angle), np.sin(angle), 0.0])
+        agg = Aggregate(np.array([[0.0, 0.0, 0.0], 2.0 * axis]), [1.0, 1.0], [0, 1])
+        touching = len(heteroagg.descriptors(agg, contact_tol=0.0).contacts)
+        missed += touching > len(heteroagg.projected_contact_candidates(agg, rotation, 0.0))
+    assert missed == 0
 
 
 def test_projected_candidates_follow_the_beam():

@@ -41,8 +41,13 @@ def test_head_weights_reject_bad_input():
     rows = np.ones((4, len(TWIN_DESCRIPTORS)))
     with pytest.raises(ValueError, match="not one of"):
         head_weights(rows, {"porosity": (1.0, 1.0)})
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ValueError, match="must be finite and > 0"):
         head_weights(rows, {"radius_of_gyration": (1.0, 0.0)})
+    # one head that is not finite would otherwise silently drop the conditioning of all
+    with pytest.raises(ValueError, match="estimate of 'hetero_coordination_number' must be"):
+        head_weights(
+            rows, {"radius_of_gyration": (1.0, 1.0), "hetero_coordination_number": (np.nan, 1.0)}
+        )
     with pytest.raises(ValueError, match="rows must be"):
         head_weights(rows[:, :3], {"radius_of_gyration": (1.0, 1.0)})
     for spread in (0.0, -1.0, np.nan, np.inf):

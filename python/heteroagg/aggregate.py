@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +95,12 @@ class Aggregate:
         object.__setattr__(self, "radii", _frozen(radii))
         object.__setattr__(self, "materials", _frozen(materials_in.astype(np.uint8)))
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled and deep-copied aggregates keep their arrays read-only."""
+        for name, value in state.items():
+            frozen = _frozen(np.array(value)) if isinstance(value, np.ndarray) else value
+            object.__setattr__(self, name, frozen)
+
     @classmethod
     def _from_core(cls, arrays: tuple, params: ModelParams | None) -> Aggregate:
         """Wrap freshly made core arrays without copying or re-validating."""
@@ -161,6 +167,8 @@ class Aggregate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Aggregate:
         """Inverse of :meth:`to_dict`."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"not a heteroagg aggregate: a {type(data).__name__}, not a table")
         version = data.get("format_version")
         if data.get("format") != "heteroagg.Aggregate" or version != FILE_FORMAT_VERSION:
             raise ValueError(
@@ -171,7 +179,7 @@ class Aggregate:
         return cls(
             centers=np.asarray(data["centers"], dtype=np.float64).reshape(-1, 3),
             radii=data["radii"],
-            materials=np.asarray(data["materials"], dtype=np.uint8),
+            materials=data["materials"],  # checked as given, not after a cast
             params=None if params is None else ModelParams.from_dict(params),
         )
 
@@ -185,24 +193,31 @@ class Aggregate:
         suffix = path.suffix.lower()
         if suffix not in AGGREGATE_SUFFIXES:
             raise ValueError(f"aggregate files end in .npz or .json, got {path.name!r}")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"cannot save {path}: the folder {path.parent} does not exist")
+        if path.is_dir():
+            raise IsADirectoryError(f"cannot save {path}: it is a folder")
         tmp = path.with_name(path.name + ".partial")
-        if suffix == ".json":
-            tmp.write_text(json.dumps(self.to_dict()))
-        else:
-            meta = {
-                k: v
-                for k, v in self.to_dict().items()
-                if k not in ("centers", "radii", "materials")
-            }
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(
-                    fh,
-                    centers=self.centers,
-                    radii=self.radii,
-                    materials=self.materials,
-                    meta=np.array(json.dumps(meta)),
-                )
-        os.replace(tmp, path)
+        try:
+            if suffix == ".json":
+                tmp.write_text(json.dumps(self.to_dict()))
+            else:
+                meta = {
+                    k: v
+                    for k, v in self.to_dict().items()
+                    if k not in ("centers", "radii", "materials")
+                }
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(
+                        fh,
+                        centers=self.centers,
+                        radii=self.radii,
+                        materials=self.materials,
+                        meta=np.array(json.dumps(meta)),
+                    )
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -224,11 +239,13 @@ class Aggregate:
                 return cls.from_dict(json.loads(path.read_text()))
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
+                if not isinstance(meta, dict):
+                    raise ValueError("its meta entry is not a table")
                 meta.update(
                     centers=data["centers"], radii=data["radii"], materials=data["materials"]
                 )
             return cls.from_dict(meta)
-        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
+        except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path} is not a readable heteroagg aggregate: {err}") from err
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,9 +122,8 @@ class Descriptors:
 
 
 def _check_contact_tol(contact_tol: float) -> None:
-    if not (
-        isinstance(contact_tol, (int, float)) and math.isfinite(contact_tol) and contact_tol >= 0
-    ):
+    real = isinstance(contact_tol, numbers.Real) and not isinstance(contact_tol, (bool, np.bool_))
+    if not (real and math.isfinite(contact_tol) and contact_tol >= 0):
         raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
 
 
@@ -319,9 +319,11 @@ def projected_contact_candidates(
     radii = agg.radii
     if radii.size < 2:
         return np.empty((0, 2), dtype=np.int64)
-    reach = 2.0 * float(radii.max()) * (1.0 + contact_tol)
+    # a margin of rounding (the rotation, the norm) keeps pairs that touch exactly in 3D
+    margin = (1.0 + contact_tol) * (1.0 + 1e-12)
+    reach = 2.0 * float(radii.max()) * margin
     pairs = cKDTree(xy).query_pairs(reach, output_type="ndarray").astype(np.int64)
     i, j = pairs[:, 0], pairs[:, 1]
     distance = np.linalg.norm(xy[i] - xy[j], axis=1)
-    pairs = pairs[distance <= (radii[i] + radii[j]) * (1.0 + contact_tol)]
+    pairs = pairs[distance <= (radii[i] + radii[j]) * margin]
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]

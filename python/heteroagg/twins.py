@@ -113,8 +113,12 @@ def head_weights(
     for name, (estimate, std) in heads.items():
         if name not in TWIN_DESCRIPTORS:
             raise ValueError(f"{name!r} is not one of {TWIN_DESCRIPTORS}")
-        if not std > 0:
-            raise ValueError(f"the standard deviation of {name!r} must be > 0, got {std}")
+        if not (np.isfinite(std) and std > 0):
+            raise ValueError(
+                f"the standard deviation of {name!r} must be finite and > 0, got {std}"
+            )
+        if not np.isfinite(estimate):
+            raise ValueError(f"the estimate of {name!r} must be finite, got {estimate}")
         x = rows[:, TWIN_DESCRIPTORS.index(name)]
         with np.errstate(invalid="ignore"):
             log_w += np.where(

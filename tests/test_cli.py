@@ -249,3 +249,40 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
     flat_heads = runner.invoke(app, [*quick, "--twin-head-spread", "0"])
     assert flat_heads.exit_code != 0
     assert "twin_head_spread must be finite and > 0" in " ".join(flat_heads.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sample", "--plot", "pic.txt"], "--plot must end in one of"),
+        (["sample", "--plot", "pic"], "--plot must end in one of"),
+        (["sample", "--out", "{tmp}/nowhere/a.npz"], "does not exist"),
+        (["render", "{tmp}/agg.npz", "--out", "{tmp}/nowhere/x.npy"], "does not exist"),
+        (["calibrate", "--plot", "luts.txt", "--out", "{tmp}/luts"], "--plot must end in one of"),
+        (["calibrate", "--plot", "{tmp}/nowhere/l.png", "--out", "{tmp}/luts"], "does not exist"),
+        (["calibrate", "--out", "{tmp}/agg.npz"], "is a file"),
+        (["quickstart", "--out", "{tmp}/qs", "--twin-images", "-1"], "twin_images must be >= 0"),
+    ],
+)
+def test_bad_outputs_are_refused_before_the_work(tmp_path, args, message):
+    Aggregate([[0, 0, 0], [2, 0, 0]], [1.0, 1.0], [0, 1]).save(tmp_path / "agg.npz")
+    result = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "qs").exists() and not (tmp_path / "luts").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--window", "-5"], "positive size"),
+        (["--window", "nan"], "positive size"),
+        (["--threads", "-3"], "threads must be >= 0"),
+        (["--plot", "x.txt"], "--plot must end in one of"),
+    ],
+)
+def test_validate_checks_its_options_before_simulating(args, message):
+    pytest.importorskip("abtem")
+    result = runner.invoke(app, ["validate", "abtem", *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import platform
 from collections.abc import Iterator
@@ -67,6 +68,15 @@ def _check_output_folder(option: str, path: Path | None) -> None:
         raise ValueError(f"{option} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise ValueError(f"{option} {path}: the folder {folder} cannot be written")
+
+
+def _check_figure(option: str, path: Path | None) -> None:
+    """Refuse, before any work, a figure path of an unknown format or in a missing folder."""
+    if path is None:
+        return
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"{option} must end in one of {PLOT_SUFFIXES}, got {path.name!r}")
+    _check_output_folder(option, path)
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
@@ -148,10 +158,11 @@ def sample(
     ] = None,
 ) -> None:
     """Sample one aggregate, print its descriptors and optionally save it."""
-    if out is not None and out.suffix.lower() not in AGGREGATE_SUFFIXES:
-        console.print(f"[red]error:[/red] --out must end in .npz or .json, got {out.name!r}")
-        raise typer.Exit(code=2)
     try:
+        if out is not None and out.suffix.lower() not in AGGREGATE_SUFFIXES:
+            raise ValueError(f"--out must end in .npz or .json, got {out.name!r}")
+        _check_output_folder("--out", out)
+        _check_figure("--plot", plot)
         params = ModelParams(
             n_particles=n_particles,
             frac_w=frac_w,
@@ -224,9 +235,17 @@ def validate_abtem(
         try:
             win = float(window)
         except ValueError:
+            win = math.nan
+        if not (math.isfinite(win) and win > 0):
             raise typer.BadParameter(
-                f"window must be 'none', 'auto' or a size in Å, got {window!r}"
-            ) from None
+                f"window must be 'none', 'auto' or a positive size in Å, got {window!r}"
+            )
+    if threads < 0:
+        raise typer.BadParameter(f"threads must be >= 0, got {threads}")
+    try:
+        _check_figure("--plot", plot)
+    except ValueError as err:
+        _abort(err)
     table = Table(title="heteroagg vs abTEM (HAADF, Lobato, infinite projection)")
     table.add_column("case", no_wrap=True, min_width=max(len(n) for n in names))
     for column in ("NCC", "max rel. diff", "mean rel. diff", "heteroagg s", "abTEM s", "speed-up"):
@@ -294,6 +313,12 @@ def calibrate(
         names = [canonical_material(m) for m in (material or list(DEFAULT_CALIBRATIONS))]
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
+    try:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; give a folder for the LUT files")
+        _check_figure("--plot", plot)
+    except ValueError as err:
+        _abort(err)
     overrides = {
         "thickness_max": thickness_max,
         "orientations": orientations,
@@ -345,10 +370,10 @@ def render(
     from heteroagg.aggregate import Aggregate
     from heteroagg.stem import FieldOfViewWarning, render_haadf
 
-    if out.suffix.lower() not in (".npy", ".png"):
-        console.print(f"[red]error:[/red] --out must end in .npy or .png, got {out.name!r}")
-        raise typer.Exit(code=2)
     try:
+        if out.suffix.lower() not in (".npy", ".png"):
+            raise ValueError(f"--out must end in .npy or .png, got {out.name!r}")
+        _check_output_folder("--out", out)
         agg = Aggregate.load(aggregate)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", FieldOfViewWarning)
@@ -709,11 +734,10 @@ def predict(
             raise ValueError("--twins needs --out FILE.h5 to write the twins to")
         if plot is not None and not twins:
             raise ValueError("--plot draws the twins: it needs --twins K")
-        if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
-            raise ValueError(f"--plot must end in one of {PLOT_SUFFIXES}, got {plot.name!r}")
         if csv is not None and csv.suffix.lower() != ".csv":
             raise ValueError(f"--csv must end in .csv, got {csv.name!r}")
-        for option, path in (("--out", out), ("--plot", plot), ("--csv", csv)):
+        _check_figure("--plot", plot)
+        for option, path in (("--out", out), ("--csv", csv)):
             _check_output_folder(option, path)
         if plot is not None and importlib.util.find_spec("matplotlib") is None:
             raise ImportError("--plot needs matplotlib: pip install 'heteroagg[plot]'")

@@ -101,6 +101,8 @@ def quickstart(
     n_train, train_minutes = _plan(minutes, train_items)
     if test_items < 10:
         raise ValueError(f"test_items must be >= 10, got {test_items}")
+    if twin_images < 0:
+        raise ValueError(f"twin_images must be >= 0, got {twin_images}")
     folder = Path(out)
     if (folder / "model.onnx").exists():
         raise ValueError(f"{folder} already holds a quickstart; choose another --out")

@@ -346,3 +346,19 @@ def test_frozen_phonons_per_element_sigmas(grain):
 def test_frozen_phonons_bad_input(grain, args, message):
     with pytest.raises(ValueError, match=message):
         heteroagg.frozen_phonons(grain, **args)
+
+
+def test_aggregates_too_large_to_fill_are_refused_before_filling(monkeypatch):
+    from heteroagg import atoms as atoms_module
+
+    agg = heteroagg.sample_aggregate(heteroagg.ModelParams(n_particles=12), 3)
+    filled = len(agg.to_atoms(seed=1, drop_overlaps=False))
+    # the estimate from the volumes and the crystals' densities is within 10 % of the count
+    monkeypatch.setattr(atoms_module, "MAX_ATOMS", 1.1 * filled)
+    assert len(agg.to_atoms(seed=1, drop_overlaps=False)) == filled
+    monkeypatch.setattr(atoms_module, "MAX_ATOMS", 0.9 * filled)
+    with pytest.raises(ValueError, match="would hold about"):
+        agg.to_atoms(seed=1, drop_overlaps=False)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"would hold about 3\.69e\+14"):
+        Aggregate([[0, 0, 0]], [1e4], [0]).to_atoms()

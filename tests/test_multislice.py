@@ -221,3 +221,33 @@ def test_core_rejects_inconsistent_requests():
     ]:
         with pytest.raises(ValueError, match=match):
             _core.multislice(**{**base, **change})
+
+
+@pytest.mark.parametrize("defocus", [0.0, 500.0])
+def test_auto_window_holds_a_defocused_probe(defocus):
+    """A defocused probe spreads over |defocus| alpha: the automatic window must
+    hold it, or the windowed image drifts from the full cell's."""
+    from ase import Atoms
+
+    from heteroagg.stem import auto_window, haadf_multislice
+
+    atoms = Atoms("Au", positions=[[16, 16, 1]], cell=[32, 32, 2])
+    settings = dict(energy=300e3, semiangle=20, sampling=0.1, slice_thickness=2,
+                    scan_sampling=2.0, detector=(40, 60), defocus=defocus)  # fmt: skip
+    full = haadf_multislice(atoms, window=None, device="cpu", **settings)
+    windowed = haadf_multislice(atoms, window="auto", device="cpu", **settings)
+    assert np.abs(windowed - full).max() < 0.01 * full.max()
+    spread = 2 * defocus * 20e-3  # twice the geometric radius of the defocused probe
+    assert auto_window(Probe(defocus=defocus), 2.0) >= 16.0 + spread
+
+
+def test_probe_takes_numpy_numbers_and_refuses_bad_aberrations():
+    plain = Probe(energy=3e5, semiangle=20.0, defocus=10.0)
+    same = Probe(energy=np.float32(3e5), semiangle=np.int64(20), defocus=np.float32(10.0))
+    np.testing.assert_allclose(same.reciprocal((32, 32), (0.2, 0.2)),
+                               plain.reciprocal((32, 32), (0.2, 0.2)), rtol=1e-6)  # fmt: skip
+    for bad in ({"x": 1.0}, {"": 1.0}, {"C12": "1"}, {"C12": True}):
+        with pytest.raises(ValueError, match="aberration"):
+            Probe(aberrations=bad)
+    with pytest.raises(ValueError, match="energy"):
+        Probe(energy=np.bool_(True))

@@ -91,7 +91,7 @@ def test_overlapping_spheres_count_each_point_once():
     np.testing.assert_allclose(r.clean, expected, rtol=1e-5, atol=1e-7)
     matter = r.thickness.sum(axis=0) > 0
     assert np.array_equal(r.material >= 0, matter) and np.array_equal(r.particle >= 0, matter)
-    assert np.all(r.material[matter] == agg.materials[r.particle[matter]])
+    assert np.all(r.material[matter] == np.argmax(r.thickness, axis=0)[matter])
 
 
 def test_stacked_materials_add_in_optical_density():
@@ -179,6 +179,11 @@ def test_probe_kernel_is_the_probe_intensity():
         assert ratio == pytest.approx(math.exp(-2 * (math.pi * sigma * freq) ** 2), rel=3e-3)
     # a coarse pixel holds nearly all of an aberration-free probe
     assert probe_kernel(Probe(), 1.0).shape == (3, 3)
+    # from 4 nm on one pixel holds it, computed on the fine grid; far coarser pixels
+    # (whose fine grid would take GBs) give the same without it
+    assert probe_kernel(Probe(), 4.0).tolist() == [[1.0]]
+    assert probe_kernel(Probe(), 50.0).tolist() == [[1.0]]
+    assert probe_kernel(Probe(defocus=500.0), 2.0).shape == (3, 3)
 
 
 def test_blur_keeps_the_integrated_intensity():
@@ -331,3 +336,17 @@ def test_batch_writes_into_out_in_place():
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         renderer.batch(aggs, [1, 2, 3], out=frozen)
+
+
+def test_material_label_is_the_material_with_the_longest_total_path():
+    """Two TiO2 spheres (3 nm chords each) above one WO3 sphere (a 4 nm chord):
+    the beam crosses 6 nm of TiO2 and 4 nm of WO3, so the label is TiO2, though
+    the single longest chord is WO3's."""
+    agg = Aggregate([[0, 0, 0], [0, 0, 4], [0, 0, -5]], [1.5, 1.5, 2.0], [0, 0, 1])
+    r = render_haadf(agg, pixel_size=0.5, shape=9, rotation=np.eye(3), center=(0.0, 0.0),
+                     labels=True, probe=None, luts=LUTS)  # fmt: skip
+    assert r.thickness[:, 4, 4].tolist() == pytest.approx([6.0, 4.0])
+    assert r.material[4, 4] == 0 and r.particle[4, 4] == 2  # the longest chord's particle
+    hit = r.thickness.sum(axis=0) > 0
+    np.testing.assert_array_equal(r.material[hit], np.argmax(r.thickness, axis=0)[hit])
+    assert np.all(r.material[~hit] == -1)

@@ -241,7 +241,7 @@ void render_with(const render_input& input, const render_settings& s, render_out
   output.clipped = projection.clipped;
 
   // Path lengths per material at every pixel centre.
-  const bool track_owner = output.particle != nullptr || output.material != nullptr;
+  const bool track_owner = output.particle != nullptr;
   w.thickness.assign(n_materials * pixels, 0.0f);
   if (s.orientation_spread) w.weighted.assign(n_materials * pixels, 0.0f);
   w.head.assign(pixels, -1);
@@ -326,12 +326,18 @@ void render_with(const render_input& input, const render_settings& s, render_out
     clean[p] = density > 0.0 ? static_cast<float>(-std::expm1(-density)) : 0.0f;
   }
   if (output.thickness) std::copy(w.thickness.begin(), w.thickness.end(), output.thickness);
-  if (track_owner)
+  if (output.particle) std::copy(w.owner.begin(), w.owner.begin() + pixels, output.particle);
+  if (output.material)
     for (std::size_t p = 0; p < pixels; ++p) {
-      const std::int32_t o = w.owner[p];
-      if (output.particle) output.particle[p] = o;
-      if (output.material)
-        output.material[p] = o < 0 ? std::int8_t{-1} : static_cast<std::int8_t>(input.materials[o]);
+      // the material the beam crosses most of, summed over its particles
+      std::int8_t label = -1;
+      float longest = 0.0f;
+      for (std::size_t m = 0; m < n_materials; ++m)
+        if (thick[m][p] > longest) {
+          longest = thick[m][p];
+          label = static_cast<std::int8_t>(m);
+        }
+      output.material[p] = label;
     }
 
   // Image formation: probe blur, scan jitter, shot noise, detector response.

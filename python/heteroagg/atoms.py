@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
     from heteroagg.aggregate import Aggregate
 
+#: Most atoms :func:`to_atoms` fills (their positions alone take 4.8 GB).
+MAX_ATOMS = 2e8
+
 _HBAR = 1.054571817e-34  # J s
 _KB = 1.380649e-23  # J / K
 _AMU = 1.66053906660e-27  # kg
@@ -79,6 +82,14 @@ DEFAULT_MSD: dict[str, float] = {
 
 #: Default RMS displacement per direction, Å: ``sqrt(DEFAULT_MSD)``.
 DEFAULT_SIGMAS: dict[str, float] = {k: math.sqrt(v) for k, v in DEFAULT_MSD.items()}
+
+
+def _expected_atoms(cells: list[tuple], index: np.ndarray, radii_angstrom: np.ndarray) -> float:
+    """Atoms the spheres hold at their crystals' densities (the volume times atoms per Å³)."""
+    density = np.array(
+        [len(numbers) / abs(np.linalg.det(lattice)) for lattice, _, numbers in cells]
+    )
+    return float(np.sum(4.0 / 3.0 * np.pi * radii_angstrom**3 * density[index]))
 
 
 def _cell_arrays(structure: Any, names: Mapping[str, CrystalStructure], role: str) -> tuple:
@@ -210,6 +221,12 @@ def to_atoms(
 
     centres = agg.centers * 10.0
     radii = agg.radii * 10.0
+    expected = _expected_atoms(cells, index, radii)
+    if expected > MAX_ATOMS:
+        raise ValueError(
+            f"the aggregate's crystals would hold about {expected:.3g} atoms, more than "
+            f"the {MAX_ATOMS:.0e} heteroagg fills at once"
+        )
     positions, numbers, particles = _core.fill_aggregate(
         cells,
         centres,

@@ -84,7 +84,7 @@ struct render_output {
   float* image = nullptr;         // ny * nx
   float* clean = nullptr;         // before blur and noise, ny * nx
   float* thickness = nullptr;     // per material, (materials, ny, nx) nm
-  std::int8_t* material = nullptr;   // material with the longest path, -1 for none
+  std::int8_t* material = nullptr;   // material with the longest total path, -1 for none
   std::int32_t* particle = nullptr;  // particle with the longest path, -1 for none
   mat3 rotation;
   double cx = 0.0, cy = 0.0;

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from heteroagg._device import resolve_device
+from heteroagg._numbers import is_real
 from heteroagg._progress import progress_bar
 from heteroagg.rng import check_uint64, derive_seed
 from heteroagg.stem.detectors import as_detector
@@ -229,7 +230,7 @@ def calibrate(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     for name, value in (("thickness_max", thickness_max), ("slice_thickness", slice_thickness)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        if not (is_real(value) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     depth = float(thickness_max) * 10.0
     if slice_thickness > depth:

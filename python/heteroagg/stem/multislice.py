@@ -16,6 +16,7 @@ import numpy as np
 
 from heteroagg import _core
 from heteroagg._device import cuda_fft_extension, resolve_device
+from heteroagg._numbers import is_real
 from heteroagg._progress import progress_bar
 from heteroagg.stem.detectors import as_detector
 from heteroagg.stem.probe import Probe
@@ -50,7 +51,7 @@ class SimulationGrid:
 
 def _pair(value: float | Sequence[float], name: str) -> tuple[float, float]:
     """(y, x) from a scalar or an (x, y) pair, as abTEM orders sampling."""
-    if isinstance(value, (int, float)):
+    if is_real(value):
         pair = (float(value), float(value))
     else:
         try:
@@ -90,7 +91,7 @@ def simulation_grid(
     ex, ey, depth = _cell_extent(atoms)
     dy, dx = _pair(sampling, "sampling")
     sy, sx = _pair(scan_sampling, "scan_sampling")
-    if not (isinstance(slice_thickness, (int, float)) and slice_thickness > 0):
+    if not (is_real(slice_thickness) and slice_thickness > 0):
         raise ValueError(f"slice_thickness must be positive (Å), got {slice_thickness!r}")
     gpts = (
         int(_core.next_fft_size(math.ceil(ey / dy - 1e-9))),
@@ -111,10 +112,14 @@ def simulation_grid(
 def auto_window(probe: Probe, depth: float) -> float:
     """Default probe window (Å): the probe and its spread through ``depth``.
 
-    Twice the sum of 8 Å (the probe's tails) and the geometric spread of the
-    convergent beam over the specimen depth, and at least 16 Å.
+    Twice the sum of 8 Å (the probe's tails), the geometric spread of the
+    convergent beam over the specimen depth and the probe's geometric
+    radius from its aberrations (``|C_nm| alpha^n`` for each coefficient:
+    ``|defocus| alpha`` and ``|Cs| alpha^3``), and at least 16 Å.
     """
-    return max(16.0, 2.0 * (8.0 + depth * probe.semiangle * 1e-3))
+    alpha = probe.semiangle * 1e-3
+    aberrated = sum(abs(c) * alpha**n for n, _, c, _ in probe.polar_coefficients())
+    return max(16.0, 2.0 * (8.0 + depth * alpha + aberrated))
 
 
 def fast_window_size(n: int) -> int:

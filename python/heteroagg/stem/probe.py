@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heteroagg import _core
+from heteroagg._numbers import is_real
 
 #: Polar aberration coefficients (abTEM's names): symbol -> (n, m).  Their
 #: phase is chi = 2 pi / lambda * C_nm alpha^(n+1) / (n+1) cos(m (phi - phi_nm)).
@@ -60,23 +61,24 @@ class Probe:
     def __post_init__(self) -> None:
         for name in ("energy", "semiangle"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (is_real(value) and math.isfinite(value) and value > 0):
                 raise ValueError(f"Probe.{name} must be a positive number, got {value!r}")
         for name in ("defocus", "cs", "source_size"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            if not (is_real(value) and math.isfinite(value)):
                 raise ValueError(f"Probe.{name} must be a finite number, got {value!r}")
         if self.source_size < 0:
             raise ValueError(f"Probe.source_size must be >= 0, got {self.source_size}")
         for name, value in self.aberrations.items():
+            name = str(name)
             symbol = name[3:] if name.startswith("phi") else name[1:]
-            if not (name[0] in "Cp" and f"C{symbol}" in POLAR_SYMBOLS):
+            if not (name[:1] in ("C", "p") and f"C{symbol}" in POLAR_SYMBOLS):
                 known = ", ".join(sorted(POLAR_SYMBOLS))
                 raise ValueError(f"unknown aberration {name!r}; known: {known} and phiNM")
             if name.startswith("phi") and POLAR_SYMBOLS[f"C{symbol}"][1] == 0:
                 raise ValueError(f"{name!r}: round aberration C{symbol} has no angle")
-            if not math.isfinite(value):
-                raise ValueError(f"aberration {name} must be finite, got {value!r}")
+            if not (is_real(value) and math.isfinite(value)):
+                raise ValueError(f"aberration {name} must be a finite number, got {value!r}")
 
     @property
     def wavelength(self) -> float:

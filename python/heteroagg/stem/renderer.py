@@ -34,6 +34,7 @@ import numpy as np
 
 from heteroagg import _core
 from heteroagg._device import resolve_device
+from heteroagg._numbers import is_real
 from heteroagg.materials import MATERIAL_NAMES, TIO2, WO3
 from heteroagg.rng import check_uint64
 from heteroagg.stem.lut import HaadfLUT, default_lut
@@ -70,8 +71,9 @@ class Rendering:
     thickness
         (2, H, W) float32, the beam's path (nm) through TiO2 and WO3.
     material
-        (H, W) int8, the material with the longest path at each pixel
-        (0 TiO2, 1 WO3), -1 where the beam misses every particle.
+        (H, W) int8, the material the beam crosses most of at each pixel,
+        summed over its particles (the largest of ``thickness``; 0 TiO2,
+        1 WO3), -1 where the beam misses every particle.
     particle
         (H, W) int32, the index of the particle with the longest path, or -1.
     rotation
@@ -143,6 +145,10 @@ def probe_kernel(
     sub = max(1, math.ceil(pixel / PROBE_SAMPLING))
     sub += (sub + 1) % 2  # odd: bins are symmetric about the probe centre
     spread = 4.0 * abs(probe.defocus) * probe.semiangle * 1e-3 + 6.0 * probe.source_size
+    if pixel >= 48.0 + spread:
+        # the probe as modelled (48 Å and its spread) lies within one pixel; the fine
+        # grid would only grow with the square of the pixel to say so
+        return np.ones((1, 1), np.float32)
     pixels = 2 * math.ceil(max(48.0 + spread, 4 * pixel) / pixel / 2) + 1  # odd
     n = pixels * sub
     d = pixel / sub
@@ -201,7 +207,7 @@ def lut_probe(lut: HaadfLUT) -> Probe:
 
 def check_image_frame(pixel_size: Any, shape: Any) -> tuple[float, tuple[int, int]]:
     """A valid pixel size (nm) and image shape (H, W), or ``ValueError``; an int shape is square."""
-    if isinstance(pixel_size, bool) or not isinstance(pixel_size, (int, float)):
+    if not is_real(pixel_size):
         raise ValueError(f"pixel_size must be a number of nm, got {pixel_size!r}")
     if not (math.isfinite(pixel_size) and pixel_size > 0):
         raise ValueError(f"pixel_size must be positive and finite (nm), got {pixel_size!r}")
@@ -253,9 +259,7 @@ class HaadfRenderer:
     ) -> None:
         self.device = resolve_device(device)
         pixel_size, shape = check_image_frame(pixel_size, shape)
-        if dose is not None and not (
-            isinstance(dose, (int, float)) and math.isfinite(dose) and dose >= 0
-        ):
+        if dose is not None and not (is_real(dose) and math.isfinite(dose) and dose >= 0):
             raise ValueError(f"dose must be None or a finite number >= 0 e/Å², got {dose!r}")
         for name, value in (("scan_jitter", scan_jitter), ("read_noise", read_noise)):
             if not (math.isfinite(value) and value >= 0):

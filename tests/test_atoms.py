@@ -362,3 +362,15 @@ def test_aggregates_too_large_to_fill_are_refused_before_filling(monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ValueError, match=r"would hold about 3\.69e\+14"):
         Aggregate([[0, 0, 0]], [1e4], [0]).to_atoms()
+
+
+def test_debye_and_carbon_models_refuse_unphysical_input():
+    for args in ((183.84, -5.0), (183.84, 0.0), (0.0, 400.0), (183.84, 400.0, math.nan)):
+        with pytest.raises(ValueError, match="must be a positive number"):
+            debye_msd(*args)
+    assert debye_msd(np.float32(183.84), 400) == pytest.approx(debye_msd(183.84, 400.0), rel=1e-6)
+    from heteroagg.structures import amorphous_carbon
+
+    for kwargs in ({"side": math.inf}, {"density": math.inf}, {"side": -1.0}):
+        with pytest.raises(ValueError, match="positive and finite"):
+            amorphous_carbon(**kwargs)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from heteroagg import _core
+from heteroagg._numbers import is_real
 from heteroagg.materials import TIO2, WO3
 from heteroagg.rng import check_uint64, derive_seed
 from heteroagg.structures import TIO2_STRUCTURES, WO3_STRUCTURES, CrystalStructure
@@ -66,6 +67,11 @@ def debye_msd(mass_u: float, debye_temperature: float, temperature: float = 293.
     """
     from scipy.integrate import quad
 
+    for name, value in (("mass_u", mass_u), ("debye_temperature", debye_temperature),
+                        ("temperature", temperature)):  # fmt: skip
+        if not (is_real(value) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    mass_u, debye_temperature, temperature = map(float, (mass_u, debye_temperature, temperature))
     x = debye_temperature / temperature
     phi = quad(lambda t: t / math.expm1(t) if t > 0 else 1.0, 0.0, x)[0] / x
     scale = 3.0 * _HBAR**2 / (mass_u * _AMU * _KB * debye_temperature)  # m^2

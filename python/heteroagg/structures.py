@@ -277,8 +277,8 @@ def amorphous_carbon(
 
     from heteroagg.rng import derive_seed
 
-    if not (side > 0 and density > 0 and min_distance > 0):
-        raise ValueError("side, density and min_distance must be positive")
+    if not all(math.isfinite(v) and v > 0 for v in (side, density, min_distance)):
+        raise ValueError("side, density and min_distance must be positive and finite")
     count = round(density / 12.011 * _AVOGADRO * 1e-24 * side**3)
     if count * math.pi / 6 * min_distance**3 > 0.3 * side**3:
         raise ValueError(

@@ -77,6 +77,11 @@ def test_normalize_round_trip(draws):
     assert middle[space.varied.index("radius_ti")] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="expected 5"):
         space.denormalize(np.zeros(3))
+    # a space where nothing varies has no columns, and reads back its fixed values
+    fixed = ParameterSpace(ModelParams().as_dict())
+    assert fixed.varied == () and fixed.normalize(columns).shape == (len(many), 0)
+    assert fixed.normalize(ModelParams()).shape == (0,)
+    assert fixed.denormalize(np.empty((3, 0)))["frac_w"].tolist() == [ModelParams().frac_w] * 3
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,7 @@ def test_batch_equals_single_calls_for_any_thread_count():
     params = [ModelParams(n_particles=n, segregation=s) for n in (5, 40, 90) for s in (0.0, 0.7)]
     one = heteroagg.sample_aggregates(params, seeds=77, threads=1)
     two = heteroagg.sample_aggregates(params, seeds=77, threads=2)
-    many = heteroagg.sample_aggregates(params, seeds=77, threads=5)
+    many = heteroagg.sample_aggregates(params, seeds=77, threads=np.int64(5))
     for i, p in enumerate(params):
         single = heteroagg.sample_aggregate(p, heteroagg.derive_seed(77, i))
         for batch in (one, two, many):

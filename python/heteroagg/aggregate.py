@@ -393,7 +393,7 @@ def sample_aggregates(
         if not isinstance(p, ModelParams):
             raise ValueError(f"params[{k}] must be a ModelParams, got {type(p).__name__}")
     if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
     ):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     opts = (options or _DEFAULT_OPTIONS)._to_core()
@@ -403,7 +403,7 @@ def sample_aggregates(
         for start in range(0, len(seed_list), _CHUNK):
             stop = min(start + _CHUNK, len(seed_list))
             results = _core.sample_aggregates(
-                core_params[start:stop], seed_list[start:stop], threads or 0, opts
+                core_params[start:stop], seed_list[start:stop], int(threads or 0), opts
             )
             for k, item in enumerate(results, start=start):
                 if isinstance(item[0], str):

@@ -181,6 +181,9 @@ class ParameterSpace:
                 out.append(np.log(v / p.low) / math.log(p.high / p.low))
             else:
                 out.append((v - p.low) / (p.high - p.low))
+        if not out:  # nothing varies: no columns, one row per item
+            shape = np.shape(values[next(iter(self.priors))]) if values else ()
+            return np.empty((*shape, 0))
         return np.stack(out, axis=-1)
 
     def denormalize(self, normalized: Any) -> dict[str, np.ndarray]:

@@ -251,3 +251,15 @@ def test_probe_takes_numpy_numbers_and_refuses_bad_aberrations():
             Probe(aberrations=bad)
     with pytest.raises(ValueError, match="energy"):
         Probe(energy=np.bool_(True))
+
+
+def test_sensitivity_curves_out_of_contract_are_refused():
+    for angles, weights, message in (
+        ([0, 10], [0, 0], "some > 0"),
+        ([0, 10], [1, -1], "weights must be >= 0"),
+        ([10, 0], [1, 1], "strictly increasing"),
+        ([0, 10, 20], [1, 1], "same length"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            SensitivityDetector(angles, weights)
+    assert SensitivityDetector([0, 10, 20], [0, 1, 0]).max_angle == 20.0

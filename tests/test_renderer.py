@@ -257,6 +257,7 @@ def test_field_of_view_and_lut_range():
         (dict(scan_jitter=-1.0), "scan_jitter"),
         (dict(probe="gaussian"), "probe must be"),
         (dict(support=-2.0), "support"),
+        (dict(dose=1e20), "dose must be"),  # its counts would overflow
     ],
 )
 def test_bad_input_is_refused(kw, message):

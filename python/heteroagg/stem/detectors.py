@@ -69,8 +69,8 @@ class SensitivityDetector:
             raise ValueError("angles and weights must be finite")
         if np.any(np.diff(a) <= 0) or a[0] < 0:
             raise ValueError("angles must be >= 0 and strictly increasing (mrad)")
-        if np.any(w < 0):
-            raise ValueError("weights must be >= 0")
+        if np.any(w < 0) or not np.any(w > 0):
+            raise ValueError("weights must be >= 0, and some > 0 (a detector that sees nothing)")
         object.__setattr__(self, "angles", tuple(a.tolist()))
         object.__setattr__(self, "weights", tuple(w.tolist()))
 

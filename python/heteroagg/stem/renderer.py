@@ -48,6 +48,9 @@ PROBE_FRACTION = 0.995
 
 #: Finest sampling (Å) of the probe before it is binned onto pixels.
 PROBE_SAMPLING = 0.1
+#: Highest dose (e/Å²) the renderer draws shot noise for; far above any real one, and
+#: below where a pixel's count (dose times pixel area) would overflow its integer.
+MAX_DOSE = 1e12
 
 #: Optics that must agree between the LUTs of one image.
 _OPTICS_KEYS = ("energy_eV", "semiangle_mrad", "detector", "defocus_A", "cs_A", "aberrations")
@@ -259,8 +262,10 @@ class HaadfRenderer:
     ) -> None:
         self.device = resolve_device(device)
         pixel_size, shape = check_image_frame(pixel_size, shape)
-        if dose is not None and not (is_real(dose) and math.isfinite(dose) and dose >= 0):
-            raise ValueError(f"dose must be None or a finite number >= 0 e/Å², got {dose!r}")
+        if dose is not None and not (is_real(dose) and 0 <= dose <= MAX_DOSE):
+            raise ValueError(
+                f"dose must be None or a number in [0, {MAX_DOSE:g}] e/Å², got {dose!r}"
+            )
         for name, value in (("scan_jitter", scan_jitter), ("read_noise", read_noise)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value!r}")

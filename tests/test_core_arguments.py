@@ -100,3 +100,22 @@ def test_sampler_refuses_bad_options(option, value, message):
     setattr(options, option, value)
     with pytest.raises(ValueError, match=message):
         _core.sample_aggregate(params, 1, options)
+
+
+def test_integer_arrays_are_refused_rather_than_wrapped():
+    """numpy's unsafe cast would make material 257 into 1 and atomic number 300
+    into 44; the core takes integer arrays only when they convert exactly."""
+    centers, radii = np.array([[0.0, 0, 0], [2.0, 0, 0]]), np.ones(2)
+    exact = _core.descriptors(centers, radii, np.array([0, 1]), 1e-3)
+    assert exact["n_w"] == 1 and exact["n_contacts"] == 1
+    assert _core.descriptors(centers, radii, [0.0, 1.0], 1e-3)["n_w"] == 1  # whole floats
+    for materials in ([0, 257], [0.0, 0.9], [-1, 1], [0.0, NAN]):
+        with pytest.raises(ValueError, match=r"whole numbers in \[0, 255\]"):
+            with np.errstate(invalid="ignore"):  # numpy's own note on casting NaN
+                _core.descriptors(centers, radii, np.array(materials), 1e-3)
+    cell, frac = np.eye(3) * 3, np.zeros((1, 3))
+    with pytest.raises(ValueError, match="whole numbers"):
+        _core.fill_sphere(cell, frac, np.array([300]), np.zeros(3), 5.0, np.eye(3), np.zeros(3))
+    atoms, grid = np.full((1, 3), 0.5), ((8, 8), (0.5, 0.5), (0.0, 0.0), [0.0, 1.0])
+    with pytest.raises(ValueError, match="whole numbers"):
+        _core.projected_potentials(atoms, np.array([2**32 + 8]), *grid, "lobato", True, 1)

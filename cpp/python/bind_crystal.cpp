@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "heteroagg/crystal.hpp"
+#include "exact_integers.hpp"
 
 namespace py = pybind11;
 using namespace heteroagg;
@@ -15,8 +16,8 @@ using namespace heteroagg;
 namespace {
 
 using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using u8_array = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
-using u32_array = py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>;
+using u8_array = bindings::exact_integers<std::uint8_t>;
+using u32_array = bindings::exact_integers<std::uint32_t>;
 
 // Move a vector's buffer into a numpy array of the given shape, without copying.
 template <class T>

@@ -12,6 +12,7 @@
 #include "heteroagg/aggregate.hpp"
 #include "heteroagg/descriptors.hpp"
 #include "heteroagg/rng.hpp"
+#include "exact_integers.hpp"
 
 namespace py = pybind11;
 using namespace heteroagg;
@@ -39,7 +40,7 @@ py::tuple aggregate_arrays(aggregate&& agg) {
 }
 
 using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using u8_array = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
+using u8_array = bindings::exact_integers<std::uint8_t>;
 
 // Field names of descriptor_values(), in order.
 constexpr const char* descriptor_fields[] = {

@@ -17,10 +17,11 @@
 #include "heteroagg/parametrization.hpp"
 #include "heteroagg/potential.hpp"
 #include "multislice_arguments.hpp"
+#include "exact_integers.hpp"
 
 namespace heteroagg::bindings {
 
-using i32_array = py::array_t<int, py::array::c_style | py::array::forcecast>;
+using i32_array = exact_integers<int>;
 
 // A potential request over the atoms, with the form factors of their
 // elements; the arrays must outlive it.

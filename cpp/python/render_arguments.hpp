@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "heteroagg/render.hpp"
+#include "exact_integers.hpp"
 
 namespace heteroagg::bindings {
 
@@ -22,7 +23,7 @@ namespace py = pybind11;
 
 using render_f64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using render_f32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
-using render_u8 = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
+using render_u8 = exact_integers<std::uint8_t>;
 using table_tuple = std::tuple<double, render_f64, render_f64>;
 using aggregate_tuple = std::tuple<render_f64, render_f64, render_u8>;
 

@@ -120,6 +120,10 @@ void check_path_length(const render_settings& s, std::size_t material, double de
     too_thick(film ? "the support film" : material_name(material), deepest_nm, max);
 }
 
+double support_column_atoms(const render_settings& s) {
+  return s.support_atoms_per_nm3 * s.pixel_nm * s.pixel_nm * s.support_nm;
+}
+
 render_projection project_aggregate(const render_input& input, const render_settings& s) {
   if (input.n == 0) throw std::invalid_argument("the aggregate has no particles");
   const std::size_t nx = s.nx, ny = s.ny, n_materials = s.tables.size();
@@ -303,12 +307,8 @@ void render_with(const render_input& input, const render_settings& s, render_out
     clean = w.clean.data();
   }
   const bool support = s.support_nm > 0.0;
-  double support_sigma = 0.0;
-  if (support) {
-    check_path_length(s, n_materials, s.support_nm);
-    // Atoms in one pixel's column are Poisson: relative RMS 1 / sqrt(count).
-    support_sigma = 1.0 / std::sqrt(s.support_atoms_per_nm3 * px * px * s.support_nm);
-  }
+  const double support_atoms = support_column_atoms(s);
+  if (support) check_path_length(s, n_materials, s.support_nm);
   for (std::size_t p = 0; p < pixels; ++p) {
     double density = 0.0;
     for (std::size_t m = 0; m < n_materials; ++m) {
@@ -318,11 +318,9 @@ void render_with(const render_input& input, const render_settings& s, render_out
       if (weighted[m]) dm *= static_cast<double>(weighted[m][p]) / t;
       density += dm;
     }
-    if (support) {
-      const double z = normal_at(input.seed, render_stream_support, p);
-      const double t = std::max(0.0, s.support_nm * (1.0 + support_sigma * z));
-      density += s.support.density_at(t);
-    }
+    if (support)
+      density += s.support.density_at(
+          support_thickness(input.seed, render_stream_support, p, s.support_nm, support_atoms));
     clean[p] = density > 0.0 ? static_cast<float>(-std::expm1(-density)) : 0.0f;
   }
   if (output.thickness) std::copy(w.thickness.begin(), w.thickness.end(), output.thickness);

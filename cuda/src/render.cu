@@ -50,7 +50,7 @@ struct pixel_settings {
   double pixel_nm = 0.0;
   table_view tables[max_materials];
   bool orientation_spread = false, track_depth = false;
-  double support_nm = 0.0, support_sigma = 0.0;
+  double support_nm = 0.0, support_atoms = 0.0;
   table_view support;
 };
 
@@ -191,8 +191,8 @@ __global__ void __launch_bounds__(chunk) path_kernel(const sphere_record* sphere
   }
   const std::size_t pixel = static_cast<std::size_t>(row) * static_cast<std::size_t>(s.nx) + static_cast<std::size_t>(col);
   if (s.support_nm > 0.0) {
-    const double z = normal_at(image.seed, render_stream_support, pixel);
-    density += s.support.density_at(fmax(0.0, s.support_nm * (1.0 + s.support_sigma * z)));
+    density += s.support.density_at(
+        support_thickness(image.seed, render_stream_support, pixel, s.support_nm, s.support_atoms));
   }
   const std::size_t area = static_cast<std::size_t>(s.ny) * static_cast<std::size_t>(s.nx);
   clean[blockIdx.z * area + pixel] = density > 0.0 ? static_cast<float>(-expm1(-density)) : 0.0f;
@@ -311,8 +311,7 @@ void render_haadf_batch(const std::vector<render_input>& inputs, const render_se
   if (settings.support_nm > 0.0) {
     ps.support_nm = settings.support_nm;
     ps.support = tables.views[n_materials];
-    ps.support_sigma = 1.0 / std::sqrt(settings.support_atoms_per_nm3 * settings.pixel_nm * settings.pixel_nm *
-                                       settings.support_nm);
+    ps.support_atoms = support_column_atoms(settings);
     check_path_length(settings, settings.tables.size(), settings.support_nm);
   }
   finish_settings fs;

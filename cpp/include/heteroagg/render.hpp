@@ -113,6 +113,9 @@ render_projection project_aggregate(const render_input& input, const render_sett
 // material settings.tables.size() is the support film.
 void check_path_length(const render_settings& settings, std::size_t material, double deepest_nm);
 
+// Mean number of film atoms in one pixel's column (0 without a film).
+double support_column_atoms(const render_settings& settings);
+
 // Render one image.  Throws std::invalid_argument for bad settings or, without
 // `extrapolate`, a path longer than a material's table.
 void render_haadf(const render_input& input, const render_settings& settings, render_output& output);

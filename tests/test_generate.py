@@ -246,13 +246,13 @@ def test_dask_local_cluster_gives_the_same_dataset(reference, tmp_path):
         np.testing.assert_array_equal(ref[name], dask[name], err_msg=name)
 
 
-def test_kill_9_mid_run_then_resume(reference, tmp_path):
-    """A real generating process killed with SIGKILL mid-shard; --resume completes it."""
-    out = tmp_path / "killed"
+def generating(out, n: int, shard_size: int, workers: int = 1) -> subprocess.Popen:
+    """A process generating ``n`` items of the small config into ``out``, once it
+    has written its first shard."""
     script = (
-        "import sys; from heteroagg.data import DatasetConfig, generate; import json; "
+        "import sys, json; from heteroagg.data import DatasetConfig, generate; "
         "cfg = DatasetConfig.from_dict(json.loads(sys.argv[1])); "
-        "generate(cfg, 70, sys.argv[2], seed=5, shard_size=16)"
+        f"generate(cfg, {n}, sys.argv[2], seed=5, shard_size={shard_size}, workers={workers})"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", script, json.dumps(small_config().to_dict()), str(out)]
@@ -260,6 +260,13 @@ def test_kill_9_mid_run_then_resume(reference, tmp_path):
     deadline = time.monotonic() + 60
     while not list(out.glob("shard-*.h5")) and time.monotonic() < deadline:
         time.sleep(0.005)
+    return process
+
+
+def test_kill_9_mid_run_then_resume(reference, tmp_path):
+    """A real generating process killed with SIGKILL mid-shard; --resume completes it."""
+    out = tmp_path / "killed"
+    process = generating(out, 70, 16)
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished = sorted(p.name for p in out.glob("shard-*.h5"))
@@ -282,18 +289,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and prctl")
 def test_workers_end_with_a_killed_parent(tmp_path):
     """SIGKILL of a multi-process run leaves no idle workers behind."""
-    out = tmp_path / "orphans"
-    script = (
-        "import sys, json; from heteroagg.data import DatasetConfig, generate; "
-        "cfg = DatasetConfig.from_dict(json.loads(sys.argv[1])); "
-        "generate(cfg, 4000, sys.argv[2], seed=5, shard_size=20, workers=2)"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, json.dumps(small_config().to_dict()), str(out)]
-    )
-    deadline = time.monotonic() + 60
-    while not list(out.glob("shard-*.h5")) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    process = generating(tmp_path / "orphans", 4000, 20, workers=2)
     tasks = Path(f"/proc/{process.pid}/task").iterdir()
     children = [int(c) for t in tasks for c in (t / "children").read_text().split()]
     assert len(children) >= 2

@@ -706,6 +706,17 @@ def test_config_round_trips_through_toml(tmp_path):
     assert TrainConfig.from_dict(config.to_dict()) == config
 
 
+def torchrun_two(path, script: str, *args) -> subprocess.CompletedProcess:
+    """Run ``script`` (written to ``path``) in two CPU processes under torchrun."""
+    path.write_text(script)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", str(path), *map(str, args)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.slow
 def test_torchrun_trains_with_two_processes(tiny_train, tmp_path):
     script = (
@@ -714,26 +725,7 @@ def test_torchrun_trains_with_two_processes(tiny_train, tmp_path):
         "blocks=(1, 1), val_fraction=0.15, label_maps=('path_wo3', 'centres_wo3')), "
         "device='cpu', progress=False)"
     )
-    (tmp_path / "ddp.py").write_text(script)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(tmp_path / "ddp.py"),
-            str(tiny_train),
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun_two(tmp_path / "ddp.py", script, tiny_train, tmp_path / "run")
     with open(tmp_path / "run/member-0/metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
@@ -760,13 +752,7 @@ def test_torchrun_ranks_stop_together_on_a_time_budget(tiny_train, tmp_path):
         "summary = train(sys.argv[1], sys.argv[2], config, device='cpu', progress=False)\n"
         "print('rank', os.environ['RANK'], summary.stopped[0])\n"
     )
-    (tmp_path / "budget.py").write_text(script)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", str(tmp_path / "budget.py"), str(tiny_train),
-               str(tmp_path / "run")]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = torchrun_two(tmp_path / "budget.py", script, tiny_train, tmp_path / "run")
     assert "rank 0 time budget" in result.stdout and "rank 1 time budget" in result.stdout
 
 

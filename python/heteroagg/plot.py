@@ -159,6 +159,9 @@ def plot_twins(
         raise ValueError(f"per_image must be >= 1, got {per_image}")
     if not pixel_size_nm > 0:
         raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm!r}")
+    shapes = [np.shape(image) for image in images]
+    if any(len(shape) != 2 for shape in shapes):
+        raise ValueError(f"images must be 2D (H, W), got shapes {shapes}")
     rows, cols = len(images), 1 + per_image
     fig, axes = _pyplot().subplots(
         rows, cols, figsize=(2.8 * cols, 2.8 * rows), squeeze=False, constrained_layout=True

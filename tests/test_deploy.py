@@ -96,6 +96,17 @@ def test_predictor_checks_input_and_resamples_when_asked(exported, tiny_test):
     padded = predictor.prepare(images[:, 16:48, 16:48], resample=True)
     np.testing.assert_array_equal(padded[:, 16:48, 16:48], images[:, 16:48, 16:48])
     assert not padded[:, :16].any()
+    # at the model's pixel an odd excess is cropped by whole pixels, not interpolated
+    wider = np.pad(images, ((0, 0), (0, 1), (0, 1)), constant_values=0.3)
+    np.testing.assert_array_equal(predictor.prepare(wider, resample=True), images)
+    # a field exactly the model's, at another pixel, fills it to the edges
+    uniform = predictor.prepare(np.full((32, 32), 0.1, np.float32), 4.0, resample=True)
+    np.testing.assert_allclose(uniform, 0.1, rtol=1e-6)
+    # raw detector counts are not fractions of the beam
+    with pytest.raises(ValueError, match="must be floats"):
+        predictor.predict((images * 60000).astype(np.uint16))
+    with pytest.raises(ValueError, match="cannot be fractions"):
+        predictor.predict(images * 100)
 
 
 def test_cropped_run_with_an_extra_stem_exports_and_ignores_the_field_outside_its_crop(

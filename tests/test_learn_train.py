@@ -634,6 +634,10 @@ def test_ensemble_with_gaussian_heads_predicts_uncertainty(tiny_run, tiny_test):
         run.predict(np.zeros((32, 32)))
     with pytest.raises(ValueError, match="NaN"):
         run.predict(np.full((64, 64), np.nan))
+    with pytest.raises(ValueError, match="one or more images"):
+        run.predict(np.zeros((0, 64, 64)))
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        run.predict(np.zeros((2, 64, 64)), batch_size=0)
 
 
 def test_bad_settings_give_clear_errors(tiny_train, tmp_path):

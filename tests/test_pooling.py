@@ -111,6 +111,30 @@ def test_shared_error_widens_the_band_by_the_design_effect_of_correlated_images(
     assert np.mean(np.abs(np.array(z_shared)[:, 1:]) <= 1) == pytest.approx(0.6827, abs=0.015)
 
 
+def test_shared_error_band_holds_for_images_of_unequal_spread():
+    """One sharp image among blurry ones: the band must follow the error model
+    itself, not the design effect of equal spreads (which is far too wide here)."""
+    rng = np.random.default_rng(6)
+    trials, rho = 6000, 0.5
+    sd_one = np.array([0.01] + [0.1] * 9)
+    sd = np.repeat(sd_one[:, None], 3, axis=1)
+    z = []
+    for _ in range(trials):
+        common, own = rng.standard_normal(3), rng.standard_normal((10, 3))
+        mu = 0.5 + sd * (np.sqrt(rho) * common + np.sqrt(1 - rho) * own)
+        pool = pool_sample(mu, sd, NAMES, shared_error=rho)
+        z.append((pool.normalized[0, 1:] - 0.5) / pool.normalized_std[0, 1:])
+    assert np.std(z) == pytest.approx(1.0, abs=0.03)
+    assert np.mean(np.abs(np.array(z)) <= 1) == pytest.approx(0.6827, abs=0.015)
+
+
+def test_a_model_that_holds_n_particles_fixed_pools_every_parameter():
+    names = ["frac_w", "radius_w"]
+    mu = np.array([[0.2, 0.6], [0.4, 0.8]])
+    pool = pool_sample(mu, np.full_like(mu, 0.1), names)
+    assert pool.shared.all() and np.allclose(pool.normalized, [[0.3, 0.7], [0.3, 0.7]])
+
+
 def test_shared_error_by_name_and_its_checks():
     mu = np.array([[0.5, 0.2, 0.7], [0.5, 0.8, 0.1], [0.4, 0.5, 0.4]])
     sd = np.full_like(mu, 0.1)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from heteroagg.model import ModelParams
+
 #: Parameters each aggregate of a sample draws for itself; the rest are shared.
 PER_AGGREGATE = ("n_particles",)
 
@@ -62,10 +64,13 @@ def pool_sample(
     is their precision-weighted mean.  Were the images' errors independent,
     its standard deviation would be (Σ σᵢ⁻²)^-1/2.  They are not: a network
     errs alike on alike images, and a share rho of each image's error variance
-    is common to all images of the sample.  The pooled variance is then
-    1 + rho * (B - 1) times the independent one, which ``shared_error`` sets; with
-    the default 0 the standard deviation is a lower bound.  docs/results.md
-    measures rho for a trained run and how often the band holds the truth.
+    is common to all images of the sample: image i errs by
+    σᵢ (√rho c + √(1 - rho) uᵢ), with c shared and the uᵢ independent.  The
+    pooled variance is then (1 - rho) / Σ σᵢ⁻² + rho (Σ σᵢ⁻¹ / Σ σᵢ⁻²)², which
+    is 1 + rho * (B - 1) times the independent one when the σᵢ are equal;
+    ``shared_error`` sets rho, and with the default 0 the standard deviation is
+    a lower bound.  docs/results.md measures rho for a trained run and how
+    often the band holds the truth.
 
     Parameters
     ----------
@@ -76,7 +81,8 @@ def pool_sample(
     parameters
         The P parameter names, in column order.
     per_aggregate
-        Parameters each aggregate has for itself; they are not pooled.
+        Parameters each aggregate has for itself; they are not pooled.  A
+        field the model holds fixed (not in ``parameters``) is ignored.
     shared_error
         rho in [0, 1], for every shared parameter or per name (a name left out:
         0).  It widens the pooled standard deviation only; the estimate is the
@@ -92,7 +98,8 @@ def pool_sample(
         raise ValueError(
             f"normalized must be (B >= 1, {len(names)}) for parameters {names}, got {mu.shape}"
         )
-    unknown = sorted(set(per_aggregate) - set(names))
+    # a field the model holds fixed (not among its parameters) has nothing to pool
+    unknown = sorted(set(per_aggregate) - set(names) - set(ModelParams.field_names()))
     if unknown:
         raise ValueError(f"per_aggregate names unknown parameters: {unknown}")
     if not np.isfinite(mu).all():
@@ -108,12 +115,14 @@ def pool_sample(
         raise ValueError(f"normalized_std must be {mu.shape} like normalized, got {sd.shape}")
     if not (np.isfinite(sd).all() and (sd >= 0).all()):
         raise ValueError("normalized_std must be finite and >= 0")
-    precision = 1.0 / np.maximum(sd[:, shared], MIN_STD) ** 2
+    inverse = 1.0 / np.maximum(sd[:, shared], MIN_STD)
+    precision = inverse**2
     total = precision.sum(axis=0)
     out[:, shared] = (precision * mu[:, shared]).sum(axis=0) / total
     out_sd = sd.copy()
-    design_effect = 1.0 + rho[shared] * (len(mu) - 1)
-    out_sd[:, shared] = np.sqrt(design_effect / total)
+    common = rho[shared]
+    variance = (1.0 - common) / total + common * (inverse.sum(axis=0) / total) ** 2
+    out_sd[:, shared] = np.sqrt(variance)
     return PooledSample(out, out_sd, shared)
 
 

@@ -55,14 +55,32 @@ class Estimate(Mapping):
         return len(self.params)
 
 
+def _fit(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``image`` cropped about its centre, or padded with zeros (vacuum) around it, to
+    ``shape``, by whole pixels (the lower side takes the odd pixel of an odd difference)."""
+    out = np.zeros(shape, dtype=np.float32)
+    source, target = [], []
+    for n_in, n_out in zip(image.shape, shape, strict=True):
+        n = min(n_in, n_out)
+        start_in, start_out = (n_in - n) // 2, (n_out - n) // 2
+        source.append(slice(start_in, start_in + n))
+        target.append(slice(start_out, start_out + n))
+    out[tuple(target)] = image[tuple(source)]
+    return out
+
+
 def _resample(image: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
     """Bilinear resampling by ``factor`` (output pixels per input pixel), centred crop or
-    zero padding to ``shape``; intensities per pixel are kept (fractions of the beam)."""
+    zero padding to ``shape``; intensities per pixel are kept (fractions of the beam).
+
+    A sample inside the image's field (within half a pixel of its outer pixel
+    centres) takes the nearest edge values there; one outside it is vacuum.
+    """
     out = np.zeros(shape, dtype=np.float32)
     centre_in = (np.asarray(image.shape) - 1) / 2.0
     centre_out = (np.asarray(shape) - 1) / 2.0
     coords = [(np.arange(shape[a]) - centre_out[a]) / factor + centre_in[a] for a in (0, 1)]
-    inside = [(c >= 0) & (c <= image.shape[a] - 1) for a, c in enumerate(coords)]
+    inside = [(c >= -0.5) & (c <= image.shape[a] - 0.5) for a, c in enumerate(coords)]
     cy, cx = (np.clip(c, 0, image.shape[a] - 1) for a, c in enumerate(coords))
     y0, x0 = np.floor(cy).astype(int), np.floor(cx).astype(int)
     y1, x1 = np.minimum(y0 + 1, image.shape[0] - 1), np.minimum(x0 + 1, image.shape[1] - 1)
@@ -174,7 +192,14 @@ class Predictor:
             (with zeros: vacuum) to its input shape; otherwise a different
             shape or pixel size raises.
         """
-        x = np.asarray(images, dtype=np.float32)
+        raw = np.asarray(images)
+        if raw.dtype.kind != "f":
+            raise ValueError(
+                f"images must be floats, fractions of the incident beam, got {raw.dtype}; "
+                "divide detector counts by the full beam's value first "
+                "(heteroagg.deploy.read_images does, given intensity_scale)"
+            )
+        x = raw.astype(np.float32)
         if x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or 0 in x.shape:
@@ -183,6 +208,11 @@ class Predictor:
             )
         if not np.all(np.isfinite(x)):
             raise ValueError("images contain NaN or infinite values")
+        if x.max() > 1.0:
+            raise ValueError(
+                f"images hold values up to {x.max():.4g}, which cannot be fractions of the "
+                "incident beam; divide them by the full beam's value first"
+            )
         pixel = self.pixel_size_nm if pixel_size_nm is None else float(pixel_size_nm)
         if not pixel > 0:
             raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm!r}")
@@ -195,6 +225,8 @@ class Predictor:
                 f"{self.pixel_size_nm:g} nm per pixel; got {x.shape[1]} x {x.shape[2]} at "
                 f"{pixel:g} nm. Pass resample=True (--resample) to resample and crop or pad"
             )
+        if same_pixel:
+            return np.stack([_fit(image, self.input_shape) for image in x])
         factor = pixel / self.pixel_size_nm
         return np.stack([_resample(image, factor, self.input_shape) for image in x])
 

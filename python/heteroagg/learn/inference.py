@@ -99,9 +99,9 @@ class TrainedRun:
         x = np.asarray(images, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
-        if x.ndim != 3 or x.shape[1:] != self.image_shape:
+        if x.ndim != 3 or x.shape[1:] != self.image_shape or len(x) == 0:
             raise ValueError(
-                f"expected images of shape (H, W) or (B, H, W) with (H, W) = "
+                f"expected one or more images of shape (H, W) or (B, H, W) with (H, W) = "
                 f"{self.image_shape}, got {np.shape(images)}"
             )
         if not np.all(np.isfinite(x)):
@@ -117,6 +117,8 @@ class TrainedRun:
         image's symmetries (:mod:`heteroagg.learn.symmetry`).
         """
         x = self._check(images)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         n = len(self.parameters) + len(self.descriptor_heads)
         outputs = []
         with torch.no_grad():

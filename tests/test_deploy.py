@@ -383,6 +383,15 @@ def test_cli_writes_the_estimates_as_csv(exported, tiny_test, tmp_path):
         assert float(row[f"{hcn}_std"]) == pytest.approx(estimate.descriptors_std[hcn][b], rel=1e-5)
     wrong = CliRunner().invoke(app, [*args, "--csv", str(tmp_path / "theta.txt")])
     assert wrong.exit_code != 0 and "--csv" in flat(wrong.output)
+    # files of one name in two folders keep their paths, so each row says where it came from
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / "scan.npy", images[2])
+    same = [str(tmp_path / folder / "scan.npy") for folder in ("a", "b")]
+    result = CliRunner().invoke(app, ["predict", str(model), *same, "--csv", str(table)])
+    assert result.exit_code == 0, result.output
+    with table.open(newline="") as f:
+        assert [r["image"] for r in csv.DictReader(f)] == same
 
 
 def test_cli_pools_the_images_of_one_sample(exported, tiny_test, tmp_path):

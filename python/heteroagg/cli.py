@@ -788,7 +788,7 @@ def predict(
         _warn_of_unlike_vacuum(files, predictor)
     rows = []
     for f, estimate in zip(files, estimates, strict=True):
-        for b, label in enumerate(_image_labels(f)):
+        for b, label in enumerate(_image_labels(f, files)):
             for k, name in enumerate(predictor.parameters):
                 value = f"{estimate[name][b]:.4g}"
                 band = ""
@@ -803,7 +803,7 @@ def predict(
     if csv is not None:
         from heteroagg.deploy.estimates_csv import write_estimates_csv
 
-        labels = [_image_labels(f) for f in files]
+        labels = [_image_labels(f, files) for f in files]
         console.print(f"csv: {write_estimates_csv(csv, labels, estimates, predictor.parameters)}")
     if not twins:
         return
@@ -904,11 +904,14 @@ def _some_files(values: dict[str, float]) -> str:
     return names + (" and more" if len(values) > 3 else "")
 
 
-def _image_labels(f: Any) -> list[str]:
-    """The file's name for a single image, with the index for each image of a stack."""
+def _image_labels(f: Any, files: list[Any]) -> list[str]:
+    """The file's name (its path as given where ``files`` share the name) for a single
+    image, with the index for each image of a stack."""
+    same_name = sum(g.path.name == f.path.name for g in files) > 1
+    name = str(f.path) if same_name else f.path.name
     if len(f.images) == 1:
-        return [f.path.name]
-    return [f"{f.path.name}[{b}]" for b in range(len(f.images))]
+        return [name]
+    return [f"{name}[{b}]" for b in range(len(f.images))]
 
 
 def _plot_twins(
@@ -923,8 +926,9 @@ def _plot_twins(
     for record in shown:
         f = next(f for f in files if f.path == record["source"])
         image = f.images[record["index"]]
-        images.append(predictor.prepare(image, pixel_size or f.pixel_size_nm, resample)[0])
-        labels.append(_image_labels(f)[record["index"]])
+        pixel = f.pixel_size_nm if pixel_size is None else pixel_size
+        images.append(predictor.prepare(image, pixel, resample)[0])
+        labels.append(_image_labels(f, files)[record["index"]])
     save_twins_plot(path, images, predictor.pixel_size_nm, [r["twins"] for r in shown], labels)
     more = (
         f" (the first {PLOT_IMAGES} of {len(records)} images)" if len(records) > len(shown) else ""

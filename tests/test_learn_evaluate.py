@@ -298,6 +298,9 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     for k, name in enumerate(run.parameters):
         expected = parameter_metrics(ds.params[name][:][items], p.params[name])
         assert report["parameters"][name]["r2"] == pytest.approx(expected["r2"])
+        if run.space.priors[name].kind == "uniform":  # normalising is affine: the same R²
+            normalized_r2 = report["parameters"][name]["r2_normalized"]
+            assert normalized_r2 == pytest.approx(expected["r2"], rel=1e-6, abs=1e-9)
         assert 0 <= report["parameters"][name]["coverage_1sigma"] <= 1
         # the central 50 % interval reaches the standard normal's quartile, 0.6745 sigma
         inside = np.mean(z[:, k] <= 0.6744897501960817)
@@ -318,7 +321,7 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     n_true = ds.params["n_particles"][:][items]
     k = run.parameters.index("frac_w")
     prior = run.space.priors["frac_w"]  # uniform: normalised is (value - low) / (high - low)
-    error = p.normalized[:, k] - (ds.params["frac_w"][:][items] - prior.low) / (
+    error = np.clip(p.normalized[:, k], 0, 1) - (ds.params["frac_w"][:][items] - prior.low) / (
         prior.high - prior.low
     )
     few = np.argsort(n_true, kind="stable")[: -(-len(items) // 4)]
@@ -361,7 +364,7 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     # the calibration sweep: unperturbed, it is the report's R²; scaled, an independent prediction
     sweep = report["calibration"]
     assert sweep["images"] == len(items) and (tmp_path / "report/calibration.png").exists()
-    scaled = run.predict(test.images * np.float32(sweep["scales"][0])).normalized
+    scaled = np.clip(run.predict(test.images * np.float32(sweep["scales"][0])).normalized, 0, 1)
     for k, name in enumerate(run.parameters):
         unperturbed = sweep["scale_r2"][name][sweep["scales"].index(1.0)]
         assert unperturbed == pytest.approx(report["parameters"][name]["r2_normalized"])
@@ -378,6 +381,7 @@ def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     levels = np.median(test.images[:, frame], axis=1)
     assert sweep["border_nonzero"] == np.count_nonzero(levels)
     corrected = run.predict(test.images - levels[:, None, None].astype(np.float32)).normalized
+    corrected = np.clip(corrected, 0, 1)
     for k, name in enumerate(run.parameters):
         expected = parameter_metrics(true_norm[:, k], corrected[:, k])["r2"]
         assert sweep["border_r2"][name] == pytest.approx(expected, rel=1e-5)

@@ -23,7 +23,9 @@ class Prediction:
     Attributes
     ----------
     normalized
-        (B, P) predicted varied parameters in the normalised [0, 1] space.
+        (B, P) predicted varied parameters in the normalised space, where the
+        prior spans [0, 1]: the mean of the predictive Gaussian, which may fall
+        outside it (``params`` clips it to the prior).
     normalized_std
         (B, P) predictive standard deviation there (ensemble spread plus the
         Gaussian heads' variance), or None for a single point-estimate model.

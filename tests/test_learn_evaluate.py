@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -462,3 +463,21 @@ def test_calibration_sweep_meets_the_analytic_r2():
         assert sweep["read_noise_r2"][name][1] != 1.0
     with pytest.raises(ValueError, match="as many"):
         calibration_sweep(predict, images, truth[:5], ["a", "b"], truth)
+
+
+def test_a_small_test_set_gets_honest_plots(tiny_run, tmp_path):
+    """Twelve test images and no twins: the failure-mode panels bin what there is,
+    and no empty histograms of twins are drawn or listed."""
+    pytest.importorskip("matplotlib")
+    from heteroagg.data.generation import generate
+
+    generate(tiny_config(), 12, tmp_path / "twelve", seed=96)
+    report = evaluate(tiny_run, tmp_path / "twelve", tmp_path / "r", twins=2, twin_images=0,
+                      progress=False, calibration=False)  # fmt: skip
+    assert "descriptors.png" not in report["plots"]
+    assert not (tmp_path / "r" / "descriptors.png").exists()
+    assert "failure_modes.png" in report["plots"]
+    # the run records the version its training data was generated with
+    info = json.loads((tiny_run / "run.json").read_text())
+    dataset = json.loads((Path(info["dataset"]["path"]) / "dataset.json").read_text())
+    assert info["dataset"]["heteroagg_version"] == dataset["version"] is not None

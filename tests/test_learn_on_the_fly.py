@@ -203,6 +203,18 @@ def test_validation_dataset_and_clear_errors(tmp_path):
         TrainConfig(data_seed=-1)
 
 
+def test_a_config_that_gives_no_items_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """Every particle's path outruns the LUTs and extrapolation is off: no draw
+    renders, and training says so instead of drawing for ever."""
+    config = tiny_config().to_dict()
+    config["params"].update(n_particles=4, radius_ti=50.0, radius_w=50.0)
+    config["imaging"]["extrapolate"] = False
+    monkeypatch.setattr(fly, "FRUITLESS_DRAWS", 64)
+    with pytest.raises(ValueError, match=r"none of \d+ parameter draws in a row"):
+        train(DatasetConfig.from_dict(config), tmp_path / "run", TrainConfig(epochs=1, **FLY),
+              progress=False, device="cpu")  # fmt: skip
+
+
 def test_train_on_the_fly_from_the_shell(tmp_path):
     (tmp_path / "data.toml").write_text(toml_text(tiny_config()))
     settings = {k: v for k, v in FLY.items() if k != "on_the_fly"}

@@ -372,6 +372,10 @@ class ItemStream:
         return [(i, p, agg, image) for (i, p, agg, _), image in zip(kept, stored, strict=True)]
 
 
+#: Draws in a row that give no item before on-the-fly training gives up on its config.
+FRUITLESS_DRAWS = 2048
+
+
 class _Walker:
     """Items of one split, in index order, from a cursor; the cursor is the
     first index after the last item taken."""
@@ -385,13 +389,22 @@ class _Walker:
     def take(self, n: int) -> list[tuple]:
         """The next ``n`` items ``(i, θ, aggregate, image)`` that build (and, on
         the CPU, render; the image is None for the GPU)."""
+        fruitless = 0  # draws in a row that gave no item
         while len(self._pending) < n:
             want = max(n - len(self._pending), self.chunk)
             # a little headroom for the few draws that cannot be built
             indices = self.stream.candidates(self._next, want + want // 8 + 1, self.validation)
             self._next = indices[-1] + 1
             built = [(i, p, a, None) for i, p, a in self.stream.build(indices) if a is not None]
-            self._pending.extend(built if self.stream.on_cuda else self.stream.render(built))
+            items = built if self.stream.on_cuda else self.stream.render(built)
+            self._pending.extend(items)
+            fruitless = 0 if items else fruitless + len(indices)
+            if fruitless >= FRUITLESS_DRAWS:
+                raise ValueError(
+                    f"none of {fruitless} parameter draws in a row could be built and rendered: "
+                    "the dataset config gives no usable items (a fractal law that no packing of "
+                    "spheres meets, or LUTs too short for its particles with extrapolate = false)"
+                )
         out = [self._pending.popleft() for _ in range(n)]
         self.cursor = out[-1][0] + 1
         return out

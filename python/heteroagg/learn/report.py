@@ -22,11 +22,14 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
 
 
-def _binned(x: np.ndarray, y: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _binned(
+    x: np.ndarray, y: np.ndarray, edges: np.ndarray, minimum: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``y`` in each bin of ``x`` that holds at least ``minimum`` finite values."""
     centres, values = [], []
     for lo, hi in itertools.pairwise(edges):
         chosen = (x >= lo) & (x < hi) & np.isfinite(y)
-        if chosen.sum() >= 5:
+        if chosen.sum() >= minimum:
             centres.append(np.sqrt(lo * hi) if lo > 0 else 0.5 * (lo + hi))
             values.append(float(np.mean(y[chosen])))
     return np.array(centres), np.array(values)
@@ -81,36 +84,38 @@ def _plots(out: Path, e: Any, report: dict) -> list[str]:
     plt.close(fig)
     written.append("parameters.png")
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    for ax, (j, name) in zip(axes.flat, enumerate(TWIN_DESCRIPTORS), strict=True):
-        truth = twin["truth"][:, j]
-        e_twin = relative_error(twin["twin_mean"][:, j], truth)
-        e_ref = relative_error(twin["reference_mean"][:, j], truth)
-        bins = np.linspace(-0.6, 0.6, 41)
-        ax.hist(
-            np.clip(e_ref[np.isfinite(e_ref)], -0.6, 0.6),
-            bins,
-            alpha=0.5,
-            label="K samples at the true θ",
-        )
-        ax.hist(
-            np.clip(e_twin[np.isfinite(e_twin)], -0.6, 0.6),
-            bins,
-            alpha=0.5,
-            label="K twins at predicted θ̂",
-        )
-        for v in (-0.15, 0.15):
-            ax.axvline(v, color="k", ls=":", lw=0.8)
-        ax.set_title(DESCRIPTOR_LABELS[name])
-        ax.set_xlabel("relative error of the mean over K")
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "descriptors.png", dpi=110)
-    plt.close(fig)
-    written.append("descriptors.png")
+    if len(twin["truth"]):  # no histograms of twins that were not drawn (twin_images = 0)
+        fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+        for ax, (j, name) in zip(axes.flat, enumerate(TWIN_DESCRIPTORS), strict=True):
+            truth = twin["truth"][:, j]
+            e_twin = relative_error(twin["twin_mean"][:, j], truth)
+            e_ref = relative_error(twin["reference_mean"][:, j], truth)
+            bins = np.linspace(-0.6, 0.6, 41)
+            ax.hist(
+                np.clip(e_ref[np.isfinite(e_ref)], -0.6, 0.6),
+                bins,
+                alpha=0.5,
+                label="K samples at the true θ",
+            )
+            ax.hist(
+                np.clip(e_twin[np.isfinite(e_twin)], -0.6, 0.6),
+                bins,
+                alpha=0.5,
+                label="K twins at predicted θ̂",
+            )
+            for v in (-0.15, 0.15):
+                ax.axvline(v, color="k", ls=":", lw=0.8)
+            ax.set_title(DESCRIPTOR_LABELS[name])
+            ax.set_xlabel("relative error of the mean over K")
+        axes.flat[0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "descriptors.png", dpi=110)
+        plt.close(fig)
+        written.append("descriptors.png")
 
-    abs_err = np.abs(prediction.normalized - true_norm)
+    abs_err = np.abs(np.clip(prediction.normalized, 0.0, 1.0) - true_norm)
     n_true = dataset.params["n_particles"][:][test.items]
+    minimum = int(np.clip(len(n_true) // 16, 1, 5))  # points per bin: fewer for small test sets
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     panels = [
         (n_true, np.geomspace(max(n_true.min(), 1), n_true.max() + 1, 9), "N (true)", True),
@@ -131,15 +136,19 @@ def _plots(out: Path, e: Any, report: dict) -> list[str]:
     ]
     for ax, (x, edges, label, log) in zip(axes, panels, strict=True):
         for k, name in enumerate(names):
-            cx, cy = _binned(x, abs_err[:, k], edges)
+            cx, cy = _binned(x, abs_err[:, k], edges, minimum)
             if cx.size:
                 ax.plot(cx, cy, "o-", ms=3, label=name)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "too few test images in any bin", ha="center",
+                    transform=ax.transAxes)  # fmt: skip
         ax.set_xlabel(label)
         ax.set_ylabel("mean |error| (normalised)")
         if log:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    axes[0].legend(fontsize=7, ncol=2)
+    if axes[0].lines:
+        axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out / "failure_modes.png", dpi=110)
     plt.close(fig)

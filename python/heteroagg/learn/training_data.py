@@ -98,7 +98,7 @@ def stored_data(
         "n": len(dataset),
         "n_train": len(train_items),
         "n_val": len(val_items),
-        "heteroagg_version": dataset.index.get("heteroagg_version"),
+        "heteroagg_version": dataset.index.get("version"),  # what generate wrote it with
         "seed": dataset.index.get("seed"),
     }
     return TrainingData(

@@ -378,3 +378,12 @@ def test_support_film_keeps_its_mean_at_any_pixel_size(pixel_size, film):
     expected = np.sum(weights * carbon(film * counts / atoms))
     spread = image.std() / np.sqrt(image.size)  # pixels are independent
     assert image.mean() == pytest.approx(expected, abs=5 * spread)
+
+
+def test_numpy_numbers_are_numbers():
+    agg = sphere(radius=1.5)
+    plain = render_haadf(agg, pixel_size=0.5, shape=16, seed=3, **PLAIN)
+    same = render_haadf(agg, pixel_size=np.float32(0.5), shape=np.int64(16), seed=3, **PLAIN)
+    np.testing.assert_array_equal(same, plain)
+    with pytest.raises(ValueError, match="pixel_size"):
+        render_haadf(agg, pixel_size=np.bool_(True), shape=16, **PLAIN)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from heteroagg import _core
+from heteroagg._numbers import is_real
 from heteroagg.aggregate import Aggregate
 
 #: Scalar descriptors in a stable order (used for tables and datasets).
@@ -122,8 +122,7 @@ class Descriptors:
 
 
 def _check_contact_tol(contact_tol: float) -> None:
-    real = isinstance(contact_tol, numbers.Real) and not isinstance(contact_tol, (bool, np.bool_))
-    if not (real and math.isfinite(contact_tol) and contact_tol >= 0):
+    if not (is_real(contact_tol) and math.isfinite(contact_tol) and contact_tol >= 0):
         raise ValueError(f"contact_tol must be a finite number >= 0, got {contact_tol!r}")
 
 

@@ -167,9 +167,29 @@ def test_exit_plane_counts():
     assert exit_plane_counts(None, 7) == [7]
     assert exit_plane_counts(3, 7) == [3, 6, 7]
     assert exit_plane_counts([5, 2, 2], 7) == [2, 5]
-    for bad in (0, [0], [8]):
+    for bad in (0, [0], [8], [2.5], [True]):  # a fraction is not a slice count
         with pytest.raises(ValueError):
             exit_plane_counts(bad, 7)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"scan_limit": (1.5, 2)}, "scan_limit must lie within"),
+        ({"scan_limit": 3}, "scan_limit must lie within"),
+        ({"memory_limit": None}, "memory_limit must be positive"),
+    ],
+)
+def test_multislice_options_out_of_contract_are_refused(option, message):
+    from ase import Atoms
+
+    from heteroagg.stem import haadf_multislice
+
+    atoms = Atoms("Au", positions=[[8, 8, 1]], cell=[16, 16, 2])
+    settings = dict(energy=300e3, semiangle=20, sampling=0.1, slice_thickness=2,
+                    scan_sampling=2.0, detector=(40, 60))  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        haadf_multislice(atoms, device="cpu", **settings, **option)
 
 
 class Cell:

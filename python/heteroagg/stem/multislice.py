@@ -183,6 +183,8 @@ def exit_plane_counts(exit_planes: int | Sequence[int] | None, n_slices: int) ->
         if not counts or counts[-1] != n_slices:
             counts.append(n_slices)
         return counts
+    if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in exit_planes):
+        raise ValueError(f"exit planes are whole slice counts, got {exit_planes!r}")
     counts = sorted({int(c) for c in exit_planes})
     if not counts or counts[0] < 1 or counts[-1] > n_slices:
         raise ValueError(
@@ -523,7 +525,7 @@ def haadf_multislice(
         raise ValueError(f"frozen_phonons must be an int >= 0, got {frozen_phonons!r}")
     if not (isinstance(threads, (int, np.integer)) and threads >= 0):
         raise ValueError(f"threads must be an int >= 0, got {threads!r}")
-    if not memory_limit > 0:
+    if not (is_real(memory_limit) and memory_limit > 0):
         raise ValueError(f"memory_limit must be positive (bytes), got {memory_limit!r}")
     grid = simulation_grid(
         atoms, sampling=sampling, slice_thickness=slice_thickness, scan_sampling=scan_sampling
@@ -539,7 +541,14 @@ def haadf_multislice(
                 f"use sampling <= {max(grid.sampling) * limit / d.max_angle:.4g} Å"
             )
     if scan_limit is not None:
-        rows, cols = (int(v) for v in scan_limit)
+        whole = (
+            hasattr(scan_limit, "__len__")
+            and len(scan_limit) == 2
+            and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in scan_limit
+            )
+        )
+        rows, cols = (int(v) for v in scan_limit) if whole else (0, 0)
         if not (1 <= rows <= grid.scan_gpts[0] and 1 <= cols <= grid.scan_gpts[1]):
             raise ValueError(
                 f"scan_limit must lie within the scan {grid.scan_gpts}, got {scan_limit!r}"

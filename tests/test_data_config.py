@@ -205,3 +205,13 @@ def test_optics_must_be_the_luts(tmp_path):
     with pytest.raises(ValueError, match="calibrated for other optics"):
         generate(other, 2, tmp_path / "ds")
     assert not (tmp_path / "ds").exists()
+
+
+def test_numpy_numbers_are_stored_as_plain_floats():
+    import json
+
+    import numpy as np
+
+    imaging = ImagingConfig(pixel_size=np.float32(0.5), support=np.float64(2.0))
+    assert type(imaging.pixel_size) is float and imaging.pixel_size == 0.5
+    assert json.loads(json.dumps(imaging.to_config()))["support"] == 2.0

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from heteroagg._numbers import is_real
 from heteroagg.data.space import ParameterSpace, Prior
 
 try:
@@ -94,6 +95,8 @@ class ImagingConfig:
                 raise ValueError(
                     f"imaging.{name} must be true or false, got {getattr(self, name)!r}"
                 )
+        for name in ("energy", "semiangle", "pixel_size", "support"):  # plain floats for JSON
+            object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "detector", tuple(float(v) for v in detector))
         object.__setattr__(self, "shape", shape)
 
@@ -183,9 +186,7 @@ class DatasetConfig:
 
 def _number(value: Any) -> float:
     """``value`` as a float if it is a finite real number (not a bool), else NaN."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return math.nan
-    return float(value)
+    return float(value) if is_real(value) and math.isfinite(value) else math.nan
 
 
 def _sequence(value: Any, length: int, name: str, what: str) -> tuple[Any, ...]:

@@ -45,10 +45,12 @@ struct type_caster<heteroagg::bindings::exact_integers<T>> {
   PYBIND11_TYPE_CASTER(value_type, const_name("numpy.ndarray[int]"));
 
   bool load(handle source, bool convert) {
-    if (!convert && !value_type::array::check_(source)) return false;
+    // an array of T already is exact: only conversions are compared, off the hot path
+    const bool already = value_type::array::check_(source);
+    if (!convert && !already) return false;
     auto cast = value_type::array::ensure(source);
     if (!cast) return false;
-    if (!module_::import("numpy").attr("array_equal")(cast, source).template cast<bool>())
+    if (!already && !module_::import("numpy").attr("array_equal")(cast, source).template cast<bool>())
       throw value_error("integer arrays must hold whole numbers in [" +
                         std::to_string(+std::numeric_limits<T>::min()) + ", " +
                         std::to_string(+std::numeric_limits<T>::max()) + "]");

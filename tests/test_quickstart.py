@@ -17,12 +17,27 @@ from heteroagg.deploy import Predictor
 
 
 @pytest.mark.slow
-def test_quickstart_leaves_a_model_and_a_report(tmp_path):
+def test_quickstart_leaves_a_model_and_a_report(tmp_path, monkeypatch):
+    import heteroagg.deploy
+    from heteroagg.quickstart import quickstart
+
     out = tmp_path / "qs"
     args = ["quickstart", "--out", str(out), "--minutes", "1", "--train-items", "300",
             "--test-items", "40", "--twin-images", "3"]  # fmt: skip
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # a first attempt killed after training: the rerun into the same folder completes it
+    with monkeypatch.context() as patch:
+        patch.setattr(heteroagg.deploy, "export_onnx", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            quickstart(out, 1, train_items=300, test_items=40, twin_images=3, progress=False)
+    trained = (out / "run" / "member-0" / "metrics.csv").read_text()
+    assert not (out / "report.md").exists()
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert (out / "run" / "member-0" / "metrics.csv").read_text() == trained  # not trained again
     flat = "".join(result.output.split())  # rich wraps long lines
     assert "throughONNXRuntime" in flat and str(out / "report.md") in flat
     report = (out / "report.md").read_text()

@@ -991,8 +991,9 @@ def quickstart(
     rows = [(name, f"{m['r2']:.3f}", f"{m['mae']:.3g}") for name, m in ev["parameters"].items()]
     console.print(_table(f"{ev['n_test_images']} test images, through ONNX Runtime",
                          ("parameter", "R²", "MAE"), rows))  # fmt: skip
-    hcn = ev["descriptors"]["hetero_coordination_number"]["twin_mean"].get("median_abs", np.nan)
-    console.print(f"HCN through twins: median relative error {100 * hcn:.1f} %")
+    hcn = ev["descriptors"]["hetero_coordination_number"]["twin_mean"].get("median_abs")
+    if hcn is not None:
+        console.print(f"HCN through twins: median relative error {100 * hcn:.1f} %")
     steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.steps.items())
     console.print(f"steps: {steps}")
     console.print(f"model: {result.model}")

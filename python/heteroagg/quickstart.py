@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg._numbers import is_real
 from heteroagg.data import ParameterSpace, default_config, generate, open_dataset
 from heteroagg.model import ModelParams
 
@@ -51,7 +52,7 @@ class QuickstartResult:
 
 def _plan(minutes: float, train_items: int | None) -> tuple[int, float]:
     """Training items and training minutes for a total budget."""
-    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+    if not (is_real(minutes) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"minutes must be positive, got {minutes!r}")
     train_minutes = max(0.2, 0.7 * minutes - 1.0)
     if train_items is None:
@@ -77,7 +78,10 @@ def quickstart(
     Parameters
     ----------
     out
-        Output folder (created; must not hold an earlier quickstart).
+        Output folder (created).  A folder holding an interrupted quickstart
+        is completed: the datasets, the training run and the twins' checkpoint
+        there are resumed, not redone.  One holding a finished quickstart
+        (``report.md``) is refused.
     minutes
         Total time budget; about 70 % goes to training.
     train_items, test_items
@@ -104,7 +108,7 @@ def quickstart(
     if twin_images < 0:
         raise ValueError(f"twin_images must be >= 0, got {twin_images}")
     folder = Path(out)
-    if (folder / "model.onnx").exists():
+    if (folder / "report.md").exists():
         raise ValueError(f"{folder} already holds a quickstart; choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
     result = QuickstartResult(folder, folder / "model.onnx", folder / "report.md")
@@ -114,19 +118,26 @@ def quickstart(
 
     config = default_config()
     t = time.perf_counter()
+    # resume=True completes what an interrupted quickstart left, and starts what it did not
     generate(config, n_train, folder / "train", seed=TRAIN_SEED, workers=workers,
-             progress=progress)  # fmt: skip
+             resume=True, progress=progress)  # fmt: skip
     generate(config, test_items, folder / "test", seed=TEST_SEED, workers=workers,
-             progress=progress)  # fmt: skip
+             resume=True, progress=progress)  # fmt: skip
     step("generate", t)
 
     t = time.perf_counter()
-    base = TrainConfig(gaussian=True, descriptor_heads=HEADS, workers=workers)
-    shape = tuple(config.imaging.shape)
-    rate = training_images_per_second(base, shape, len(ModelParams.field_names()) + len(HEADS))
-    epochs = max(1, int(0.8 * rate * 60 * train_minutes / (0.95 * n_train)))
-    settings = {**base.to_dict(), "epochs": epochs, "max_minutes": train_minutes, "patience": 3}
-    train(folder / "train", folder / "run", TrainConfig.from_dict(settings), progress=progress)
+    started = folder / "run" / "run.json"
+    if started.exists():  # continue the interrupted run with the settings it started with
+        settings = TrainConfig.from_saved(json.loads(started.read_text())["train"])
+        epochs = settings.epochs
+    else:
+        base = TrainConfig(gaussian=True, descriptor_heads=HEADS, workers=workers)
+        shape = tuple(config.imaging.shape)
+        rate = training_images_per_second(base, shape, len(ModelParams.field_names()) + len(HEADS))
+        epochs = max(1, int(0.8 * rate * 60 * train_minutes / (0.95 * n_train)))
+        fields = {**base.to_dict(), "epochs": epochs, "max_minutes": train_minutes, "patience": 3}
+        settings = TrainConfig.from_dict(fields)
+    train(folder / "train", folder / "run", settings, resume=started.exists(), progress=progress)
     step("train", t)
 
     t = time.perf_counter()
@@ -210,10 +221,13 @@ def _write_report(
         "",
         "## Descriptors through digital twins",
         "",
-        f"Hetero-coordination number through {ev['twins_per_image']} twins: median relative "
-        f"error {100 * hcn['twin_mean'].get('median_abs', math.nan):.1f} % "
-        f"(the model's own spread, twins at the true θ: "
-        f"{100 * hcn['true_theta_mean'].get('median_abs', math.nan):.1f} %).",
+        (
+            f"Hetero-coordination number through {ev['twins_per_image']} twins: median "
+            f"relative error {100 * hcn['twin_mean']['median_abs']:.1f} % (the model's own "
+            f"spread, twins at the true θ: {100 * hcn['true_theta_mean']['median_abs']:.1f} %)."
+            if "median_abs" in hcn["twin_mean"]
+            else "No test image was checked through twins (twin_images = 0)."
+        ),
         "",
         "![descriptor errors](evaluation/descriptors.png)",
         "",

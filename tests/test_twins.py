@@ -9,6 +9,7 @@ from heteroagg.data import default_config
 from heteroagg.twins import (
     TWIN_DESCRIPTORS,
     descriptor_row,
+    draw_within_prior,
     head_weights,
     resample,
     sample_twins,
@@ -113,3 +114,29 @@ def test_conditioned_twins_are_candidates_that_agree_with_the_heads():
     widened_rg = [descriptor_row(t)[RG] for t in widened]
     np.testing.assert_array_equal(widened_rg, [descriptor_row(t)[RG] for t in wide])
     assert np.mean(np.abs(np.array(widened_rg) - target)) > np.mean(np.abs(twin_rg - target))
+
+
+def test_twin_parameters_follow_the_predictive_normal_restricted_to_the_prior():
+    rng = np.random.default_rng(3)
+    mu = np.array([0.1, 0.5, 1.3, 0.7])  # near a bound, central, beyond the prior, fixed
+    sd = np.array([0.2, 0.1, 0.3, 0.0])
+    drawn = draw_within_prior(mu, sd, rng.random((20000, 4)))
+    assert drawn.shape == (20000, 4) and ((drawn >= 0) & (drawn <= 1)).all()
+    np.testing.assert_array_equal(drawn[:, 3], 0.7)
+    # against rejection sampling of N(mu, sd) to [0, 1]: no mass piled on the bounds
+    for j in range(3):
+        z = mu[j] + sd[j] * rng.standard_normal(400000)
+        kept = z[(z >= 0) & (z <= 1)][:20000]
+        assert stats.ks_2samp(drawn[:, j], kept).pvalue > 1e-3
+        assert np.mean(drawn[:, j] == 0) + np.mean(drawn[:, j] == 1) == 0
+    # far in a tail the draws still lie inside, at the nearer bound
+    far = draw_within_prior(np.array([30.0]), np.array([0.01]), np.array([[0.5]]))
+    assert 0.999 < far[0, 0] <= 1
+    # the twins' own θ lie within the prior, even for an estimate beyond it
+    space = tiny_space()
+    theta = np.full(len(space.varied), 1.2)
+    twins, failed = sample_twins(space, theta, np.full_like(theta, 0.3), 6, seed=2)
+    assert len(twins) + failed == 6 and twins
+    for twin in twins:
+        normalized = space.normalize(twin.params)
+        assert normalized.min() > -1e-9 and normalized.max() < 1 + 1e-9

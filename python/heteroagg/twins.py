@@ -44,6 +44,39 @@ def twin_params(space: Any, normalized: np.ndarray) -> ModelParams:
     return ModelParams(**fields)
 
 
+def draw_within_prior(
+    normalized: np.ndarray, normalized_std: np.ndarray, uniforms: np.ndarray
+) -> np.ndarray:
+    """θ drawn from N(θ̂, σ²) restricted to the prior's range, [0, 1] per column.
+
+    The predictive distribution conditioned on the prior's support: the
+    truncated normal, by its inverse CDF at ``uniforms``.  Clipping a normal
+    draw instead would pile a finite share of the twins onto the bounds,
+    values the prior gives no probability.  Columns with a standard
+    deviation of 0 take θ̂ clipped to the range.
+
+    Parameters
+    ----------
+    normalized, normalized_std
+        θ̂ and its standard deviation in the normalised space, (P,).
+    uniforms
+        Uniform draws in (0, 1), (..., P): one θ per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        θ, shaped like ``uniforms``, within [0, 1].
+    """
+    from scipy.stats import truncnorm
+
+    mu = np.broadcast_to(np.asarray(normalized, dtype=float), np.shape(uniforms))
+    sd = np.broadcast_to(np.asarray(normalized_std, dtype=float), np.shape(uniforms))
+    spread = sd > 0
+    scale = np.where(spread, sd, 1.0)
+    drawn = truncnorm.ppf(uniforms, -mu / scale, (1.0 - mu) / scale, loc=mu, scale=scale)
+    return np.clip(np.where(spread, drawn, mu), 0.0, 1.0)
+
+
 def descriptor_row(aggregate: Any) -> list[float]:
     """The :data:`TWIN_DESCRIPTORS` of one aggregate."""
     d = aggregate.descriptors()
@@ -161,7 +194,8 @@ def sample_twins(
         The :class:`~heteroagg.ParameterSpace` the estimate lives in.
     normalized, normalized_std
         θ̂ in the normalised space and its predictive standard deviation
-        (None: every twin at θ̂; else each twin's θ is drawn from N(θ̂, σ²)).
+        (None: every twin at θ̂; else each twin's θ is drawn from N(θ̂, σ²)
+        restricted to the prior's range, :func:`draw_within_prior`).
     k
         Twins wanted.
     seed
@@ -196,8 +230,8 @@ def sample_twins(
     for j in range(k):
         theta = np.asarray(normalized, dtype=float)
         if normalized_std is not None:
-            z = np.random.default_rng(derive_seed(seed, 2 * j + 1)).standard_normal(theta.size)
-            theta = theta + np.asarray(normalized_std, dtype=float) * z
+            u = np.random.default_rng(derive_seed(seed, 2 * j + 1)).random(theta.size)
+            theta = draw_within_prior(theta, normalized_std, u)
         try:
             twins.append(sample_aggregate(twin_params(space, theta), derive_seed(seed, 2 * j)))
         except GenerationError:

@@ -44,6 +44,7 @@ from heteroagg.twins import (
     check_spread,
     descriptor_row,
     descriptor_samples,
+    draw_within_prior,
     head_weights,
     resample,
     twin_params,
@@ -352,9 +353,9 @@ def twin_analysis(
                 twins, failed = descriptor_samples(
                     twin_params(space, mu), twin_seed, draws_per_image
                 )
-            else:  # propagate the predictive uncertainty: θ ~ N(μ, σ²) per twin
-                z = rng_u.standard_normal((draws_per_image, mu.size))
-                draws = mu + prediction.normalized_std[k_img] * z
+            else:  # propagate the predictive uncertainty: θ ~ N(μ, σ²) within the prior
+                uniforms = rng_u.random((draws_per_image, mu.size))
+                draws = draw_within_prior(mu, prediction.normalized_std[k_img], uniforms)
                 parts = [
                     descriptor_samples(twin_params(space, t), derive_seed(twin_seed, j), 1)
                     for j, t in enumerate(draws)

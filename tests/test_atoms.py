@@ -213,7 +213,7 @@ def test_overlap_rule_drops_atoms_of_later_spheres(pair):
 
 
 def test_to_atoms_is_deterministic(pair):
-    a = heteroagg.to_atoms(pair, 123, random_offset=True, threads=1)
+    a = heteroagg.to_atoms(pair, 123, random_offset=True, threads=np.int64(1), vacuum=np.int64(5))
     b = heteroagg.to_atoms(pair, 123, random_offset=True, threads=2)
     c = heteroagg.to_atoms(pair, 124, random_offset=True)
     np.testing.assert_array_equal(a.positions, b.positions)
@@ -258,6 +258,9 @@ def test_structure_choices(pair):
         ({"vacuum": -1.0}, "vacuum"),
         ({"vacuum": float("nan")}, "vacuum"),
         ({"threads": 0}, "threads"),
+        ({"threads": 1.5}, "threads"),
+        ({"threads": True}, "threads"),
+        ({"vacuum": True}, "vacuum"),
         ({"tio2": 3.5}, "tio2 must be"),
     ],
 )
@@ -282,6 +285,10 @@ def test_default_displacements():
     # high-temperature limit of the Debye model: 3 hbar^2 T / (m k Theta^2)
     classical = 3 * 1.054571817e-34**2 * 3000 / (183.84 * 1.66053906660e-27 * 1.380649e-23 * 400**2)
     assert debye_msd(183.84, 400.0, 3000.0) == pytest.approx(classical * 1e20, rel=2e-3)
+    # zero-point limit, 3 hbar^2 / (4 m k Theta), also far below Theta / 709 where e^t overflows
+    zero_point = 3 * 1.054571817e-34**2 / (4 * 183.84 * 1.66053906660e-27 * 1.380649e-23 * 400)
+    for temperature in (1.0, 0.5, 0.01):
+        assert debye_msd(183.84, 400.0, temperature) == pytest.approx(zero_point * 1e20, rel=1e-4)
     assert DEFAULT_SIGMAS["W"] == pytest.approx(
         math.sqrt(debye_msd(183.84, 400.0, 293.0)), rel=1e-8
     )
@@ -374,3 +381,29 @@ def test_debye_and_carbon_models_refuse_unphysical_input():
     for kwargs in ({"side": math.inf}, {"density": math.inf}, {"side": -1.0}):
         with pytest.raises(ValueError, match="positive and finite"):
             amorphous_carbon(**kwargs)
+
+
+def test_structures_of_other_elements():
+    # rock-salt MgO, a = 4.212 Å: 4 formula units per cell, 3.58 g/cm^3
+    mgo = CrystalStructure(
+        "periclase", "MgO", "Fm-3m (225)", (4.212, 4.212, 4.212, 90, 90, 90),
+        (("Mg", (0.0, 0.0, 0.0)), ("O", (0.5, 0.5, 0.5))), ("x,y,z",),
+        centring=((0, 0, 0), (0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0)),
+    )  # fmt: skip
+    expected = 4 * (ase.data.atomic_masses[12] + 15.999) / 6.02214076e23 / 4.212**3 * 1e24
+    assert mgo.density == pytest.approx(expected, rel=1e-6)
+    assert mgo.density == pytest.approx(3.58, abs=0.01)
+    _, _, numbers = mgo.unit_cell()
+    assert sorted(numbers) == [8] * 4 + [12] * 4
+    atoms = heteroagg.to_atoms(Aggregate([[0, 0, 0]], [1.0], [0]), 0, tio2=mgo)
+    assert set(atoms.get_chemical_symbols()) == {"Mg", "O"}
+    with pytest.raises(ValueError, match="unknown chemical symbol 'Xx'"):
+        CrystalStructure("x", "Xx", "P1", (3, 3, 3, 90, 90, 90), (("Xx", (0, 0, 0)),), ("x,y,z",))
+
+
+def test_amorphous_carbon_too_small_for_one_atom():
+    from heteroagg.structures import amorphous_carbon
+
+    with pytest.raises(ValueError, match="no whole carbon atom"):
+        amorphous_carbon(side=1.0)
+    assert len(amorphous_carbon(side=3.0)) == round(2.0 / 12.011 * 6.02214076e23 * 27e-24)

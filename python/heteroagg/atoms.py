@@ -73,7 +73,8 @@ def debye_msd(mass_u: float, debye_temperature: float, temperature: float = 293.
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     mass_u, debye_temperature, temperature = map(float, (mass_u, debye_temperature, temperature))
     x = debye_temperature / temperature
-    phi = quad(lambda t: t / math.expm1(t) if t > 0 else 1.0, 0.0, x)[0] / x
+    # beyond t = 700 the integrand is below 1e-300 (and e^t overflows past 709)
+    phi = quad(lambda t: t / math.expm1(t) if t > 0 else 1.0, 0.0, min(x, 700.0))[0] / x
     scale = 3.0 * _HBAR**2 / (mass_u * _AMU * _KB * debye_temperature)  # m^2
     return scale * (phi / x + 0.25) * 1e20
 
@@ -204,12 +205,12 @@ def to_atoms(
     if len(agg) == 0:  # pragma: no cover - Aggregate refuses this already
         raise ValueError("the aggregate is empty")
     seed = check_uint64("seed", seed)
-    if isinstance(vacuum, bool) or not isinstance(vacuum, (int, float, np.floating)):
+    if not is_real(vacuum):
         raise ValueError(f"vacuum must be a number of Å, got {vacuum!r}")
     if not math.isfinite(vacuum) or vacuum < 0:
         raise ValueError(f"vacuum must be finite and >= 0 Å, got {vacuum!r}")
-    if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    if threads is not None and not (
+        is_real(threads) and isinstance(threads, (int, np.integer)) and threads >= 1
     ):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
 
@@ -242,7 +243,7 @@ def to_atoms(
         bool(rotation),
         bool(random_offset),
         bool(drop_overlaps),
-        threads or 0,
+        int(threads or 0),
     )
     lower = (centres - radii[:, None]).min(axis=0)
     upper = (centres + radii[:, None]).max(axis=0)

@@ -44,16 +44,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from heteroagg import _core
+
 if TYPE_CHECKING:
     import ase
 
-#: Standard atomic weights (IUPAC) of the elements of the built-in structures.
-ATOMIC_MASSES: dict[str, float] = {"O": 15.999, "Ti": 47.867, "W": 183.84}
-
-#: Atomic numbers of the elements of the built-in structures.
-ATOMIC_NUMBERS: dict[str, int] = {"O": 8, "Ti": 22, "W": 74}
+#: Standard atomic weights (IUPAC) of the elements of the built-in structures and films;
+#: :attr:`CrystalStructure.density` of other elements reads ase's table.
+ATOMIC_MASSES: dict[str, float] = {"C": 12.011, "O": 15.999, "Ti": 47.867, "W": 183.84}
 
 _AVOGADRO = 6.02214076e23
+
+
+def _atomic_mass(symbol: str) -> float:
+    """Standard atomic weight (u): :data:`ATOMIC_MASSES`, else ase's table."""
+    if symbol in ATOMIC_MASSES:
+        return ATOMIC_MASSES[symbol]
+    try:
+        from ase.data import atomic_masses
+    except ImportError:
+        known = ", ".join(sorted(ATOMIC_MASSES))
+        raise ValueError(
+            f"the atomic mass of {symbol} needs ase (pip install ase); without it only "
+            f"{known} are known"
+        ) from None
+    return float(atomic_masses[_core.atomic_number(symbol)])
 
 
 def _parse_triplet(triplet: str) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +124,10 @@ class CrystalStructure:
     centring: tuple[tuple[float, float, float], ...] = ((0.0, 0.0, 0.0),)
     reference: str = ""
 
+    def __post_init__(self) -> None:
+        for symbol, _ in self.sites:
+            _core.atomic_number(symbol)  # ValueError naming an unknown symbol
+
     def lattice(self) -> np.ndarray:
         """Lattice vectors as rows (Å): a along x, b in the xy plane."""
         a, b, c, alpha, beta, gamma = self.cellpar
@@ -149,7 +168,7 @@ class CrystalStructure:
     def unit_cell(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(lattice (3, 3), fractional (m, 3), atomic numbers (m,) uint8)``."""
         fractional, symbols = self.expand()
-        numbers = np.array([ATOMIC_NUMBERS[s] for s in symbols], dtype=np.uint8)
+        numbers = np.array([_core.atomic_number(s) for s in symbols], dtype=np.uint8)
         return self.lattice(), fractional, numbers
 
     @property
@@ -161,7 +180,7 @@ class CrystalStructure:
     def density(self) -> float:
         """Mass density in g/cm^3."""
         _, symbols = self.expand()
-        mass = sum(ATOMIC_MASSES[s] for s in symbols)
+        mass = sum(_atomic_mass(s) for s in symbols)
         return mass / _AVOGADRO / (self.volume * 1e-24)
 
     def to_atoms(self) -> ase.Atoms:
@@ -270,8 +289,8 @@ def amorphous_carbon(
     Raises
     ------
     ValueError
-        For non-positive sizes, or a density too high to reach by random
-        addition at that ``min_distance``.
+        For non-positive sizes, a cube too small to hold one atom, or a
+        density too high to reach by random addition at that ``min_distance``.
     """
     from ase import Atoms
 
@@ -280,6 +299,10 @@ def amorphous_carbon(
     if not all(math.isfinite(v) and v > 0 for v in (side, density, min_distance)):
         raise ValueError("side, density and min_distance must be positive and finite")
     count = round(density / 12.011 * _AVOGADRO * 1e-24 * side**3)
+    if count < 1:
+        raise ValueError(
+            f"a cube of {side} Å at {density} g/cm^3 holds no whole carbon atom; make it larger"
+        )
     if count * math.pi / 6 * min_distance**3 > 0.3 * side**3:
         raise ValueError(
             f"{density} g/cm^3 with atoms {min_distance} Å apart is beyond random addition"

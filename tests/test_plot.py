@@ -28,6 +28,28 @@ def test_bad_view():
     plt.close(fig)
 
 
+@pytest.mark.parametrize("view", ["x", "y", "z"])
+def test_projections_are_seen_from_outside_not_mirrored(view):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from heteroagg.plot import draw_projection
+
+    axes = {"x": 0, "y": 1, "z": 2}
+    h, v = {"z": "xy", "y": "xz", "x": "yz"}[view]
+    toward_viewer = np.cross(np.eye(3)[axes[h]], np.eye(3)[axes[v]])  # right-handed screen
+    # a near sphere off to the right and up, a far one behind the centre
+    near = 2 * toward_viewer + np.eye(3)[axes[h]] + 0.5 * np.eye(3)[axes[v]]
+    agg = heteroagg.Aggregate([near, -2 * toward_viewer], [0.5, 0.5], [0, 1])
+    fig, ax = plt.subplots()
+    draw_projection(ax, agg, view)
+    (circles,) = ax.collections
+    outline = circles.get_paths()[-1].vertices  # painted last: in front
+    front = (outline.min(axis=0) + outline.max(axis=0)) / 2
+    np.testing.assert_allclose(front, [1.0, 0.5], atol=1e-6)
+    plt.close(fig)
+
+
 def test_plot_twins_puts_each_image_beside_its_twins_on_one_scale():
     import matplotlib.pyplot as plt
     import numpy as np
@@ -50,7 +72,7 @@ def test_plot_twins_puts_each_image_beside_its_twins_on_one_scale():
         for ax, twin in zip(row[1:], twins, strict=False):
             (circles,) = ax.collections
             assert len(circles.get_paths()) == twin.n_particles
-            assert ax.get_xlim() == (-15.0, 15.0)
+            assert ax.get_xlim() == (-15.0, 15.0) and ax.get_ylim() == (-10.0, 10.0)
             assert f"{twin.n_particles} particles" in ax.get_title()
     assert [ax.axison for ax in rows[1]] == [True, True, False, False]
     assert rows[0][0].get_title() == "a.dm4"

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 #: Face colours of TiO2 and WO3 spheres.
 MATERIAL_COLORS: tuple[str, str] = ("#4c72b0", "#dd8452")
 
-#: Projections: (horizontal axis, vertical axis, viewing axis).
-_VIEWS = {"z": ("x", "y", 2), "y": ("x", "z", 1), "x": ("y", "z", 0)}
+#: Projections: (horizontal axis, vertical axis, viewing axis, the side the viewer is on);
+#: (horizontal, vertical, towards the viewer) is right-handed, so no view is a mirror image.
+_VIEWS = {"z": ("x", "y", 2, 1.0), "y": ("x", "z", 1, -1.0), "x": ("y", "z", 0, 1.0)}
 _AXIS = {"x": 0, "y": 1, "z": 2}
 
 
@@ -33,11 +34,18 @@ def _pyplot():
     return plt
 
 
-def draw_projection(ax: Axes, agg: Aggregate, view: str = "z", extent: float | None = None) -> None:
+def draw_projection(
+    ax: Axes,
+    agg: Aggregate,
+    view: str = "z",
+    extent: float | tuple[float, float] | None = None,
+) -> None:
     """Draw the projection of an aggregate along one axis into ``ax``.
 
     Each sphere projects to a circle of its radius; circles are painted back
-    to front and shaded by depth, so the picture reads like a 3D view.
+    to front and shaded by depth, so the picture reads like a 3D view.  The
+    viewer looks from +z, -y or +x, so that the picture is the aggregate as
+    seen, not its mirror image.
 
     Parameters
     ----------
@@ -48,7 +56,8 @@ def draw_projection(ax: Axes, agg: Aggregate, view: str = "z", extent: float | N
     view
         The viewing axis, ``"x"``, ``"y"`` or ``"z"``.
     extent
-        Half-width of the square window in nm; defaults to the aggregate's.
+        Half-width of the square window in nm, or (half-width, half-height)
+        of a rectangular one; defaults to the aggregate's.
     """
     from matplotlib.collections import PatchCollection
     from matplotlib.colors import to_rgb
@@ -56,10 +65,11 @@ def draw_projection(ax: Axes, agg: Aggregate, view: str = "z", extent: float | N
 
     if view not in _VIEWS:
         raise ValueError(f"view must be 'x', 'y' or 'z', got {view!r}")
-    h, v, depth_axis = _VIEWS[view]
+    h, v, depth_axis, viewer_side = _VIEWS[view]
     if extent is None:
         extent = float(np.max(np.abs(agg.centers)) + np.max(agg.radii)) * 1.05
-    depth = agg.centers[:, depth_axis]
+    half_width, half_height = (extent, extent) if np.ndim(extent) == 0 else extent
+    depth = viewer_side * agg.centers[:, depth_axis]  # larger: nearer the viewer
     span = float(np.ptp(depth)) or 1.0
     base = np.array([to_rgb(c) for c in MATERIAL_COLORS])[agg.materials]
     shade = 0.55 + 0.45 * (depth - depth.min()) / span
@@ -71,8 +81,8 @@ def draw_projection(ax: Axes, agg: Aggregate, view: str = "z", extent: float | N
     ax.add_collection(
         PatchCollection(patches, facecolors=colors[order], edgecolors="black", linewidths=0.3)
     )
-    ax.set_xlim(-extent, extent)
-    ax.set_ylim(-extent, extent)
+    ax.set_xlim(-half_width, half_width)
+    ax.set_ylim(-half_height, half_height)
     ax.set_aspect("equal")
     ax.set_xlabel(f"{h} (nm)")
     ax.set_ylabel(f"{v} (nm)")
@@ -173,7 +183,7 @@ def plot_twins(
         row[0].set_xlabel("x (nm)")
         row[0].set_ylabel("y (nm)")
         for ax, twin in zip(row[1:], made, strict=False):
-            draw_projection(ax, twin, "z", max(width, height))
+            draw_projection(ax, twin, "z", (width, height))
             hcn = twin.descriptors().hetero_coordination_number
             ax.set_title(f"twin: {twin.n_particles} particles, HCN {hcn:.2f}", fontsize=9)
         for ax in row[1 + len(made) :]:

@@ -144,6 +144,19 @@ def test_random_sets_match_brute_force(seed):
     )
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-25, 1e-15, 1e15, 1e20, 1e25])
+def test_contacts_do_not_depend_on_the_unit_of_length(scale):
+    # the single-precision screen would square 1e20 nm past float's range, and 1e-25 nm
+    # below it, and then count far pairs as touching
+    agg = heteroagg.sample_aggregate(ModelParams(n_particles=30), 1)
+    scaled = Aggregate(agg.centers * scale, agg.radii * scale, agg.materials)
+    d = heteroagg.descriptors(scaled, contact_tol=1e-3)
+    np.testing.assert_array_equal(
+        sorted_pairs(d.contacts), brute_contacts(agg.centers, agg.radii, 1e-3)
+    )
+    assert d.radius_of_gyration == pytest.approx(scale * agg.descriptors().radius_of_gyration)
+
+
 def test_contacts_exactly_at_the_reach():
     # dyadic radii make d_ij == r_i + r_j exact: such pairs touch at
     # contact_tol=0, and moving each sphere out by one ulp separates them

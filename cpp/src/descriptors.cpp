@@ -108,16 +108,20 @@ std::vector<std::uint32_t> find_contacts(const double* centers, const double* ra
   const std::uint32_t* order = grid.order();
 
   const vec3 lo = grid.lower(), hi = grid.upper();
-  const double extent = std::max({hi.x - lo.x, hi.y - lo.y, hi.z - lo.z});
+  // Single precision in units of the largest contact reach, whatever the
+  // aggregate's scale in nm: squares of nearby distances stay near 1, far
+  // from float's overflow (1e38) and underflow (1e-38).
+  const double unit = 2.0 * r_max * scale;
+  const double extent = std::max({hi.x - lo.x, hi.y - lo.y, hi.z - lo.z}) / unit;
   const double pad = 8.0 * extent * std::ldexp(1.0, -24);
   float_particles fp(n, static_cast<float>(pad));
   const auto runs = uninitialised<detail::candidate_runs>(n);
   for (std::uint32_t k = 0; k < n; ++k) {
     const std::uint32_t i = order[k];
-    fp.x[k] = static_cast<float>(centers[3 * i] - lo.x);
-    fp.y[k] = static_cast<float>(centers[3 * i + 1] - lo.y);
-    fp.z[k] = static_cast<float>(centers[3 * i + 2] - lo.z);
-    fp.reach[k] = static_cast<float>(radii[i] * scale * (1.0 + 1e-5) + pad);
+    fp.x[k] = static_cast<float>((centers[3 * i] - lo.x) / unit);
+    fp.y[k] = static_cast<float>((centers[3 * i + 1] - lo.y) / unit);
+    fp.z[k] = static_cast<float>((centers[3 * i + 2] - lo.z) / unit);
+    fp.reach[k] = static_cast<float>(radii[i] * scale / unit * (1.0 + 1e-5) + pad);
     const column_grid::runs r = grid.runs_of(k);
     runs[k] = {r.ahead, r.next_first, r.next_last};
   }

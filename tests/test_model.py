@@ -13,9 +13,11 @@ BAD_VALUES = [
     ("frac_w", -0.1, r"frac_w.*\[0, 1\]"),
     ("frac_w", 1.01, r"frac_w.*\[0, 1\]"),
     ("frac_w", math.nan, "frac_w"),
-    ("radius_ti", 0.0, r"radius_ti.*> 0"),
-    ("radius_w", -1.0, r"radius_w.*> 0"),
+    ("radius_ti", 0.0, r"radius_ti.*\[0\.001, 10000\] nm"),
+    ("radius_w", -1.0, r"radius_w.*\[0\.001, 10000\] nm"),
     ("radius_w", math.inf, "radius_w"),
+    ("radius_ti", 1e-300, "radius_ti"),  # r^3 and r^5 of the moments would underflow
+    ("radius_w", 1e50, "radius_w"),  # and overflow
     ("sigma_g", 0.9, r"sigma_g.*\[1, 3\]"),
     ("sigma_g", math.nan, "sigma_g"),
     ("fractal_dim", 1.0, r"fractal_dim.*\(1, 3\)"),
@@ -58,3 +60,8 @@ def test_params_are_frozen_and_round_trip():
 
 def test_fractal_law():
     assert heteroagg.fractal_law_rg(100, 2.0, 2.0, 1.0) == pytest.approx(20.0)
+    for args, name in (((0, 2.0, 2.0, 1.0), "n"), ((10, -1.0, 1.8, 1.3), "r_geo"),
+                       ((10, 2.0, 0.0, 1.3), "fractal_dim"), ((10, 2.0, 1.8, -1.0), "prefactor"),
+                       ((10, math.nan, 1.8, 1.3), "r_geo")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            heteroagg.fractal_law_rg(*args)

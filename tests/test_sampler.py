@@ -174,3 +174,45 @@ def test_long_batches_are_chunked_without_changing_results(capsys):
         single = heteroagg.sample_aggregate(p, heteroagg.derive_seed(21, i))
         np.testing.assert_array_equal(batch[i].centers, single.centers)
     assert heteroagg.sample_aggregates([], []) == []
+
+
+def test_large_hierarchical_aggregates_meet_the_law_on_the_first_attempt():
+    # merges of ten thousand particles on each side: drawn pairs lie mostly buried
+    params = ModelParams(n_particles=20000, fractal_dim=2.0)
+    single_attempt = heteroagg.SamplerOptions(aggregate_tries=1)
+    for seed in range(3):
+        agg = heteroagg.sample_aggregate(params, seed, options=single_attempt)
+        target = heteroagg.fractal_law_rg(
+            params.n_particles, geometric_mean_radius(agg.radii), 2.0, params.prefactor
+        )
+        assert radius_of_gyration(agg.centers, agg.radii) == pytest.approx(target, rel=0.05)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_a_signal_stops_long_sampling(batch):
+    import os
+    import signal
+    import threading
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped
+
+    # sequential growth at D_f 2.5: tens of seconds for 40 000 particles
+    params = ModelParams(n_particles=40000, fractal_dim=2.5)
+    previous = signal.signal(signal.SIGINT, stop)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        start = time.monotonic()
+        timer.start()
+        with pytest.raises(Stopped):
+            if batch:
+                heteroagg.sample_aggregates([params, params], [1, 2], threads=2)
+            else:
+                heteroagg.sample_aggregate(params, 1)
+        assert time.monotonic() - start < 5.0
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)

@@ -13,6 +13,7 @@
 #include "heteroagg/descriptors.hpp"
 #include "heteroagg/rng.hpp"
 #include "exact_integers.hpp"
+#include "interruptible.hpp"
 
 namespace py = pybind11;
 using namespace heteroagg;
@@ -41,6 +42,10 @@ py::tuple aggregate_arrays(aggregate&& agg) {
 
 using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using u8_array = bindings::exact_integers<std::uint8_t>;
+
+// Aggregates of more particles are sampled where Ctrl-C can stop them; smaller
+// ones take at most about a second and skip the worker thread.
+constexpr int interruptible_particles = 4096;
 
 // Field names of descriptor_values(), in order.
 constexpr const char* descriptor_fields[] = {
@@ -117,9 +122,12 @@ PYBIND11_MODULE(_core, m) {
       "sample_aggregate",
       [](const model_params& params, std::uint64_t seed, const sampler_options& options) {
         aggregate agg;
-        {
+        if (params.n_particles <= interruptible_particles) {  // a second at most: no thread
           py::gil_scoped_release release;
           agg = sample_aggregate(params, seed, options);
+        } else {
+          agg = bindings::call_interruptibly(
+              [&](const std::atomic<bool>& cancel) { return sample_aggregate(params, seed, options, &cancel); });
         }
         return aggregate_arrays(std::move(agg));
       },
@@ -129,11 +137,9 @@ PYBIND11_MODULE(_core, m) {
       "sample_aggregates",
       [](const std::vector<model_params>& params, const std::vector<std::uint64_t>& seeds,
          int threads, const sampler_options& options) {
-        std::vector<batch_item> items;
-        {
-          py::gil_scoped_release release;
-          items = sample_aggregates(params, seeds, threads, options);
-        }
+        std::vector<batch_item> items = bindings::call_interruptibly([&](const std::atomic<bool>& cancel) {
+          return sample_aggregates(params, seeds, threads, options, &cancel);
+        });
         py::list out;
         for (auto& item : items) {
           if (item.error.empty())

@@ -68,12 +68,13 @@ constexpr int max_sequential_fallback = 4096;
 class sampler {
  public:
   sampler(const model_params& params, const sampler_options& options, philox_stream& rng,
-          double subcluster_fraction)
+          double subcluster_fraction, const std::atomic<bool>* cancel)
       : params_(params),
         options_(options),
         rng_(rng),
         contact_factor_(1.0 - params.overlap),
-        subcluster_fraction_(subcluster_fraction) {}
+        subcluster_fraction_(subcluster_fraction),
+        cancel_(cancel) {}
 
   aggregate run(double& rg_relative_error);
 
@@ -101,6 +102,7 @@ class sampler {
   philox_stream& rng_;
   double contact_factor_;
   double subcluster_fraction_;
+  const std::atomic<bool>* cancel_;
   double cell_ = 1.0;
   double length_eps_ = 1e-12;
   // scratch buffers reused across merges
@@ -227,6 +229,8 @@ cluster sampler::merge_halves(std::vector<cluster>& level, std::size_t first, st
 // parallel-axis theorem, m3 Rg3^2 = Ia + Ib + (ma mb / m3) Gamma^2 fixes the
 // distance Gamma between the two centres of mass.
 void sampler::merge(cluster& a, cluster& b) {
+  if (cancel_ != nullptr && cancel_->load(std::memory_order_relaxed))
+    throw sampling_cancelled("aggregate sampling was cancelled");
   const std::size_t na = a.size(), nb = b.size();
   const int n3 = static_cast<int>(na + nb);
   const double r_geo = std::exp((a.log_radius_sum + b.log_radius_sum) / n3);
@@ -292,6 +296,14 @@ void sampler::merge(cluster& a, cluster& b) {
   // taken over b's radius range), and pairs are drawn uniformly from those
   // ranges and kept when exactly feasible (rejection sampling).
   const bool sampled = na * nb > full_enumeration_limit;
+  // Drawn pairs of large clusters mostly lie buried inside them, where every
+  // placement overlaps: the tries grow by one pair_tries per doubling of the
+  // merge beyond the enumeration limit, so the merge meets its Gamma instead
+  // of relaxing it off the law.
+  const double doublings =
+      std::floor(std::log2(static_cast<double>(na * nb) / static_cast<double>(full_enumeration_limit)));
+  const int sampled_tries = static_cast<int>(std::min<double>(
+      options_.pair_tries * (1.0 + std::max(0.0, doublings)), std::numeric_limits<int>::max()));
   double rb_min = b.radius[0], rb_max = b.radius[0];
   if (sampled) {
     by_distance_.resize(nb);
@@ -343,7 +355,7 @@ void sampler::merge(cluster& a, cluster& b) {
     if (relaxation == options_.gamma_relaxations && relax_up) gamma = gamma_max;
     if (sampled) {
       index_ranges(gamma);
-      for (int t = 0; t < options_.pair_tries; ++t) {
+      for (int t = 0; t < sampled_tries; ++t) {
         std::uint32_t i = 0, j = 0;
         if (!draw_pair(gamma, i, j)) break;
         if (try_pair(a, b, i, j, gamma, grid, ca, reach_a)) return attach_placed(a, b);
@@ -469,10 +481,10 @@ void validate(const model_params& p) {
     invalid("n_particles", "an integer in [2, 1000000]", p.n_particles);
   if (!finite(p.frac_w) || p.frac_w < 0.0 || p.frac_w > 1.0)
     invalid("frac_w", "in [0, 1]", p.frac_w);
-  if (!finite(p.radius_ti) || p.radius_ti <= 0.0)
-    invalid("radius_ti", "a finite radius > 0 nm", p.radius_ti);
-  if (!finite(p.radius_w) || p.radius_w <= 0.0)
-    invalid("radius_w", "a finite radius > 0 nm", p.radius_w);
+  if (!finite(p.radius_ti) || p.radius_ti < min_radius || p.radius_ti > max_radius)
+    invalid("radius_ti", "a radius in [0.001, 10000] nm", p.radius_ti);
+  if (!finite(p.radius_w) || p.radius_w < min_radius || p.radius_w > max_radius)
+    invalid("radius_w", "a radius in [0.001, 10000] nm", p.radius_w);
   if (!finite(p.sigma_g) || p.sigma_g < 1.0 || p.sigma_g > max_sigma_g)
     invalid("sigma_g", "in [1, 3]", p.sigma_g);
   if (!finite(p.fractal_dim) || p.fractal_dim <= 1.0 || p.fractal_dim >= 3.0)
@@ -499,18 +511,22 @@ int n_wo3(const model_params& params) {
 }
 
 double fractal_law_rg(int n, double r_geo, double fractal_dim, double prefactor) {
+  if (n < 1) invalid("n", "an integer >= 1", n);
+  if (!finite(r_geo) || r_geo <= 0.0) invalid("r_geo", "a finite radius > 0", r_geo);
+  if (!finite(fractal_dim) || fractal_dim <= 0.0) invalid("fractal_dim", "finite and > 0", fractal_dim);
+  if (!finite(prefactor) || prefactor <= 0.0) invalid("prefactor", "finite and > 0", prefactor);
   return r_geo * std::pow(static_cast<double>(n) / prefactor, 1.0 / fractal_dim);
 }
 
 aggregate sample_aggregate(const model_params& params, std::uint64_t seed,
-                           const sampler_options& options) {
+                           const sampler_options& options, const std::atomic<bool>* cancel) {
   validate(params);
   validate(options);
   double best_error = std::numeric_limits<double>::infinity();
   int merge_failures = 0;
   for (int attempt = 0; attempt < options.aggregate_tries; ++attempt) {
     philox_stream rng(seed, static_cast<std::uint64_t>(attempt));
-    sampler s(params, options, rng, subcluster_fraction(params, attempt));
+    sampler s(params, options, rng, subcluster_fraction(params, attempt), cancel);
     try {
       double rg_error = 0.0;
       aggregate out = s.run(rg_error);
@@ -528,21 +544,26 @@ aggregate sample_aggregate(const model_params& params, std::uint64_t seed,
                     " attempts (" + std::to_string(merge_failures) + " ran out of non-overlapping placements";
   if (std::isfinite(best_error))
     msg += "; the closest missed the fractal-law R_g by " + format_number(100.0 * best_error) + "%";
-  msg += "): the fractal law cannot be met by non-overlapping spheres for these parameters";
+  msg += merge_failures == options.aggregate_tries
+             ? "): the fractal law cannot be met by non-overlapping spheres for these parameters"
+             : "): the bounded search did not meet the fractal law for these parameters (larger "
+               "sampler options search further)";
   throw generation_error(msg);
 }
 
 std::vector<batch_item> sample_aggregates(const std::vector<model_params>& params,
                                           const std::vector<std::uint64_t>& seeds, int threads,
-                                          const sampler_options& options) {
+                                          const sampler_options& options,
+                                          const std::atomic<bool>* cancel) {
   if (params.size() != seeds.size())
     throw std::invalid_argument("sample_aggregates: params and seeds differ in length");
   std::vector<batch_item> items(params.size());
   std::atomic<std::size_t> next{0};
+  auto cancelled = [cancel] { return cancel != nullptr && cancel->load(std::memory_order_relaxed); };
   auto work = [&]() {
-    for (std::size_t k = next++; k < items.size(); k = next++) {
+    for (std::size_t k = next++; k < items.size() && !cancelled(); k = next++) {
       try {
-        items[k].value = sample_aggregate(params[k], seeds[k], options);
+        items[k].value = sample_aggregate(params[k], seeds[k], options, cancel);
       } catch (const std::invalid_argument& e) {
         items[k].error = e.what();
         items[k].invalid_input = true;
@@ -555,12 +576,13 @@ std::vector<batch_item> sample_aggregates(const std::vector<model_params>& param
   workers = std::max(1u, std::min<unsigned>(workers, static_cast<unsigned>(items.size())));
   if (workers <= 1) {
     work();
-    return items;
+  } else {
+    std::vector<std::thread> pool;
+    pool.reserve(workers);
+    for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
+    for (auto& th : pool) th.join();
   }
-  std::vector<std::thread> pool;
-  pool.reserve(workers);
-  for (unsigned t = 0; t < workers; ++t) pool.emplace_back(work);
-  for (auto& th : pool) th.join();
+  if (cancelled()) throw sampling_cancelled("aggregate sampling was cancelled");
   return items;
 }
 

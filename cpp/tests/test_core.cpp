@@ -1,4 +1,5 @@
 // Plain C++ tests of the core library (no Python involved).
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -102,6 +103,27 @@ void test_validation() {
     threw = std::string(e.what()).find("fractal_dim") != std::string::npos;
   }
   check(threw, "fractal_dim = 3 is rejected naming the field");
+}
+
+void test_cancellation() {
+  heteroagg::model_params p;
+  std::atomic<bool> cancel{true};
+  bool single = false, batch = false;
+  try {
+    heteroagg::sample_aggregate(p, 1, {}, &cancel);
+  } catch (const heteroagg::sampling_cancelled&) {
+    single = true;
+  }
+  try {
+    heteroagg::sample_aggregates({p, p, p}, {1, 2, 3}, 2, {}, &cancel);
+  } catch (const heteroagg::sampling_cancelled&) {
+    batch = true;
+  }
+  check(single && batch, "a set cancel flag stops sampling with sampling_cancelled");
+  cancel = false;
+  const auto a = heteroagg::sample_aggregate(p, 1, {}, &cancel);
+  const auto b = heteroagg::sample_aggregate(p, 1);
+  check(a.centers == b.centers, "an unset cancel flag changes nothing");
 }
 
 // Every pair closer than h must be offered by column_grid exactly once, for
@@ -238,6 +260,7 @@ int main() {
   test_sampler_geometry();
   test_descriptors_against_brute_force();
   test_validation();
+  test_cancellation();
   test_column_grid_offers_each_close_pair_once();
   test_column_grid_offers_pairs_exactly_h_apart();
   test_screen_kernels_against_brute_force();

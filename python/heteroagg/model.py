@@ -45,7 +45,8 @@ class ModelParams:
         Number fraction of WO3 particles; exactly ``round(frac_w * N)``
         particles (halves rounded up) are WO3.
     radius_ti, radius_w
-        Median radius in nm of the lognormal radius laws of TiO2 and WO3.
+        Median radius in nm of the lognormal radius laws of TiO2 and WO3,
+        in [0.001, 10000].
     sigma_g
         Geometric standard deviation of both radius laws (1 = monodisperse).
     fractal_dim, prefactor

@@ -3,6 +3,7 @@
 // docs/model.md.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -29,6 +30,8 @@ struct model_params {
 constexpr int max_particles = 1000000;
 constexpr double max_sigma_g = 3.0;
 constexpr double max_overlap = 0.5;
+constexpr double min_radius = 1e-3;  // nm: the median radii's range
+constexpr double max_radius = 1e4;
 
 // Throws std::invalid_argument naming the offending field and its valid range.
 void validate(const model_params& params);
@@ -62,13 +65,22 @@ class generation_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Raised when the caller's cancel flag was set while sampling.
+class sampling_cancelled : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // Target radius of gyration of the fractal law N = k_f (R_g / r_geo)^D_f for
 // n particles whose geometric-mean radius is r_geo.
 double fractal_law_rg(int n, double r_geo, double fractal_dim, double prefactor);
 
-// Sample one aggregate; a pure function of (params, seed, options).
+// Sample one aggregate; a pure function of (params, seed, options).  When
+// `cancel` is given and becomes true, sampling stops at its next merge with
+// sampling_cancelled.
 aggregate sample_aggregate(const model_params& params, std::uint64_t seed,
-                           const sampler_options& options = {});
+                           const sampler_options& options = {},
+                           const std::atomic<bool>* cancel = nullptr);
 
 // One entry of a batch: the aggregate, or the error that stopped it.
 struct batch_item {
@@ -79,9 +91,11 @@ struct batch_item {
 
 // Sample many aggregates on `threads` worker threads (0 = hardware threads).
 // Item i depends only on (params[i], seeds[i]); the thread count never changes
-// the result.  Errors are returned per item, never thrown across threads.
+// the result.  Errors are returned per item, never thrown across threads;
+// a set `cancel` stops every worker and throws sampling_cancelled.
 std::vector<batch_item> sample_aggregates(const std::vector<model_params>& params,
                                           const std::vector<std::uint64_t>& seeds,
-                                          int threads = 0, const sampler_options& options = {});
+                                          int threads = 0, const sampler_options& options = {},
+                                          const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace heteroagg

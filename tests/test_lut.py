@@ -33,6 +33,10 @@ def test_thickness_beyond_the_table_raises_or_extrapolates():
     # the thickest entry's optical density continues: exact for this law
     np.testing.assert_allclose(lut(25.0, extrapolate=True), -np.expm1(-0.02 * 25.0), rtol=1e-12)
     assert lut.spread(25.0, extrapolate=True) > lut.spread(10.0)
+    # so does R, as the error message offers
+    with pytest.raises(ValueError, match="extrapolate=True"):
+        lut.optical_density(25.0)
+    np.testing.assert_allclose(lut.optical_density(25.0, extrapolate=True), 0.02, rtol=1e-12)
     with pytest.raises(ValueError, match="finite and >= 0"):
         lut(-1.0)
 
@@ -46,6 +50,10 @@ def test_thickness_beyond_the_table_raises_or_extrapolates():
         (dict(samples=np.zeros((2, 4))), "samples must have shape"),
         (dict(thickness=np.array([0.0, 0.5, 0.4, 0.8, 1.0])), "increase strictly"),
         (dict(inputs={"probe": object()}), "JSON-compatible"),
+        (dict(inputs=None), "inputs must be a mapping"),
+        (dict(inputs=[("energy_eV", 3e5)]), "inputs must be a mapping"),
+        (dict(mean=np.linspace(0.01, 0.1, 5)), "0 at thickness 0"),
+        (dict(samples=np.full((2, 5), 0.01)), "0 at thickness 0"),
     ],
 )
 def test_bad_tables_are_refused(change, message):

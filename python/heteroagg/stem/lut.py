@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -87,10 +88,17 @@ class HaadfLUT:
             raise ValueError("samples must have shape (orientations, len(thickness))")
         if np.any(mean < 0) or np.any(mean >= 1) or np.any(std < 0):
             raise ValueError("mean must lie in [0, 1) and std must be >= 0")
+        if mean[0] != 0.0 or std[0] != 0.0 or np.any(samples[:, 0] != 0.0):
+            raise ValueError(
+                "no thickness scatters nothing: mean, std and samples must be 0 at thickness 0"
+            )
+        if not isinstance(self.inputs, Mapping):
+            raise ValueError(f"inputs must be a mapping, got {type(self.inputs).__name__}")
         try:
-            json.dumps(self.inputs)
+            inputs = json.loads(json.dumps(dict(self.inputs)))
         except (TypeError, ValueError) as err:
             raise ValueError(f"inputs must be JSON-compatible to be saved: {err}") from None
+        object.__setattr__(self, "inputs", inputs)
         object.__setattr__(self, "thickness", thickness)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
@@ -146,14 +154,15 @@ class HaadfLUT:
         scale = self.std[-1] / max(self.mean[-1], 1e-300)
         return np.where(t > self.thickness_max, scale * self(t, extrapolate=True), inside)
 
-    def optical_density(self, t_nm: Any | None = None) -> np.ndarray:
+    def optical_density(self, t_nm: Any | None = None, *, extrapolate: bool = False) -> np.ndarray:
         """Log-scaled optical density R = -ln(1 - I) / t (1/nm).
 
         At the tabulated thicknesses when ``t_nm`` is None (where R at t = 0
-        is the limit, the initial slope of -ln(1 - I)).
+        is the limit, the initial slope of -ln(1 - I)).  Beyond the table
+        (``extrapolate=True``) R keeps its value at the thickest entry.
         """
         t = self.thickness if t_nm is None else np.asarray(t_nm, dtype=np.float64)
-        density = -np.log1p(-self(t))
+        density = -np.log1p(-self(t, extrapolate=extrapolate))
         with np.errstate(divide="ignore", invalid="ignore"):
             r = density / t
         slope0 = -math.log1p(-self.mean[1]) / self.thickness[1]

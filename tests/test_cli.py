@@ -110,6 +110,40 @@ def test_calibrate_writes_luts_and_resumes(tmp_path):
     np.testing.assert_array_equal(HaadfLUT.load(tmp_path / "TiO2.npz").samples, lut.samples)
 
 
+def test_calibrate_keeps_finished_luts_and_checks_every_material_first(tmp_path, monkeypatch):
+    import heteroagg.stem.multislice
+    from heteroagg.stem import HaadfLUT
+    from heteroagg.stem.calibration import _save_checkpoint
+
+    args = ["calibrate", "TiO2", "C", "--out", str(tmp_path), "--thickness-max", "0.4",
+            "--orientations", "2", "--positions", "1", "--outer", "120"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    made = {m: HaadfLUT.load(tmp_path / f"{m}.npz") for m in ("TiO2", "C")}
+
+    def no_multislice(*args, **kwargs):
+        raise AssertionError("a multislice ran")
+
+    monkeypatch.setattr(heteroagg.stem.multislice, "haadf_multislice", no_multislice)
+    # the same command again: both LUTs are kept, nothing is recomputed
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("kept") == 2
+    for m, lut in made.items():
+        np.testing.assert_array_equal(HaadfLUT.load(tmp_path / f"{m}.npz").samples, lut.samples)
+    # an option that the second material cannot take fails before the first one starts
+    late = runner.invoke(app, [*args[:-6], "--orientations", "2", "--positions", "9"])
+    assert late.exit_code == 2 and "9 x 9 probe positions" in " ".join(late.output.split())
+    # a checkpoint holding more orientations than a run uses is kept for later
+    monkeypatch.undo()
+    checkpoint = tmp_path / "C.checkpoint.npz"
+    rows = [made["C"].samples[0], made["C"].samples[1], made["C"].samples[0]]
+    _save_checkpoint(checkpoint, {**made["C"].inputs, "orientations": 3}, rows)
+    (tmp_path / "C.npz").unlink()
+    assert runner.invoke(app, [args[0], *args[2:]]).exit_code == 0
+    assert checkpoint.exists()
+    np.testing.assert_array_equal(HaadfLUT.load(tmp_path / "C.npz").samples, made["C"].samples)
+
+
 def test_calibrate_rejects_unknown_materials():
     result = runner.invoke(app, ["calibrate", "Au"])
     assert result.exit_code != 0
@@ -261,11 +295,16 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
         (["calibrate", "--plot", "luts.txt", "--out", "{tmp}/luts"], "--plot must end in one of"),
         (["calibrate", "--plot", "{tmp}/nowhere/l.png", "--out", "{tmp}/luts"], "does not exist"),
         (["calibrate", "--out", "{tmp}/agg.npz"], "is a file"),
+        (["calibrate", "--plot", "{tmp}/dir.png", "--out", "{tmp}/luts"], "is a folder"),
+        (["render", "{tmp}/agg.npz", "--out", "{tmp}/dir.png"], "is a folder"),
+        (["generate", "--config", "{tmp}/bare.toml", "--out", "{tmp}/d", "--n", "2"], "a [params] table"),
         (["quickstart", "--out", "{tmp}/qs", "--twin-images", "-1"], "twin_images must be >= 0"),
     ],
 )
 def test_bad_outputs_are_refused_before_the_work(tmp_path, args, message):
     Aggregate([[0, 0, 0], [2, 0, 0]], [1.0, 1.0], [0, 1]).save(tmp_path / "agg.npz")
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "bare.toml").write_text("[imaging]\nshape = [64, 64]\n")
     result = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output

@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import heteroagg
@@ -45,7 +46,7 @@ TwinHeadSpread = Annotated[
 
 def _abort(err: Exception) -> NoReturn:
     """Print a one-line error and exit with status 2."""
-    console.print(f"[red]error:[/red] {err}")
+    console.print(f"[red]error:[/red] {escape(str(err))}")
     raise typer.Exit(code=2) from err
 
 
@@ -55,14 +56,17 @@ def _resumable(hint: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted:[/yellow] {hint}")
+        console.print(f"[yellow]interrupted:[/yellow] {escape(hint)}")
         raise SystemExit(130) from None  # not an Exception, so no handler of errors takes it
 
 
 def _check_output_folder(option: str, path: Path | None) -> None:
-    """Refuse, before any work, an output file whose folder does not exist or cannot be written."""
+    """Refuse, before any work, an output file that is a folder, or whose folder does not
+    exist or cannot be written."""
     if path is None:
         return
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name")
     folder = path.parent
     if not folder.is_dir():
         raise ValueError(f"{option} {path}: the folder {folder} does not exist")
@@ -224,7 +228,7 @@ def validate_abtem(
     try:
         import abtem  # noqa: F401
     except ImportError:
-        console.print("[red]abTEM is not installed: pip install 'heteroagg[validate]'[/red]")
+        console.print("[red]abTEM is not installed: pip install 'heteroagg\\[validate]'[/red]")
         raise typer.Exit(code=1) from None
     names = case or [name for name in CASES if name != "speed-anchor"]
     unknown = [name for name in names if name not in CASES]
@@ -305,9 +309,16 @@ def calibrate(
 
     With no options this recomputes the LUTs that ship with heteroagg.  Each
     finished orientation is checkpointed under OUT, so an interrupted run
-    resumes where it stopped when started again with the same options.
+    resumes where it stopped when started again with the same options; LUTs
+    already in OUT with the same settings are kept.
     """
-    from heteroagg.stem.calibration import DEFAULT_CALIBRATIONS, calibrate, canonical_material
+    from heteroagg.stem.calibration import (
+        DEFAULT_CALIBRATIONS,
+        calibrate,
+        calibration_inputs,
+        canonical_material,
+    )
+    from heteroagg.stem.lut import HaadfLUT
 
     try:
         names = [canonical_material(m) for m in (material or list(DEFAULT_CALIBRATIONS))]
@@ -325,29 +336,56 @@ def calibrate(
         "positions": positions,
         "frozen_phonons": frozen_phonons,
     }
+    common = {"energy": energy, "semiangle": semiangle, "detector": (inner, outer), "seed": seed}
+    settings = {
+        name: {
+            **common,
+            **DEFAULT_CALIBRATIONS[name],
+            **{k: v for k, v in overrides.items() if v is not None},
+        }
+        for name in names
+    }
+    try:  # every material's settings, before hours go into the first one
+        inputs = {name: calibration_inputs(name, **settings[name]) for name in names}
+    except ValueError as err:
+        _abort(err)
     luts = []
     for name in names:
-        settings = {**DEFAULT_CALIBRATIONS[name]}
-        settings.update({k: v for k, v in overrides.items() if v is not None})
+        path, checkpoint = out / f"{name}.npz", out / f"{name}.checkpoint.npz"
+        if path.exists():
+            try:
+                finished = HaadfLUT.load(path)
+            except (OSError, ValueError, KeyError):
+                finished = None
+            if finished is not None and finished.inputs == inputs[name]:
+                luts.append(finished)
+                console.print(f"kept {path}: made with these settings")
+                continue
         hint = f"finished orientations are kept in {out}; the same command goes on from them"
         try:
             with _resumable(hint):
                 lut = calibrate(
-                    name, energy=energy, semiangle=semiangle, detector=(inner, outer), seed=seed,
-                    threads=threads, checkpoint=out / f"{name}.checkpoint.npz", progress=True,
-                    **settings,
-                )  # fmt: skip
+                    name, threads=threads, checkpoint=checkpoint, progress=True, **settings[name]
+                )
         except ValueError as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(code=2) from err
-        path = lut.save(out / f"{name}.npz")
-        (out / f"{name}.checkpoint.npz").unlink(missing_ok=True)
+            _abort(err)
+        path = lut.save(path)
+        if _checkpoint_rows(checkpoint) <= len(lut.samples):  # else it holds more than used
+            checkpoint.unlink(missing_ok=True)
         luts.append(lut)
         console.print(f"wrote {path}: {lut!r}")
     if plot is not None:
         from heteroagg.stem.lut import plot_luts
 
         console.print(f"wrote {plot_luts(luts, plot)}")
+
+
+def _checkpoint_rows(path: Path) -> int:
+    """Orientations a calibration checkpoint holds (0 without one)."""
+    if not path.exists():
+        return 0
+    with np.load(path, allow_pickle=False) as data:
+        return len(data["samples"])
 
 
 @app.command()
@@ -384,7 +422,7 @@ def render(
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     for warning in caught:
-        console.print(f"[yellow]warning:[/yellow] {warning.message}")
+        console.print(f"[yellow]warning:[/yellow] {escape(str(warning.message))}")
     if out.suffix.lower() == ".npy":
         np.save(out, image)
     else:
@@ -483,7 +521,7 @@ def train(
         Path | None, typer.Option("--data", help="Training dataset folder (not on the fly).")
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="Training settings (.toml, a [train] table).")
+        Path | None, typer.Option(help="Training settings (.toml, a \\[train] table).")
     ] = None,
     on_the_fly: Annotated[
         bool,

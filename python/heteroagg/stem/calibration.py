@@ -8,8 +8,10 @@ propagation per probe position gives the whole curve I(t).  The result is a
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +175,8 @@ def calibrate(
         Root seed in [0, 2**64): orientation ``k`` and its phonons use
         ``derive_seed(seed, k)``.
     device
-        ``"auto"`` or ``"cpu"``; the multislice has no CUDA path yet, so an
-        explicit ``"cuda"`` raises.
+        ``"auto"``, ``"cpu"`` or ``"cuda"``: where the multislice runs (an
+        explicit ``"cuda"`` without a device raises).
     sampling
         Real-space sampling (Å); default: 98% of the coarsest sampling whose
         band limit reaches the detector's largest angle.
@@ -211,16 +213,123 @@ def calibrate(
     ValueError
         For bad input, or when the slab's potentials exceed ``memory_limit``.
     """
-    import heteroagg
-    from heteroagg.stem.multislice import auto_window, haadf_multislice
+    arguments = dict(locals())
+    from heteroagg.stem.multislice import haadf_multislice
 
     try:
         from ase import Atoms
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("calibrate needs ase: pip install 'heteroagg[ase]'") from None
     backend = resolve_device(device)
-    if backend == "cuda" and device == "cuda":
-        raise RuntimeError("device='cuda': the multislice has no CUDA path yet; use 'cpu'")
+    plan = _plan(**arguments)
+    inputs, det, cell = plan.inputs, plan.detector, plan.cell
+    n_slices, step, lateral, depth = plan.n_slices, plan.step, plan.lateral, plan.depth
+    seed, name, sampling = inputs["seed"], inputs["material"], inputs["sampling_A"]
+    samples = _resume(checkpoint, inputs, n_slices)
+
+    start = lateral / 2 - step * (positions - 1) / 2
+    with progress_bar(progress, orientations, f"calibrating {name}", len(samples)) as advance:
+        for k in range(len(samples), orientations):
+            orientation_seed = derive_seed(seed, k)
+            xyz, numbers = crystal_slab(cell, lateral, depth, orientation_seed, threads=threads)
+            # shift so the slab centre sits at the scan origin, seams half a cell away
+            xyz[:, :2] = np.mod(xyz[:, :2] - start, lateral)
+            atoms = Atoms(numbers=numbers, positions=xyz, cell=[lateral, lateral, depth])
+            images = haadf_multislice(
+                atoms,
+                energy=energy,
+                semiangle=semiangle,
+                detector=det,
+                sampling=sampling,
+                slice_thickness=slice_thickness,
+                scan_sampling=step,
+                frozen_phonons=frozen_phonons,
+                seed=derive_seed(orientation_seed, 1),
+                parametrization=parametrization,
+                device=backend,
+                defocus=defocus,
+                cs=cs,
+                aberrations=aberrations,
+                exit_planes=1,
+                phonon_sigmas=phonon_sigmas,
+                threads=threads,
+                memory_limit=memory_limit,
+                scan_limit=(positions, positions),
+            )
+            samples.append(np.concatenate([[0.0], images.mean(axis=(1, 2))]))
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, inputs, samples)
+            advance()
+    curves = np.array(samples)
+    thickness = np.arange(n_slices + 1) * (depth / n_slices) / 10.0
+    return HaadfLUT(
+        material=name,
+        thickness=thickness,
+        mean=curves.mean(axis=0),
+        std=curves.std(axis=0, ddof=1),
+        samples=curves,
+        inputs=inputs,
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What :func:`calibrate` computes from its arguments before any multislice."""
+
+    inputs: dict[str, Any]
+    cell: tuple
+    detector: Any
+    depth: float  # Å
+    lateral: float  # Å
+    step: float  # Å between probe positions
+    n_slices: int
+
+
+def calibration_inputs(material: Any, **settings: Any) -> dict[str, Any]:
+    """Check :func:`calibrate`'s arguments and return the inputs it would record.
+
+    Nothing is computed: a run of several materials can check them all
+    before the first one starts.  Takes :func:`calibrate`'s arguments.
+
+    Returns
+    -------
+    dict
+        What ``lut.inputs`` of the calibrated LUT will hold.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For bad arguments, as :func:`calibrate` would raise them.
+    """
+    bound = inspect.signature(calibrate).bind(material, **settings)
+    bound.apply_defaults()
+    return _plan(**bound.arguments).inputs
+
+
+def _plan(
+    material: Any,
+    energy: float,
+    semiangle: float,
+    detector: Any,
+    thickness_max: float,
+    orientations: int,
+    frozen_phonons: int,
+    positions: int,
+    seed: int,
+    sampling: float | None,
+    slice_thickness: float,
+    lateral_size: float | None,
+    defocus: float,
+    cs: float,
+    aberrations: dict[str, float] | None,
+    phonon_sigmas: Any,
+    parametrization: str,
+    **_: Any,
+) -> _Plan:
+    """Validate :func:`calibrate`'s arguments and derive the run's geometry."""
+    import heteroagg
+    from heteroagg.stem.multislice import auto_window
+
     seed = check_uint64("seed", seed)
     for name, value, low in (
         ("orientations", orientations, 2),
@@ -247,7 +356,9 @@ def calibrate(
     lateral = float(lateral_size) if lateral_size is not None else auto_window(probe, depth)
     if not (math.isfinite(lateral) and lateral >= 2 * POSITION_STEP * positions):
         raise ValueError(
-            f"lateral_size must be a finite size above the probe square, got {lateral}"
+            f"{positions} x {positions} probe positions need a slab of at least "
+            f"{2 * POSITION_STEP * positions:.3g} Å, and it is {lateral:.3g} Å (lateral_size): "
+            "use fewer positions or a larger lateral_size"
         )
     name, cell, structure = _unit_cell(material)
     n_slices = max(1, math.ceil(depth / slice_thickness - 1e-9))
@@ -274,51 +385,7 @@ def calibrate(
         "parametrization": parametrization,
         "heteroagg_version": heteroagg.__version__,
     }
-    samples = _resume(checkpoint, inputs, n_slices)
-
-    start = lateral / 2 - step * (positions - 1) / 2
-    with progress_bar(progress, orientations, f"calibrating {name}", len(samples)) as advance:
-        for k in range(len(samples), orientations):
-            orientation_seed = derive_seed(seed, k)
-            xyz, numbers = crystal_slab(cell, lateral, depth, orientation_seed, threads=threads)
-            # shift so the slab centre sits at the scan origin, seams half a cell away
-            xyz[:, :2] = np.mod(xyz[:, :2] - start, lateral)
-            atoms = Atoms(numbers=numbers, positions=xyz, cell=[lateral, lateral, depth])
-            images = haadf_multislice(
-                atoms,
-                energy=energy,
-                semiangle=semiangle,
-                detector=det,
-                sampling=sampling,
-                slice_thickness=slice_thickness,
-                scan_sampling=step,
-                frozen_phonons=frozen_phonons,
-                seed=derive_seed(orientation_seed, 1),
-                parametrization=parametrization,
-                device="cpu",
-                defocus=defocus,
-                cs=cs,
-                aberrations=aberrations,
-                exit_planes=1,
-                phonon_sigmas=phonon_sigmas,
-                threads=threads,
-                memory_limit=memory_limit,
-                scan_limit=(positions, positions),
-            )
-            samples.append(np.concatenate([[0.0], images.mean(axis=(1, 2))]))
-            if checkpoint is not None:
-                _save_checkpoint(checkpoint, inputs, samples)
-            advance()
-    curves = np.array(samples)
-    thickness = np.arange(n_slices + 1) * (depth / n_slices) / 10.0
-    return HaadfLUT(
-        material=name,
-        thickness=thickness,
-        mean=curves.mean(axis=0),
-        std=curves.std(axis=0, ddof=1),
-        samples=curves,
-        inputs=inputs,
-    )
+    return _Plan(inputs, cell, det, depth, lateral, step, n_slices)
 
 
 def _describe_detector(det: Any) -> dict[str, Any]:

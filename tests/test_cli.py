@@ -297,7 +297,10 @@ def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):
         (["calibrate", "--out", "{tmp}/agg.npz"], "is a file"),
         (["calibrate", "--plot", "{tmp}/dir.png", "--out", "{tmp}/luts"], "is a folder"),
         (["render", "{tmp}/agg.npz", "--out", "{tmp}/dir.png"], "is a folder"),
-        (["generate", "--config", "{tmp}/bare.toml", "--out", "{tmp}/d", "--n", "2"], "a [params] table"),
+        (
+            ["generate", "--config", "{tmp}/bare.toml", "--out", "{tmp}/d", "--n", "2"],
+            "a [params] table",
+        ),
         (["quickstart", "--out", "{tmp}/qs", "--twin-images", "-1"], "twin_images must be >= 0"),
     ],
 )
@@ -325,3 +328,26 @@ def test_validate_checks_its_options_before_simulating(args, message):
     result = runner.invoke(app, ["validate", "abtem", *args])
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["generate", "--n", "2", "--out", "{tmp}/d", "--scheduler", "tcp://x:1", "--dask-local"],
+         "not both"),
+        (["train", "--data", "{tmp}/d", "--out", "{tmp}/r", "--items-per-epoch", "100"],
+         "are for --on-the-fly runs"),
+        (["train", "--data", "{tmp}/d", "--out", "{tmp}/r", "--data-seed", "3"],
+         "are for --on-the-fly runs"),
+        (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--twin-candidates", "8"], "needs --twins"),
+        (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--twin-head-spread", "2"],
+         "needs --twin-candidates"),
+    ],
+)  # fmt: skip
+def test_options_that_would_do_nothing_are_refused(tmp_path, args, message):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    np.save(tmp_path / "a.npy", np.zeros((8, 8), np.float32))
+    result = runner.invoke(app, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()

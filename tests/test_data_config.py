@@ -93,7 +93,10 @@ def test_normalize_round_trip(draws):
         ({"radius_ti": {"prior": "log-uniform", "low": 0.0, "high": 2.0}}, "low > 0"),
         ({"frac_w": {"prior": "uniform", "low": 0.1}}, "missing 'high'"),
         ({"n_particles": {"prior": "uniform", "low": 2.5, "high": 9}}, "integers"),
-        ({"frac_w": {"prior": "uniform", "low": 0.1, "high": 1.5}}, "model's range"),
+        ({"frac_w": {"prior": "uniform", "low": 0.1, "high": 1.5}}, "prior of frac_w leaves"),
+        # the field at fault is named, whichever field is checked first
+        ({"fractal_dim": {"prior": "uniform", "low": 1.0, "high": 2.0}}, "prior of fractal_dim"),
+        ({"frac_w": math.nan}, "^frac_w: prior bounds must be finite"),
         ({"frac_w": "half"}, "give a number"),
     ],
 )

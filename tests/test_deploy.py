@@ -1,6 +1,7 @@
 """ONNX export, the numpy + onnxruntime runtime, image readers and `heteroagg predict`."""
 
 import json
+import math
 import re
 
 import h5py
@@ -179,6 +180,9 @@ def test_read_images_in_every_format(tmp_path):
             read_images(tmp_path / name)
         got = read_images(tmp_path / name, intensity_scale=60000).images[0]
         np.testing.assert_allclose(got, counts / 60000, rtol=1e-6)
+        for bad in (0.0, math.inf, math.nan):  # inf would make every pixel 0
+            with pytest.raises(ValueError, match="intensity_scale must be positive and finite"):
+                read_images(tmp_path / name, intensity_scale=bad)
     colour = np.zeros((8, 8, 3), dtype=np.uint8)
     colour[2, 3] = (200, 10, 10)
     Image.fromarray(colour).save(tmp_path / "rgb.png")
@@ -349,6 +353,13 @@ def test_cli_predicts_a_digitalmicrograph_file(exported, tiny_test, tmp_path):
     assert noisy.exit_code == 0, noisy.output
     warned = re.search(r"theborderofnoisy\.dm4\(([0-9.e-]+)\)hasreadnoise", flat(noisy.output))
     assert warned and float(warned.group(1)) == pytest.approx(2e-3, rel=0.15)  # 20 / 1e4
+    # a black level taken off does not take the noise with it
+    noisy_args = ["predict", str(model), str(tmp_path / "noisy.dm4"), "--intensity-scale", "1e4"]
+    bordered = runner.invoke(app, [*noisy_args, "--black-level", "border"])
+    assert bordered.exit_code == 0 and "theborderofnoisy.dm4" in flat(bordered.output)
+    # and a wrong black level leaves the rest of it in: (250 - 150) / (10250 - 150) of the beam
+    wrong_level = runner.invoke(app, [*offset, "--black-level", "150"])
+    assert "theborderofoffset.dm4(0.0099)" in flat(wrong_level.output), wrong_level.output
     bad_level = runner.invoke(app, [*offset, "--black-level", "vacuum"])
     assert bad_level.exit_code != 0 and "--black-level" in flat(bad_level.output)
     write_dm(tmp_path / "coarse.dm4", counts, (2 * angstrom, 2 * angstrom), ("Å", "Å"))

@@ -109,7 +109,7 @@ def test_resume_completes_a_killed_run(reference, tmp_path):
         open_dataset(out)
     with pytest.raises(ValueError, match="resume=True"):
         generate(small_config(), 70, out, seed=5, shard_size=16)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(seed differ\)"):
         generate(small_config(), 70, out, seed=6, shard_size=16, resume=True)
     summary = generate(small_config(), 70, out, seed=5, shard_size=16, resume=True)
     assert summary.computed == 32
@@ -371,3 +371,7 @@ def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
     np.testing.assert_array_equal(read_images(picks).images, ds.images[[60, 5]])
     with pytest.raises(ValueError, match="format"):
         export_dataset(reference[0], tmp_path / "x.tif", format="tif")
+    other = "hspy" if fmt == "emd" else "emd"
+    with pytest.raises(ValueError, match=rf"a {fmt} file must end in \."):
+        export_dataset(reference[0], tmp_path / f"mixed.{other}", format=fmt)
+    assert not (tmp_path / f"mixed.{other}").exists()

@@ -468,6 +468,8 @@ def generate(
         f"the finished shards in {out} are kept; add --resume to the same command to complete them"
     )
     try:
+        if dask_local and scheduler is not None:
+            raise ValueError("give --scheduler ADDRESS or --dask-local, not both")
         cfg = DatasetConfig.from_toml(config) if config is not None else default_config()
         with _resumable(hint):
             summary = run(
@@ -580,6 +582,8 @@ def train(
         base = TrainConfig.from_toml(config).to_dict() if config is not None else {}
         base.update({k: v for k, v in overrides.items() if v is not None})
         settings = TrainConfig.from_dict(base)
+        if not settings.on_the_fly and (items_per_epoch is not None or data_seed is not None):
+            raise ValueError("--items-per-epoch and --data-seed are for --on-the-fly runs")
         if settings.on_the_fly:
             if data is not None:
                 raise ValueError(
@@ -781,7 +785,13 @@ def predict(
             raise ImportError("--plot needs matplotlib: pip install 'heteroagg[plot]'")
         if twin_candidates and twin_candidates < twins:
             raise ValueError(f"--twin-candidates must be 0 or >= --twins, got {twin_candidates}")
+        if twin_candidates and not twins:
+            raise ValueError("--twin-candidates conditions twins: it needs --twins K")
         check_spread(twin_head_spread, "--twin-head-spread")
+        if twin_head_spread != 1.0 and not twin_candidates:
+            raise ValueError(
+                "--twin-head-spread weighs twin candidates: it needs --twin-candidates"
+            )
         check_uint64("seed", seed)
         if shared_error and not sample:
             raise ValueError("--shared-error needs --sample")
@@ -822,8 +832,7 @@ def predict(
             f"[yellow]note:[/yellow] no pixel size in {names}: taken as the model's "
             f"{predictor.pixel_size_nm:g} nm (--pixel-size sets it)"
         )
-    if black_level is None:
-        _warn_of_unlike_vacuum(files, predictor)
+    _warn_of_unlike_vacuum(files, predictor)  # on the images as given to the model
     rows = []
     for f, estimate in zip(files, estimates, strict=True):
         for b, label in enumerate(_image_labels(f, files)):

@@ -28,6 +28,10 @@ def _selection(n: int, items: slice | Sequence[int] | None) -> np.ndarray:
     return np.atleast_1d(indices)
 
 
+#: File name suffixes of each export format.
+_SUFFIXES = {"emd": (".emd", ".h5"), "hspy": (".hspy",)}
+
+
 def export_dataset(
     path: str | Path,
     out: str | Path,
@@ -55,6 +59,12 @@ def export_dataset(
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
+    suffixes = _SUFFIXES[format]
+    if Path(out).suffix.lower() not in suffixes:
+        # readers, heteroagg predict among them, tell the formats apart by the suffix
+        raise ValueError(
+            f"a {format} file must end in {' or '.join(suffixes)}, got {Path(out).name!r}"
+        )
     with open_dataset(path) as ds:
         indices = _selection(len(ds), items)
         images = ds.images[indices]

@@ -329,9 +329,20 @@ def generate(
     index_path = out / "dataset.json"
     if index_path.exists():
         if not resume:
-            raise ValueError(f"{out} already holds a dataset; pass resume=True to complete it")
-        if json.loads(index_path.read_text()) != index:
-            raise ValueError(f"{out} holds a dataset made with other settings; cannot resume it")
+            raise ValueError(
+                f"{out} already holds a dataset; pass resume=True (--resume) to complete it"
+            )
+        saved = json.loads(index_path.read_text())
+        if saved != index:
+            differ = ", ".join(
+                key
+                for key in sorted(saved.keys() | index.keys())
+                if saved.get(key) != index.get(key)
+            )
+            raise ValueError(
+                f"{out} holds a dataset made with other settings ({differ} differ); cannot "
+                "resume it"
+            )
     out.mkdir(parents=True, exist_ok=True)
     index_path.write_text(json.dumps(index, indent=1))
     count = math.ceil(n / shard_size)

@@ -60,7 +60,10 @@ class Prior:
     def from_config(cls, name: str, spec: Any) -> Prior:
         """A prior from a TOML value: a number (fixed) or ``{prior, low, high}``."""
         if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-            return cls("fixed", spec, spec)
+            try:
+                return cls("fixed", spec, spec)
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
         if not isinstance(spec, Mapping):
             raise ValueError(f"{name}: give a number or {{prior, low, high}}, got {spec!r}")
         unknown = set(spec) - {"prior", "low", "high", "value"}
@@ -109,11 +112,11 @@ class ParameterSpace:
         n = self.priors["n_particles"]
         if not (float(n.low).is_integer() and float(n.high).is_integer()):
             raise ValueError(f"n_particles bounds must be integers, got [{n.low}, {n.high}]")
-        centre = {name: p.low for name, p in self.priors.items()}
+        valid = ModelParams().as_dict()  # each field's bounds are checked on their own
         for name, prior in self.priors.items():
             for bound in (prior.low, prior.high):
                 try:
-                    ModelParams(**{**centre, name: bound})
+                    ModelParams(**{**valid, name: bound})
                 except ValueError as err:
                     message = f"the prior of {name} leaves the model's range: {err}"
                     raise ValueError(message) from None

@@ -8,6 +8,7 @@ and through RosettaSciIO Gatan ``.dm3``/``.dm4``, Velox ``.emd`` and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,8 +242,8 @@ def _fractions_of_beam(
                 "beam; give the value of the full beam (--intensity-scale)"
             )
         intensity_scale = 1.0
-    if not intensity_scale > 0:
-        raise ValueError(f"intensity_scale must be positive, got {intensity_scale!r}")
+    if not (intensity_scale > 0 and math.isfinite(intensity_scale)):
+        raise ValueError(f"intensity_scale must be positive and finite, got {intensity_scale!r}")
     data = raw.astype(np.float64)
     data = data if data.ndim == 3 else data[None]
     if black_level is None:

@@ -243,7 +243,7 @@ def train(
                 f"as many members, not {config.ensemble}"
             )
     elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty; pass resume=True to continue a run there")
+        raise ValueError(f"{out} is not empty; pass resume=True (--resume) to continue a run there")
 
     show = progress and dist.main
     if config.on_the_fly:

@@ -416,6 +416,41 @@ def test_evaluate_refuses_training_items_and_other_imaging(tiny_run, tiny_train,
     assert not (tmp_path / "r6").exists()
 
 
+def test_evaluate_refuses_what_it_cannot_do_before_the_long_steps(
+    tiny_run, tiny_test, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    from heteroagg.learn import evaluation
+    from heteroagg.learn.inference import TrainedRun
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        evaluate(tiny_run, tiny_test, tmp_path / "file", progress=False)
+
+    class WithoutHeads:
+        """The run, its direct descriptor heads taken away."""
+
+        def __init__(self, run):
+            self._run = run
+
+        def __getattr__(self, name):
+            return getattr(self._run, name)
+
+        def predict(self, images, **kwargs):
+            found = self._run.predict(images, **kwargs)
+            return dataclasses.replace(found, descriptors={}, descriptors_std={})
+
+    def too_late(*args, **kwargs):
+        raise AssertionError("the long steps ran")
+
+    monkeypatch.setattr(evaluation, "oracle_r2", too_late)
+    monkeypatch.setattr(evaluation, "_calibration", too_late)
+    headless = WithoutHeads(TrainedRun(tiny_run, "cpu"))
+    with pytest.raises(ValueError, match="need a run with descriptor heads"):
+        evaluate(headless, tiny_test, tmp_path / "r", twin_candidates=8, progress=False)
+
+
 def test_report_of_conditioned_twins(tiny_run, tiny_test, tmp_path):
     report = evaluate(
         tiny_run, tiny_test, tmp_path / "r", twins=2, twin_images=3, progress=False,

@@ -525,6 +525,9 @@ def evaluate(
     if twin_candidates and twin_candidates < twins:
         raise ValueError(f"twin_candidates must be 0 or >= twins ({twins}), got {twin_candidates}")
     check_spread(twin_head_spread, "twin_head_spread")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; give a folder for the report")
     from heteroagg.learn.onnx_run import OnnxRun
 
     if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":
@@ -566,6 +569,12 @@ def evaluate(
         prediction = trained.predict(test.images)
     else:
         prediction = trained.predict(test.images, symmetrize=symmetrize)
+    heads = [n for n in prediction.descriptors if n in TWIN_DESCRIPTORS]
+    if twin_candidates and twin_images and (not heads or not prediction.descriptors_std):
+        raise ValueError(  # before the oracle draws and the calibration sweep
+            "conditioned twins (twin_candidates) need a run with descriptor heads and an "
+            "uncertainty (a Gaussian head or an ensemble)"
+        )
     true_params = {n: dataset.params[n][:][items] for n in trained.parameters}
     true_norm = trained.space.normalize(true_params)
 
@@ -609,7 +618,6 @@ def evaluate(
             trained, test.images, true_norm, prediction, symmetrize, progress, seed
         )
 
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     twin = twin_analysis(
         trained,

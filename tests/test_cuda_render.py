@@ -166,6 +166,16 @@ def test_deep_stacks_fall_back_to_the_cpu_exactly():
     np.testing.assert_array_equal(images[0], expected[0])
     assert_images_close(expected[1], images[1])
     assert expected[0].max() > 0
+    # into device memory the host-drawn image is uploaded in its place
+    torch = pytest.importorskip("torch")
+    out = torch.full((2, 32, 32), float("nan"), device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FieldOfViewWarning)
+        arrays = [gpu._arrays(deep), gpu._arrays(shallow)]
+        gpu._cuda_batch(arrays, [3, 3], 0, out.data_ptr(), rotations)
+    on_device = out.cpu().numpy()
+    np.testing.assert_array_equal(on_device[0], expected[0])
+    assert_images_close(expected[1], on_device[1])
 
 
 def test_errors_match_the_cpu():

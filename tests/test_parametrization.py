@@ -119,6 +119,10 @@ def test_projected_potential_is_integral_along_z(element, parametrization):
         assert hp.projected_potential(element, r, parametrization) == pytest.approx(
             2 * value, rel=1e-8
         )
+    # far from the atom both vanish, up to infinity
+    for far in (1e3, math.inf, -math.inf):
+        assert hp.projected_potential(element, far, parametrization) == 0.0
+        assert hp.potential(element, far, parametrization) == 0.0
 
 
 def _hankel_transform(function, r: float, kmax: float = 1000.0) -> float:

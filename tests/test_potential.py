@@ -77,6 +77,15 @@ def test_potential_input_errors():
         core_potentials(*ok, gpts, sampling, [1.0, 0.0])
     with pytest.raises(ValueError):
         core_potentials(np.full((1, 3), np.nan), ok[1], gpts, sampling, [0.0, 1.0])
+    # far beyond 2^53 pixels the periodic wrap would land outside the grid
+    for far in ([[2.4e16, 0.0, 0.5]], [[0.0, -7.8e27, 0.5]]):
+        with pytest.raises(ValueError, match="within 2\\^50 pixels of the origin"):
+            core_potentials(np.array(far), ok[1], gpts, sampling, [0.0, 1.0])
+    # within that range the wrap is exact: a whole number of cells away is the same atom
+    near = core_potentials(np.array([[0.35, 0.55, 0.5]]), ok[1], gpts, sampling, [0.0, 1.0])
+    shifted = np.array([[0.35 + 1.6 * 2**30, 0.55 - 1.6 * 2**20, 0.5]])
+    away = core_potentials(shifted, ok[1], gpts, sampling, [0.0, 1.0])
+    np.testing.assert_allclose(away, near, atol=1e-4 * near.max())
 
 
 def test_matches_abtem_infinite_projection():

@@ -192,6 +192,7 @@ double atomic_potential::potential(double r) const noexcept {
 double atomic_potential::projected_potential(double r) const noexcept {
   r = std::abs(r);
   if (r == 0.0) return infinity;
+  if (r == infinity) return 0.0;  // r K1(beta r) would read inf * 0
   double v = 0.0;
   for (int i = 0; i < n_exp_; ++i) {
     const bessel_k01 k = bessel_k0_k1(beta_[i] * r);

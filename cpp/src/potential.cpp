@@ -53,6 +53,13 @@ std::vector<std::map<int, std::vector<std::size_t>>> atoms_by_slice(const potent
   if (!std::isfinite(r.x0) || !std::isfinite(r.y0)) throw std::invalid_argument("potential: the origin must be finite");
   for (std::size_t a = 0; a < 3 * r.atoms.n; ++a)
     if (!std::isfinite(r.atoms.positions[a])) throw std::invalid_argument("potential: atom positions must be finite");
+  // The periodic wrap of the deposits is exact in double precision only for
+  // pixel coordinates well below 2^53.
+  constexpr double max_pixels = 0x1p50;
+  for (std::size_t a = 0; a < r.atoms.n; ++a)
+    if (!(std::fabs((r.atoms.positions[3 * a] - r.x0) / g.dx) < max_pixels &&
+          std::fabs((r.atoms.positions[3 * a + 1] - r.y0) / g.dy) < max_pixels))
+      throw std::invalid_argument("potential: atom positions must lie within 2^50 pixels of the origin");
   const std::vector<std::size_t> slice = slice_of_atoms(r.atoms, r.slice_edges);
   std::vector<std::map<int, std::vector<std::size_t>>> groups(r.slice_edges.size() - 1);
   for (std::size_t a = 0; a < r.atoms.n; ++a) groups[slice[a]][r.atoms.numbers[a]].push_back(a);

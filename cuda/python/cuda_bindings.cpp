@@ -75,7 +75,8 @@ PYBIND11_MODULE(_cuda, m) {
       "Multislice on the device; `fused` runs each slice as one row and one column kernel (power-of-two windows; "
       "None: where the window allows, see fused_steps_fit).");
   m.def("fused_steps_fit", &heteroagg::cuda::fused_steps_fit, py::arg("ny"), py::arg("nx"),
-        "Whether the fused steps take a window of ny x nx points (both sides powers of two from 2 to 1024).");
+        "Whether the fused steps take a window of ny x nx points (both sides powers of two from 2 to 1024, "
+        "their shared memory within the current device's limit per block).");
 
   bindings::bind_render_settings(m, py::module_local());
   m.def(
@@ -122,6 +123,7 @@ PYBIND11_MODULE(_cuda, m) {
          bool pixel_correction, unsigned threads, std::uintptr_t out) {
         const bindings::potential_arguments args(positions, numbers, gpts, sampling, origin, std::move(slice_edges),
                                                  parametrization, pixel_correction, threads);
+        heteroagg::atoms_by_slice(args.request);  // the CPU's checks, before anything is allocated
         const auto shape = std::vector<py::ssize_t>{static_cast<py::ssize_t>(args.slices()),
                                                     static_cast<py::ssize_t>(gpts.first),
                                                     static_cast<py::ssize_t>(gpts.second)};

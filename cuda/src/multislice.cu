@@ -338,6 +338,24 @@ struct fused_launch {
     columns_grid = dim3((nx + columns_per_block - 1) / columns_per_block, batch);
     columns_threads = 1u << (log2columns + fused_log2_threads_per_line(log2ny));
     columns_shared = (2 * columns_per_block * fused_column_stride(ny, log2columns) + ny) * sizeof(float2);
+  }
+
+  // Whether both kernels' shared memory (dynamic and static) fits a block of
+  // the current device: 227 KiB from compute capability 9.0, 64 KiB at 7.5.
+  bool fits_device() const {
+    int device = 0, limit = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
+    cudaFuncAttributes row_kernel{}, column_kernel{};
+    check(cudaFuncGetAttributes(&row_kernel, reinterpret_cast<const void*>(rows)), "cudaFuncGetAttributes");
+    check(cudaFuncGetAttributes(&column_kernel, reinterpret_cast<const void*>(columns)), "cudaFuncGetAttributes");
+    const auto available = static_cast<std::size_t>(limit);
+    return rows_shared + row_kernel.sharedSizeBytes <= available &&
+           columns_shared + column_kernel.sharedSizeBytes <= available;
+  }
+
+  // Let the kernels take their dynamic shared memory beyond the default 48 KiB.
+  void reserve_shared_memory() const {
     check(cudaFuncSetAttribute(reinterpret_cast<const void*>(rows), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(rows_shared)),
           "cudaFuncSetAttribute");
@@ -349,7 +367,11 @@ struct fused_launch {
 
 }  // namespace
 
-bool fused_steps_fit(std::size_t ny, std::size_t nx) { return fused_log2(ny) >= 0 && fused_log2(nx) >= 0; }
+bool fused_steps_fit(std::size_t ny, std::size_t nx) {
+  const int log2ny = fused_log2(ny), log2nx = fused_log2(nx);
+  if (log2ny < 0 || log2nx < 0) return false;
+  return fused_launch(static_cast<unsigned>(log2ny), static_cast<unsigned>(log2nx), 1).fits_device();
+}
 
 void run_multislice(const multislice_request& r, const float* potentials, float* out, std::size_t batch,
                     progress_callback progress, void* context, bool potentials_on_device,
@@ -365,6 +387,11 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
     throw std::invalid_argument("multislice: fused steps take windows of 2 to " + std::to_string(fused_max_points) +
                                 " points a side, powers of two; this one is " + std::to_string(window.ny) + " x " +
                                 std::to_string(window.nx));
+  if (fused && !fused_steps_fit(window.ny, window.nx))
+    throw std::invalid_argument("multislice: the fused steps of a " + std::to_string(window.ny) + " x " +
+                                std::to_string(window.nx) +
+                                " window need more shared memory per block than this device has; use the "
+                                "cuFFT steps (fused = false)");
   if (r.n_positions == 0) return;
   if (!potentials) throw std::invalid_argument("multislice: potentials missing");
   if (batch == 0) batch = std::max<std::size_t>(1, (std::size_t{1} << 30) / (area * sizeof(float2)));
@@ -437,6 +464,7 @@ void run_multislice(const multislice_request& r, const float* potentials, float*
   const fused_launch launch = fused ? fused_launch(static_cast<unsigned>(log2ny), static_cast<unsigned>(log2nx),
                                                   static_cast<unsigned>(batch))
                                    : fused_launch();
+  if (fused) launch.reserve_shared_memory();
 
   for (std::size_t first = 0; first < r.n_positions; first += batch) {
     const std::size_t count = std::min(batch, r.n_positions - first);

@@ -35,7 +35,21 @@ int device_count(std::string& message) {
     cudaGetLastError();
     return 0;
   }
-  message = count ? "ok" : "no CUDA device";
+  if (count == 0) {
+    message = "no CUDA device";
+    return 0;
+  }
+  // A device the module holds no code for (an architecture older than those
+  // it was built for) fails every launch: count it as none, so that "auto"
+  // falls back to the CPU.
+  cudaFuncAttributes attributes{};
+  const cudaError_t image = cudaFuncGetAttributes(&attributes, uniform_kernel);
+  if (image != cudaSuccess) {
+    message = std::string("the CUDA module has no code for this device: ") + cudaGetErrorString(image);
+    cudaGetLastError();
+    return 0;
+  }
+  message = "ok";
   return count;
 }
 

@@ -29,7 +29,8 @@ void run_multislice(const multislice_request& request, const float* potentials, 
                     bool potentials_on_device = false, std::optional<bool> fused = std::nullopt);
 
 // Whether the fused steps take a window of ny x nx points: both sides powers
-// of two from 2 to 1024.
+// of two from 2 to 1024, and their kernels' shared memory within what a block
+// of the current device may hold.
 bool fused_steps_fit(std::size_t ny, std::size_t nx);
 
 // The same with the potentials built on the device from `atoms` (on the

@@ -186,6 +186,33 @@ def test_probe_kernel_is_the_probe_intensity():
     assert probe_kernel(Probe(defocus=500.0), 2.0).shape == (3, 3)
 
 
+@pytest.mark.parametrize("pixel_nm", [0.05, 0.1])
+def test_probe_kernel_integrates_the_airy_disc_over_pixels(pixel_nm):
+    # an aberration-free probe is the Airy pattern pi k^2 (2 J1(v) / v)^2, v = 2 pi k r,
+    # k = semiangle / wavelength; the kernel holds its integral over each pixel,
+    # renormalised to the kernel's window
+    from heteroagg._core import electron_wavelength
+    from scipy import integrate, special
+
+    k = 20e-3 / electron_wavelength(300e3)  # 1/Å
+
+    def airy(y, x):
+        v = 2 * math.pi * k * math.hypot(x, y)
+        return math.pi * k * k * (2 * special.j1(v) / v) ** 2 if v > 0 else math.pi * k * k
+
+    def pixel_integral(x0, x1, y0, y1):
+        return integrate.dblquad(airy, x0, x1, y0, y1, epsabs=1e-10)[0]
+
+    kernel = probe_kernel(Probe(energy=300e3, semiangle=20.0), pixel_nm)
+    p, c = 10 * pixel_nm, kernel.shape[0] // 2
+    half = (c + 0.5) * p
+    window = 4 * integrate.dblquad(airy, 0, half, 0, half, epsabs=1e-9, epsrel=1e-9)[0]
+    centre = pixel_integral(-p / 2, p / 2, -p / 2, p / 2) / window
+    beside = pixel_integral(p / 2, 3 * p / 2, -p / 2, p / 2) / window
+    assert kernel[c, c] == pytest.approx(centre, rel=4e-3)
+    assert kernel[c, c + 1] == pytest.approx(beside, rel=4e-3)
+
+
 def test_blur_keeps_the_integrated_intensity():
     agg = Aggregate([[0, 0, 0], [2.5, 0.5, 0]], [1.5, 1.0], [0, 1])
     kw = dict(

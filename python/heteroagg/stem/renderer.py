@@ -156,16 +156,23 @@ def probe_kernel(
     n = pixels * sub
     d = pixel / sub
     psi = np.fft.ifft2(probe.reciprocal((n, n), (d, d)))
-    intensity = np.abs(psi) ** 2
+    # The intensity is band-limited (twice the aperture), so its integral over a
+    # pixel is exact in Fourier space: the box of one pixel multiplies the
+    # spectrum by sinc(k p), and the result read at the pixel centres is the
+    # pixel's mean.  (Summing the fine points instead is the midpoint rule,
+    # 1.4 % high at the centre pixel of 0.05 nm pixels.)  The Gaussian source
+    # blurs in the same step.
+    k = np.fft.fftfreq(n, d)
+    box = np.sinc(k * pixel)
+    spectrum = np.fft.fft2(np.abs(psi) ** 2) * box[:, None] * box[None, :]
     if probe.source_size > 0:
-        k = np.fft.fftfreq(n, d)
-        gauss = np.exp(
+        spectrum *= np.exp(
             -2 * (math.pi * probe.source_size) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2)
         )
-        intensity = np.fft.ifft2(np.fft.fft2(intensity) * gauss).real
-    # centre the probe on the middle fine point, then sum sub x sub blocks
+    intensity = np.fft.ifft2(spectrum).real
+    # centre the probe on the middle fine point, then read every pixel's centre
     intensity = np.roll(intensity, (n // 2, n // 2), axis=(0, 1))
-    binned = intensity.reshape(pixels, sub, pixels, sub).sum(axis=(1, 3))
+    binned = intensity[sub // 2 :: sub, sub // 2 :: sub].copy()
     binned /= binned.sum()
     c = pixels // 2
     for r in range(c + 1):

@@ -118,14 +118,23 @@ def test_fused_steps_reject_windows_that_are_not_powers_of_two():
         _cuda.multislice(window=(0, 0), **args)  # the whole 96 x 80 grid
 
 
-def test_fused_steps_are_the_default_where_they_fit():
-    """Unset, `fused` follows fused_steps_fit: power-of-two sides from 2 to 1024 points."""
+def test_fused_steps_take_power_of_two_windows_only():
+    """Other windows are refused before any device is asked (so without one too)."""
     _cuda = pytest.importorskip("heteroagg._cuda", reason="heteroagg was built without CUDA")
+    for ny, nx in ((1, 1), (96, 96), (48, 64), (64, 48), (2048, 2048), (1024, 2048), (384, 384)):
+        assert not _cuda.fused_steps_fit(ny, nx), (ny, nx)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_fused_steps_are_the_default_where_they_fit():
+    """Unset, `fused` follows fused_steps_fit: power-of-two sides from 2 to 1024 points,
+    within the device's shared memory per block (all of them from compute capability 8.0)."""
+    from heteroagg import _cuda
+
     for side in (2, 4, 32, 256, 512, 1024):
         assert _cuda.fused_steps_fit(side, side)
     assert _cuda.fused_steps_fit(1024, 2) and _cuda.fused_steps_fit(64, 256)
-    for ny, nx in ((1, 1), (96, 96), (48, 64), (64, 48), (2048, 2048), (1024, 2048), (384, 384)):
-        assert not _cuda.fused_steps_fit(ny, nx), (ny, nx)
 
 
 @pytest.mark.cuda

@@ -103,6 +103,23 @@ def test_predictor_checks_input_and_resamples_when_asked(exported, tiny_test):
     # a field exactly the model's, at another pixel, fills it to the edges
     uniform = predictor.prepare(np.full((32, 32), 0.1, np.float32), 4.0, resample=True)
     np.testing.assert_allclose(uniform, 0.1, rtol=1e-6)
+    # a finer scan is averaged over each model pixel: every electron counts, so the shot
+    # noise is that of a scan at the model's 2 nm pixels, and the signal is kept
+    dose, level = 2000.0, 0.05  # e/Å², fraction of the beam
+    rng = np.random.default_rng(5)
+    for fine_nm, side in ((0.1, 1280), (0.25, 512), (0.1, 1281)):  # the model's 128 nm
+        electrons = dose * (10 * fine_nm) ** 2
+        scan = rng.poisson(level * electrons, (side, side)) / electrons
+        got = predictor.prepare(scan.astype(np.float32), fine_nm, resample=True)[0]
+        inner = got[1:-1, 1:-1]  # pixels whose footprint lies within the scan
+        assert inner.mean() == pytest.approx(level, rel=2e-3)
+        expected_noise = math.sqrt(level / (dose * 20.0**2))  # one 2 nm pixel's electrons
+        assert inner.std() == pytest.approx(expected_noise, rel=0.1), (fine_nm, side)
+    disc = np.zeros((640, 640), np.float32)
+    yy, xx = np.mgrid[:640, :640] - 319.5
+    disc[np.hypot(yy, xx) < 150] = 0.2
+    got = predictor.prepare(disc, 0.1, resample=True)[0]
+    assert got.sum() * 2.0**2 == pytest.approx(disc.sum() * 0.1**2, rel=1e-6)
     # raw detector counts are not fractions of the beam
     with pytest.raises(ValueError, match="must be floats"):
         predictor.predict((images * 60000).astype(np.uint16))

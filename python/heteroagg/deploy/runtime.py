@@ -69,13 +69,36 @@ def _fit(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _resample(image: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resampling by ``factor`` (output pixels per input pixel), centred crop or
-    zero padding to ``shape``; intensities per pixel are kept (fractions of the beam).
+def _area_weights(n_in: int, n_out: int, factor: float) -> np.ndarray:
+    """(n_out, n_in) share of each output pixel's footprint that each input pixel covers.
 
-    A sample inside the image's field (within half a pixel of its outer pixel
-    centres) takes the nearest edge values there; one outside it is vacuum.
+    Output pixel j, ``1 / factor`` input pixels wide, is centred on the image
+    centre as in :func:`_resample`; what of it lies beyond the image's field
+    counts as vacuum.
     """
+    centre = (np.arange(n_out) - (n_out - 1) / 2.0) / factor + (n_in - 1) / 2.0
+    low, high = centre - 0.5 / factor, centre + 0.5 / factor
+    edges = np.arange(n_in) - 0.5
+    overlap = np.minimum(high[:, None], edges[None, :] + 1.0) - np.maximum(
+        low[:, None], edges[None, :]
+    )
+    return np.clip(overlap, 0.0, None) * factor
+
+
+def _resample(image: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
+    """Resampling by ``factor`` (output pixels per input pixel), centred crop or zero
+    padding to ``shape``; intensities per pixel are kept (fractions of the beam).
+
+    Coarser output pixels (``factor < 1``) are the mean of the image over their
+    footprint, so that every electron counts and the noise falls as it would
+    in a scan at that pixel.  Finer ones are bilinear: a sample inside the
+    image's field (within half a pixel of its outer pixel centres) takes the
+    nearest edge values there; one outside it is vacuum.
+    """
+    if factor < 1.0:
+        rows = _area_weights(image.shape[0], shape[0], factor)
+        columns = _area_weights(image.shape[1], shape[1], factor)
+        return (rows @ image.astype(np.float64) @ columns.T).astype(np.float32)
     out = np.zeros(shape, dtype=np.float32)
     centre_in = (np.asarray(image.shape) - 1) / 2.0
     centre_out = (np.asarray(shape) - 1) / 2.0
@@ -188,7 +211,8 @@ class Predictor:
         pixel_size_nm
             The images' pixel size; None takes the model's.
         resample
-            Resample (bilinear) to the model's pixel size and crop or pad
+            Resample to the model's pixel size (the mean over each model pixel
+            of a finer image, bilinear for a coarser one) and crop or pad
             (with zeros: vacuum) to its input shape; otherwise a different
             shape or pixel size raises.
         """

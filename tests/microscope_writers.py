@@ -142,3 +142,24 @@ def write_velox(path: Path, frames: dict[str, np.ndarray], pixel_m: float) -> No
             }
             raw = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
             group.create_dataset("Metadata", data=raw[:, None])
+
+
+def write_tiff(path: Path, image: np.ndarray) -> None:
+    """A baseline little-endian TIFF of one uncompressed strip, its SampleFormat the
+    image's kind (1 unsigned, 2 signed, 3 float), as the TIFF 6.0 specification lays it out."""
+    image = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<"))
+    height, width = image.shape
+    pixels = image.tobytes()
+    sample_format = {"u": 1, "i": 2, "f": 3}[image.dtype.kind]
+    entries = [  # (tag, type SHORT = 3 or LONG = 4, value), in increasing tag order
+        (256, 4, width), (257, 4, height), (258, 3, 8 * image.dtype.itemsize), (259, 3, 1),
+        (262, 3, 1), (273, 4, 8), (277, 3, 1), (278, 4, height), (279, 4, len(pixels)),
+        (339, 3, sample_format),
+    ]  # fmt: skip
+    directory = struct.pack("<H", len(entries))
+    for tag, kind, value in entries:
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        directory += struct.pack("<HHI", tag, kind, 1) + packed
+    directory += struct.pack("<I", 0)  # no further image
+    header = b"II*\x00" + struct.pack("<I", 8 + len(pixels))
+    Path(path).write_bytes(header + pixels + directory)

@@ -9,7 +9,7 @@ pytest.importorskip("rsciio")
 
 from heteroagg.deploy.images import read_images
 from heteroagg.deploy.microscope_files import length_in_nm
-from microscope_writers import write_dm, write_velox
+from microscope_writers import write_dm, write_tiff, write_velox
 
 
 def pattern(*shape: int) -> np.ndarray:
@@ -57,10 +57,98 @@ def test_pixel_calibrations(tmp_path):
         read_images(tmp_path / "rect.dm4")
     write_dm(tmp_path / "um.dm4", image, (0.0005, 0.0005), ("µm", "µm"))
     assert read_images(tmp_path / "um.dm4").pixel_size_nm == pytest.approx(0.5)
-    write_dm(tmp_path / "fft.dm4", image, (0.1, 0.1), ("1/nm", "1/nm"))
-    assert read_images(tmp_path / "fft.dm4").pixel_size_nm is None  # not a length
+    # a diffraction pattern or a Fourier transform is not an image of the aggregate
+    for name, unit in (("fft.dm4", "1/nm"), ("angles.dm4", "mrad")):
+        write_dm(tmp_path / name, image, (0.1, 0.1), (unit, unit))
+        with pytest.raises(ValueError, match=f"image axes are in '{unit}', not a length"):
+            read_images(tmp_path / name)
+    write_dm(tmp_path / "raw.dm4", image, (1.0, 1.0), ("", ""))
+    assert read_images(tmp_path / "raw.dm4").pixel_size_nm is None  # uncalibrated
     assert length_in_nm(3.0, b"pm") == pytest.approx(0.003)
-    assert length_in_nm(1.0, "counts") is None
+    for units in ("px", "<undefined>", np.array([b""])):
+        assert length_in_nm(1.0, units) is None
+    with pytest.raises(ValueError, match="not a length"):
+        length_in_nm(1.0, "counts")
+    # units as EMD 1.0, ImageJ and others store them
+    for units, nm in (("[n_m]", 0.5), ("[A]", 0.05), (np.array([b"[n_m]"]), 0.5),
+                      (np.bytes_(b"nm"), 0.5), ("\\u00C5", 0.05), ("\\u03BCm", 500.0),
+                      ("\u212b", 0.05), ("Angstrom", 0.05)):  # fmt: skip
+        assert length_in_nm(0.5, units) == pytest.approx(nm), units
+
+
+def test_axes_given_as_vectors():
+    from heteroagg.deploy.microscope_files import _pixel_size_nm
+
+    uniform = [
+        {"units": "nm", "axis": np.arange(16) * 0.4},
+        {"units": "nm", "axis": np.arange(8) * 0.4},
+    ]
+    assert _pixel_size_nm("x.hspy", uniform) == pytest.approx(0.4)
+    uneven = [{"units": "nm", "axis": np.r_[0.0, 0.4, 1.0]}, uniform[1]]
+    with pytest.raises(ValueError, match="unequal steps"):
+        _pixel_size_nm("x.hspy", uneven)
+
+
+def test_emd_1_0_units_and_rectangular_pixels(tmp_path):
+    import h5py
+
+    def emd(path, steps, units):
+        with h5py.File(path, "w") as f:
+            group = f.create_group("data/image")
+            group.attrs["emd_group_type"] = 1
+            group.create_dataset("data", data=np.full((48, 64), 0.01, np.float32))
+            for number, (n, step) in enumerate(zip((48, 64), steps, strict=True), start=1):
+                group.create_dataset(f"dim{number}", data=np.arange(n) * step).attrs["units"] = (
+                    units
+                )
+
+    emd(tmp_path / "spec.emd", (0.5, 0.5), "[n_m]")  # as the specification writes it
+    assert read_images(tmp_path / "spec.emd").pixel_size_nm == pytest.approx(0.5)
+    emd(tmp_path / "rect.emd", (2.0, 0.5), "nm")
+    with pytest.raises(ValueError, match="square pixels"):
+        read_images(tmp_path / "rect.emd")
+
+
+def test_damaged_files_of_every_format_name_themselves(tmp_path):
+    from PIL import Image
+
+    np.save(tmp_path / "whole.npy", np.zeros((64, 64), np.float32))
+    Image.fromarray(np.zeros((64, 64), np.uint16)).save(tmp_path / "whole.png")
+    Image.fromarray(np.zeros((64, 64), np.uint16)).save(tmp_path / "whole.tif")
+    import h5py
+
+    with h5py.File(tmp_path / "whole.h5", "w") as f:
+        f.create_dataset("image", data=np.zeros((64, 64), np.float32))
+    for suffix in (".npy", ".png", ".tif", ".h5"):
+        whole = (tmp_path / f"whole{suffix}").read_bytes()
+        for kind, content in (("cut", whole[: len(whole) // 3]), ("empty", b"")):
+            path = tmp_path / f"{kind}{suffix}"
+            path.write_bytes(content)
+            with pytest.raises(ValueError, match=f"{path.name} could not be read as a"):
+                read_images(path, intensity_scale=1.0)
+
+
+def test_unsigned_32_bit_tiffs_through_pillow(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_tifffile(name, *args, **kwargs):
+        if name == "tifffile":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_tifffile)
+    counts = np.full((8, 12), 3_000_000_000, np.uint32)  # beyond the signed range
+    counts[0, :3] = (0, 7, 4_000_000_000)
+    write_tiff(tmp_path / "u32.tif", counts)
+    got = read_images(tmp_path / "u32.tif", intensity_scale=4e9).images
+    np.testing.assert_allclose(got[0], counts / 4e9, rtol=1e-6)
+    signed = np.full((8, 12), -5, np.int32)  # signed samples stay signed
+    write_tiff(tmp_path / "i32.tif", signed)
+    np.testing.assert_array_equal(
+        read_images(tmp_path / "i32.tif", intensity_scale=10).images, -0.5
+    )
 
 
 def test_unreadable_digitalmicrograph_files(tmp_path):

@@ -21,6 +21,7 @@ from heteroagg.deploy.microscope_files import (
     length_in_nm,
     read_signal_image,
     square_pixel_nm,
+    unit_text,
 )
 
 #: Pixels along each edge that ``black_level="border"`` takes for vacuum.
@@ -102,11 +103,17 @@ def _emd_first_dim(dataset: Any) -> int | None:
 
 
 def _emd_pixel_size_nm(dataset: Any) -> float | None:
-    """The last dimension vector's step, converted to nm when its units say how."""
-    dim = dataset.parent.get(f"dim{_emd_first_dim(dataset) + dataset.ndim - 1}")
-    if dim is None or len(dim) < 2:
-        return None
-    return length_in_nm(float(dim[1] - dim[0]), dim.attrs.get("units", b""))
+    """The step of the image's two dimension vectors, converted to nm when their units say
+    how; pixels that are not square raise ValueError."""
+    path = dataset.file.filename
+    first = _emd_first_dim(dataset) + dataset.ndim - 2
+    sides = []
+    for number in (first, first + 1):
+        dim = dataset.parent.get(f"dim{number}")
+        if dim is None or len(dim) < 2:
+            return None
+        sides.append(length_in_nm(float(dim[1] - dim[0]), dim.attrs.get("units", b""), path))
+    return None if None in sides else square_pixel_nm(Path(path), *sides)
 
 
 def _raster(path: Path) -> np.ndarray:
@@ -122,11 +129,17 @@ def _raster(path: Path) -> np.ndarray:
     except ImportError:
         raise ImportError(f"reading {path.suffix} files needs Pillow: pip install pillow") from None
     with Image.open(path) as image:
+        tags = dict(getattr(image, "tag_v2", {}))
+        # Pillow reads 32-bit unsigned TIFF samples as signed: view them as what they are
+        unsigned_32 = tags.get(258) in (32, (32,)) and tags.get(339, 1) in (1, (1,))
         frames = []
         for k in range(getattr(image, "n_frames", 1)):
             image.seek(k)
             frame = image.convert("RGBA") if image.mode in ("P", "PA") else image
-            frames.append(np.asarray(frame))
+            pixels = np.asarray(frame)
+            if unsigned_32 and pixels.dtype == np.int32:
+                pixels = pixels.view(np.uint32)
+            frames.append(pixels)
     return np.stack(frames) if len(frames) > 1 else frames[0]
 
 
@@ -154,11 +167,11 @@ def _imagej_pixel_size_nm(path: Path) -> float | None:
     if not (isinstance(description, str) and description.startswith("ImageJ=")):
         return None
     fields = dict(line.split("=", 1) for line in description.splitlines() if "=" in line)
-    unit = fields.get("unit", "").replace("\\u00B5", "µ")
+    unit = unit_text(fields.get("unit", ""))  # ImageJ writes non-ASCII units as \\uXXXX
     per_unit = [float(tags.get(tag) or 0.0) for tag in (283, 282)]  # pixels per unit: y, x
     if min(per_unit) <= 0:
         return None
-    sides = [length_in_nm(1.0 / n, unit) for n in per_unit]
+    sides = [length_in_nm(1.0 / n, unit, path) for n in per_unit]
     return None if None in sides else square_pixel_nm(path, *sides)
 
 
@@ -263,6 +276,21 @@ def _fractions_of_beam(
     return ((data - black) / (intensity_scale - black)).astype(np.float32)
 
 
+def _read_raw(path: Path, suffix: str, dataset: str | None) -> tuple[np.ndarray, float | None]:
+    """The stored array of a file and the pixel size (nm) it states, or None."""
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False), None
+        except ValueError as err:  # numpy's own words, without the file's name
+            raise ValueError(f"{path} could not be read as a .npy file: {err}") from err
+    if suffix in RSCIIO_SUFFIXES or (suffix == ".emd" and is_velox(path)):
+        return read_signal_image(path, dataset)
+    if suffix in (".emd", ".h5", ".hdf5"):
+        return _hdf5_array(path, dataset)
+    raw = _raster(path)
+    return raw, _imagej_pixel_size_nm(path) if suffix in (".tif", ".tiff") else None
+
+
 def read_images(
     path: str | Path,
     intensity_scale: float | None = None,
@@ -312,17 +340,12 @@ def read_images(
         raise ValueError(f"{path}: unknown image format {suffix!r}; use one of {SUFFIXES}")
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
-    pixel = None
-    if suffix == ".npy":
-        raw = np.load(path, allow_pickle=False)
-    elif suffix in RSCIIO_SUFFIXES or (suffix == ".emd" and is_velox(path)):
-        raw, pixel = read_signal_image(path, dataset)
-    elif suffix in (".emd", ".h5", ".hdf5"):
-        raw, pixel = _hdf5_array(path, dataset)
-    else:
-        raw = _raster(path)
-        if suffix in (".tif", ".tiff"):
-            pixel = _imagej_pixel_size_nm(path)
+    try:
+        raw, pixel = _read_raw(path, suffix, dataset)
+    except (ValueError, ImportError):
+        raise
+    except Exception as err:  # a damaged file: every reader fails its own way
+        raise ValueError(f"{path} could not be read as a {suffix} file: {err!r}") from err
     if suffix in (".png", ".tif", ".tiff"):
         raw = _one_channel(path, raw)
     if raw.ndim not in (2, 3) or raw.dtype.kind not in "uif":

@@ -9,6 +9,7 @@ signals such a file holds and reads its pixel size off the signal axes.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,13 @@ RSCIIO_SUFFIXES = (".dm3", ".dm4", ".hspy")
 
 _LENGTH_IN_NM = {
     "nm": 1.0,
+    "nanometer": 1.0,
+    "nanometers": 1.0,
     "Å": 0.1,
+    "\u212b": 0.1,  # the Angstrom sign
     "A": 0.1,
     "angstrom": 0.1,
+    "angstroms": 0.1,
     "pm": 1e-3,
     "µm": 1e3,
     "μm": 1e3,
@@ -35,12 +40,46 @@ _LENGTH_IN_NM = {
 SQUARE_PIXEL_TOLERANCE = 0.01
 
 
-def length_in_nm(value: float, units: Any) -> float | None:
-    """``value`` in ``units`` converted to nm, or None for units that are not a length."""
+#: Units of axes that are not calibrated: the file states no pixel size.
+_UNSTATED_UNITS = frozenset({"", "px", "pixel", "pixels", "<undefined>", "undefined", "none"})
+
+
+def unit_text(units: Any) -> str:
+    """An axis's units as plain text, however a file stores them: bytes are decoded, a
+    one-element array is unwrapped, Java's ``\\uXXXX`` escapes (ImageJ) are decoded and
+    EMD 1.0's bracketed form (``"[n_m]"``) is read as ``"nm"``."""
+    if isinstance(units, np.ndarray):
+        units = units.reshape(-1)[0] if units.size == 1 else ""
+    if isinstance(units, np.generic):
+        units = units.item()
     if isinstance(units, bytes):
-        units = units.decode()
-    scale = _LENGTH_IN_NM.get(str(units).strip())
-    return None if scale is None else float(value) * scale
+        units = units.decode(errors="replace")
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(units).strip())
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1].replace("_", "")
+    return text.strip()
+
+
+def length_in_nm(value: float, units: Any, path: Any = None) -> float | None:
+    """``value`` in ``units`` converted to nm, or None for units that state no length
+    (empty, pixels, undefined).
+
+    Raises
+    ------
+    ValueError
+        For units of another kind (1/nm, mrad, s): the file is not a real-space image.
+    """
+    text = unit_text(units)
+    scale = _LENGTH_IN_NM.get(text, _LENGTH_IN_NM.get(text.lower()) if len(text) > 2 else None)
+    if scale is not None:
+        return float(value) * scale
+    if text.lower() in _UNSTATED_UNITS:
+        return None
+    where = f"{path}: its" if path is not None else "the"
+    raise ValueError(
+        f"{where} image axes are in {text!r}, not a length: heteroagg reads real-space "
+        "images, not diffraction patterns, Fourier transforms or other data"
+    )
 
 
 def is_velox(path: Path) -> bool:
@@ -119,8 +158,21 @@ def square_pixel_nm(path: Path, height_nm: float, width_nm: float) -> float:
     return width_nm
 
 
+def _axis_step(path: Path, axis: dict[str, Any]) -> float:
+    """The step of a signal axis: its ``scale``, or that of a uniform ``axis`` vector."""
+    if "scale" in axis:
+        return float(axis["scale"])
+    values = np.asarray(axis.get("axis", []), dtype=float)
+    if values.size < 2:
+        return 1.0
+    steps = np.diff(values)
+    if not np.allclose(steps, steps[0], rtol=1e-6, atol=0.0):
+        raise ValueError(f"{path} has an image axis of unequal steps; resample it first")
+    return float(steps[0])
+
+
 def _pixel_size_nm(path: Path, axes: list[dict[str, Any]]) -> float | None:
-    sides = [length_in_nm(a.get("scale", 1.0), a.get("units", "")) for a in axes]
+    sides = [length_in_nm(_axis_step(path, a), a.get("units", ""), path) for a in axes]
     return None if None in sides else square_pixel_nm(path, *sides)
 
 

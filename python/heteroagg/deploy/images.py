@@ -194,7 +194,7 @@ def border_level(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
     x = _image_stack(images, width)
     edge = np.ones(x.shape[1:], dtype=bool)
     edge[width:-width, width:-width] = False
-    return np.median(x[:, edge], axis=1)
+    return np.median(x[:, edge].astype(np.float64), axis=1)
 
 
 def border_noise(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
@@ -223,15 +223,16 @@ def border_noise(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
     edges = (x[:, :width], x[:, -width:], x[:, :, :width], x[:, :, -width:])
     spreads = []
     for edge in edges:
-        pixels = edge.reshape(b, -1)
+        pixels = edge.reshape(b, -1).astype(np.float64)
         deviation = np.abs(pixels - np.median(pixels, axis=1, keepdims=True))
         spreads.append(1.4826 * np.median(deviation, axis=1))
     return np.min(spreads, axis=0)
 
 
 def _image_stack(images: np.ndarray, width: int) -> np.ndarray:
-    """(B, H, W) float64 images, checked to be larger than a border of ``width`` on each side."""
-    x = np.asarray(images, dtype=np.float64)
+    """(B, H, W) images as given (not copied), checked to be larger than a border of
+    ``width`` on each side; what is read of them is read in float64."""
+    x = np.asarray(images)
     x = x if x.ndim == 3 else x[None]
     if width < 1 or min(x.shape[1:]) <= 2 * width:
         raise ValueError(f"a border of {width} pixels needs images larger than {2 * width}")
@@ -257,8 +258,7 @@ def _fractions_of_beam(
         intensity_scale = 1.0
     if not (intensity_scale > 0 and math.isfinite(intensity_scale)):
         raise ValueError(f"intensity_scale must be positive and finite, got {intensity_scale!r}")
-    data = raw.astype(np.float64)
-    data = data if data.ndim == 3 else data[None]
+    data = raw if raw.ndim == 3 else raw[None]  # not copied: stacks of scans can be large
     if black_level is None:
         black = np.zeros(len(data))
     elif isinstance(black_level, str):
@@ -272,8 +272,10 @@ def _fractions_of_beam(
             f"{path}: the black level ({black.max():.4g}) must lie below the value of the full "
             f"beam ({intensity_scale:.4g})"
         )
-    black = black[:, None, None]
-    return ((data - black) / (intensity_scale - black)).astype(np.float32)
+    out = np.empty(data.shape, dtype=np.float32)
+    for k, frame in enumerate(data):  # one frame at a time in float64
+        out[k] = (frame.astype(np.float64) - black[k]) / (intensity_scale - black[k])
+    return out
 
 
 def _read_raw(path: Path, suffix: str, dataset: str | None) -> tuple[np.ndarray, float | None]:

@@ -122,6 +122,26 @@ def test_resume_completes_a_killed_run(reference, tmp_path):
     ref, resumed = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
     for name in ref:
         np.testing.assert_array_equal(ref[name], resumed[name], err_msg=name)
+    # resuming a finished dataset writes nothing, its index included
+    index = out / "dataset.json"
+    written = index.stat().st_mtime_ns
+    assert generate(small_config(), 70, out, seed=5, shard_size=16, resume=True).computed == 0
+    assert index.stat().st_mtime_ns == written
+    # shards left without their index may hold other settings: a new run refuses them
+    index.unlink()
+    with pytest.raises(ValueError, match=r"holds shards but no dataset\.json"):
+        generate(small_config(), 70, out, seed=7, shard_size=16)
+
+
+def test_a_shard_of_another_run_is_redone(reference, tmp_path):
+    out = tmp_path / "mixed"
+    generate(small_config(), 40, out, seed=5, shard_size=16)
+    generate(small_config(), 40, tmp_path / "other", seed=6, shard_size=16)
+    (tmp_path / "other" / "shard-00001.h5").replace(out / "shard-00001.h5")
+    assert generate(small_config(), 40, out, seed=5, shard_size=16, resume=True).computed == 16
+    ref, mixed = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
+    for name in ref:
+        np.testing.assert_array_equal(ref[name][:40], mixed[name], err_msg=name)
 
 
 def test_failed_items_are_recorded_or_redrawn(tmp_path):

@@ -525,7 +525,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
     assert (saved["state"]["epoch"], saved["state"]["batch"]) != (0, 0)
     with pytest.raises(ValueError, match="not empty"):
         train(tiny_train, tmp_path / "cut", config, progress=False, device="cpu")
+    assert saved["state"]["epoch"] >= 1  # so it has a best.pt: cut short, it loads but says so
+    with pytest.warns(RuntimeWarning, match="member 0 .* has not finished training"):
+        TrainedRun(tmp_path / "cut", device="cpu")
     train(tiny_train, tmp_path / "cut", config, resume=True, progress=False, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainedRun(tmp_path / "cut", device="cpu")  # finished: nothing to say
     for name in ("best.pt", "checkpoint.pt"):
         a, b = weights(tmp_path / "full/member-0" / name), weights(tmp_path / "cut/member-0" / name)
         assert_same_weights(

@@ -78,6 +78,12 @@ def test_save_and_load_round_trip(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="not a heteroagg HaadfLUT"):
         HaadfLUT.load(tmp_path / "other.npz")
+    # a file cut short (an interrupted copy) or empty is not one either
+    whole = path.read_bytes()
+    for name, content in (("cut.npz", whole[: len(whole) // 2]), ("empty.npz", b"")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match="not a heteroagg HaadfLUT"):
+            HaadfLUT.load(tmp_path / name)
 
 
 @pytest.mark.parametrize("material", ["TiO2", "WO3", "C"])

@@ -140,3 +140,30 @@ def test_twin_parameters_follow_the_predictive_normal_restricted_to_the_prior():
     for twin in twins:
         normalized = space.normalize(twin.params)
         assert normalized.min() > -1e-9 and normalized.max() < 1 + 1e-9
+
+
+def test_an_interrupted_twins_file_leaves_the_earlier_one(tmp_path, monkeypatch):
+    import h5py
+
+    from heteroagg import twins as twins_module
+    from heteroagg.twins import write_twins
+
+    space = tiny_space()
+    made, _ = sample_twins(space, np.full(len(space.varied), 0.5), None, 2, seed=1)
+    record = {"source": "a.dm4", "index": 0, "params": {"frac_w": 0.3}, "twins": made, "failed": 0}
+    path = tmp_path / "twins.h5"
+    write_twins(path, [record] * 3)
+    calls = []
+
+    def interrupted(aggregate):
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return descriptor_row(aggregate)
+
+    monkeypatch.setattr(twins_module, "descriptor_row", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_twins(path, [record] * 5)
+    with h5py.File(path, "r") as f:  # the earlier file, whole
+        assert sorted(f) == ["image-0", "image-1", "image-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["twins.h5"]

@@ -6,6 +6,7 @@ import importlib.util
 import math
 import os
 import platform
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -382,10 +383,11 @@ def calibrate(
 
 def _checkpoint_rows(path: Path) -> int:
     """Orientations a calibration checkpoint holds (0 without one)."""
-    if not path.exists():
-        return 0
-    with np.load(path, allow_pickle=False) as data:
-        return len(data["samples"])
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return len(data["samples"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return 0  # none, or damaged
 
 
 @app.command()

@@ -262,7 +262,9 @@ def write_twins(path: str | Any, records: list[dict[str, Any]], pooled_images: i
     """
     import h5py
 
-    with h5py.File(path, "w") as f:
+    from heteroagg._atomic import replaced_on_success
+
+    with replaced_on_success(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["descriptor_names"] = list(TWIN_DESCRIPTORS)
         f.attrs["pooled_images"] = int(pooled_images)
         for k, record in enumerate(records):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg._atomic import write_text_atomic
 from heteroagg.data.config import DatasetConfig
 
 #: Version of the on-disk layout.
@@ -69,16 +70,18 @@ def _shard_path(out: Path, k: int) -> Path:
     return out / f"shard-{k:05d}.h5"
 
 
-def _shard_readable(path: Path) -> bool:
-    """Whether ``path`` is a finished shard that HDF5 can open (not one cut short
-    by a full disk or an interrupted copy)."""
+def _shard_done(path: Path, seed: int, start: int, stop: int) -> bool:
+    """Whether ``path`` is the finished shard of items ``start:stop`` of root seed
+    ``seed``, and HDF5 can open it (not one cut short by a full disk or an
+    interrupted copy)."""
     import h5py
 
     if not path.exists():
         return False
     try:
         with h5py.File(path, "r") as shard:
-            return "images" in shard
+            stated = tuple(int(shard.attrs.get(key, -1)) for key in ("seed", "start", "stop"))
+            return "images" in shard and stated == (seed, start, stop)
     except OSError:
         return False
 
@@ -327,12 +330,16 @@ def generate(
         "image_scale": IMAGE_SCALE, "descriptors": list(DESCRIPTOR_NAMES),
     }  # fmt: skip
     index_path = out / "dataset.json"
+    saved = None
     if index_path.exists():
         if not resume:
             raise ValueError(
                 f"{out} already holds a dataset; pass resume=True (--resume) to complete it"
             )
-        saved = json.loads(index_path.read_text())
+        try:
+            saved = json.loads(index_path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{index_path} cannot be read ({err}): not a dataset index") from None
         if saved != index:
             differ = ", ".join(
                 key
@@ -343,11 +350,17 @@ def generate(
                 f"{out} holds a dataset made with other settings ({differ} differ); cannot "
                 "resume it"
             )
+    elif out.is_dir() and any(out.glob("shard-*.h5")):
+        raise ValueError(
+            f"{out} holds shards but no dataset.json: they may have been made with other "
+            "settings; generate into an empty folder or delete them"
+        )
     out.mkdir(parents=True, exist_ok=True)
-    index_path.write_text(json.dumps(index, indent=1))
+    if saved is None:  # an index read back as equal is left as it is
+        write_text_atomic(index_path, json.dumps(index, indent=1))
     count = math.ceil(n / shard_size)
     shards = [(k, k * shard_size, min(n, (k + 1) * shard_size)) for k in range(count)]
-    todo = [s for s in shards if not _shard_readable(_shard_path(out, s[0]))]
+    todo = [s for s in shards if not _shard_done(_shard_path(out, s[0]), seed, s[1], s[2])]
     summary = GenerationSummary(items=n)
     start_time = time.perf_counter()
     done_items = n - sum(stop - start for _, start, stop in todo)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heteroagg._atomic import replaced_on_success
 from heteroagg.deploy.runtime import Estimate
 
 
@@ -65,7 +66,7 @@ def write_estimates_csv(
             f"need one label list per estimate, got {len(labels)} for {len(estimates)}"
         )
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with replaced_on_success(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(_columns(parameters, estimates[0]))
         for names, estimate in zip(labels, estimates, strict=True):

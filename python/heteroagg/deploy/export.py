@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 import heteroagg
+from heteroagg._atomic import replaced_on_success
 from heteroagg.learn.inference import TrainedRun
 from heteroagg.learn.networks import LOG_VARIANCE_RANGE
 from heteroagg.learn.symmetry import symmetric_outputs
@@ -251,13 +252,21 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.doc_string = "heteroagg: model parameters of a hetero-aggregate from one HAADF-STEM image"
-    onnx.save(proto, str(path))
     report = ExportReport(path, names, {}, {})
-    if not check:
-        return report
-    onnx.checker.check_model(str(path), full_check=True)
+    # the model replaces an earlier file at ``path`` only once it has passed its checks
+    with replaced_on_success(path) as written:
+        onnx.save(proto, str(written))
+        if check:
+            _check_against_torch(written, trained, model, report)
+    return report
+
+
+def _check_against_torch(path: Path, trained: Any, model: Any, report: ExportReport) -> None:
+    """onnx.checker, and ONNX Runtime's outputs against PyTorch's, into ``report``."""
+    import onnx
     import onnxruntime
 
+    onnx.checker.check_model(str(path), full_check=True)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for size in (1, 8):
         images = parity_images(trained.image_shape, size, seed=size)
@@ -275,4 +284,3 @@ def export_onnx(
             raise ValueError(
                 f"ONNX Runtime differs from PyTorch by {rel_diff:.2e} (relative) at batch {size}"
             )
-    return report

@@ -23,6 +23,7 @@ import math
 import os
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from heteroagg._atomic import replaced_on_success
 from heteroagg._progress import progress_bar
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.data.space import ParameterSpace
@@ -273,7 +275,7 @@ def _load_twin_checkpoint(path: Path | None, key: str, rows: int) -> dict | None
                 return None
             out = {name: saved[name] for name in _TWIN_ARRAYS}
             out["done"], out["state"] = int(saved["done"]), json.loads(str(saved["state"]))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: start over
         return None
     if any(len(out[name]) < rows for name in _TWIN_ARRAYS):
         return None
@@ -393,8 +395,9 @@ def twin_analysis(
                 state = {"failures": failures, "rng": rng_u.bit_generator.state}
                 _save_twin_checkpoint(checkpoint, key, row + 1, arrays, state)
                 last_save = time.monotonic()
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
+    if checkpoint is not None:  # kept whole until the caller has written what it found
+        state = {"failures": failures, "rng": rng_u.bit_generator.state}
+        _save_twin_checkpoint(checkpoint, key, len(chosen), arrays, state)
     return {
         "items": test.items[chosen],
         **arrays,
@@ -668,8 +671,11 @@ def evaluate(
         "train": trained.info["train"],
         "training_dataset": trained.info["dataset"],
     }
-    write_report(out, report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
+    for stale in ("report.json", "report.md", PREDICTIONS_FILE):  # an earlier report's
+        (out / stale).unlink(missing_ok=True)
     _save_predictions(out / PREDICTIONS_FILE, true_params, test, prediction)
+    write_report(out, report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
+    (out / TWIN_CHECKPOINT).unlink(missing_ok=True)  # only now: the report is whole
     return report
 
 
@@ -724,15 +730,16 @@ def _save_predictions(
     true = np.stack([true_params[n] for n in columns], axis=1)
     predicted = np.stack([prediction.params[n] for n in columns], axis=1)
     std = prediction.normalized_std
-    np.savez(
-        path,
-        parameters=np.array(columns),
-        item=test.items,
-        dose=test.doses,
-        true=true,
-        predicted=predicted,
-        predicted_normalized=prediction.normalized,
-        predicted_normalized_std=np.full_like(prediction.normalized, np.nan)
-        if std is None
-        else std,
-    )
+    with replaced_on_success(path) as tmp:
+        np.savez(
+            tmp,
+            parameters=np.array(columns),
+            item=test.items,
+            dose=test.doses,
+            true=true,
+            predicted=predicted,
+            predicted_normalized=prediction.normalized,
+            predicted_normalized_std=np.full_like(prediction.normalized, np.nan)
+            if std is None
+            else std,
+        )

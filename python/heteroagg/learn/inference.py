@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,22 @@ class Prediction:
     params_high: dict[str, np.ndarray] | None
     descriptors: dict[str, np.ndarray]
     descriptors_std: dict[str, np.ndarray]
+
+
+def _warn_if_unfinished(member: Path, k: int) -> None:
+    """Warn when a member's training was interrupted: its weights are the best of
+    the epochs it finished, and an ensemble's spread reads it as a full member."""
+    checkpoint = member / "checkpoint.pt"
+    if not checkpoint.exists():
+        return
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True).get("state", {})
+    if not state.get("stopped"):
+        warnings.warn(
+            f"member {k} of {member.parent} has not finished training (interrupted in epoch "
+            f"{int(state.get('epoch', 0)) + 1}); resume the run to finish it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class TrainedRun:
@@ -92,6 +109,7 @@ class TrainedRun:
             model = ParameterRegressor(n_outputs, self.architecture)
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             self.models.append(model.to(self.device).eval())
+            _warn_if_unfinished(self.path / f"member-{k}", k)
 
     @property
     def has_uncertainty(self) -> bool:

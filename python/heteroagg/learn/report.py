@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg._atomic import write_text_atomic
 from heteroagg.learn.evaluation import relative_error
 from heteroagg.twins import DESCRIPTOR_LABELS, TWIN_DESCRIPTORS
 
@@ -339,7 +340,6 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
     except ImportError:
         plots = []
     report["plots"] = plots
-    (out / "report.json").write_text(json.dumps(report, indent=2))
 
     lines = [
         f"# heteroagg evaluation of {report['run']}",
@@ -464,4 +464,7 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
             )
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
+    write_text_atomic(
+        out / "report.json", json.dumps(report, indent=2)
+    )  # last: the report is whole

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from heteroagg._atomic import replaced_on_success, write_text_atomic
 from heteroagg._progress import progress_bar
 from heteroagg.data.config import DatasetConfig
 from heteroagg.learn.batches import VALIDATION_EPOCH, Targets, augment, batch_generator
@@ -66,10 +67,13 @@ def _save_atomic(state: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _left_by_a_killed_write(path: Path) -> bool:
+    """Whether ``path`` is the temporary file of a write that never finished."""
+    return path.is_file() and ".part." in path.name
+
+
 def _write_json_atomic(info: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(info, indent=2))
 
 
 def _run_info(
@@ -242,7 +246,7 @@ def train(
                 f"{out} holds an ensemble of {started.ensemble}; resume with at least "
                 f"as many members, not {config.ensemble}"
             )
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(not _left_by_a_killed_write(p) for p in out.iterdir()):
         raise ValueError(f"{out} is not empty; pass resume=True (--resume) to continue a run there")
 
     show = progress and dist.main
@@ -449,7 +453,7 @@ class _MemberTrainer:
             with path.open() as f:
                 rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
         rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        with path.open("w", newline="") as f:
+        with replaced_on_success(path) as tmp, tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))
             writer.writeheader()
             writer.writerows(rows)

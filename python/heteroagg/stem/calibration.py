@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -412,9 +413,12 @@ def _resume(checkpoint: str | Path | None, inputs: dict, n_slices: int) -> list[
 
     if checkpoint is None or not Path(checkpoint).exists():
         return []
-    with np.load(Path(checkpoint), allow_pickle=False) as data:
-        saved = json.loads(str(data["inputs"]))
-        curves = data["samples"]
+    try:
+        with np.load(Path(checkpoint), allow_pickle=False) as data:
+            saved = json.loads(str(data["inputs"]))
+            curves = data["samples"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return []  # damaged (a copy cut short): the orientations are computed again
     if {**saved, "orientations": 0} != {**inputs, "orientations": 0}:
         raise ValueError(
             f"checkpoint {checkpoint} was written with other inputs; delete it or pass another path"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -202,12 +203,23 @@ class HaadfLUT:
 
     @classmethod
     def load(cls, path: str | Path) -> HaadfLUT:
-        """Read a LUT written by :meth:`save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
+        """Read a LUT written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            For a file that is not a LUT (or is damaged), or of another format version.
+        """
+        try:
+            data = np.load(Path(path), allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path} is not a heteroagg HaadfLUT file ({err})") from err
+        with data:
             try:
                 header = json.loads(str(data["header"]))
                 version = header["format_version"]
-            except (KeyError, ValueError) as err:
+                material = header["material"]
+            except (KeyError, ValueError, zipfile.BadZipFile) as err:
                 raise ValueError(f"{path} is not a heteroagg HaadfLUT file") from err
             if version != LUT_FORMAT_VERSION:
                 raise ValueError(
@@ -215,7 +227,7 @@ class HaadfLUT:
                     f"{LUT_FORMAT_VERSION}"
                 )
             return cls(
-                material=header["material"],
+                material=material,
                 thickness=data["thickness"],
                 mean=data["mean"],
                 std=data["std"],

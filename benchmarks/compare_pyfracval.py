@@ -19,6 +19,7 @@ Needs ``pyfracval`` (not a dependency of heteroagg)::
 The figures are recorded in docs/performance.md.
 """
 
+import argparse
 import logging
 import statistics
 import time
@@ -101,4 +102,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description=__doc__
+    ).parse_args()  # no options; --help says what it does
     main()

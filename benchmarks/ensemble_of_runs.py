@@ -44,8 +44,9 @@ def main() -> None:
 
     for symmetrize in (False, True):
         members = [run.predict(test.images, symmetrize=symmetrize).normalized for run in runs]
-        alone = [space.denormalize(m) for m in members]
-        ensemble = space.denormalize(np.mean(members, axis=0))
+        # scored as heteroagg evaluate scores them: the estimates clipped to the prior
+        alone = [space.denormalize(np.clip(m, 0.0, 1.0)) for m in members]
+        ensemble = space.denormalize(np.clip(np.mean(members, axis=0), 0.0, 1.0))
         errors = [m - truth_normalized for m in members]
         print(f"\nsymmetrized: {symmetrize}")
         print("parameter | " + " | ".join(args.runs) + " | ensemble | error correlation")

@@ -143,7 +143,8 @@ def main() -> None:
             continue
 
         def physical(outputs: np.ndarray, name: str = name) -> np.ndarray:
-            return space.denormalize(outputs[:, :n_varied])[name]
+            # clipped to the prior, as heteroagg evaluate scores the network
+            return space.denormalize(np.clip(outputs[:, :n_varied], 0.0, 1.0))[name]
 
         row = {
             "network": (

@@ -10,12 +10,13 @@ the networks and the observers that are handed the brightness outright
 (``benchmarks/projection_observer.py``) comes from overlap in projection
 and shot noise, and how much from finding the particles.
 
-``--position-error`` (nm) shifts every particle's projected centre by a
-normal error in x and y before the fit, as a detector that localises the
-particles only that well would; ``--radius-error`` scales each radius by
-``exp(error · z)``.  The fit and the brightness law then work with that
-geometry, while the radius statistics still come from the exact radii, so
-that the errors act only through the materials the observer reads.
+Each ``--settings POSITION:RADIUS`` pair is one reading: the position error
+(nm) shifts every particle's projected centre by a normal error in x and y
+before the fit, as a detector that localises the particles only that well
+would; the radius error scales each radius by ``exp(error · z)``.  The fit
+and the brightness law then work with that geometry, while the radius
+statistics still come from the exact radii, so that the errors act only
+through the materials the observer reads.
 
 With ``--refine`` each rough geometry is also refined against the image
 first (:func:`heteroagg.learn.particle_fit.refine_particles`), and both are

@@ -11,6 +11,7 @@ whole grids of 256², 512² and 1024² (random potentials, 20 slices).
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -94,4 +95,7 @@ def steps_per_second(side: int, slices: int = 20) -> float:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description=__doc__
+    ).parse_args()  # no options; --help says what it does
     main()

@@ -397,7 +397,10 @@ def figure(args: argparse.Namespace) -> None:
     for ax, item in zip(np.atleast_1d(axes), args.items, strict=True):
         image, electrons, dose = _test_image(item)
         found = detect_particles(s["detector"], image, threshold=args.threshold, device="cpu")
-        _, centres, _, said_wo3 = _read(image, electrons, found)
+        if found.shape[0]:
+            _, centres, _, said_wo3 = _read(image, electrons, found)
+        else:  # nothing found: the true particles alone are drawn
+            centres, said_wo3 = np.empty((0, 2)), np.empty(0, dtype=bool)
         agg = dataset.aggregate(item)
         truth = pixel_positions(agg, pixel_size=pixel, shape=shape, rotation=s["rotations"][item])
         rows = centres[:, 1] / pixel + 0.5 * (shape[0] - 1)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import heteroagg
+from bench_rates import record_rate
 from heteroagg import ModelParams, _core
 from heteroagg.structures import ANATASE, GAMMA_WO3
 
@@ -30,13 +31,13 @@ def test_fill_aggregate_core(benchmark, aggregate_50, threads):
 
     n_atoms = len(benchmark(fill)[1])
     benchmark.extra_info["atoms"] = n_atoms
-    benchmark.extra_info["atoms_per_second"] = n_atoms / benchmark.stats.stats.mean
+    record_rate(benchmark, "atoms_per_second", n_atoms, "mean")
 
 
 def test_to_atoms(benchmark, aggregate_50):
     atoms = benchmark(heteroagg.to_atoms, aggregate_50, 0)
     benchmark.extra_info["atoms"] = len(atoms)
-    benchmark.extra_info["atoms_per_second"] = len(atoms) / benchmark.stats.stats.mean
+    record_rate(benchmark, "atoms_per_second", len(atoms), "mean")
 
 
 def test_frozen_phonon_configuration(benchmark, aggregate_50):

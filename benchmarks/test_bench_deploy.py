@@ -22,6 +22,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from bench_rates import record_rate  # noqa: E402
 from heteroagg.data import default_config, generate, open_dataset  # noqa: E402
 from heteroagg.deploy import Predictor, export_onnx  # noqa: E402
 from heteroagg.learn import TrainConfig, TrainedRun, train  # noqa: E402
@@ -67,7 +68,7 @@ def test_predictor_batch_throughput(benchmark, deployed):
     predictor = Predictor(root / "model.onnx", providers="cpu")
     predictor.predict(images)
     benchmark.pedantic(predictor.predict, (images,), rounds=5, iterations=1)
-    benchmark.extra_info["images_per_second"] = len(images) / benchmark.stats.stats.median
+    record_rate(benchmark, "images_per_second", len(images))
 
 
 def test_symmetrized_predictor_single_image_one_thread(benchmark, deployed):

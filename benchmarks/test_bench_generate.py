@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("h5py")
 
+from bench_rates import record_rate
 from heteroagg.data import DatasetConfig, default_config, generate
 
 N = 512
@@ -34,9 +35,8 @@ def test_generate(benchmark, tmp_path, workers):
         return generate(config, N, out, seed=1, workers=workers, shard_size=128)
 
     summary = benchmark.pedantic(run, rounds=3, iterations=1)
-    seconds = benchmark.stats.stats.median
+    record_rate(benchmark, "images_per_second", N)
     benchmark.extra_info.update(
-        images_per_second=N / seconds,
         bytes_per_image=summary.bytes_per_image,
         failed=summary.failed,
         clipped=summary.clipped,

@@ -83,7 +83,7 @@ def main() -> None:
         recipe = TrainConfig.from_toml(args.config).to_dict()
     else:
         recipe = {"seed": 0, "gaussian": True, "descriptor_heads": HEADS}
-    config = TrainConfig(**{**recipe, "cache": "device", "workers": args.workers})
+    config = TrainConfig.from_dict({**recipe, "cache": "device", "workers": args.workers})
     shape = tuple(default_config().imaging.shape)
     n_outputs = len(ModelParams.field_names()) + len(config.descriptor_heads)
     rate = training_images_per_second(config, shape, n_outputs, args.device, 10.0)
@@ -92,7 +92,9 @@ def main() -> None:
     epochs = max(2, int(0.7 * rate * 60 * args.minutes / train_items))
     print(f"network alone: {rate:.0f} training images/s; planning {epochs} epochs", flush=True)
 
-    config = TrainConfig(**{**config.to_dict(), "epochs": epochs, "max_minutes": args.minutes})
+    config = TrainConfig.from_dict(
+        {**config.to_dict(), "epochs": epochs, "max_minutes": args.minutes}
+    )
     run = args.work / "run"
     start = time.perf_counter()
     result = train(data, run, config, device=args.device, progress=False)

@@ -1,5 +1,7 @@
 """heteroagg.stem.haadf_multislice: the public entry point."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -98,6 +100,24 @@ def test_bad_input_gets_clear_errors():
         haadf_multislice(atoms, detector=(30, 80), window=40.0, **SETTINGS)
     with pytest.raises(ValueError, match="detector"):
         haadf_multislice(atoms, detector="haadf", **SETTINGS)
+    # a probe wider than the band limit would lose its outer part unseen
+    with pytest.raises(ValueError, match=r"the probe aperture reaches 150 mrad"):
+        haadf_multislice(atoms, detector=(30, 80), **{**SETTINGS, "semiangle": 150.0})
+    # the Gaussian source blurs on the scan grid, which must resolve it
+    with pytest.raises(ValueError, match=r"use scan_sampling <= 0\.5 Å"):
+        haadf_multislice(atoms, detector=(30, 80), source_size=0.5, **SETTINGS)
+    # a window smaller than the probe's tails is taken, but not silently
+    with pytest.warns(RuntimeWarning, match="cuts the probe's tails"):
+        haadf_multislice(atoms, detector=(30, 80), window=8.0, **SETTINGS)
+
+
+def test_the_suggested_sampling_is_accepted():
+    atoms = small_particle()
+    with pytest.raises(ValueError, match=r"use sampling <= ([0-9.]+) Å") as refused:
+        haadf_multislice(atoms, detector=(50, 300), **SETTINGS)
+    finer = float(re.search(r"use sampling <= ([0-9.]+) Å", str(refused.value)).group(1))
+    settings = {**SETTINGS, "sampling": finer, "scan_sampling": 4.0}
+    assert haadf_multislice(atoms, detector=(50, 300), **settings).max() > 0
 
 
 def test_grid_is_fft_friendly():

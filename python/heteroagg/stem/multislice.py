@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +110,10 @@ def simulation_grid(
     )
 
 
+#: Smallest probe window (Å) :func:`auto_window` gives; smaller ones cut the probe's tails.
+MIN_WINDOW = 16.0
+
+
 def auto_window(probe: Probe, depth: float) -> float:
     """Default probe window (Å): the probe and its spread through ``depth``.
 
@@ -119,7 +124,7 @@ def auto_window(probe: Probe, depth: float) -> float:
     """
     alpha = probe.semiangle * 1e-3
     aberrated = sum(abs(c) * alpha**n for n, _, c, _ in probe.polar_coefficients())
-    return max(16.0, 2.0 * (8.0 + depth * alpha + aberrated))
+    return max(MIN_WINDOW, 2.0 * (8.0 + depth * alpha + aberrated))
 
 
 def fast_window_size(n: int) -> int:
@@ -158,6 +163,14 @@ def _window_pixels(window: Any, probe: Probe, grid: SimulationGrid) -> tuple[int
             raise ValueError(
                 f"the cell ({grid.extent[1]:g} x {grid.extent[0]:g} Å) is smaller than the probe "
                 f"window ({window_x:g} x {window_y:g} Å); use window=None for the full cell"
+            )
+        if min(window_y, window_x) < MIN_WINDOW:
+            warnings.warn(
+                f"a probe window of {min(window_y, window_x):g} Å cuts the probe's tails (its "
+                f"intensity reaches about {MIN_WINDOW / 2:g} Å from the centre): the images can "
+                "be off by tens of percent; window='auto' sizes it",
+                RuntimeWarning,
+                stacklevel=3,
             )
     pixels = []
     for size, d, n in zip((window_y, window_x), grid.sampling, grid.gpts, strict=True):
@@ -533,13 +546,22 @@ def haadf_multislice(
     numbers = np.asarray(atoms.numbers, dtype=np.int32)
     _check_elements(numbers, parametrization)
     limit = _core.band_limit_angle(grid.sampling, probe.energy)
-    for d in detectors:
-        if d.max_angle > limit * (1 + 1e-9):
+    reaches = [("the probe aperture", probe.semiangle)] + [
+        ("the detector", d.max_angle) for d in detectors
+    ]
+    for what, angle in reaches:  # beyond the band limit a wave is cut away unseen
+        if angle > limit * (1 + 1e-9):
+            finer = math.floor(max(grid.sampling) * limit / angle * 1e4) / 1e4  # rounded down
             raise ValueError(
-                f"the detector reaches {d.max_angle:g} mrad, but sampling "
-                f"{max(grid.sampling):.4g} Å at {energy:g} eV allows at most {limit:.4g} mrad; "
-                f"use sampling <= {max(grid.sampling) * limit / d.max_angle:.4g} Å"
+                f"{what} reaches {angle:g} mrad, but sampling {max(grid.sampling):.4g} Å at "
+                f"{energy:g} eV allows at most {limit:.4g} mrad; use sampling <= {finer:.4g} Å"
             )
+    if probe.source_size > 0 and max(grid.scan_sampling) > probe.source_size:
+        raise ValueError(
+            f"the Gaussian source (source_size {probe.source_size:g} Å) blurs the image on its "
+            f"scan grid, which needs scan steps no coarser than it; got "
+            f"{max(grid.scan_sampling):.4g} Å: use scan_sampling <= {probe.source_size:g} Å"
+        )
     if scan_limit is not None:
         whole = (
             hasattr(scan_limit, "__len__")

@@ -81,11 +81,19 @@ def _hdf5_array(path: Path, key: str | None) -> tuple[np.ndarray, float | None]:
         # EMD 1.0 data groups hold 'data' and its dimension vectors; of several, the
         # first with a length along its last axis is the image (not a table of values)
         arrays = [d for d in found if _emd_first_dim(d) is not None]
+        refused: dict[str, ValueError] = {}  # tables (item x field), diffraction patterns
         for dataset in arrays:
-            pixel = _emd_pixel_size_nm(dataset)
+            try:
+                pixel = _emd_pixel_size_nm(dataset)
+            except ValueError as err:
+                refused[dataset.name] = err
+                continue
             if pixel is not None:
                 return np.asarray(dataset[()]), pixel
-        return np.asarray((arrays or found)[0][()]), None
+        chosen = (arrays or found)[0]
+        if chosen.name in refused:
+            raise refused[chosen.name]
+        return np.asarray(chosen[()]), None
 
 
 def _emd_first_dim(dataset: Any) -> int | None:

@@ -89,3 +89,6 @@ def test_pixel_positions_are_where_each_particles_path_is_centred():
     np.testing.assert_allclose(moved - got, [shift] * 3, atol=1e-9)
     with pytest.raises(ValueError, match="rotation"):
         pixel_positions(agg, pixel_size=pixel, shape=shape, rotation=np.ones((3, 3)))
+    mirror = np.diag([1.0, 1.0, -1.0])  # as the renderer, no reflections
+    with pytest.raises(ValueError, match="not a reflection"):
+        particle_paths(agg, pixel_size=pixel, shape=shape, rotation=mirror)

@@ -286,6 +286,14 @@ def test_field_of_view_and_lut_range():
         (dict(probe="gaussian"), "probe must be"),
         (dict(support=-2.0), "support"),
         (dict(dose=1e20), "dose must be"),  # its counts would overflow
+        (dict(dose=1e12, pixel_size=300.0), "electrons per pixel"),  # and so would these
+        (dict(pixel_size=1e-300), "pixel_size"),
+        (dict(gain="2"), "gain must be a number"),
+        (dict(read_noise=None), "read_noise must be a number"),
+        (dict(black_level=1e300), "black_level must be a number"),
+        (dict(support="5"), "support must be"),
+        (dict(support=True), "support must be"),
+        (dict(luts={"TiO2": LUTS["WO3"], "WO3": LUTS["TiO2"]}), "holds the WO3 LUT"),
     ],
 )
 def test_bad_input_is_refused(kw, message):
@@ -293,6 +301,11 @@ def test_bad_input_is_refused(kw, message):
     args.update(kw)
     with pytest.raises(ValueError, match=message):
         render_haadf(sphere(), **args)
+
+
+def test_a_particle_lut_is_no_support_film():
+    with pytest.raises(ValueError, match="not a film's"):
+        HaadfRenderer(pixel_size=0.5, shape=16, support=2.0, support_lut=default_lut("WO3"))
 
 
 def test_luts_with_other_optics_are_refused():
@@ -381,15 +394,13 @@ def test_material_label_is_the_material_with_the_longest_total_path():
     assert np.all(r.material[~hit] == -1)
 
 
-@pytest.mark.parametrize(("pixel_size", "film"), [(0.5, 5.0), (0.1, 5.0), (0.05, 1.0)])
+@pytest.mark.parametrize(("pixel_size", "film"), [(0.5, 5.0), (0.1, 5.0), (0.05, 1.0), (0.02, 1.0)])
 def test_support_film_keeps_its_mean_at_any_pixel_size(pixel_size, film):
-    """A pixel's film column holds a Poisson number of atoms: at fine pixels the
-    thickness fluctuates more, but is never negative and keeps its mean, so the
-    mean intensity of vacuum is the film's averaged over the counts.  (At 0.05 nm
-    a column holds 0.24 atoms on average; a Gaussian thickness cut at zero would
-    be far too bright.)"""
-    from scipy import stats
-
+    """A pixel's film column holds a Poisson number of atoms N (mean n A t): the
+    film's optical density there is the LUT's at t times N / <N>, never negative
+    and of the LUT's mean at any pixel size.  The vacuum's mean intensity is
+    therefore 1 - E[exp(-D N / <N>)], the Poisson generating function.  (At
+    0.05 nm a column holds 0.24 atoms on average.)"""
     from heteroagg.structures import AMORPHOUS_CARBON_DENSITY
 
     carbon = default_lut("C")
@@ -399,12 +410,13 @@ def test_support_film_keeps_its_mean_at_any_pixel_size(pixel_size, film):
                              center=(0.0, 0.0), rotation=np.eye(3))  # fmt: skip
     per_nm3 = AMORPHOUS_CARBON_DENSITY / 12.011 * 6.02214076e23 * 1e-21
     atoms = film * pixel_size**2 * per_nm3
-    counts = np.arange(int(carbon.thickness_max / film * atoms) + 1)  # within the table
-    weights = stats.poisson.pmf(counts, atoms)
-    assert 1 - weights.sum() < 1e-5
-    expected = np.sum(weights * carbon(film * counts / atoms))
+    density = -np.log1p(-carbon(film))  # the LUT's optical density of the film
+    expected = 1 - np.exp(atoms * np.expm1(-density / atoms))  # E[1 - exp(-D N / atoms)]
     spread = image.std() / np.sqrt(image.size)  # pixels are independent
     assert image.mean() == pytest.approx(expected, abs=5 * spread)
+    # the optical density itself keeps the LUT's mean
+    densities = -np.log1p(-image.astype(np.float64))
+    assert densities.mean() == pytest.approx(density, abs=5 * densities.std() / np.sqrt(image.size))
 
 
 def test_numpy_numbers_are_numbers():
@@ -414,3 +426,18 @@ def test_numpy_numbers_are_numbers():
     np.testing.assert_array_equal(same, plain)
     with pytest.raises(ValueError, match="pixel_size"):
         render_haadf(agg, pixel_size=np.bool_(True), shape=16, **PLAIN)
+
+
+def test_the_field_of_view_warning_points_at_the_callers_line():
+    import inspect
+
+    far = Aggregate([[-20.0, 0.0, 0.0], [20.0, 0.0, 0.0]], [2.0, 2.0], [0, 0])  # wider than 8 nm
+    renderer = HaadfRenderer(pixel_size=0.5, shape=16, **PLAIN)
+    with pytest.warns(FieldOfViewWarning) as direct:
+        line = inspect.currentframe().f_lineno + 1
+        renderer(far)
+    assert (direct[0].filename, direct[0].lineno) == (__file__, line)
+    with pytest.warns(FieldOfViewWarning) as through:
+        line = inspect.currentframe().f_lineno + 1
+        render_haadf(far, pixel_size=0.5, shape=16, **PLAIN)
+    assert (through[0].filename, through[0].lineno) == (__file__, line)

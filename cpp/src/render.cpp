@@ -309,6 +309,7 @@ void render_with(const render_input& input, const render_settings& s, render_out
   const bool support = s.support_nm > 0.0;
   const double support_atoms = support_column_atoms(s);
   if (support) check_path_length(s, n_materials, s.support_nm);
+  const double support_density = support ? s.support.density_at(s.support_nm) : 0.0;
   for (std::size_t p = 0; p < pixels; ++p) {
     double density = 0.0;
     for (std::size_t m = 0; m < n_materials; ++m) {
@@ -319,8 +320,7 @@ void render_with(const render_input& input, const render_settings& s, render_out
       density += dm;
     }
     if (support)
-      density += s.support.density_at(
-          support_thickness(input.seed, render_stream_support, p, s.support_nm, support_atoms));
+      density += support_density * support_column_share(input.seed, render_stream_support, p, support_atoms);
     clean[p] = density > 0.0 ? static_cast<float>(-std::expm1(-density)) : 0.0f;
   }
   if (output.thickness) std::copy(w.thickness.begin(), w.thickness.end(), output.thickness);

@@ -191,8 +191,8 @@ __global__ void __launch_bounds__(chunk) path_kernel(const sphere_record* sphere
   }
   const std::size_t pixel = static_cast<std::size_t>(row) * static_cast<std::size_t>(s.nx) + static_cast<std::size_t>(col);
   if (s.support_nm > 0.0) {
-    density += s.support.density_at(
-        support_thickness(image.seed, render_stream_support, pixel, s.support_nm, s.support_atoms));
+    density += s.support.density_at(s.support_nm) *
+               support_column_share(image.seed, render_stream_support, pixel, s.support_atoms);
   }
   const std::size_t area = static_cast<std::size_t>(s.ny) * static_cast<std::size_t>(s.nx);
   clean[blockIdx.z * area + pixel] = density > 0.0 ? static_cast<float>(-expm1(-density)) : 0.0f;

@@ -119,14 +119,16 @@ HETEROAGG_HD inline float shot_noise_pixel(std::uint64_t seed, std::uint64_t str
   return static_cast<float>(static_cast<double>(poisson(rng, mean)) / electrons);
 }
 
-// The support film's thickness (nm) over one pixel: the pixel's column of a
-// film `support_nm` thick holds a Poisson number of atoms of mean `atoms`, so
-// the thickness is never negative and its mean is the film's at any pixel
-// size.  `stream` is the render's support stream.
-HETEROAGG_HD inline double support_thickness(std::uint64_t seed, std::uint64_t stream, std::uint64_t pixel,
-                                             double support_nm, double atoms) {
+// The support film's share over one pixel, as a factor on the film's optical
+// density: the pixel's column holds a Poisson number of atoms of mean `atoms`,
+// and the film's scattering there is in proportion to them.  The factor is
+// never negative and its mean is 1, so the film's mean brightness is the
+// LUT's at any pixel size (a thickness drawn per pixel instead would average
+// the LUT's curvature in).  `stream` is the render's support stream.
+HETEROAGG_HD inline double support_column_share(std::uint64_t seed, std::uint64_t stream, std::uint64_t pixel,
+                                                double atoms) {
   philox_stream rng(seed, pixel_stream(stream, pixel));
-  return support_nm * static_cast<double>(poisson(rng, atoms)) / atoms;
+  return static_cast<double>(poisson(rng, atoms)) / atoms;
 }
 
 // Pixel j of a scan line shifted by `shift` pixels: linear interpolation

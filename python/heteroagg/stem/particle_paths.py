@@ -88,6 +88,8 @@ def _projected(
     rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
     if rot.shape != (3, 3) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6):
         raise ValueError("rotation must be a (3, 3) rotation matrix")
+    if np.linalg.det(rot) < 0:  # the renderer takes none: no image shows a mirrored aggregate
+        raise ValueError("rotation must be a proper rotation matrix (det +1), not a reflection")
     centres = np.asarray(agg.centers, dtype=float) @ rot.T
     radii = np.asarray(agg.radii, dtype=float)
     frame = _image_frame(centres[:, :2], radii, shape, pixel_size, center)

@@ -24,6 +24,7 @@ written straight into a CuPy array or a torch tensor on the device.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,15 @@ if TYPE_CHECKING:
 
 #: Fraction of the probe intensity the blur kernel keeps (then renormalised).
 PROBE_FRACTION = 0.995
+
+#: Finest pixel (nm): a hundredth of an ångström, far below any scan.
+MIN_PIXEL_SIZE = 1e-3
+
+#: Most electrons a pixel's mean count may reach (its count is a 64-bit integer).
+MAX_PIXEL_ELECTRONS = 1e18
+
+#: Largest detector gain, black level, read noise and scan jitter: images stay within float32.
+MAX_DETECTOR_VALUE = 1e30
 
 #: Finest sampling (Å) of the probe before it is binned onto pixels.
 PROBE_SAMPLING = 0.1
@@ -105,7 +115,7 @@ def _cached_kernel(probe: Probe, pixel_size: float, fraction: float) -> np.ndarr
         probe.energy, probe.semiangle, probe.defocus, probe.cs,
         tuple(sorted(probe.aberrations.items())), probe.source_size,
     )  # fmt: skip
-    return _kernel_by_key(key, round(pixel_size, 12), fraction)
+    return _kernel_by_key(key, float(pixel_size), fraction)
 
 
 @lru_cache(maxsize=32)
@@ -219,8 +229,10 @@ def check_image_frame(pixel_size: Any, shape: Any) -> tuple[float, tuple[int, in
     """A valid pixel size (nm) and image shape (H, W), or ``ValueError``; an int shape is square."""
     if not is_real(pixel_size):
         raise ValueError(f"pixel_size must be a number of nm, got {pixel_size!r}")
-    if not (math.isfinite(pixel_size) and pixel_size > 0):
-        raise ValueError(f"pixel_size must be positive and finite (nm), got {pixel_size!r}")
+    if not (math.isfinite(pixel_size) and MIN_PIXEL_SIZE <= pixel_size):
+        raise ValueError(
+            f"pixel_size must be finite and at least {MIN_PIXEL_SIZE:g} nm, got {pixel_size!r}"
+        )
     shape = (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
     if len(shape) != 2 or not all(
         isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in shape
@@ -273,13 +285,23 @@ class HaadfRenderer:
             raise ValueError(
                 f"dose must be None or a number in [0, {MAX_DOSE:g}] e/Å², got {dose!r}"
             )
-        for name, value in (("scan_jitter", scan_jitter), ("read_noise", read_noise)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-        for name, value in (("gain", gain), ("black_level", black_level)):
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value!r}")
-        if support is not None and not (math.isfinite(support) and support >= 0):
+        if dose is not None and dose * (10.0 * pixel_size) ** 2 > MAX_PIXEL_ELECTRONS:
+            raise ValueError(
+                f"a dose of {dose:g} e/Å² on pixels of {pixel_size:g} nm gives "
+                f"{dose * (10.0 * pixel_size) ** 2:.3g} electrons per pixel, beyond the "
+                f"{MAX_PIXEL_ELECTRONS:g} a pixel's count holds"
+            )
+        # beyond these the image's float32 values would overflow
+        for name, value, low in (("scan_jitter", scan_jitter, 0.0), ("read_noise", read_noise, 0.0),
+                                 ("gain", gain, -MAX_DETECTOR_VALUE),
+                                 ("black_level", black_level, -MAX_DETECTOR_VALUE)):  # fmt: skip
+            if not (is_real(value) and low <= value <= MAX_DETECTOR_VALUE):
+                raise ValueError(
+                    f"{name} must be a number in [{low:g}, {MAX_DETECTOR_VALUE:g}], got {value!r}"
+                )
+        if support is not None and not (
+            is_real(support) and math.isfinite(support) and support >= 0
+        ):
             raise ValueError(f"support must be None or a film thickness >= 0 nm, got {support!r}")
 
         self.luts = self._material_luts(luts)
@@ -292,6 +314,8 @@ class HaadfRenderer:
         support_table = None
         if support:
             lut = support_lut if support_lut is not None else default_lut("C")
+            if lut.material in MATERIAL_NAMES:
+                raise ValueError(f"support_lut holds the {lut.material} LUT, not a film's")
             if _optics(lut) != reference:
                 raise ValueError(
                     "the support LUT was calibrated with other optics than the particles'"
@@ -350,7 +374,12 @@ class HaadfRenderer:
         for key, lut in luts.items():
             if not isinstance(lut, HaadfLUT):
                 raise ValueError(f"luts[{key!r}] must be a HaadfLUT, got {type(lut).__name__}")
-            found[material_code(key)] = lut
+            code = material_code(key)
+            if lut.material in (*MATERIAL_NAMES, "C") and lut.material != MATERIAL_NAMES[code]:
+                raise ValueError(
+                    f"luts[{key!r}] holds the {lut.material} LUT; give each material its own"
+                )
+            found[code] = lut
         missing = [MATERIAL_NAMES[c] for c in (TIO2, WO3) if c not in found]
         if missing:
             raise ValueError(f"luts has no LUT for {missing}; give both 'TiO2' and 'WO3'")
@@ -416,12 +445,16 @@ class HaadfRenderer:
         )
 
     def _warn_clipped(self) -> None:
+        # point at the caller's line, through render_haadf or called directly
+        frame, level = sys._getframe(0), 1
+        while frame is not None and frame.f_code.co_filename == __file__:
+            frame, level = frame.f_back, level + 1
         warnings.warn(
             f"the aggregate reaches beyond the {self.shape[1]} x {self.shape[0]} pixel field "
             f"of view ({self.shape[1] * self.pixel_size:g} x "
             f"{self.shape[0] * self.pixel_size:g} nm); part of it is cut off",
             FieldOfViewWarning,
-            stacklevel=4,
+            stacklevel=level,
         )
 
     def batch(

@@ -342,6 +342,7 @@ def test_validate_checks_its_options_before_simulating(args, message):
         (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--twin-candidates", "8"], "needs --twins"),
         (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--twin-head-spread", "2"],
          "needs --twin-candidates"),
+        (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--dataset", "HAADF"], "a.npy holds one"),
     ],
 )  # fmt: skip
 def test_options_that_would_do_nothing_are_refused(tmp_path, args, message):

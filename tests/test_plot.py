@@ -81,7 +81,8 @@ def test_plot_twins_puts_each_image_beside_its_twins_on_one_scale():
         plot_twins(images, 0.5, made, ["a.dm4"])
     with pytest.raises(ValueError, match="per_image"):
         plot_twins(images, 0.5, made, ["a", "b"], per_image=0)
-    with pytest.raises(ValueError, match="pixel_size_nm"):
-        plot_twins(images, 0.0, made, ["a", "b"])
+    for bad in (0.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="pixel_size_nm"):
+            plot_twins(images, bad, made, ["a", "b"])
     with pytest.raises(ValueError, match="images must be 2D"):
         plot_twins([images[0], np.zeros((40, 60, 3))], 0.5, made, ["a", "b"])

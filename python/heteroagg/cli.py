@@ -787,6 +787,12 @@ def predict(
             raise ImportError("--plot needs matplotlib: pip install 'heteroagg[plot]'")
         if twin_candidates and twin_candidates < twins:
             raise ValueError(f"--twin-candidates must be 0 or >= --twins, got {twin_candidates}")
+        single = [p.name for p in images if p.suffix.lower() in (".npy", ".png", ".tif", ".tiff")]
+        if dataset is not None and single:
+            raise ValueError(
+                f"--dataset chooses an image inside HDF5, EMD, DM, Velox or HyperSpy files; "
+                f"{', '.join(single[:3])} hold{'s' if len(single) == 1 else ''} one"
+            )
         if twin_candidates and not twins:
             raise ValueError("--twin-candidates conditions twins: it needs --twins K")
         check_spread(twin_head_spread, "--twin-head-spread")

@@ -167,7 +167,7 @@ def plot_twins(
         )
     if per_image < 1:
         raise ValueError(f"per_image must be >= 1, got {per_image}")
-    if not pixel_size_nm > 0:
+    if not (pixel_size_nm > 0 and np.isfinite(pixel_size_nm)):
         raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm!r}")
     shapes = [np.shape(image) for image in images]
     if any(len(shape) != 2 for shape in shapes):

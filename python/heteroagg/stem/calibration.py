@@ -182,7 +182,8 @@ def calibrate(
         Real-space sampling (Å); default: 98% of the coarsest sampling whose
         band limit reaches the detector's largest angle.
     slice_thickness
-        Slice thickness (Å); it is also the thickness step of the LUT.
+        Largest slice thickness (Å): the depth is cut into equal slices of at
+        most this, and their thickness is the LUT's thickness step.
     lateral_size
         Side of the slab (Å); default :func:`~heteroagg.stem.auto_window` of
         the probe over ``thickness_max``.

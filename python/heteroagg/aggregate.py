@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heteroagg import _core
+from heteroagg._atomic import replaced_on_success
 from heteroagg._progress import progress_bar
 from heteroagg.materials import MATERIAL_NAMES, WO3
 from heteroagg.model import GenerationError, ModelParams
@@ -197,8 +198,7 @@ class Aggregate:
             raise FileNotFoundError(f"cannot save {path}: the folder {path.parent} does not exist")
         if path.is_dir():
             raise IsADirectoryError(f"cannot save {path}: it is a folder")
-        tmp = path.with_name(path.name + ".partial")
-        try:
+        with replaced_on_success(path) as tmp:
             if suffix == ".json":
                 tmp.write_text(json.dumps(self.to_dict()))
             else:
@@ -215,9 +215,6 @@ class Aggregate:
                         materials=self.materials,
                         meta=np.array(json.dumps(meta)),
                     )
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 import zipfile
@@ -259,10 +258,8 @@ def _twin_key(
 
 
 def _save_twin_checkpoint(path: Path, key: str, done: int, arrays: dict, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with replaced_on_success(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, key=key, done=done, state=json.dumps(state), **arrays)
-    os.replace(tmp, path)
 
 
 def _load_twin_checkpoint(path: Path | None, key: str, rows: int) -> dict | None:

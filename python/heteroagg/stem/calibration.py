@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg._atomic import replaced_on_success
 from heteroagg._device import resolve_device
 from heteroagg._numbers import is_real
 from heteroagg._progress import progress_bar
@@ -434,7 +435,5 @@ def _save_checkpoint(checkpoint: str | Path, inputs: dict, samples: list[np.ndar
 
     path = Path(checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as stream:
+    with replaced_on_success(path) as tmp, open(tmp, "wb") as stream:
         np.savez(stream, inputs=np.array(json.dumps(inputs)), samples=np.array(samples))
-    tmp.replace(path)

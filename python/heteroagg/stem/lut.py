@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg._atomic import replaced_on_success
+
 #: Version of the file layout written by :meth:`HaadfLUT.save`.
 LUT_FORMAT_VERSION = 1
 
@@ -188,8 +190,7 @@ class HaadfLUT:
         path.parent.mkdir(parents=True, exist_ok=True)
         header = {"format_version": LUT_FORMAT_VERSION, "material": self.material,
                   "inputs": self.inputs}  # fmt: skip
-        tmp = path.with_name(path.name + ".part")
-        with open(tmp, "wb") as stream:
+        with replaced_on_success(path) as tmp, open(tmp, "wb") as stream:
             np.savez_compressed(
                 stream,
                 header=np.array(json.dumps(header)),
@@ -198,7 +199,6 @@ class HaadfLUT:
                 std=self.std,
                 samples=self.samples,
             )
-        tmp.replace(path)
         return path
 
     @classmethod

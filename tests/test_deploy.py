@@ -333,6 +333,12 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     assert gif.exit_code != 0 and "--plot" in flat(gif.output)
     wrong = runner.invoke(app, ["predict", str(model), str(tmp_path / "none.npy")])
     assert wrong.exit_code != 0 and "doesnotexist" in flat(wrong.output)
+    holed = np.array(images[:1])
+    holed[0, 5, 5] = np.nan  # a dead pixel: the error names the file it is in
+    np.save(tmp_path / "holed.npy", holed)
+    nan = runner.invoke(app, ["predict", str(model), str(tmp_path / "two.npy"),
+                              str(tmp_path / "holed.npy")])  # fmt: skip
+    assert nan.exit_code == 2 and "holed.npy:imagescontainNaN" in flat(nan.output), nan.output
 
 
 def test_cli_predicts_a_digitalmicrograph_file(exported, tiny_test, tmp_path):

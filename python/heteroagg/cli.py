@@ -808,11 +808,14 @@ def predict(
         predictor = Predictor(model, providers=providers)
         black = _black_level(black_level)
         files = [read_images(path, intensity_scale, dataset, black) for path in images]
-        estimates = [
-            predictor.predict(f.images, f.pixel_size_nm if pixel_size is None else pixel_size,
-                              resample)
-            for f in files
-        ]  # fmt: skip
+        estimates = []
+        for f in files:
+            try:
+                estimates.append(predictor.predict(
+                    f.images, f.pixel_size_nm if pixel_size is None else pixel_size, resample
+                ))  # fmt: skip
+            except ValueError as err:  # say which file
+                raise ValueError(f"{f.path}: {err}") from None
         if twins and twin_candidates and not all(e.descriptors_std for e in estimates):
             raise ValueError(
                 "--twin-candidates needs a model with descriptor heads and an uncertainty"

@@ -300,10 +300,13 @@ void sampler::merge(cluster& a, cluster& b) {
   // placement overlaps: the tries grow by one pair_tries per doubling of the
   // merge beyond the enumeration limit, so the merge meets its Gamma instead
   // of relaxing it off the law.
-  const double doublings =
-      std::floor(std::log2(static_cast<double>(na * nb) / static_cast<double>(full_enumeration_limit)));
-  const int sampled_tries = static_cast<int>(std::min<double>(
-      options_.pair_tries * (1.0 + std::max(0.0, doublings)), std::numeric_limits<int>::max()));
+  const int sampled_tries =
+      sampled ? static_cast<int>(std::min<double>(
+                    options_.pair_tries *
+                        (1.0 + std::floor(std::log2(static_cast<double>(na * nb) /
+                                                    static_cast<double>(full_enumeration_limit)))),
+                    std::numeric_limits<int>::max()))
+              : 0;
   double rb_min = b.radius[0], rb_max = b.radius[0];
   if (sampled) {
     by_distance_.resize(nb);

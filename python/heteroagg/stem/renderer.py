@@ -58,8 +58,8 @@ MAX_DETECTOR_VALUE = 1e30
 
 #: Finest sampling (Å) of the probe before it is binned onto pixels.
 PROBE_SAMPLING = 0.1
-#: Highest dose (e/Å²) the renderer draws shot noise for; far above any real one, and
-#: below where a pixel's count (dose times pixel area) would overflow its integer.
+#: Highest dose (e/Å²) the renderer draws shot noise for; far above any real one (a
+#: pixel's count, dose times pixel area, is bounded by MAX_PIXEL_ELECTRONS as well).
 MAX_DOSE = 1e12
 
 #: Optics that must agree between the LUTs of one image.

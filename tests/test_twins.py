@@ -91,9 +91,10 @@ def test_conditioned_twins_are_candidates_that_agree_with_the_heads():
     pool_rg = np.array([descriptor_row(t)[RG] for t in pool])
     target = float(np.quantile(pool_rg, 0.1))  # a small aggregate, among the drawn ones
     heads = {"radius_of_gyration": (target, 0.05 * target)}
-    twins, _ = sample_twins(space, theta, std, 8, seed=5, heads=heads, candidates=48)
+    twins, none_failed = sample_twins(space, theta, std, 8, seed=5, heads=heads, candidates=48)
     again, _ = sample_twins(space, theta, std, 8, seed=5, heads=heads, candidates=48)
-    assert len(twins) == 8
+    # a candidate that could not be built is not a twin that failed: all 8 are there
+    assert failed == 1 and len(twins) == 8 and none_failed == 0
     twin_rg = np.array([descriptor_row(t)[RG] for t in twins])
     np.testing.assert_array_equal(twin_rg, [descriptor_row(t)[RG] for t in again])
     assert set(np.round(twin_rg, 9)) <= set(np.round(pool_rg, 9))  # resampled from the pool
@@ -167,3 +168,18 @@ def test_an_interrupted_twins_file_leaves_the_earlier_one(tmp_path, monkeypatch)
     with h5py.File(path, "r") as f:  # the earlier file, whole
         assert sorted(f) == ["image-0", "image-1", "image-2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["twins.h5"]
+
+
+def test_conditioned_twins_all_fail_only_when_every_candidate_does(monkeypatch):
+    import heteroagg.aggregate as aggregate_module
+    from heteroagg.aggregate import GenerationError
+
+    def unbuildable(*args, **kwargs):
+        raise GenerationError("no room")
+
+    monkeypatch.setattr(aggregate_module, "sample_aggregate", unbuildable)
+    space = tiny_space()
+    theta = np.full(len(space.varied), 0.5)
+    heads = {"radius_of_gyration": (5.0, 0.5)}
+    twins, failed = sample_twins(space, theta, None, 4, seed=1, heads=heads, candidates=12)
+    assert twins == [] and failed == 4

@@ -213,17 +213,19 @@ def sample_twins(
     Returns
     -------
     (aggregates, failed)
-        The twins that could be built, and how many could not.
+        The twins that could be built, and how many of the ``k`` could not.
+        With ``heads`` and ``candidates``, the ``k`` twins are resampled from
+        the candidates that could be built, so none fails unless all did.
     """
     if heads and candidates:
         if candidates < k:
             raise ValueError(f"candidates ({candidates}) must be >= k ({k})")
-        pool, failed = sample_twins(space, normalized, normalized_std, candidates, seed)
+        pool, _ = sample_twins(space, normalized, normalized_std, candidates, seed)
         if not pool:
-            return pool, failed
+            return pool, k
         rows = np.array([descriptor_row(t) for t in pool], dtype=float)
         chosen = resample(head_weights(rows, heads, spread), k, derive_seed(seed, 2 * candidates))
-        return [pool[int(j)] for j in chosen], failed
+        return [pool[int(j)] for j in chosen], 0
     from heteroagg.aggregate import sample_aggregate
 
     twins, failed = [], 0

@@ -5,7 +5,8 @@ itself to tell particles and materials apart.  Label maps tell it where they
 are: per block of pixels, how far the beam runs through each material and
 how many particle centres of each material project into it.  They are drawn
 from each item's aggregate with the renderer's own projection, so they line
-up with its image exactly.
+up with its image exactly (the dataset renderers draw no scan jitter, which
+would shift the image's lines but not the maps).
 """
 
 from __future__ import annotations

@@ -493,7 +493,9 @@ class HaadfRenderer:
         -------
         images, rotations, clipped
             ``out`` (or a new (B, H, W) float32 array), (B, 3, 3) and (B,)
-            bool.
+            bool: which aggregates reach beyond the field of view.  Unlike a
+            single call, a batch does not warn about them; its caller decides
+            (dataset generation records them per item).
 
         Raises
         ------
@@ -657,6 +659,8 @@ def render_haadf(
         Continue LUTs beyond their thickest entry instead of raising.
     labels
         Return a :class:`Rendering` with the label maps instead of the image.
+        Like ``clean``, the maps are the ideal projection: neither the probe
+        blur nor ``scan_jitter`` moves them.
     device
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; an explicit
         ``"cuda"`` without a usable GPU raises ``RuntimeError``.  Label maps

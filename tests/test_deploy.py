@@ -428,6 +428,39 @@ def test_cli_writes_the_estimates_as_csv(exported, tiny_test, tmp_path):
         assert [r["image"] for r in csv.DictReader(f)] == same
 
 
+def test_cli_predict_holds_one_file_of_images_at_a_time(exported, tiny_test, tmp_path, monkeypatch):
+    import weakref
+
+    import heteroagg.deploy.images as images_module
+
+    model = exported[0]
+    images = open_dataset(tiny_test).images[:3]
+    paths = [tmp_path / f"{k}.npy" for k in range(3)]
+    for path, image in zip(paths, images, strict=True):
+        np.save(path, image)
+    read, alive_at_read = [], []
+    real_read = images_module.read_images
+
+    def tracked(*args, **kwargs):
+        alive_at_read.append(sum(ref() is not None for ref in read))
+        f = real_read(*args, **kwargs)
+        read.append(weakref.ref(f.images))
+        return f
+
+    monkeypatch.setattr(images_module, "read_images", tracked)
+    out = tmp_path / "twins.h5"
+    args = ["predict", str(model), *map(str, paths), "--twins", "1", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert alive_at_read == [0, 0, 0]  # each file's images are freed before the next is read
+    with h5py.File(out) as f:
+        assert [f[f"image-{k}"].attrs["source"] for k in range(3)] == list(map(str, paths))
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / "twins.png"
+    plotted = CliRunner().invoke(app, [*args, "--plot", str(figure)])
+    assert plotted.exit_code == 0 and figure.exists(), plotted.output
+
+
 def test_cli_pools_the_images_of_one_sample(exported, tiny_test, tmp_path):
     model = exported[0]
     images = open_dataset(tiny_test).images[:3]

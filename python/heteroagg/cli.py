@@ -9,6 +9,7 @@ import platform
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -807,15 +808,19 @@ def predict(
             raise ValueError(f"--shared-error must lie in [0, 1], got {shared_error}")
         predictor = Predictor(model, providers=providers)
         black = _black_level(black_level)
-        files = [read_images(path, intensity_scale, dataset, black) for path in images]
-        estimates = []
-        for f in files:
+        files, estimates = [], []
+        plot_left = PLOT_IMAGES if plot is not None else 0
+        for path in images:  # one file's images in memory at a time
+            f = read_images(path, intensity_scale, dataset, black)
             try:
                 estimates.append(predictor.predict(
                     f.images, f.pixel_size_nm if pixel_size is None else pixel_size, resample
                 ))  # fmt: skip
             except ValueError as err:  # say which file
                 raise ValueError(f"{f.path}: {err}") from None
+            files.append(_FileRead.of(f, plot_left))
+            plot_left -= len(files[-1].shown)
+            del f
         if twins and twin_candidates and not all(e.descriptors_std for e in estimates):
             raise ValueError(
                 "--twin-candidates needs a model with descriptor heads and an uncertainty"
@@ -868,7 +873,7 @@ def predict(
     records = []
     with progress_bar(True, len(normalized), "digital twins") as advance:
         for f, estimate in zip(files, estimates, strict=True):
-            for b in range(len(f.images)):
+            for b in range(f.count):
                 r = len(records)
                 std = None if normalized_std is None else normalized_std[r]
                 heads = {
@@ -917,30 +922,41 @@ def _black_level(text: str | None) -> float | str | None:
         raise ValueError(f"--black-level must be a number or 'border', got {text!r}") from None
 
 
-def _warn_of_unlike_vacuum(files: list[Any], predictor: Any) -> None:
+@dataclass(frozen=True)
+class _FileRead:
+    """What ``predict`` keeps of one file once the model has seen its images."""
+
+    path: Path
+    pixel_size_nm: float | None
+    count: int
+    level: float  # the largest |vacuum level| of its images' borders (0: too small to tell)
+    noise: float  # the largest read noise of their borders
+    shown: np.ndarray  # the first images, kept for the plot
+
+    @classmethod
+    def of(cls, f: Any, keep: int) -> _FileRead:
+        """Summarise an :class:`~heteroagg.deploy.images.ImageFile`, keeping ``keep`` images."""
+        from heteroagg.deploy.images import BORDER_PIXELS, border_level, border_noise
+
+        level = noise = 0.0
+        if min(f.images.shape[1:]) > 2 * BORDER_PIXELS:
+            level = float(np.max(np.abs(border_level(f.images))))
+            noise = float(np.max(border_noise(f.images)))
+        shown = f.images[: max(keep, 0)].copy()
+        return cls(f.path, f.pixel_size_nm, len(f.images), level, noise, shown)
+
+
+def _warn_of_unlike_vacuum(files: list[_FileRead], predictor: Any) -> None:
     """Say which images' borders, vacuum in a simulation, read more than the model was
     trained to take: a level beyond VACUUM_TOLERANCE or twice its ``black_level_jitter``,
     or noise beyond READ_NOISE_TOLERANCE or its ``read_noise``."""
-    from heteroagg.deploy.images import (
-        BORDER_PIXELS,
-        READ_NOISE_TOLERANCE,
-        VACUUM_TOLERANCE,
-        border_level,
-        border_noise,
-    )
+    from heteroagg.deploy.images import READ_NOISE_TOLERANCE, VACUUM_TOLERANCE
 
     train = predictor.metadata.get("train", {})
     level_tolerance = max(VACUUM_TOLERANCE, 2.0 * float(train.get("black_level_jitter", 0.0)))
     noise_tolerance = max(READ_NOISE_TOLERANCE, float(train.get("read_noise", 0.0)))
-    lit, noisy = {}, {}
-    for f in files:
-        if min(f.images.shape[1:]) > 2 * BORDER_PIXELS:
-            level = float(np.max(np.abs(border_level(f.images))))
-            if level > level_tolerance:
-                lit[f.path.name] = level
-            noise = float(np.max(border_noise(f.images)))
-            if noise > noise_tolerance:
-                noisy[f.path.name] = noise
+    lit = {f.path.name: f.level for f in files if f.level > level_tolerance}
+    noisy = {f.path.name: f.noise for f in files if f.noise > noise_tolerance}
     if lit:
         console.print(
             f"[yellow]note:[/yellow] the border of {_some_files(lit)} reads more than "
@@ -962,18 +978,18 @@ def _some_files(values: dict[str, float]) -> str:
     return names + (" and more" if len(values) > 3 else "")
 
 
-def _image_labels(f: Any, files: list[Any]) -> list[str]:
+def _image_labels(f: _FileRead, files: list[_FileRead]) -> list[str]:
     """The file's name (its path as given where ``files`` share the name) for a single
     image, with the index for each image of a stack."""
     same_name = sum(g.path.name == f.path.name for g in files) > 1
     name = str(f.path) if same_name else f.path.name
-    if len(f.images) == 1:
+    if f.count == 1:
         return [name]
-    return [f"{name}[{b}]" for b in range(len(f.images))]
+    return [f"{name}[{b}]" for b in range(f.count)]
 
 
 def _plot_twins(
-    path: Path, files: list[Any], records: list[dict[str, Any]], predictor: Any,
+    path: Path, files: list[_FileRead], records: list[dict[str, Any]], predictor: Any,
     pixel_size: float | None, resample: bool,
 ) -> None:  # fmt: skip
     """Save each image, as the model saw it, beside its first twins."""
@@ -983,7 +999,7 @@ def _plot_twins(
     images, labels = [], []
     for record in shown:
         f = next(f for f in files if f.path == record["source"])
-        image = f.images[record["index"]]
+        image = f.shown[record["index"]]
         pixel = f.pixel_size_nm if pixel_size is None else pixel_size
         images.append(predictor.prepare(image, pixel, resample)[0])
         labels.append(_image_labels(f, files)[record["index"]])

@@ -98,6 +98,12 @@ def test_normalize_round_trip(draws):
         ({"fractal_dim": {"prior": "uniform", "low": 1.0, "high": 2.0}}, "prior of fractal_dim"),
         ({"frac_w": math.nan}, "^frac_w: prior bounds must be finite"),
         ({"frac_w": "half"}, "give a number"),
+        # a key that does nothing for the chosen kind would be silently ignored
+        (
+            {"frac_w": {"prior": "uniform", "low": 0.1, "high": 0.4, "value": 0.3}},
+            r"frac_w: keys \['value'\] do not apply to a 'uniform' prior",
+        ),
+        ({"frac_w": {"prior": "fixed", "value": 0.3, "low": 0.1}}, "do not apply to a 'fixed'"),
     ],
 )
 def test_bad_priors_are_refused(change, message):
@@ -156,6 +162,11 @@ def test_bad_configs_are_refused(tmp_path):
         DatasetConfig.from_dict({"imaging": {}})
     with pytest.raises(ValueError, match="unknown config tables"):
         DatasetConfig.from_dict({"params": SPACE, "training": {}})
+    for table in ({"params": 5}, {"params": SPACE, "imaging": "abc"}):
+        with pytest.raises(ValueError, match="must be a table"):
+            DatasetConfig.from_dict(table)
+    with pytest.raises(ValueError, match="must be a table of field"):
+        ParameterSpace([("frac_w", 0.3)])
     with pytest.raises(ValueError, match="unknown imaging settings"):
         ImagingConfig.from_config({"voltage": 300})
     with pytest.raises(ValueError, match="rotation"):

@@ -119,6 +119,15 @@ def test_resume_completes_a_killed_run(reference, tmp_path):
     with pytest.raises(ValueError, match=r"shard-00003\.h5 cannot be read"):
         open_dataset(out).images[50]
     assert generate(small_config(), 70, out, seed=5, shard_size=16, resume=True).computed == 16
+    # one of full size with a zeroed tail (a copy into a preallocated file) opens in HDF5
+    shard = out / "shard-00002.h5"
+    size = shard.stat().st_size
+    with shard.open("r+b") as f:
+        f.seek(size // 2)
+        f.write(bytes(size - size // 2))
+    with pytest.raises(ValueError, match=r"shard-00002\.h5 cannot be read.*resume=True"):
+        arrays(open_dataset(out))
+    assert generate(small_config(), 70, out, seed=5, shard_size=16, resume=True).computed == 16
     ref, resumed = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
     for name in ref:
         np.testing.assert_array_equal(ref[name], resumed[name], err_msg=name)
@@ -138,6 +147,10 @@ def test_a_shard_of_another_run_is_redone(reference, tmp_path):
     generate(small_config(), 40, out, seed=5, shard_size=16)
     generate(small_config(), 40, tmp_path / "other", seed=6, shard_size=16)
     (tmp_path / "other" / "shard-00001.h5").replace(out / "shard-00001.h5")
+    # the reader refuses it rather than hand out another run's items under these indices
+    with pytest.raises(ValueError, match=r"items 16:32 of root seed 6, not items 16:32 of root"):
+        open_dataset(out).params["frac_w"][20]
+    assert open_dataset(out).params["frac_w"][3] == open_dataset(reference[0]).params["frac_w"][3]
     assert generate(small_config(), 40, out, seed=5, shard_size=16, resume=True).computed == 16
     ref, mixed = arrays(open_dataset(reference[0])), arrays(open_dataset(out))
     for name in ref:
@@ -211,6 +224,7 @@ def test_torch_dataset_adds_seeded_shot_noise(reference):
     ds = open_dataset(out)
     data = TorchDataset(out, seed=3)
     assert len(data) == int((~ds.failed[:]).sum())
+    assert data.dataset._files == {}  # no handle for forked DataLoader workers to inherit
     image, target = data[0]
     assert image.shape == (1, 64, 64) and image.dtype == torch.float32
     assert target.shape == (len(small_config().params.varied),)
@@ -306,6 +320,28 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses PID namespaces")
+def test_workers_run_under_a_parent_of_pid_1(tmp_path):
+    """As the entrypoint of a container, generate is process 1: its workers must not
+    take that for a parent that died."""
+    probe = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot make a PID namespace here")
+    script = (
+        "import os, sys\n"
+        "from heteroagg.data import generate\n"
+        "from test_generate import small_config\n"
+        "assert os.getpid() == 1\n"
+        f"print(generate(small_config(), 4, {str(tmp_path / 'ds')!r}, seed=1, shard_size=2, "
+        "workers=2, progress=False).computed)\n"
+    )
+    result = subprocess.run(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", script],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout.split()[-1] == "4", result.stderr
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and prctl")
 def test_workers_end_with_a_killed_parent(tmp_path):
     """SIGKILL of a multi-process run leaves no idle workers behind."""
@@ -377,6 +413,8 @@ def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
         signal = rsciio.file_reader(str(out))[0]
         images = signal["data"]
         assert signal["axes"][2]["units"] == "nm" and signal["axes"][2]["scale"] == 1.0
+        item = signal["axes"][0]
+        assert (item["name"], item["offset"], item["scale"]) == ("item", 10.0, 1.0)
         meta = signal["original_metadata"]["heteroagg"]
         np.testing.assert_array_equal(meta["params"]["frac_w"], ds.params["frac_w"][10:30])
     np.testing.assert_array_equal(images, ds.images[10:30])
@@ -389,9 +427,41 @@ def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
     picks = export_dataset(reference[0], tmp_path / f"picks.{fmt}", format=fmt, items=[60, 5])
     assert open_shard_files() == before
     np.testing.assert_array_equal(read_images(picks).images, ds.images[[60, 5]])
+    if fmt == "hspy":  # items not evenly spaced: the axis counts the selection
+        uneven = export_dataset(reference[0], tmp_path / "uneven.hspy", format=fmt, items=[9, 5, 6])
+        assert rsciio.file_reader(str(uneven))[0]["axes"][0]["name"] == "position in selection"
     with pytest.raises(ValueError, match="format"):
         export_dataset(reference[0], tmp_path / "x.tif", format="tif")
     other = "hspy" if fmt == "emd" else "emd"
     with pytest.raises(ValueError, match=rf"a {fmt} file must end in \."):
         export_dataset(reference[0], tmp_path / f"mixed.{other}", format=fmt)
     assert not (tmp_path / f"mixed.{other}").exists()
+
+
+def test_export_keeps_a_root_seed_beyond_int64_and_the_old_file_on_failure(tmp_path, monkeypatch):
+    pytest.importorskip("emdfile")
+    from heteroagg.data.export import export_dataset
+
+    config = small_config().to_dict()
+    config["imaging"]["shape"] = [16, 16]
+    config["params"]["n_particles"] = {"prior": "uniform", "low": 2, "high": 3}
+    config["params"]["radius_ti"] = {"prior": "uniform", "low": 2, "high": 3}
+    config["params"]["radius_w"] = {"prior": "uniform", "low": 2, "high": 3}
+    small = DatasetConfig.from_dict(config)
+    seed = 2**64 - 3
+    generate(small, 2, tmp_path / "big", seed=seed, shard_size=2)
+    out = export_dataset(tmp_path / "big", tmp_path / "big.emd", format="emd")
+    import emdfile
+
+    assert int(emdfile.read(str(out)).metadata["dataset"]["seed"]) == seed
+    before = out.read_bytes()
+
+    def full_disk(path, *args, **kwargs):
+        Path(path).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(emdfile, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        export_dataset(tmp_path / "big", out, format="emd")
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["big.emd"]

@@ -165,6 +165,9 @@ class DatasetConfig:
             raise ValueError(f"unknown config tables {sorted(unknown)}; known: params, imaging")
         if "params" not in config:
             raise ValueError("the config needs a [params] table")
+        for table in ("params", "imaging"):
+            if not isinstance(config.get(table, {}), Mapping):
+                raise ValueError(f"{table} must be a table, got {config[table]!r}")
         return cls(
             params=ParameterSpace.from_config(config["params"]),
             imaging=ImagingConfig.from_config(config.get("imaging", {})),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from heteroagg.data.generation import DATASET_FORMAT_VERSION
+from heteroagg.data.generation import DAMAGED_FILE_ERRORS, DATASET_FORMAT_VERSION, shard_problem
 
 
 class _Column:
@@ -39,8 +41,9 @@ class _Column:
         return out[0] if scalar else out
 
     def _read(self, shard: int, rows: slice) -> np.ndarray:
-        data = self._dataset._shard(shard)[self._name]
-        return np.asarray(data[rows] if self._column is None else data[rows, self._column])
+        with self._dataset._reading(shard) as f:
+            data = f[self._name]
+            return np.asarray(data[rows] if self._column is None else data[rows, self._column])
 
 
 class SyntheticDataset:
@@ -87,18 +90,36 @@ class SyntheticDataset:
     def _shard_path(self, k: int) -> Path:
         return self.path / f"shard-{k:05d}.h5"
 
+    def _unreadable(self, k: int, why: str) -> ValueError:
+        return ValueError(f"{self._shard_path(k)} cannot be read: {why}; delete it and "
+                          "complete the dataset with resume=True")  # fmt: skip
+
     def _shard(self, k: int) -> Any:
+        """Shard ``k``, opened and checked against the index on first use."""
         if k not in self._files:
             import h5py
 
             try:
-                self._files[k] = h5py.File(self._shard_path(k), "r")
-            except OSError as err:
-                raise ValueError(
-                    f"{self._shard_path(k)} cannot be read ({err}); delete it and "
-                    "complete the dataset with resume=True"
-                ) from err
+                f = h5py.File(self._shard_path(k), "r")
+            except DAMAGED_FILE_ERRORS as err:
+                raise self._unreadable(k, str(err)) from err
+            start = k * self.shard_size
+            stop = min(len(self), start + self.shard_size)
+            problem = shard_problem(f, int(self.index["seed"]), start, stop)
+            if problem is not None:
+                f.close()
+                raise self._unreadable(k, problem)
+            self._files[k] = f
         return self._files[k]
+
+    @contextmanager
+    def _reading(self, k: int) -> Iterator[Any]:
+        """Shard ``k`` to read from; damage found while reading names the shard."""
+        f = self._shard(k)
+        try:
+            yield f
+        except DAMAGED_FILE_ERRORS as err:
+            raise self._unreadable(k, str(err)) from err
 
     def _convert(self, name: str, data: np.ndarray) -> np.ndarray:
         if name == "images":
@@ -116,13 +137,15 @@ class SyntheticDataset:
 
     def shard_images(self, k: int) -> np.ndarray:
         """All stored images of shard ``k`` as uint16 (I = value / ``image_scale``)."""
-        return np.asarray(self._shard(k)["images"][:])
+        with self._reading(k) as f:
+            return np.asarray(f["images"][:])
 
     def stored_image(self, i: int) -> np.ndarray:
         """The stored uint16 image of item ``i`` (I = value / ``image_scale``)."""
         if not 0 <= i < len(self):
             raise IndexError(f"item {i} out of range for {len(self)}")
-        return np.asarray(self._shard(i // self.shard_size)["images"][i % self.shard_size])
+        with self._reading(i // self.shard_size) as f:
+            return np.asarray(f["images"][i % self.shard_size])
 
     def aggregate(self, i: int):
         """The 3D aggregate of item ``i`` (raises for a failed item)."""
@@ -131,15 +154,18 @@ class SyntheticDataset:
 
         if not 0 <= i < len(self):
             raise IndexError(f"item {i} out of range for {len(self)}")
-        f = self._shard(i // self.shard_size)
         j = i % self.shard_size
-        if f["failed"][j]:
-            raise ValueError(f"item {i} failed: {f['reason'][j].decode()}")
-        names = ModelParams.field_names()
-        values = dict(zip(names, f["params"][j], strict=True))
+        with self._reading(i // self.shard_size) as f:
+            failed, reason = bool(f["failed"][j]), f["reason"][j]
+            values = dict(zip(ModelParams.field_names(), f["params"][j], strict=True))
+            arrays = (
+                [f[name][j] for name in ("centers", "radii", "materials")] if not failed else []
+            )
+        if failed:
+            raise ValueError(f"item {i} failed: {reason.decode()}")
         values["n_particles"] = int(values["n_particles"])
-        return Aggregate(f["centers"][j].reshape(-1, 3), f["radii"][j], f["materials"][j],
-                         params=ModelParams(**values))  # fmt: skip
+        centers, radii, materials = arrays
+        return Aggregate(centers.reshape(-1, 3), radii, materials, params=ModelParams(**values))
 
     def close(self) -> None:
         """Close the shard files opened so far (they reopen on the next read)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg._atomic import replaced_on_success
 from heteroagg.data.dataset import open_dataset
 
 EXPORT_FORMATS = ("emd", "hspy")
@@ -79,10 +80,9 @@ def export_dataset(
             "failed": ds.failed[indices].tolist(),
         }
     out = Path(out)
-    if format == "emd":
-        _write_emd(out, indices, images, params, descriptors, pixel, info)
-    else:
-        _write_hspy(out, images, params, descriptors, pixel, info)
+    write = _write_emd if format == "emd" else _write_hspy
+    with replaced_on_success(out) as tmp:  # a failed export leaves the old file whole
+        write(tmp, indices, images, params, descriptors, pixel, info)
     return out
 
 
@@ -106,12 +106,24 @@ def _write_emd(out: Path, indices, images, params, descriptors, pixel, info) -> 
     metadata = emdfile.Metadata(name="dataset")
     for key, value in {**info, "params_fields": ",".join(params),
                        "descriptors_fields": ",".join(descriptors)}.items():  # fmt: skip
+        if key == "seed":  # a root seed may exceed the int64 that emdfile stores
+            value = str(value)
         metadata[key] = value if not isinstance(value, list) else np.asarray(value)
     root.metadata = metadata
     emdfile.save(str(out), root, mode="o")
 
 
-def _write_hspy(out: Path, images, params, descriptors, pixel, info) -> None:
+def _item_axis(indices: np.ndarray) -> dict[str, Any]:
+    """The navigation axis of the exported items: their dataset indices where they are
+    evenly spaced, else their positions in the selection (``items`` holds the indices)."""
+    steps = np.diff(indices)
+    if len(indices) == 1 or (steps[0] != 0 and np.all(steps == steps[0])):
+        step = 1 if len(indices) == 1 else int(steps[0])
+        return {"name": "item", "offset": float(indices[0]), "scale": float(step)}
+    return {"name": "position in selection", "offset": 0.0, "scale": 1.0}
+
+
+def _write_hspy(out: Path, indices, images, params, descriptors, pixel, info) -> None:
     try:
         from rsciio.hspy import file_writer
     except ImportError:
@@ -119,7 +131,7 @@ def _write_hspy(out: Path, images, params, descriptors, pixel, info) -> None:
         raise ImportError(message) from None
     n, ny, nx = images.shape
     axes: list[dict[str, Any]] = [
-        {"name": "item", "size": n, "offset": 0.0, "scale": 1.0, "units": "", "navigate": True},
+        {**_item_axis(indices), "size": n, "units": "", "navigate": True},
         {"name": "y", "size": ny, "offset": 0.0, "scale": pixel, "units": "nm", "navigate": False},
         {"name": "x", "size": nx, "offset": 0.0, "scale": pixel, "units": "nm", "navigate": False},
     ]

@@ -70,6 +70,31 @@ def _shard_path(out: Path, k: int) -> Path:
     return out / f"shard-{k:05d}.h5"
 
 
+#: The per-item arrays of a shard, one row per item.
+SHARD_ARRAYS = ("images", "params", "descriptors", "rotation", "clipped", "failed", "reason",
+                "done", "centers", "radii", "materials")  # fmt: skip
+#: What h5py raises for a file whose structure is damaged (zeroed or cut short).
+DAMAGED_FILE_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
+
+
+def shard_problem(shard: Any, seed: int, start: int, stop: int) -> str | None:
+    """Why an open shard (an ``h5py.File``) is not the finished shard of items
+    ``start:stop`` of root seed ``seed``, or None when it is."""
+    try:
+        stated = tuple(int(shard.attrs.get(key, -1)) for key in ("seed", "start", "stop"))
+        if stated != (seed, start, stop):
+            return (f"it holds items {stated[1]}:{stated[2]} of root seed {stated[0]}, "
+                    f"not items {start}:{stop} of root seed {seed}")  # fmt: skip
+        for name in SHARD_ARRAYS:
+            if name not in shard:
+                return f"it has no {name!r} array"
+            if len(shard[name]) != stop - start:
+                return f"its {name!r} array has {len(shard[name])} rows, not {stop - start}"
+    except DAMAGED_FILE_ERRORS as err:
+        return f"it is damaged ({err})"
+    return None
+
+
 def _shard_done(path: Path, seed: int, start: int, stop: int) -> bool:
     """Whether ``path`` is the finished shard of items ``start:stop`` of root seed
     ``seed``, and HDF5 can open it (not one cut short by a full disk or an
@@ -80,9 +105,8 @@ def _shard_done(path: Path, seed: int, start: int, stop: int) -> bool:
         return False
     try:
         with h5py.File(path, "r") as shard:
-            stated = tuple(int(shard.attrs.get(key, -1)) for key in ("seed", "start", "stop"))
-            return "images" in shard and stated == (seed, start, stop)
-    except OSError:
+            return shard_problem(shard, seed, start, stop) is None
+    except DAMAGED_FILE_ERRORS:
         return False
 
 
@@ -374,7 +398,9 @@ def generate(
         else:
             # A forked child cannot use a CUDA context its parent has opened.
             context = multiprocessing.get_context("spawn" if backend == "cuda" else None)
-            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+            pool = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+            )
             with pool:
                 futures = [pool.submit(_write_shard, *a) for a in args]
                 try:
@@ -410,17 +436,18 @@ def _run_dask(scheduler: str, workers: int, args: list[tuple]):
             cluster.close()
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
     """Leave Ctrl-C to the parent: it cancels the shards not started, and the
     workers finish (and write) the ones they hold.  On Linux a worker also ends
-    with its parent, so a killed run leaves no idle workers behind."""
+    with its parent (``parent_pid``, which may be 1 in a container), so a
+    killed run leaves no idle workers behind."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-        if os.getppid() == 1:  # the parent died before the request took effect
+        if os.getppid() != parent_pid:  # the parent died before the request took effect
             os._exit(1)
 
 

@@ -66,10 +66,14 @@ class Prior:
                 raise ValueError(f"{name}: {err}") from None
         if not isinstance(spec, Mapping):
             raise ValueError(f"{name}: give a number or {{prior, low, high}}, got {spec!r}")
-        unknown = set(spec) - {"prior", "low", "high", "value"}
-        if unknown:
-            raise ValueError(f"{name}: unknown keys {sorted(unknown)}")
         kind = spec.get("prior", "uniform")
+        allowed = {"prior", "value"} if kind == "fixed" else {"prior", "low", "high"}
+        unknown = set(spec) - allowed
+        if unknown:
+            raise ValueError(
+                f"{name}: keys {sorted(unknown)} do not apply to a {kind!r} prior "
+                f"(it takes {sorted(allowed)})"
+            )
         try:
             if kind == "fixed":
                 return cls("fixed", spec["value"], spec["value"])
@@ -98,6 +102,8 @@ class ParameterSpace:
     """
 
     def __init__(self, priors: Mapping[str, Prior | Any]) -> None:
+        if not isinstance(priors, Mapping):
+            raise ValueError(f"the priors must be a table of field -> prior, got {priors!r}")
         names = ModelParams.field_names()
         unknown = set(priors) - set(names)
         missing = [n for n in names if n not in priors]

@@ -65,6 +65,7 @@ class TorchDataset:
         names = list(self.dataset.params)
         theta = {n: self.dataset.params[n][:][self.items] for n in names}
         self.targets = self.config.params.normalize(theta).astype(np.float32)
+        self.dataset.close()  # forked DataLoader workers open their own handles
 
     def __len__(self) -> int:
         return int(self.items.size)

@@ -13,6 +13,7 @@ pytest.importorskip("torch")
 from heteroagg.data import open_dataset
 from heteroagg.learn import TrainedRun, evaluate
 from heteroagg.learn.evaluation import (
+    REPORT_PLOTS,
     TWIN_DESCRIPTORS,
     coverage_curve,
     error_by_quarter,
@@ -24,6 +25,10 @@ from heteroagg.learn.evaluation import (
 )
 from heteroagg.learn.inference import Prediction
 from learn_data import tiny_config
+
+
+def _refuse(name):
+    raise AssertionError(f"report.json holds {name}, which JSON does not allow")
 
 
 def test_parameter_metrics_match_their_definitions():
@@ -78,6 +83,12 @@ def test_error_by_quarter_ranks_items_by_each_true_parameter():
     assert out["a"]["b"][3] > 3 * out["a"]["b"][0]
     assert 0.7 < out["a"]["c"][3] / out["a"]["c"][0] < 1.4
     assert out["c"]["a"] == [0.0] * 4
+    # a parameter that takes one value ranks nothing: its quarters are undefined
+    fixed = true.copy()
+    fixed[:, 2] = 0.3
+    assert all(
+        math.isnan(v) for p in "abc" for v in error_by_quarter(fixed, true, list("abc"))[p]["c"]
+    )
     with pytest.raises(ValueError, match="must be"):
         error_by_quarter(true, true[:, :2], ["a", "b", "c"])
     with pytest.raises(ValueError, match="at least 4"):
@@ -92,6 +103,45 @@ def test_share_outside_the_field_agrees_with_the_clipped_flag(tiny_test):
     assert np.all((outside >= 0) & (outside <= 1))
     # a particle centre outside the field means the aggregate was cropped
     assert np.all(clipped[items][outside > 0])
+
+
+def test_coverage_of_an_undefined_truth_is_left_out():
+    from heteroagg.learn.evaluation import _covered, _share
+
+    draws = np.array([[1.0, 2.0, np.nan], [3.0, 4.0, np.nan]])
+    flags = np.stack([
+        _covered(np.array([2.0, 5.0, 1.0]), draws),  # inside, outside, no draws
+        _covered(np.array([np.nan, 3.0, np.nan]), draws),  # no such material: undefined
+    ])  # fmt: skip
+    np.testing.assert_array_equal(flags, [[1, 0, np.nan], [np.nan, 1, np.nan]])
+    assert _share(flags[:, 0]) == 1.0 and _share(flags[:, 1]) == 0.5
+    assert _share(flags[:, 2]) is None
+
+
+def test_baked_test_images_keep_their_stored_noise_and_dose(tmp_path):
+    from heteroagg.data import DatasetConfig
+    from heteroagg.data.generation import generate, render_seed
+    from heteroagg.data.torch_dataset import draw_dose
+
+    config = tiny_config().to_dict()
+    config["imaging"]["bake_noise"] = True
+    generate(DatasetConfig.from_dict(config), 6, tmp_path / "baked", seed=4)
+    ds = open_dataset(tmp_path / "baked")
+    items = np.flatnonzero(~ds.failed[:])
+    test = noisy_test_images(ds, items, seed=1, noise=True)
+    np.testing.assert_array_equal(test.images, ds.images[items])
+    # the dose each image was generated with, as the generator drew it
+    imaging = DatasetConfig.from_dict(config).imaging
+    doses = [draw_dose(imaging.dose, render_seed(4, int(i))) for i in items]
+    np.testing.assert_array_equal(test.doses, doses)
+    assert len(set(doses)) == len(items)
+
+
+def test_report_json_has_no_nan():
+    from heteroagg.learn.report import _json_safe
+
+    safe = _json_safe({"a": [math.nan, 1.0], "b": {"c": math.inf, "d": "x"}, "e": (2, -math.inf)})
+    assert safe == {"a": [None, 1.0], "b": {"c": None, "d": "x"}, "e": [2, None]}
 
 
 def test_test_noise_is_seeded_and_follows_the_dose(tiny_test):
@@ -459,6 +509,19 @@ def test_evaluate_refuses_what_it_cannot_do_before_the_long_steps(
     with pytest.raises(ValueError, match="need a run with descriptor heads"):
         evaluate(headless, tiny_test, tmp_path / "r", twin_candidates=8, progress=False)
 
+    class Diverged(WithoutHeads):
+        """The run, its outputs NaN for one image as a diverged network gives them."""
+
+        def predict(self, images, **kwargs):
+            found = self._run.predict(images, **kwargs)
+            normalized = found.normalized.copy()
+            normalized[1] = np.nan
+            return dataclasses.replace(found, normalized=normalized)
+
+    diverged = Diverged(TrainedRun(tiny_run, "cpu"))
+    with pytest.raises(ValueError, match=r"non-finite θ \(or its spread\) for 1 of"):
+        evaluate(diverged, tiny_test, tmp_path / "r", progress=False)
+
 
 def test_report_of_conditioned_twins(tiny_run, tiny_test, tmp_path):
     report = evaluate(
@@ -516,11 +579,17 @@ def test_a_small_test_set_gets_honest_plots(tiny_run, tmp_path):
     from heteroagg.data.generation import generate
 
     generate(tiny_config(), 12, tmp_path / "twelve", seed=96)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "descriptors.png").write_bytes(b"an earlier report's")
     report = evaluate(tiny_run, tmp_path / "twelve", tmp_path / "r", twins=2, twin_images=0,
                       progress=False, calibration=False)  # fmt: skip
     assert "descriptors.png" not in report["plots"]
     assert not (tmp_path / "r" / "descriptors.png").exists()
     assert "failure_modes.png" in report["plots"]
+    assert set(report["plots"]) <= set(REPORT_PLOTS)
+    # undefined figures (R² of a parameter the test set does not vary) are JSON null
+    saved = json.loads((tmp_path / "r" / "report.json").read_text(), parse_constant=_refuse)
+    assert saved["n_test_images"] == 12
     # the run records the version its training data was generated with
     info = json.loads((tiny_run / "run.json").read_text())
     dataset = json.loads((Path(info["dataset"]["path"]) / "dataset.json").read_text())

@@ -34,6 +34,7 @@ import torch
 from heteroagg._atomic import replaced_on_success
 from heteroagg._progress import progress_bar
 from heteroagg.data.dataset import SyntheticDataset
+from heteroagg.data.generation import render_seed
 from heteroagg.data.space import ParameterSpace
 from heteroagg.data.torch_dataset import draw_dose
 from heteroagg.learn.batches import shot_noise
@@ -59,6 +60,11 @@ CALIBRATION_STREAM = 0x63616C69
 TWIN_CHECKPOINT = "twins.partial.npz"
 #: Per-image true and predicted θ, written next to the report.
 PREDICTIONS_FILE = "predictions.npz"
+#: The figures a report may hold; a new report into the same folder removes them first.
+REPORT_PLOTS = (
+    "parameters.png", "descriptors.png", "failure_modes.png", "coverage.png",
+    "error_by_quarter.png", "training.png", "examples.png", "calibration.png",
+)  # fmt: skip
 #: How often :func:`twin_analysis` saves the rows done so far, in seconds.
 TWIN_CHECKPOINT_SECONDS = 15.0
 
@@ -115,7 +121,11 @@ def field_fraction_outside(dataset: SyntheticDataset, i: int) -> float:
 def noisy_test_images(
     dataset: SyntheticDataset, items: np.ndarray, seed: int, noise: bool
 ) -> TestImages:
-    """The test images with shot noise at a dose drawn per item from the dose prior."""
+    """The test images with shot noise at a dose drawn per item from the dose prior.
+
+    A dataset generated with ``bake_noise`` already holds noisy images: they are
+    taken as stored, with the doses they were generated at.
+    """
     imaging = dataset.index["config"]["imaging"]
     from heteroagg.data.config import ImagingConfig
 
@@ -124,7 +134,9 @@ def noisy_test_images(
     doses = np.full(len(items), np.nan)
     for k, i in enumerate(items):
         image = dataset.images[int(i)]
-        if noise and not config.bake_noise:
+        if config.bake_noise:
+            doses[k] = draw_dose(config.dose, render_seed(int(dataset.index["seed"]), int(i)))
+        elif noise:
             item_seed = derive_seed(seed, int(i))
             dose = draw_dose(config.dose, item_seed)
             electrons = dose * (config.pixel_size * 10.0) ** 2
@@ -195,6 +207,7 @@ def error_by_quarter(
         ``out[p][q]``: the RMSE of parameter ``p`` in the four groups of
         items ranked by the true value of ``q``, lowest first (groups of
         equal size, give or take one item; ties keep the items' order).
+        NaN where ``q`` takes one value on every item: it ranks nothing.
     """
     true, predicted = np.asarray(true, float), np.asarray(predicted, float)
     if true.shape != predicted.shape or true.ndim != 2 or true.shape[1] != len(names):
@@ -207,8 +220,15 @@ def error_by_quarter(
     groups = {
         q: np.array_split(np.argsort(true[:, j], kind="stable"), 4) for j, q in enumerate(names)
     }
+    constant = {q for j, q in enumerate(names) if np.ptp(true[:, j]) == 0}
     return {
-        p: {q: [float(np.sqrt(squared[g, i].mean())) for g in groups[q]] for q in names}
+        p: {
+            q: [
+                math.nan if q in constant else float(np.sqrt(squared[g, i].mean()))
+                for g in groups[q]
+            ]
+            for q in names
+        }
         for i, p in enumerate(names)
     }
 
@@ -310,9 +330,8 @@ def twin_analysis(
     rng_u = np.random.default_rng(derive_seed(seed, TWIN_STREAM))
     chosen = np.arange(min(n_images, len(test.items)))
     d = len(TWIN_DESCRIPTORS)
+    # coverage flags are 1 or 0, NaN where undefined (a material the true aggregate lacks)
     arrays = {name: np.full((len(chosen), d), np.nan) for name in _TWIN_ARRAYS}
-    for name in ("covered_twin", "covered_reference"):
-        arrays[name] = np.zeros((len(chosen), d))
     failures = {"twins": 0, "reference": 0}
     heads = [n for n in prediction.descriptors if n in TWIN_DESCRIPTORS] if candidates else []
     check_spread(head_spread, "head_spread")
@@ -379,14 +398,10 @@ def twin_analysis(
                 else:
                     twin_mean[row] = np.nanmean(twins, axis=0)
                 twin_single[row] = twins[0]
-                covered_twin[row] = (np.nanmin(twins, 0) <= truth[row]) & (
-                    truth[row] <= np.nanmax(twins, 0)
-                )
+                covered_twin[row] = _covered(truth[row], twins)
             if len(reference):
                 reference_mean[row] = np.nanmean(reference, axis=0)
-                covered_reference[row] = (np.nanmin(reference, 0) <= truth[row]) & (
-                    truth[row] <= np.nanmax(reference, 0)
-                )
+                covered_reference[row] = _covered(truth[row], reference)
             advance()
             if checkpoint is not None and time.monotonic() - last_save >= TWIN_CHECKPOINT_SECONDS:
                 state = {"failures": failures, "rng": rng_u.bit_generator.state}
@@ -414,9 +429,20 @@ def _weighted_mean(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (w * np.where(finite, rows, 0.0)).sum(axis=0) / total, np.nan)
 
 
+def _covered(truth: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Per column, 1 where ``truth`` lies within the range of ``draws``, 0 where it lies
+    outside, NaN where either is undefined."""
+    with warnings.catch_warnings():  # a column without any defined draw
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanmin(draws, 0), np.nanmax(draws, 0)
+    inside = ((low <= truth) & (truth <= high)).astype(float)
+    return np.where(np.isfinite(truth) & np.isfinite(low), inside, np.nan)
+
+
 def _share(flags: np.ndarray) -> float | None:
-    """Share of true ``flags``, or None without any (no twin images)."""
-    return float(np.mean(flags)) if flags.size else None
+    """Share of 1 among the defined (finite) ``flags``, or None without any."""
+    defined = flags[np.isfinite(flags)]
+    return float(np.mean(defined)) if defined.size else None
 
 
 def summarize_relative_errors(errors: np.ndarray) -> dict[str, float]:
@@ -569,6 +595,15 @@ def evaluate(
         prediction = trained.predict(test.images)
     else:
         prediction = trained.predict(test.images, symmetrize=symmetrize)
+    outputs = [prediction.normalized]
+    if prediction.normalized_std is not None:
+        outputs.append(prediction.normalized_std)
+    broken = int(np.sum(~np.all([np.isfinite(o).all(axis=1) for o in outputs], axis=0)))
+    if broken:
+        raise ValueError(
+            f"{trained.path} predicts non-finite θ (or its spread) for {broken} of "
+            f"{len(items)} test images: its weights are damaged or its training diverged"
+        )
     heads = [n for n in prediction.descriptors if n in TWIN_DESCRIPTORS]
     if twin_candidates and twin_images and (not heads or not prediction.descriptors_std):
         raise ValueError(  # before the oracle draws and the calibration sweep
@@ -655,6 +690,7 @@ def evaluate(
         "twin_candidates": twin_candidates,
         "twin_head_spread": twin_head_spread if twin_candidates else None,
         "noise": noise,
+        "baked_noise": bool(dataset.index["config"]["imaging"].get("bake_noise", False)),
         "symmetrized": symmetrize or baked,
         "uncertainty": prediction.normalized_std is not None,
         "coverage_levels": list(COVERAGE_LEVELS),
@@ -668,8 +704,8 @@ def evaluate(
         "train": trained.info["train"],
         "training_dataset": trained.info["dataset"],
     }
-    for stale in ("report.json", "report.md", PREDICTIONS_FILE):  # an earlier report's
-        (out / stale).unlink(missing_ok=True)
+    for stale in ("report.json", "report.md", PREDICTIONS_FILE, *REPORT_PLOTS):  # an earlier
+        (out / stale).unlink(missing_ok=True)  # report's, which this one may not replace
     _save_predictions(out / PREDICTIONS_FILE, true_params, test, prediction)
     write_report(out, report, Evaluated(trained, dataset, test, prediction, true_norm, twin))
     (out / TWIN_CHECKPOINT).unlink(missing_ok=True)  # only now: the report is whole

@@ -74,8 +74,7 @@ def _plots(out: Path, e: Any, report: dict) -> list[str]:
         ax.scatter(true, pred, s=3, alpha=0.5)
         lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        r2 = 1 - np.mean((pred - true) ** 2) / np.var(true)
-        ax.set_title(f"{name}   R² = {r2:.3f}")
+        ax.set_title(f"{name}   R² = {_fmt(report['parameters'][name]['r2'])}")
         ax.set_xlabel("true")
         ax.set_ylabel("predicted")
     for ax in list(axes.flat)[len(names) :]:
@@ -87,6 +86,11 @@ def _plots(out: Path, e: Any, report: dict) -> list[str]:
 
     if len(twin["truth"]):  # no histograms of twins that were not drawn (twin_images = 0)
         fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+        if twin["candidates"]:  # the estimate weighs M candidates by the heads
+            twin_label = f"{twin['candidates']} candidates weighed by the heads"
+            mean_over = "relative error of the (weighted) mean"
+        else:
+            twin_label, mean_over = "K twins at predicted θ̂", "relative error of the mean over K"
         for ax, (j, name) in zip(axes.flat, enumerate(TWIN_DESCRIPTORS), strict=True):
             truth = twin["truth"][:, j]
             e_twin = relative_error(twin["twin_mean"][:, j], truth)
@@ -102,12 +106,12 @@ def _plots(out: Path, e: Any, report: dict) -> list[str]:
                 np.clip(e_twin[np.isfinite(e_twin)], -0.6, 0.6),
                 bins,
                 alpha=0.5,
-                label="K twins at predicted θ̂",
+                label=twin_label,
             )
             for v in (-0.15, 0.15):
                 ax.axvline(v, color="k", ls=":", lw=0.8)
             ax.set_title(DESCRIPTOR_LABELS[name])
-            ax.set_xlabel("relative error of the mean over K")
+            ax.set_xlabel(mean_over)
         axes.flat[0].legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "descriptors.png", dpi=110)
@@ -345,7 +349,13 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         f"# heteroagg evaluation of {report['run']}",
         "",
         f"Test set: {report['data']} ({report['n_test_images']} images"
-        + (", shot noise at doses from the dataset's prior" if report["noise"] else "")
+        + (
+            ", shot noise baked into the dataset at doses from its prior"
+            if report.get("baked_noise")
+            else ", shot noise at doses from the dataset's prior"
+            if report["noise"]
+            else ", without noise"
+        )
         + ")."
         + (
             " Predictions averaged over each image's quarter turns and mirrors."
@@ -427,7 +437,10 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
     lines += [
         "",
         f"The range of K = {k} exchangeable samples holds the truth with probability "
-        f"{report['nominal_twin_range_coverage']:.1%} when they share its law.",
+        f"{report['nominal_twin_range_coverage']:.1%} when they share its law and ties "
+        "cannot occur (R_g). The other descriptors are ratios of small counts: a truth "
+        "equal to the range's end counts as held, so the share lies above that figure even "
+        "for exact samples; compare them with the true-θ column.",
         f"Sampling failures: {report['twin_failures']}.",
     ]
     names = list(report["parameters"])
@@ -465,6 +478,16 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
-    write_text_atomic(
-        out / "report.json", json.dumps(report, indent=2)
-    )  # last: the report is whole
+    text = json.dumps(_json_safe(report), indent=2, allow_nan=False)
+    write_text_atomic(out / "report.json", text)  # last: the report is whole
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (JSON has no such numbers)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

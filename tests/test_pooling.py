@@ -4,25 +4,35 @@ import numpy as np
 import pytest
 
 from heteroagg.pooling import PER_AGGREGATE, fit_shared_error, pool_sample
+from heteroagg.truncated_normal import truncated_moments
 
 NAMES = ("n_particles", "frac_w", "radius_w")
 
 
-def test_pooled_estimate_is_the_maximum_of_the_product_of_the_images_gaussians():
+def posterior_moments(likelihood_loc, likelihood_scale):
+    """What a calibrated head reports for Gaussian likelihoods under a prior flat on [0, 1]:
+    the moments of the normal restricted to [0, 1]."""
+    return truncated_moments(likelihood_loc, likelihood_scale)
+
+
+def test_pooled_estimate_is_the_posterior_of_the_product_of_the_images_likelihoods():
     rng = np.random.default_rng(3)
-    mu = rng.uniform(0.2, 0.8, (5, 3))
-    sd = rng.uniform(0.02, 0.2, (5, 3))
+    loc = rng.uniform(-0.1, 0.6, (5, 3))  # near and beyond the lower bound too
+    scale = rng.uniform(0.02, 0.2, (5, 3))
+    mu, sd = posterior_moments(loc, scale)
     pool = pool_sample(mu, sd, NAMES)
-    grid = np.linspace(-0.5, 1.5, 400_001)
-    for k in (1, 2):  # brute force: the normalised product of the five densities on a grid
-        log_p = sum(-0.5 * ((grid - m) / s) ** 2 for m, s in zip(mu[:, k], sd[:, k], strict=True))
+    grid = np.linspace(0.0, 1.0, 400_001)
+    for k in (1, 2):  # brute force: the product of the likelihoods on [0, 1], normalised
+        log_p = sum(
+            -0.5 * ((grid - m) / s) ** 2 for m, s in zip(loc[:, k], scale[:, k], strict=True)
+        )
         p = np.exp(log_p - log_p.max())
         p /= p.sum()
         mean = (grid * p).sum()
-        assert pool.normalized[0, k] == pytest.approx(grid[np.argmax(p)], abs=1e-5)
         assert pool.normalized[0, k] == pytest.approx(mean, abs=1e-6)
-        assert pool.normalized_std[0, k] == pytest.approx(np.sqrt(((grid - mean) ** 2 * p).sum()),
-                                                          rel=1e-4)  # fmt: skip
+        assert pool.normalized_std[0, k] == pytest.approx(
+            np.sqrt((p * (grid - mean) ** 2).sum()), rel=1e-4
+        )
     assert pool.shared.tolist() == [False, True, True]
     assert np.all(pool.normalized[:, 1:] == pool.normalized[0, 1:])
     np.testing.assert_array_equal(pool.normalized[:, 0], mu[:, 0])  # each aggregate its own N
@@ -30,12 +40,16 @@ def test_pooled_estimate_is_the_maximum_of_the_product_of_the_images_gaussians()
     assert pool.images == 5 and PER_AGGREGATE == ("n_particles",)
 
 
-def test_pooled_band_is_calibrated_for_independent_gaussian_estimates():
+def test_pooled_band_is_calibrated_for_calibrated_images_up_to_the_bounds():
+    """Truths drawn from the flat prior, each image a Gaussian likelihood about the truth
+    whose posterior on [0, 1] is reported: the pooled error over the pooled deviation has
+    a mean square of exactly 1 (the posterior variance is the posterior mean's squared
+    error, on average over the prior)."""
     rng = np.random.default_rng(11)
     trials, images = 4000, 6
     truth = rng.uniform(0, 1, (trials, 1, 3))
-    sd = rng.uniform(0.01, 0.3, (trials, images, 3))
-    mu = truth + sd * rng.standard_normal(sd.shape)
+    scale = rng.uniform(0.01, 0.3, (trials, images, 3))
+    mu, sd = posterior_moments(truth + scale * rng.standard_normal(scale.shape), scale)
     pooled_error, pooled_std, plain_error = [], [], []
     for t in range(trials):
         pool = pool_sample(mu[t], sd[t], NAMES)
@@ -43,9 +57,24 @@ def test_pooled_band_is_calibrated_for_independent_gaussian_estimates():
         pooled_std.append(pool.normalized_std[0, 1:])
         plain_error.append(mu[t].mean(0)[1:] - truth[t, 0, 1:])
     z = np.array(pooled_error) / np.array(pooled_std)
-    assert np.std(z) == pytest.approx(1.0, abs=0.03)
-    assert np.mean(np.abs(z) <= 1) == pytest.approx(0.6827, abs=0.015)
+    assert np.mean(z**2) == pytest.approx(1.0, abs=0.05)
     assert np.mean(np.square(pooled_error)) < 0.6 * np.mean(np.square(plain_error))
+
+
+def test_pooling_near_a_bound_converges_on_the_truth():
+    """Eight images of a sample whose truth lies near the lower bound: multiplying the
+    reported moments would keep the estimate pulled inward and the band away from it."""
+    rng = np.random.default_rng(12)
+    truth, scale, images, trials = 0.05, 0.15, 8, 2000
+    estimates, held = [], 0
+    for _ in range(trials):
+        mu, sd = posterior_moments(truth + scale * rng.standard_normal(images), scale)
+        pool = pool_sample(mu[:, None], sd[:, None], ["frac_w"])
+        estimates.append(pool.normalized[0, 0])
+        held += abs(pool.normalized[0, 0] - truth) <= pool.normalized_std[0, 0]
+    exact, _ = posterior_moments(truth, scale / np.sqrt(images))  # the mean pooled posterior
+    assert np.mean(estimates) == pytest.approx(exact, abs=0.01)
+    assert held / trials > 0.6
 
 
 def test_pooling_without_uncertainty_averages_and_one_image_is_left_alone():
@@ -53,9 +82,12 @@ def test_pooling_without_uncertainty_averages_and_one_image_is_left_alone():
     pool = pool_sample(mu, None, NAMES)
     assert pool.normalized_std is None
     np.testing.assert_allclose(pool.normalized, [[0.1, 0.4, 0.6], [0.5, 0.4, 0.6]])
-    equal = pool_sample(mu, np.full_like(mu, 0.1), NAMES)
-    np.testing.assert_allclose(equal.normalized, pool.normalized)
-    np.testing.assert_allclose(equal.normalized_std[0], [0.1, 0.1 / np.sqrt(2), 0.1 / np.sqrt(2)])
+    central = 0.45 + 0.1 * mu  # far from the bounds, a flat-prior posterior is the likelihood
+    equal = pool_sample(central, np.full_like(mu, 0.01), NAMES)
+    np.testing.assert_allclose(equal.normalized[:, 1:], central.mean(0)[1:][None].repeat(2, 0))
+    np.testing.assert_allclose(
+        equal.normalized_std[0], [0.01, 0.01 / np.sqrt(2), 0.01 / np.sqrt(2)]
+    )
     one = pool_sample(mu[:1], np.full((1, 3), 0.2), NAMES)
     np.testing.assert_allclose(one.normalized, mu[:1], rtol=1e-12)
     np.testing.assert_allclose(one.normalized_std, 0.2)
@@ -82,12 +114,12 @@ def test_pooling_rejects_bad_input(mu, sd, kwargs, match):
 
 
 def test_a_zero_spread_image_dominates_without_dividing_by_zero():
-    mu = np.array([[0.5, 0.2, 0.7], [0.5, 0.8, 0.1]])
+    mu = np.array([[0.5, 0.2, 0.6], [0.5, 0.8, 0.4]])
     sd = np.array([[0.1, 0.0, 0.1], [0.1, 0.1, 0.1]])
     pool = pool_sample(mu, sd, NAMES)
     assert np.isfinite(pool.normalized).all() and np.isfinite(pool.normalized_std).all()
     assert pool.normalized[0, 1] == pytest.approx(0.2, abs=1e-6)
-    assert pool.normalized[0, 2] == pytest.approx(0.4)
+    assert pool.normalized[0, 2] == pytest.approx(0.5)  # by symmetry
 
 
 def test_shared_error_widens_the_band_by_the_design_effect_of_correlated_images():
@@ -102,7 +134,8 @@ def test_shared_error_widens_the_band_by_the_design_effect_of_correlated_images(
     for t in range(trials):
         plain = pool_sample(mu[t], sd[t], NAMES)
         shared = pool_sample(mu[t], sd[t], NAMES, shared_error=rho)
-        np.testing.assert_array_equal(shared.normalized, plain.normalized)
+        # far from the bounds the wider band leaves the estimate where it was
+        np.testing.assert_allclose(shared.normalized, plain.normalized, rtol=1e-9)
         z_plain.append((plain.normalized[0] - truth[t, 0]) / plain.normalized_std[0])
         z_shared.append((shared.normalized[0] - truth[t, 0]) / shared.normalized_std[0])
     design_effect = 1 + rho * (images - 1)
@@ -131,17 +164,17 @@ def test_shared_error_band_holds_for_images_of_unequal_spread():
 def test_a_model_that_holds_n_particles_fixed_pools_every_parameter():
     names = ["frac_w", "radius_w"]
     mu = np.array([[0.2, 0.6], [0.4, 0.8]])
-    pool = pool_sample(mu, np.full_like(mu, 0.1), names)
+    pool = pool_sample(mu, np.full_like(mu, 0.02), names)
     assert pool.shared.all() and np.allclose(pool.normalized, [[0.3, 0.7], [0.3, 0.7]])
 
 
 def test_shared_error_by_name_and_its_checks():
-    mu = np.array([[0.5, 0.2, 0.7], [0.5, 0.8, 0.1], [0.4, 0.5, 0.4]])
-    sd = np.full_like(mu, 0.1)
+    mu = np.array([[0.5, 0.45, 0.55], [0.5, 0.55, 0.45], [0.4, 0.5, 0.5]])
+    sd = np.full_like(mu, 0.02)
     pool = pool_sample(mu, sd, NAMES, shared_error={"frac_w": 1.0})
-    assert pool.normalized_std[0, 1] == pytest.approx(0.1)  # fully shared: no gain from 3 images
-    assert pool.normalized_std[0, 2] == pytest.approx(0.1 / np.sqrt(3))  # left out: independent
-    assert pool.normalized_std[1, 0] == pytest.approx(0.1)  # per-aggregate: untouched
+    assert pool.normalized_std[0, 1] == pytest.approx(0.02)  # fully shared: no gain from 3
+    assert pool.normalized_std[0, 2] == pytest.approx(0.02 / np.sqrt(3))  # left out: independent
+    assert pool.normalized_std[1, 0] == pytest.approx(0.02)  # per-aggregate: untouched
     for bad, match in [(-0.1, r"\[0, 1\]"), (1.5, r"\[0, 1\]"), (np.nan, r"\[0, 1\]"),
                        ({"size": 0.2}, "unknown parameters")]:  # fmt: skip
         with pytest.raises(ValueError, match=match):

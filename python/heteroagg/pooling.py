@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from heteroagg.model import ModelParams
+from heteroagg.truncated_normal import normal_behind, truncated_moments
 
 #: Parameters each aggregate of a sample draws for itself; the rest are shared.
 PER_AGGREGATE = ("n_particles",)
@@ -59,15 +60,25 @@ def pool_sample(
 ) -> PooledSample:
     """Pool the estimates of several images of one sample.
 
-    Each image's estimate of a shared parameter is taken as a Gaussian
-    measurement N(θ̂ᵢ, σᵢ²) of the sample's value, and the pooled estimate
-    is their precision-weighted mean.  Were the images' errors independent,
-    its standard deviation would be (Σ σᵢ⁻²)^-1/2.  They are not: a network
+    An image's estimate (θ̂ᵢ, σᵢ) of a shared parameter is the mean and
+    deviation of its posterior, which lives on the prior's range [0, 1]; with
+    the prior flat there, that posterior is a Gaussian likelihood
+    N(mᵢ, sᵢ²) restricted to [0, 1], and (mᵢ, sᵢ) are found from the moments
+    (:func:`~heteroagg.truncated_normal.normal_behind`).  The sample's
+    posterior is the product of the likelihoods, once restricted: the
+    precision-weighted mean of the mᵢ, and the moments of that normal on
+    [0, 1] are the pooled estimate and deviation.  Multiplying the reported
+    moments themselves would count the bound once per image: near it the
+    estimate would stay pulled inward however many images there are.  Far
+    from the bounds mᵢ = θ̂ᵢ and sᵢ = σᵢ.
+
+    Were the images' errors independent, the likelihoods' product would have
+    the standard deviation (Σ sᵢ⁻²)^-1/2.  They are not: a network
     errs alike on alike images, and a share rho of each image's error variance
     is common to all images of the sample: image i errs by
-    σᵢ (√rho c + √(1 - rho) uᵢ), with c shared and the uᵢ independent.  The
-    pooled variance is then (1 - rho) / Σ σᵢ⁻² + rho (Σ σᵢ⁻¹ / Σ σᵢ⁻²)², which
-    is 1 + rho * (B - 1) times the independent one when the σᵢ are equal;
+    sᵢ (√rho c + √(1 - rho) uᵢ), with c shared and the uᵢ independent.  The
+    pooled variance is then (1 - rho) / Σ sᵢ⁻² + rho (Σ sᵢ⁻¹ / Σ sᵢ⁻²)², which
+    is 1 + rho * (B - 1) times the independent one when the sᵢ are equal;
     ``shared_error`` sets rho, and with the default 0 the standard deviation is
     a lower bound.  docs/results.md measures rho for a trained run and how
     often the band holds the truth.
@@ -85,8 +96,8 @@ def pool_sample(
         field the model holds fixed (not in ``parameters``) is ignored.
     shared_error
         rho in [0, 1], for every shared parameter or per name (a name left out:
-        0).  It widens the pooled standard deviation only; the estimate is the
-        same.
+        0).  It widens the pooled standard deviation; the estimate moves only
+        near a bound, where a wider posterior is restricted more.
 
     Returns
     -------
@@ -115,14 +126,18 @@ def pool_sample(
         raise ValueError(f"normalized_std must be {mu.shape} like normalized, got {sd.shape}")
     if not (np.isfinite(sd).all() and (sd >= 0).all()):
         raise ValueError("normalized_std must be finite and >= 0")
-    inverse = 1.0 / np.maximum(sd[:, shared], MIN_STD)
+    if len(mu) == 1:  # one image is its own sample's estimate
+        return PooledSample(out, sd.copy(), shared)
+    loc, scale = normal_behind(mu[:, shared], sd[:, shared])
+    inverse = 1.0 / np.maximum(scale, MIN_STD)
     precision = inverse**2
     total = precision.sum(axis=0)
-    out[:, shared] = (precision * mu[:, shared]).sum(axis=0) / total
-    out_sd = sd.copy()
+    pooled_loc = (precision * loc).sum(axis=0) / total
     common = rho[shared]
     variance = (1.0 - common) / total + common * (inverse.sum(axis=0) / total) ** 2
-    out_sd[:, shared] = np.sqrt(variance)
+    mean, std = truncated_moments(pooled_loc, np.sqrt(variance))
+    out_sd = sd.copy()
+    out[:, shared], out_sd[:, shared] = mean, std
     return PooledSample(out, out_sd, shared)
 
 

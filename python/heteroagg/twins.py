@@ -47,13 +47,16 @@ def twin_params(space: Any, normalized: np.ndarray) -> ModelParams:
 def draw_within_prior(
     normalized: np.ndarray, normalized_std: np.ndarray, uniforms: np.ndarray
 ) -> np.ndarray:
-    """θ drawn from N(θ̂, σ²) restricted to the prior's range, [0, 1] per column.
+    """θ drawn from the predictive distribution, which lives on the prior's range [0, 1].
 
-    The predictive distribution conditioned on the prior's support: the
-    truncated normal, by its inverse CDF at ``uniforms``.  Clipping a normal
-    draw instead would pile a finite share of the twins onto the bounds,
-    values the prior gives no probability.  Columns with a standard
-    deviation of 0 take θ̂ clipped to the range.
+    A network trained on targets in [0, 1] reports the mean θ̂ and standard
+    deviation of a posterior on [0, 1]: near a bound θ̂ is pulled inward and
+    the deviation shrunk.  The draws come from the normal restricted to [0, 1] that has
+    that mean and deviation (:func:`~heteroagg.truncated_normal.normal_behind`),
+    by its inverse CDF at ``uniforms``; restricting a normal about θ̂ instead would
+    pull them inward once more, and clipping a normal draw would pile a
+    finite share onto the bounds.  Columns with a deviation of 0 take θ̂
+    clipped to the range.
 
     Parameters
     ----------
@@ -69,12 +72,16 @@ def draw_within_prior(
     """
     from scipy.stats import truncnorm
 
-    mu = np.broadcast_to(np.asarray(normalized, dtype=float), np.shape(uniforms))
-    sd = np.broadcast_to(np.asarray(normalized_std, dtype=float), np.shape(uniforms))
+    from heteroagg.truncated_normal import normal_behind
+
+    loc, scale = normal_behind(normalized, normalized_std)
+    mu = np.broadcast_to(loc, np.shape(uniforms))
+    sd = np.broadcast_to(scale, np.shape(uniforms))
     spread = sd > 0
     scale = np.where(spread, sd, 1.0)
     drawn = truncnorm.ppf(uniforms, -mu / scale, (1.0 - mu) / scale, loc=mu, scale=scale)
-    return np.clip(np.where(spread, drawn, mu), 0.0, 1.0)
+    centre = np.broadcast_to(np.asarray(normalized, dtype=float), np.shape(uniforms))
+    return np.clip(np.where(spread, drawn, centre), 0.0, 1.0)
 
 
 def descriptor_row(aggregate: Any) -> list[float]:
@@ -194,8 +201,9 @@ def sample_twins(
         The :class:`~heteroagg.ParameterSpace` the estimate lives in.
     normalized, normalized_std
         θ̂ in the normalised space and its predictive standard deviation
-        (None: every twin at θ̂; else each twin's θ is drawn from N(θ̂, σ²)
-        restricted to the prior's range, :func:`draw_within_prior`).
+        (None: every twin at θ̂; else each twin's θ is drawn from the normal
+        restricted to the prior's range with that mean and deviation,
+        :func:`draw_within_prior`).
     k
         Twins wanted.
     seed

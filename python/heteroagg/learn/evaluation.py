@@ -371,7 +371,7 @@ def twin_analysis(
                 twins, failed = descriptor_samples(
                     twin_params(space, mu), twin_seed, draws_per_image
                 )
-            else:  # propagate the predictive uncertainty: θ ~ N(μ, σ²) within the prior
+            else:  # propagate the predictive uncertainty, within the prior
                 uniforms = rng_u.random((draws_per_image, mu.size))
                 draws = draw_within_prior(mu, prediction.normalized_std[k_img], uniforms)
                 parts = [

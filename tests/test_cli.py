@@ -343,6 +343,14 @@ def test_validate_checks_its_options_before_simulating(args, message):
         (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--twin-head-spread", "2"],
          "needs --twin-candidates"),
         (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--dataset", "HAADF"], "a.npy holds one"),
+        # outputs that would overwrite an input, or one another, or be misread
+        (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--twins", "1", "--out", "{tmp}/t.csv"],
+         "must end in .h5 or .hdf5"),
+        (["predict", "{tmp}/m.onnx", "{tmp}/s.h5", "--twins", "1", "--out", "{tmp}/s.h5"],
+         "is one of the input images"),
+        (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--csv", "{tmp}/a.npy"], "must end in .csv"),
+        (["predict", "{tmp}/m.onnx", "{tmp}/a.npy", "--pixel-size", "-1"],
+         "--pixel-size must be a positive number"),
     ],
 )  # fmt: skip
 def test_options_that_would_do_nothing_are_refused(tmp_path, args, message):

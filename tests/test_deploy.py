@@ -1,5 +1,6 @@
 """ONNX export, the numpy + onnxruntime runtime, image readers and `heteroagg predict`."""
 
+import dataclasses
 import json
 import math
 import re
@@ -227,6 +228,10 @@ def test_read_images_in_every_format(tmp_path):
     np.testing.assert_array_equal(emd.images[0], image)
     with pytest.raises(ValueError, match="unknown image format"):
         read_images(tmp_path / "a.jpg")
+    (tmp_path / "scans.npy").mkdir()  # a folder, whatever its name
+    for folder in (tmp_path, tmp_path / "scans.npy"):
+        with pytest.raises(ValueError, match="is a folder; give the image files in it"):
+            read_images(folder)
 
 
 def test_read_images_subtracts_the_black_level(tmp_path):
@@ -311,6 +316,19 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
     assert {round(v, 9) for v in kept} <= pool_hcn
     few = runner.invoke(app, [*args, "--twin-candidates", "2"])
     assert few.exit_code != 0 and "--twin-candidates" in flat(few.output)
+    # heads of other descriptors cannot condition twins: refused, not silently ignored
+    real_predict = Predictor.predict
+
+    def other_heads(self, *a, **kw):
+        found = real_predict(self, *a, **kw)
+        rename = lambda d: {f"{k}_other": v for k, v in d.items()}  # noqa: E731
+        return dataclasses.replace(found, descriptors=rename(found.descriptors),
+                                   descriptors_std=rename(found.descriptors_std))  # fmt: skip
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Predictor, "predict", other_heads)
+        unusable = runner.invoke(app, [*args, "--twin-candidates", "12"])
+    assert unusable.exit_code != 0 and "headsoftwindescriptors" in flat(unusable.output)
     flat_heads = runner.invoke(app, [*args, "--twin-candidates", "12", "--twin-head-spread", "0"])
     assert flat_heads.exit_code != 0 and "--twin-head-spread" in flat(flat_heads.output)
     bad = runner.invoke(app, ["predict", str(model), str(tmp_path / "two.npy"), "--twins", "2"])
@@ -321,7 +339,7 @@ def test_cli_exports_and_predicts_with_twins(tiny_run, tiny_test, tmp_path):
         lost = runner.invoke(app, [*args[:3], *extra])
         assert lost.exit_code == 2 and "doesnotexist" in flat(lost.output), lost.output
     zero = runner.invoke(app, [*args[:3], "--pixel-size", "0"])
-    assert zero.exit_code == 2 and "mustbepositive" in flat(zero.output)
+    assert zero.exit_code == 2 and "--pixel-sizemustbeapositive" in flat(zero.output)
     pytest.importorskip("matplotlib")
     figure = tmp_path / "twins.png"
     plotted = runner.invoke(app, [*args, "--plot", str(figure)])

@@ -161,6 +161,15 @@ def test_an_interrupted_twins_file_leaves_the_earlier_one(tmp_path, monkeypatch)
     record = {"source": "a.dm4", "index": 0, "params": {"frac_w": 0.3}, "twins": made, "failed": 0}
     path = tmp_path / "twins.h5"
     write_twins(path, [record] * 3)
+    # an image whose twins all failed has the same summary shape, NaN throughout
+    empty = tmp_path / "empty.h5"
+    write_twins(empty, [record, {**record, "twins": [], "failed": 2}])
+    with h5py.File(empty, "r") as f:
+        for key in ("mean", "std"):
+            assert f["image-0/descriptors"].attrs[key].shape == (len(TWIN_DESCRIPTORS),)
+            assert np.isnan(f["image-1/descriptors"].attrs[key]).all()
+            assert f["image-1/descriptors"].attrs[key].shape == (len(TWIN_DESCRIPTORS),)
+    empty.unlink()
     calls = []
 
     def interrupted(aggregate):

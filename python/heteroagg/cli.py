@@ -76,6 +76,14 @@ def _check_output_folder(option: str, path: Path | None) -> None:
         raise ValueError(f"{option} {path}: the folder {folder} cannot be written")
 
 
+def _check_not_inputs(outputs: dict[str, Path | None], inputs: list[Path]) -> None:
+    """Refuse outputs that would overwrite an input file (their suffixes keep them apart)."""
+    read = {path.resolve(): path for path in inputs}
+    for option, path in outputs.items():
+        if path is not None and path.resolve() in read:
+            raise ValueError(f"{option} {read[path.resolve()]} is one of the input images")
+
+
 def _check_figure(option: str, path: Path | None) -> None:
     """Refuse, before any work, a figure path of an unknown format or in a missing folder."""
     if path is None:
@@ -781,9 +789,16 @@ def predict(
             raise ValueError("--plot draws the twins: it needs --twins K")
         if csv is not None and csv.suffix.lower() != ".csv":
             raise ValueError(f"--csv must end in .csv, got {csv.name!r}")
+        if out is not None and out.suffix.lower() not in (".h5", ".hdf5"):
+            raise ValueError(
+                f"--out is an HDF5 file and must end in .h5 or .hdf5, got {out.name!r}"
+            )
+        if pixel_size is not None and not (math.isfinite(pixel_size) and pixel_size > 0):
+            raise ValueError(f"--pixel-size must be a positive number of nm, got {pixel_size}")
         _check_figure("--plot", plot)
         for option, path in (("--out", out), ("--csv", csv)):
             _check_output_folder(option, path)
+        _check_not_inputs({"--out": out, "--csv": csv, "--plot": plot}, images)
         if plot is not None and importlib.util.find_spec("matplotlib") is None:
             raise ImportError("--plot needs matplotlib: pip install 'heteroagg[plot]'")
         if twin_candidates and twin_candidates < twins:
@@ -821,9 +836,14 @@ def predict(
             files.append(_FileRead.of(f, plot_left))
             plot_left -= len(files[-1].shown)
             del f
-        if twins and twin_candidates and not all(e.descriptors_std for e in estimates):
+        if (
+            twins
+            and twin_candidates
+            and not all(set(e.descriptors_std) & set(TWIN_DESCRIPTORS) for e in estimates)
+        ):
             raise ValueError(
-                "--twin-candidates needs a model with descriptor heads and an uncertainty"
+                "--twin-candidates needs a model with an uncertainty and descriptor heads of "
+                f"twin descriptors ({', '.join(TWIN_DESCRIPTORS)})"
             )
         space = ParameterSpace.from_config(predictor.metadata["parameter_space"])
         normalized = np.concatenate([e.normalized for e in estimates])

@@ -290,8 +290,8 @@ def write_twins(path: str | Any, records: list[dict[str, Any]], pooled_images: i
             table.attrs["names"] = list(TWIN_DESCRIPTORS)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                table.attrs["mean"] = np.nanmean(rows, axis=0) if len(rows) else np.nan
-                table.attrs["std"] = np.nanstd(rows, axis=0) if len(rows) else np.nan
+                table.attrs["mean"] = np.nanmean(rows, axis=0)  # NaN per column without twins
+                table.attrs["std"] = np.nanstd(rows, axis=0)
             for j, twin in enumerate(record["twins"]):
                 t = group.create_group(f"twin-{j}")
                 t.create_dataset("centers", data=twin.centers)

@@ -346,6 +346,8 @@ def read_images(
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the image files in it")
     if suffix not in SUFFIXES:
         raise ValueError(f"{path}: unknown image format {suffix!r}; use one of {SUFFIXES}")
     if not path.is_file():

@@ -158,3 +158,53 @@ def test_noise_scales_with_dose():
         relative.append(float(y.std() / y.mean()))
         expected = 1 / np.sqrt(0.02 * dose * 100)
         assert relative[-1] == pytest.approx(expected, rel=0.05)
+
+
+def _trainer_stub(config, rank=0, world=1):
+    """What :meth:`_MemberTrainer._augment` reads of its trainer."""
+    import types
+
+    from heteroagg.learn.distributed import Distributed
+
+    prior = Prior("log-uniform", 1e3, 1e5)
+    return types.SimpleNamespace(
+        config=config, seed=7, dev=torch.device("cpu"), dist=Distributed(rank, world),
+        noise_prior=prior, pixel_size=1.0,
+    )  # fmt: skip
+
+
+def test_label_maps_of_a_square_crop_of_a_wide_field_turn_with_its_images():
+    from heteroagg.learn.training import _MemberTrainer
+
+    config = TrainConfig(crop=32, label_maps=("path_tio2",), read_noise=0.0,
+                         black_level_jitter=0.0)  # fmt: skip
+    trainer = _trainer_stub(config)
+    trainer.noise_prior = None  # clean images: their block means are the maps
+    block = config.map_block
+    x = torch.rand(16, 1, 32, 64)
+    maps = torch.nn.functional.avg_pool2d(x, block)
+    for batch in range(4):  # quarter turns are among the draws: the crop is square
+        images, turned = _MemberTrainer._augment(trainer, x, 0, batch, True, maps)
+        assert images.shape == (16, 1, 32, 32) and turned.shape == (16, 1, 32 // block, 32 // block)
+        torch.testing.assert_close(turned, torch.nn.functional.avg_pool2d(images, block))
+
+
+def test_processes_draw_their_own_augmentations():
+    from heteroagg.learn.training import _MemberTrainer
+
+    config = TrainConfig(contrast_jitter=0.1, crop=0)
+    image = torch.zeros(4, 1, 32, 32)
+    image[:, :, 4:12, 2:6] = 0.3
+    ranks = [
+        _MemberTrainer._augment(_trainer_stub(config, r, 2), image, 0, 5, True) for r in (0, 1)
+    ]
+    assert not torch.equal(*ranks)
+    # one process draws as before: batch 5 of the member's stream
+    alone = _MemberTrainer._augment(_trainer_stub(config), image, 0, 5, True)
+    direct = augment(image, batch_generator(7, 0, 5, torch.device("cpu")), dose_prior=Prior(
+        "log-uniform", 1e3, 1e5), pixel_size_nm=1.0, flips=True, contrast_jitter=0.1,
+        read_noise=config.read_noise, black_level_jitter=config.black_level_jitter)  # fmt: skip
+    assert torch.equal(alone, direct)
+    # process 1 of 2 draws what a single process draws at the global position 2 * 5 + 1
+    second = _MemberTrainer._augment(_trainer_stub(config), image, 0, 11, True)
+    assert torch.equal(ranks[1], second)

@@ -215,6 +215,23 @@ def test_a_config_that_gives_no_items_is_an_error_not_a_hang(tmp_path, monkeypat
               progress=False, device="cpu")  # fmt: skip
 
 
+def test_the_gpu_path_gives_up_on_a_config_that_gives_no_items_too(monkeypatch):
+    """On a GPU the items are built first and rendered as a batch: refusals there count too."""
+    config = tiny_config().to_dict()
+    config["params"].update(n_particles=4, radius_ti=50.0, radius_w=50.0)
+    config["imaging"]["extrapolate"] = False
+    monkeypatch.setattr(fly, "FRUITLESS_DRAWS", 64)
+    stream = fly.ItemStream(DatasetConfig.from_dict(config), 1, 2, 0.1, threads=1)
+
+    class RefusingRenderer:  # as HaadfRenderer(device="cuda").batch refuses such paths
+        def batch(self, aggs, seeds, threads=0, out=None):
+            raise ValueError("a beam path exceeds its LUT")
+
+    stream.cuda_renderer, stream.on_cuda = RefusingRenderer(), True
+    with pytest.raises(ValueError, match=r"none of \d+ parameter draws in a row"):
+        stream.batch(stream.walk(0), 4)
+
+
 def test_train_on_the_fly_from_the_shell(tmp_path):
     (tmp_path / "data.toml").write_text(toml_text(tiny_config()))
     settings = {k: v for k, v in FLY.items() if k != "on_the_fly"}

@@ -556,6 +556,36 @@ def test_resume_refuses_other_settings(tiny_train, tmp_path):
         train(tiny_train, tmp_path / "none", TrainConfig(epochs=1, **SMALL), resume=True)
 
 
+def test_resume_refuses_what_would_change_its_steps(tiny_train, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_train, data)
+    config = TrainConfig(epochs=1, **SMALL)
+    train(data, tmp_path / "r", config, progress=False)
+    info_path = tmp_path / "r" / "run.json"
+    info = json.loads(info_path.read_text())
+    assert info["processes"] == 1 and info["training_dtype"] == "float32"
+
+    def resumed(**changes):
+        info_path.write_text(json.dumps({**info, **changes}))
+        train(data, tmp_path / "r", config, resume=True, progress=False)
+
+    with pytest.raises(ValueError, match="trained in 2 processes; resume it in as many"):
+        resumed(processes=2)
+    with pytest.raises(ValueError, match="computed in bfloat16, here they would be in float32"):
+        resumed(training_dtype="bfloat16")
+    # the folder generated anew: another seed, another size
+    index_path = data / "dataset.json"
+    index = json.loads(index_path.read_text())
+    for key, value in (("seed", 99), ("n", index["n"] - 1)):
+        index_path.write_text(json.dumps({**index, key: value}))
+        with pytest.raises(ValueError, match=rf"another dataset .*{key} {index[key]} then"):
+            resumed()
+    index_path.write_text(json.dumps(index))
+    resumed()  # as it was: resumes (and has nothing left to do)
+
+
 def test_resume_grows_an_ensemble_as_one_run_would_have(tiny_train, tmp_path):
     files = ("best.pt", "checkpoint.pt", "metrics.csv")
     one = TrainConfig(epochs=1, **SMALL)
@@ -655,6 +685,11 @@ def test_bad_settings_give_clear_errors(tiny_train, tmp_path):
         TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="descriptor_heads"):
         TrainConfig(descriptor_heads=("volume",))
+    for option, name in (("descriptor_heads", "coordination_number"), ("label_maps", "path_wo3")):
+        with pytest.raises(ValueError, match=f"{option} repeats a name"):
+            TrainConfig(**{option: (name, name)})
+    with pytest.raises(ValueError, match=r"workers must lie in \[0, 256\]"):
+        TrainConfig(workers=1_000_000)
     with pytest.raises(ValueError, match="unknown training settings"):
         TrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="multiple of space_to_depth"):

@@ -22,6 +22,8 @@ PRECISIONS = ("float32", "bfloat16", "auto")
 OPTIMIZERS = ("adamw", "muon")
 #: The label maps a run can learn; paths in nm, centres as counts per block.
 LABEL_MAPS = ("path_tio2", "path_wo3", "centres_tio2", "centres_wo3")
+#: Most worker processes that read a stored dataset (each is a copy of the training process).
+MAX_WORKERS = 256
 
 
 def map_block(space_to_depth: int, stages: int) -> int:
@@ -326,8 +328,8 @@ class TrainConfig:
             raise ValueError(f"cache must be one of {CACHE_MODES}, got {self.cache!r}")
         if self.bn_batches < 0:
             raise ValueError(f"bn_batches must be an integer >= 0, got {self.bn_batches!r}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must lie in [0, {MAX_WORKERS}], got {self.workers!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be an integer >= 0, got {self.threads!r}")
         if self.on_failure not in FAILURE_POLICIES:
@@ -345,8 +347,10 @@ class TrainConfig:
         unknown = [n for n in self.label_maps if n not in LABEL_MAPS]
         if unknown:
             raise ValueError(f"unknown label_maps {unknown}; choose from {LABEL_MAPS}")
-        if len(set(self.label_maps)) != len(self.label_maps):
-            raise ValueError(f"label_maps repeats a name: {list(self.label_maps)}")
+        for option in ("label_maps", "descriptor_heads"):
+            names = list(getattr(self, option))
+            if len(set(names)) != len(names):
+                raise ValueError(f"{option} repeats a name: {names}")
         if not isinstance(self.loss_weights, Mapping):
             raise ValueError(f"loss_weights must be a table of names, got {self.loss_weights!r}")
         for name, value in self.loss_weights.items():

@@ -76,7 +76,7 @@ class ImageStore:
             if workers > 1 and len(shards) > 1 and forkable:
                 # fork: the readers touch only h5py, and unguarded user scripts stay safe.
                 context = multiprocessing.get_context("fork")
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                with ProcessPoolExecutor(min(workers, len(shards)), mp_context=context) as pool:
                     blocks = pool.map(_read_shard, [str(dataset.path)] * len(shards), shards)
                     for s, block in zip(shards, blocks, strict=True):
                         place(s, block)

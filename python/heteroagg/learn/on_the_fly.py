@@ -332,6 +332,7 @@ class ItemStream:
             (size, *self.config.imaging.shape), dtype=torch.float32, device=self.device
         )
         kept: list[tuple] = []
+        refused = 0  # built items in a row that the renderer refused
         while len(kept) < size:
             chunk = walker.take(size - len(kept))
             ok, _ = render_into(
@@ -344,6 +345,9 @@ class ItemStream:
                 self.threads,
             )
             kept += [c for c, good in zip(chunk, ok, strict=True) if good]
+            refused = 0 if any(ok) else refused + len(chunk)
+            if refused >= FRUITLESS_DRAWS:
+                raise no_usable_items(refused)
         # what generate stores: clipped to [0, 1] and quantised to uint16 steps
         return kept, torch.round(out.clamp_(0.0, 1.0) * IMAGE_SCALE)
 
@@ -376,6 +380,15 @@ class ItemStream:
 FRUITLESS_DRAWS = 2048
 
 
+def no_usable_items(draws: int) -> ValueError:
+    """The error of a config none of whose last ``draws`` draws gave an item."""
+    return ValueError(
+        f"none of {draws} parameter draws in a row could be built and rendered: the dataset "
+        "config gives no usable items (a fractal law that no packing of spheres meets, or LUTs "
+        "too short for its particles with extrapolate = false)"
+    )
+
+
 class _Walker:
     """Items of one split, in index order, from a cursor; the cursor is the
     first index after the last item taken."""
@@ -400,11 +413,7 @@ class _Walker:
             self._pending.extend(items)
             fruitless = 0 if items else fruitless + len(indices)
             if fruitless >= FRUITLESS_DRAWS:
-                raise ValueError(
-                    f"none of {fruitless} parameter draws in a row could be built and rendered: "
-                    "the dataset config gives no usable items (a fractal law that no packing of "
-                    "spheres meets, or LUTs too short for its particles with extrapolate = false)"
-                )
+                raise no_usable_items(fruitless)
         out = [self._pending.popleft() for _ in range(n)]
         self.cursor = out[-1][0] + 1
         return out

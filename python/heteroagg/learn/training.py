@@ -82,6 +82,7 @@ def _run_info(
     targets: Any,
     input_stats: tuple[float, float],
     dev: torch.device,
+    processes: int,
 ) -> dict[str, Any]:
     import heteroagg
 
@@ -90,7 +91,8 @@ def _run_info(
         "format_version": RUN_FORMAT_VERSION,
         "heteroagg_version": heteroagg.__version__,
         "train": config.to_dict(),
-        "training_dtype": "float32" if dtype is None else str(dtype).removeprefix("torch."),
+        "training_dtype": _dtype_name(dtype),
+        "processes": processes,
         "dataset": dataset_info,
         "dataset_config": dataset_config.to_dict(),
         "parameters": list(dataset_config.params.varied),
@@ -101,6 +103,28 @@ def _run_info(
         "image_shape": list(dataset_config.imaging.shape),
         "pixel_size_nm": dataset_config.imaging.pixel_size,
     }
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def _check_resumable_here(saved: dict[str, Any], config: TrainConfig, dev: Any, dist: Any) -> None:
+    """Refuse to resume where the steps would differ from those before: another number of
+    processes (another global batch) or another arithmetic."""
+    before = saved.get("processes")
+    if before is not None and before != dist.world:
+        raise ValueError(
+            f"the run was trained in {before} process{'es' if before > 1 else ''}; resume it "
+            f"in as many (here {dist.world}): the global batch would change"
+        )
+    dtype = _dtype_name(training_dtype(config.precision, dev))
+    if saved.get("training_dtype", dtype) != dtype:
+        raise ValueError(
+            f"the run's steps were computed in {saved['training_dtype']}, here they would be in "
+            f"{dtype} (precision = {config.precision!r} on this device): resume it on a device "
+            "like the first, or set precision to that type"
+        )
 
 
 def training_images_per_second(
@@ -245,6 +269,7 @@ def train(
                 f"{out} holds an ensemble of {started.ensemble}; resume with at least "
                 f"as many members, not {config.ensemble}"
             )
+        _check_resumable_here(saved, config, dev, dist)
     elif out.exists() and any(not _left_by_a_killed_write(p) for p in out.iterdir()):
         raise ValueError(f"{out} is not empty; pass resume=True (--resume) to continue a run there")
 
@@ -267,7 +292,9 @@ def train(
         input_stats = (float(sample.mean()), float(sample.std()) or 1.0)
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
-            info = _run_info(source.info, source.config, config, source.targets, input_stats, dev)
+            info = _run_info(
+                source.info, source.config, config, source.targets, input_stats, dev, dist.world
+            )
             _write_json_atomic(info, info_path)
     if dist.world > 1:
         torch.distributed.barrier()
@@ -503,14 +530,18 @@ class _MemberTrainer:
         maps: torch.Tensor | None = None,
     ) -> Any:
         """Noise and flips of the network's crop of the images; label maps are
-        turned with the images, then cut to the blocks of the crop.
+        cut to the blocks of the crop and turned with the images.
 
-        The centred crop of a square image turns and flips with it, so the
-        images are cut first (stored ones come cut already).
+        The images and maps are cut first (stored images come cut already):
+        the crop's shape, not the field's, says which turns are symmetries.
+        A training batch's draws depend on its position among all processes'
+        batches (``index * world + rank``), so no two processes draw alike.
         """
         c = self.config
+        if training:
+            index = index * self.dist.world + self.dist.rank
         g = batch_generator(self.seed if training else c.seed, epoch, index, self.dev)
-        out = augment(
+        return augment(
             centre_crop(x, c.crop),
             g,
             dose_prior=self.noise_prior,
@@ -519,12 +550,8 @@ class _MemberTrainer:
             contrast_jitter=c.contrast_jitter if training else 0,
             read_noise=c.read_noise if training else 0,
             black_level_jitter=c.black_level_jitter if training else 0,
-            maps=maps,
+            maps=None if maps is None else centre_crop(maps, c.map_crop),
         )
-        if maps is None:
-            return out
-        images, turned = out
-        return images, centre_crop(turned, c.map_crop)
 
     def _order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng(derive_seed(self.seed, epoch))

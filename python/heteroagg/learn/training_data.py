@@ -8,6 +8,7 @@ validation sets.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,8 @@ def stored_data(
     dataset = SyntheticDataset(data)
     dataset_config = DatasetConfig.from_dict(dataset.index["config"])
     check_shape(dataset_config, config)
-    if saved is not None and saved["dataset"]["path"] != str(data.resolve()):
-        raise ValueError(f"the run was trained on {saved['dataset']['path']}, not {data}")
+    if saved is not None:
+        check_same_dataset(saved, data, dataset, dataset_config)
     train_items, val_items = split_items(
         len(dataset), dataset.failed[:], config.seed, config.val_fraction
     )
@@ -104,6 +105,26 @@ def stored_data(
     return TrainingData(
         dataset_config, info, store, targets, train_items, store, targets, val_items
     )
+
+
+def check_same_dataset(
+    saved: dict[str, Any], data: Path, dataset: SyntheticDataset, config: DatasetConfig
+) -> None:
+    """Refuse to resume a run on another dataset than it started on: another folder, or
+    the same folder since generated anew (its label maps and statistics would not fit)."""
+    before = saved["dataset"]
+    if before["path"] != str(data.resolve()):
+        raise ValueError(f"the run was trained on {before['path']}, not {data}")
+    now = {"n": len(dataset), "seed": dataset.index.get("seed")}
+    changed = [f"{k} {before[k]} then, {now[k]} now" for k in now if before.get(k) != now[k]]
+    config_now = json.loads(json.dumps(config.to_dict()))  # as run.json holds it
+    if saved.get("dataset_config", config_now) != config_now:
+        changed.append("another config")
+    if changed:
+        raise ValueError(
+            f"{data} holds another dataset than the run was trained on ({'; '.join(changed)}): "
+            "train into a new folder"
+        )
 
 
 def check_shape(dataset_config: DatasetConfig, config: TrainConfig) -> None:

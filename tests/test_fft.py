@@ -111,3 +111,13 @@ def test_next_fft_size():
     assert [_core.next_fft_size(n) for n in range(1, 5001)] == expected[1:5001]
     assert _core.next_fft_size(0) == 1
     assert _core.next_fft_size(1201) == 1215  # 3**5 * 5
+    # far apart at large sizes: found at once, not by counting up
+    smooth_sizes = sorted(
+        2**a * 3**b * 5**c * 7**d
+        for a in range(64) for b in range(41) for c in range(28) for d in range(23)
+        if 2**a * 3**b * 5**c * 7**d < 2**64
+    )  # fmt: skip
+    for n in (2**40 + 1, 10**13 + 7, 3**39 + 1, 2**63 + 1):
+        assert _core.next_fft_size(n) == next(m for m in smooth_sizes if m >= n)
+    with pytest.raises(OverflowError):
+        _core.next_fft_size(smooth_sizes[-1] + 1)

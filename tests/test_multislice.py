@@ -207,6 +207,9 @@ def test_simulation_grid_follows_abtem_scan_and_slicing():
     assert grid.slice_thickness == pytest.approx((7.0 / 4,) * 4)
     assert grid.scan_gpts == (math.ceil(12 / 0.7), math.ceil(10 / 0.7))
     assert grid.scan_sampling == pytest.approx((12 / 18, 10 / 15))
+    with pytest.raises(ValueError, match=r"needs a grid of 10000000000000 x .* sample it more"):
+        simulation_grid(Cell(np.diag([10.0, 12.0, 7.0])), sampling=1.2e-12, slice_thickness=2.0,
+                        scan_sampling=0.7)  # fmt: skip
     with pytest.raises(ValueError, match="orthogonal"):
         simulation_grid(
             Cell([[10, 1, 0], [0, 10, 0], [0, 0, 5]]),

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -68,9 +69,26 @@ bool fft_size_ok(std::size_t n) {
 }
 
 std::size_t next_fft_size(std::size_t n) {
-  for (std::size_t m = n == 0 ? 1 : n; m != 0; ++m)
-    if (fft_size_ok(m)) return m;
-  throw std::overflow_error("next_fft_size: no 7-smooth size fits in std::size_t");
+  if (n <= 1) return 1;
+  // The smallest 2^a 3^b 5^c 7^d >= n: for each product of powers of 3, 5 and 7 not above
+  // n, the smallest power of two that lifts it to n.  Counting up instead takes ~1e7 steps
+  // between 7-smooth sizes near 1e10, and far more above.
+  constexpr std::size_t top = std::numeric_limits<std::size_t>::max();
+  std::size_t best = 0;  // 0: none fits
+  for (std::size_t p7 = 1;; p7 *= 7) {
+    for (std::size_t p5 = p7;; p5 *= 5) {
+      for (std::size_t p3 = p5;; p3 *= 3) {
+        std::size_t m = p3;
+        while (m < n && m <= top / 2) m *= 2;
+        if (m >= n && (best == 0 || m < best)) best = m;
+        if (p3 >= n || p3 > top / 3) break;
+      }
+      if (p5 >= n || p5 > top / 5) break;
+    }
+    if (p7 >= n || p7 > top / 7) break;
+  }
+  if (best == 0) throw std::overflow_error("next_fft_size: no 7-smooth size fits in std::size_t");
+  return best;
 }
 
 struct fft2_plan::impl {

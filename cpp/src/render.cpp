@@ -72,9 +72,14 @@ void check_render_settings(const render_settings& s) {
     throw std::invalid_argument("a support film needs a thickness table and an atom density");
   if (s.kernel.size() != (2 * s.kernel_ry + 1) * (2 * s.kernel_rx + 1) && !s.kernel.empty())
     throw std::invalid_argument("kernel size does not match its radii");
+  for (float k : s.kernel)
+    if (!std::isfinite(k)) throw std::invalid_argument("kernel values must be finite");
   if (s.dose < 0.0 || !std::isfinite(s.dose)) throw std::invalid_argument("dose must be >= 0");
-  if (s.scan_jitter_px < 0.0 || s.read_noise < 0.0)
-    throw std::invalid_argument("scan jitter and read noise must be >= 0");
+  if (!(s.scan_jitter_px >= 0.0) || !(s.read_noise >= 0.0) || !std::isfinite(s.scan_jitter_px) ||
+      !std::isfinite(s.read_noise))
+    throw std::invalid_argument("scan jitter and read noise must be finite and >= 0");
+  if (!std::isfinite(s.gain) || !std::isfinite(s.black_level))
+    throw std::invalid_argument("gain and black level must be finite");
 }
 
 namespace {

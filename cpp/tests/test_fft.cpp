@@ -4,6 +4,7 @@
 #include <complex>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -144,6 +145,17 @@ void test_sizes() {
     while (!smooth(want)) ++want;
     check(heteroagg::next_fft_size(n) == want, "next_fft_size(" + std::to_string(n) + ")");
   }
+  // large sizes at once: 2^40 is its own, and near the top of size_t the next is found or refused
+  check(heteroagg::next_fft_size(std::size_t{1} << 40) == std::size_t{1} << 40, "next_fft_size(2^40)");
+  check(heteroagg::next_fft_size((std::size_t{1} << 40) + 1) == 1100753141760ULL,
+        "next_fft_size(2^40 + 1)");
+  bool refused = false;
+  try {
+    heteroagg::next_fft_size(std::numeric_limits<std::size_t>::max() - 1);
+  } catch (const std::overflow_error&) {
+    refused = true;
+  }
+  check(refused, "no 7-smooth size near the top of size_t");
 }
 
 // One plan run from several threads at once must give the single-thread result.

@@ -225,6 +225,26 @@ void test_batch_and_errors() {
   render_haadf(inputs[0], s, out);
   check(std::all_of(image.begin(), image.end(), [](float v) { return std::isfinite(v); }),
         "extrapolation renders");
+
+  // settings that would turn every pixel into NaN are refused
+  const std::vector<void (*)(render_settings&)> spoilers{
+      [](render_settings& t) { t.gain = std::nan(""); },
+      [](render_settings& t) { t.black_level = std::nan(""); },
+      [](render_settings& t) { t.kernel[4] = std::nanf(""); },
+      [](render_settings& t) { t.read_noise = std::nan(""); },
+      [](render_settings& t) { t.scan_jitter_px = HUGE_VAL; },
+  };
+  for (auto spoil : spoilers) {
+    render_settings bad = s;
+    spoil(bad);
+    bool refused = false;
+    try {
+      check_render_settings(bad);
+    } catch (const std::invalid_argument&) {
+      refused = true;
+    }
+    check(refused, "non-finite detector or kernel settings are refused");
+  }
 }
 
 }  // namespace

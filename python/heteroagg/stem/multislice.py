@@ -94,10 +94,14 @@ def simulation_grid(
     sy, sx = _pair(scan_sampling, "scan_sampling")
     if not (is_real(slice_thickness) and slice_thickness > 0):
         raise ValueError(f"slice_thickness must be positive (Å), got {slice_thickness!r}")
-    gpts = (
-        int(_core.next_fft_size(math.ceil(ey / dy - 1e-9))),
-        int(_core.next_fft_size(math.ceil(ex / dx - 1e-9))),
-    )
+    wanted = (math.ceil(ey / dy - 1e-9), math.ceil(ex / dx - 1e-9))
+    if wanted[0] * wanted[1] > MAX_GRID_POINTS:
+        raise ValueError(
+            f"a {ey:g} x {ex:g} Å cell at sampling ({dy:g}, {dx:g}) Å needs a grid of "
+            f"{wanted[0]} x {wanted[1]} points, more than {MAX_GRID_POINTS:.3g} "
+            f"({MAX_GRID_POINTS * 8 / 2**30:g} GiB per wave): sample it more coarsely"
+        )
+    gpts = (int(_core.next_fft_size(wanted[0])), int(_core.next_fft_size(wanted[1])))
     n_slices = max(1, math.ceil(depth / slice_thickness - 1e-9))
     scan = (max(1, math.ceil(ey / sy - 1e-9)), max(1, math.ceil(ex / sx - 1e-9)))
     return SimulationGrid(
@@ -208,6 +212,8 @@ def exit_plane_counts(exit_planes: int | Sequence[int] | None, n_slices: int) ->
 
 #: Largest atomic number the parametrisation tables cover.
 MAX_ATOMIC_NUMBER = 103
+#: Most points of a multislice grid: a complex64 wave of 2 GiB.
+MAX_GRID_POINTS = 2**28
 
 
 def _check_elements(numbers: np.ndarray, parametrization: str) -> None:

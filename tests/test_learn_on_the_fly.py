@@ -179,6 +179,15 @@ def test_validation_dataset_and_clear_errors(tmp_path):
     info = json.loads((tmp_path / "run/run.json").read_text())
     assert info["dataset"]["validation"] == str((tmp_path / "val").resolve())
     assert info["dataset"]["n_val"] == 40
+    assert (info["dataset"]["validation_n"], info["dataset"]["validation_seed"]) == (40, 8)
+    # the validation set generated anew in its folder: the resumed run would validate on others
+    index_path = tmp_path / "val" / "dataset.json"
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({**index, "seed": 9}))
+    with pytest.raises(ValueError, match="was generated anew since the run started"):
+        train(data, tmp_path / "run", config, progress=False, device="cpu",
+              validation=tmp_path / "val", resume=True)  # fmt: skip
+    index_path.write_text(json.dumps(index))
 
     with pytest.raises(ValueError, match="training items"):
         seeded = TrainConfig(epochs=1, **{**FLY, "data_seed": 8})

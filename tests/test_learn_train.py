@@ -937,3 +937,29 @@ def test_bfloat16_run_learns_and_reloads_in_float32(tiny_train, tmp_path):
     assert run.info["training_dtype"] == "bfloat16"
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert np.isfinite(run.predict(images).normalized).all()
+
+
+def test_narrow_networks_train_on_the_cpu(tiny_train, tmp_path):
+    """torch 2.13's strided 1x1 convolution hangs in its CPU backward pass on channels-last
+    batches of 4 channels (training widths = (4, 8) never ended); the shortcuts compute the
+    same map another way."""
+    from heteroagg.learn.networks import StridedPointwise
+
+    torch.manual_seed(0)
+    strided = torch.nn.Conv2d(4, 8, 1, 2, bias=True)
+    pointwise = StridedPointwise(4, 8, 2, True)
+    pointwise.load_state_dict(strided.state_dict())
+    x = torch.rand(3, 4, 33, 32)
+    torch.testing.assert_close(pointwise(x), strided(x))
+    script = (
+        "import sys\n"
+        "from heteroagg.learn import TrainConfig, train\n"
+        "config = TrainConfig(batch_size=4, epochs=1, widths=(4, 8), blocks=(1, 1), crop=0,\n"
+        "                     bn_batches=0, val_fraction=0.2, optimizer='adamw',\n"
+        "                     precision='float32', workers=0, cache='memory')\n"
+        "train(sys.argv[1], sys.argv[2], config, device='cpu', progress=False)\n"
+        "print('trained')\n"
+    )
+    args = [sys.executable, "-c", script, str(tiny_train), str(tmp_path / "run")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "trained" in done.stdout, done.stderr

@@ -96,6 +96,20 @@ def cropped_shape(shape: Sequence[int], side: int) -> tuple[int, int]:
     return min(side, height), min(side, width)
 
 
+class StridedPointwise(nn.Conv2d):
+    """A 1x1 convolution of stride ``stride``, computed as the stride-1 one on every
+    ``stride``-th pixel: the same map with the same weights.  torch 2.13's strided 1x1
+    kernel hangs or crashes in its CPU backward pass on channels-last batches of 2 or 4
+    channels (widths = (4, 8) trained for ever)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, bias: bool) -> None:
+        super().__init__(c_in, c_out, 1, 1, bias=bias)
+        self.step = int(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x[..., :: self.step, :: self.step])
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with normalisation and an identity (or 1x1) shortcut.
 
@@ -116,7 +130,7 @@ class BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=biased), normalisation(norm, c_out)
+                StridedPointwise(c_in, c_out, stride, biased), normalisation(norm, c_out)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

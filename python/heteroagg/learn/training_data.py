@@ -256,8 +256,19 @@ def on_the_fly_data(
                 f"the run was validated on {before or 'generated items'}, "
                 f"not {validation_path or 'generated items'}"
             )
-    stored_val = None
+    stored_val, val_identity = None, {}
     if validation is not None:
+        index_path = Path(validation) / "dataset.json"
+        if index_path.is_file():  # checked before any shard is read
+            index = json.loads(index_path.read_text())
+            val_identity = {"validation_n": index.get("n"), "validation_seed": index.get("seed")}
+        if saved is not None and any(
+            saved["dataset"].get(k, v) != v for k, v in val_identity.items()
+        ):
+            raise ValueError(
+                f"the validation dataset {validation} was generated anew since the run "
+                "started (another size or seed): validate on the one it started with"
+            )
         stored_val = validation_dataset(validation, dataset_config, config)
     stream = fly.ItemStream(
         dataset_config,
@@ -286,6 +297,7 @@ def on_the_fly_data(
         "seed": config.data_seed,
         "items_per_epoch": config.items_per_epoch,
         "validation": validation_path,
+        **val_identity,
         "heteroagg_version": _version(),
     }
     maps = val_maps = fixed.label_maps()

@@ -508,6 +508,27 @@ def test_cli_pools_the_images_of_one_sample(exported, tiny_test, tmp_path):
                 assert abs(twin_frac - expected["frac_w"]) <= band
         fracs = {round(float(f[f"image-{b}"].attrs["frac_w"]), 12) for b in range(3)}
         assert len(fracs) == 1
+        # the sample's pooled value and band, where a program reads them
+        sd = pool.normalized_std[0, column]
+        band = space.denormalize(np.clip(pool.normalized[0] + np.c_[[-sd], [sd]].T, 0, 1))
+        sample = f["sample"].attrs
+        pooled_frac = float(sample["frac_w"])
+        assert pooled_frac == pytest.approx(fracs.pop(), rel=1e-9)
+        assert (sample["frac_w_low"], sample["frac_w_high"]) == pytest.approx(band["frac_w"])
+        assert "n_particles" not in sample  # each aggregate has its own
+    import csv
+
+    table = tmp_path / "sample.csv"
+    result = runner.invoke(app, [*args, "--sample", "--csv", str(table)])
+    assert result.exit_code == 0, result.output
+    with table.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [r["image"] for r in rows] == ["three.npy[0]", "three.npy[1]", "three.npy[2]",
+                                          "sample (pooled over 3 images)"]  # fmt: skip
+    assert float(rows[-1]["frac_w"]) == pytest.approx(pooled_frac, rel=1e-6)
+    assert float(rows[-1]["frac_w_low"]) == pytest.approx(band["frac_w"][0], rel=1e-6)
+    assert float(rows[-1]["frac_w_high"]) == pytest.approx(band["frac_w"][1], rel=1e-6)
+    assert rows[-1]["n_particles"] == "" and float(rows[0]["frac_w"]) != pytest.approx(pooled_frac)
     widened = runner.invoke(app, [*args, "--sample", "--shared-error", "0.5"])
     assert widened.exit_code == 0, widened.output
     assert "sharederrorshareof0.5" in flat(widened.output)

@@ -887,7 +887,12 @@ def predict(
         from heteroagg.deploy.estimates_csv import write_estimates_csv
 
         labels = [_image_labels(f, files) for f in files]
-        console.print(f"csv: {write_estimates_csv(csv, labels, estimates, predictor.parameters)}")
+        sample_values = (
+            None if pooled is None else pooled.sample_values(space, predictor.parameters)
+        )
+        written = write_estimates_csv(csv, labels, estimates, predictor.parameters, sample_values,
+                                      f"sample (pooled over {len(normalized)} images)")  # fmt: skip
+        console.print(f"csv: {written}")
     if not twins:
         return
     records = []
@@ -912,7 +917,9 @@ def predict(
                 records.append({"source": f.path, "index": b, "params": params, "twins": made,
                                 "failed": failed})  # fmt: skip
                 advance()
-    write_twins(out, records, pooled_images=0 if pooled is None else pooled.images)
+    sample_values = None if pooled is None else pooled.sample_values(space, predictor.parameters)
+    write_twins(out, records, pooled_images=0 if pooled is None else pooled.images,
+                sample=sample_values)  # fmt: skip
     rows = []
     for k, record in enumerate(records):
         values = np.array([descriptor_row(t) for t in record["twins"]], dtype=float)
@@ -1032,20 +1039,15 @@ def _plot_twins(
 
 def _sample_table(pooled: Any, space: Any, predictor: Any, shared_error: float) -> Table:
     """The sample's pooled θ̂ with its one-sigma band; per-aggregate parameters as a range."""
-    row = pooled.normalized[0]
-    value = space.denormalize(np.clip(row, 0.0, 1.0))
-    low = high = None
-    if pooled.normalized_std is not None:
-        sd = pooled.normalized_std[0]
-        low = space.denormalize(np.clip(row - sd, 0.0, 1.0))
-        high = space.denormalize(np.clip(row + sd, 0.0, 1.0))
+    values = pooled.sample_values(space, predictor.parameters)
     each = space.denormalize(np.clip(pooled.normalized, 0.0, 1.0))
     rows = []
-    for k, name in enumerate(predictor.parameters):
+    for name in predictor.parameters:
         unit = predictor.units.get(name, "")
-        if pooled.shared[k]:
-            band = "" if low is None else f"{low[name]:.4g} to {high[name]:.4g}"
-            rows.append((name, f"{value[name]:.4g}", band, unit))
+        if name in values:
+            value, low, high = values[name]
+            band = "" if low is None else f"{low:.4g} to {high:.4g}"
+            rows.append((name, f"{value:.4g}", band, unit))
         else:
             span = each[name]
             rows.append((name, f"per image: {span.min():.4g} to {span.max():.4g}", "", unit))

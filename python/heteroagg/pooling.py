@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,39 @@ class PooledSample:
     def images(self) -> int:
         """How many images were pooled."""
         return len(self.normalized)
+
+    def sample_values(
+        self, space: Any, parameters: Sequence[str]
+    ) -> dict[str, tuple[float, float | None, float | None]]:
+        """The shared parameters' pooled values in physical units, with the one-sigma band.
+
+        Parameters
+        ----------
+        space
+            The :class:`~heteroagg.ParameterSpace` of the normalised columns.
+        parameters
+            The column names.
+
+        Returns
+        -------
+        dict
+            Shared parameter -> (value, low, high); low and high are None for
+            estimates without uncertainty.  The band is θ̂ ± its deviation in
+            the normalised space, clipped to the prior.
+        """
+        row = self.normalized[0]
+        value = space.denormalize(np.clip(row, 0.0, 1.0))
+        low = high = None
+        if self.normalized_std is not None:
+            sd = self.normalized_std[0]
+            low = space.denormalize(np.clip(row - sd, 0.0, 1.0))
+            high = space.denormalize(np.clip(row + sd, 0.0, 1.0))
+        out = {}
+        for k, name in enumerate(parameters):
+            if self.shared[k]:
+                band = (None, None) if low is None else (float(low[name]), float(high[name]))
+                out[name] = (float(value[name]), *band)
+        return out
 
 
 def pool_sample(

@@ -19,11 +19,18 @@ TOLERANCE = 1e-9
 #: Deviations from both bounds beyond which a normal is its own restriction (the
 #: restriction moves its moments by less than 1e-8 of a deviation).
 FAR_FROM_BOUNDS = 6.0
-#: The normal that stands for the exponential limit: its scale, at most WIDEST_SCALE, puts
-#: [0, 1] WIDEST_TAIL deviations beyond its centre, where the moments keep their precision
-#: and its curvature bends the exponent by at most 1 / (2 WIDEST_TAIL²) over the law's width.
-WIDEST_SCALE = 100.0
-WIDEST_TAIL = 30.0
+#: Shares of the widest deviation a restricted normal with the reported mean can have
+#: (that of the exponential law on [0, 1] with that mean): below EXACT_SHARE the normal
+#: behind the moments is taken whole, above WIDE_SHARE the moments themselves, and a blend
+#: in between.  Near the limit the inversion is ill-conditioned: a deviation reported 10 %
+#: too wide would put the normal far beyond the bound and pull pooled estimates onto it.
+EXACT_SHARE = 0.6
+WIDE_SHARE = 0.9
+#: Standard deviations beyond a bound past which the moments are found by quadrature
+#: (the closed form loses its precision to cancellation further out).
+TAIL = 10.0
+#: Gauss-Legendre nodes of that quadrature.
+TAIL_NODES = 96
 
 
 def truncated_moments(loc: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,18 +63,49 @@ def truncated_moments(loc: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, n
     shift = ra - rb  # mean of the standard normal restricted to [a, b]
     variance = 1.0 + a * ra - b * rb - shift**2
     mean = loc + scale * np.where(flip, -shift, shift)
-    return mean, scale * np.sqrt(np.maximum(variance, 0.0))
+    std = scale * np.sqrt(np.maximum(variance, 0.0))
+    beyond = np.maximum(-loc, loc - 1.0) / scale  # deviations from the nearer bound, outside
+    far = beyond > TAIL
+    if far.any():
+        gap, width = _tail_moments(beyond[far], scale[far])
+        mean, std = np.array(mean, dtype=float), np.array(std, dtype=float)
+        mean[far] = np.where(loc[far] < 0, gap, 1.0 - gap)
+        std[far] = width
+    return mean, std
+
+
+def _tail_moments(beyond: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean distance from the nearer bound, and deviation, of a normal whose centre lies
+    ``beyond`` deviations outside [0, 1].
+
+    With x the distance from that bound and s = beyond x / scale, the law is proportional
+    to exp(-s - s² / (2 beyond²)) on [0, beyond / scale]: smooth, and integrated exactly
+    enough by Gauss-Legendre nodes over the part where it is not negligible.
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(TAIL_NODES)
+    top = np.minimum(beyond / scale, 80.0)[:, None]  # exp(-80): nothing beyond
+    s = 0.5 * top * (nodes + 1.0)
+    density = 0.5 * top * weights * np.exp(-s - s**2 / (2.0 * beyond[:, None] ** 2))
+    total = density.sum(axis=1, keepdims=True)
+    mean_s = (density * s).sum(axis=1, keepdims=True) / total
+    var_s = (density * (s - mean_s) ** 2).sum(axis=1) / total[:, 0]
+    unit = scale / beyond
+    return mean_s[:, 0] * unit, np.sqrt(var_s) * unit
 
 
 def normal_behind(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The normal N(loc, scale²) whose restriction to [0, 1] has this mean and deviation.
 
-    Solved by damped Newton steps in (loc, log scale).  A restricted normal
-    with a given mean spreads less than the exponential law on [0, 1] with
-    that mean (the limit of ever wider normals far beyond a bound): moments
-    at least that wide get that limit, the widest restricted normal with the
-    mean, which tells almost nothing about the parameter.  A mean outside
-    (0, 1) or a deviation of 0 is returned unchanged: the normal itself.
+    Solved by damped Newton steps in (loc, log scale).  A restricted normal with
+    a given mean spreads at most as the exponential law on [0, 1] with that mean;
+    close to that limit the moments say little about where the normal behind
+    them lies, and a small error in the reported deviation moves it far beyond
+    the bound.  So the solution is taken whole only for deviations below
+    :data:`EXACT_SHARE` of the limit, the moments themselves (loc = mean,
+    scale = std) above :data:`WIDE_SHARE` of it, and a blend in between: the
+    result changes continuously with the moments, also as the mean crosses 0
+    or 1 (where the limit is 0).  A deviation of 0 or a mean outside (0, 1) is
+    returned unchanged.
 
     Parameters
     ----------
@@ -85,34 +123,14 @@ def normal_behind(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.nda
     inside = np.flatnonzero(
         np.isfinite(loc) & np.isfinite(scale) & (loc > 0) & (loc < 1) & (scale > 0) & near
     )
-    rate = _exponential_rate(loc[inside])
-    feasible = scale[inside] < _exponential_std(rate)
-    solvable = inside[feasible]
-    u, s, solved = _newton(loc[solvable], scale[solvable])
-    loc[solvable], scale[solvable] = u, s
-    # the widest: the exponential law, as a normal of scale WIDEST_SCALE far beyond a bound
-    wide = np.concatenate([inside[~feasible], solvable[~solved]])
-    wide_rate = _exponential_rate(mean.ravel()[wide])
-    # a normal that far beyond the bound where the law's mass lies is the exponential, up
-    # to a curvature of 1 / (2 (rate scale)²) over the law's width
-    wide_scale = np.minimum(WIDEST_SCALE, WIDEST_TAIL / np.maximum(np.abs(wide_rate), 1e-300))
-    bound = np.where(wide_rate > 0, 0.0, 1.0)  # where the law's mass lies
-    wide_loc = bound - wide_rate * wide_scale**2
-    loc[wide] = _loc_with_mean(mean.ravel()[wide], wide_scale, wide_loc)
-    scale[wide] = wide_scale
+    share = scale[inside] / _exponential_std(_exponential_rate(loc[inside]))
+    weight = np.clip((WIDE_SHARE - share) / (WIDE_SHARE - EXACT_SHARE), 0.0, 1.0)
+    solve = inside[weight > 0]
+    u, s, solved = _newton(loc[solve], scale[solve])
+    w = np.where(solved, weight[weight > 0], 0.0)
+    loc[solve] = w * u + (1.0 - w) * loc[solve]
+    scale[solve] = w * s + (1.0 - w) * scale[solve]
     return loc.reshape(mean.shape), scale.reshape(mean.shape)
-
-
-def _loc_with_mean(mean: np.ndarray, scale: np.ndarray, guess: np.ndarray) -> np.ndarray:
-    """The loc near ``guess`` at which N(loc, scale²) restricted to [0, 1] has ``mean``
-    (bisection: the restricted mean rises with loc)."""
-    reach = 0.5 * np.abs(guess) + scale
-    low, high = guess - reach, guess + reach
-    for _ in range(64):
-        middle = 0.5 * (low + high)
-        below = truncated_moments(middle, scale)[0] < mean
-        low, high = np.where(below, middle, low), np.where(below, high, middle)
-    return 0.5 * (low + high)
 
 
 def _exponential_rate(mean: np.ndarray) -> np.ndarray:

@@ -249,7 +249,12 @@ def sample_twins(
     return twins, failed
 
 
-def write_twins(path: str | Any, records: list[dict[str, Any]], pooled_images: int = 0) -> None:
+def write_twins(
+    path: str | Any,
+    records: list[dict[str, Any]],
+    pooled_images: int = 0,
+    sample: Mapping[str, tuple[float, float | None, float | None]] | None = None,
+) -> None:
     """Write digital twins and their descriptor distributions to HDF5.
 
     Each record becomes a group ``image-<k>`` holding the estimate (attrs
@@ -269,6 +274,10 @@ def write_twins(path: str | Any, records: list[dict[str, Any]], pooled_images: i
         Over how many images the shared parameters of ``params`` were pooled
         (:func:`heteroagg.pooling.pool_sample`), stored as the file's
         ``pooled_images`` attr; 0: each image's own estimate.
+    sample
+        The pooled shared parameters with their one-sigma band
+        (:meth:`~heteroagg.pooling.PooledSample.sample_values`), stored as the
+        attrs of a group ``sample``: ``<name>``, ``<name>_low``, ``<name>_high``.
     """
     import h5py
 
@@ -277,6 +286,12 @@ def write_twins(path: str | Any, records: list[dict[str, Any]], pooled_images: i
     with replaced_on_success(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["descriptor_names"] = list(TWIN_DESCRIPTORS)
         f.attrs["pooled_images"] = int(pooled_images)
+        if sample is not None:
+            pooled = f.create_group("sample")
+            for name, (value, low, high) in sample.items():
+                pooled.attrs[name] = value
+                if low is not None:
+                    pooled.attrs[f"{name}_low"], pooled.attrs[f"{name}_high"] = low, high
         for k, record in enumerate(records):
             group = f.create_group(f"image-{k}")
             group.attrs["source"] = str(record["source"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ def write_estimates_csv(
     labels: Sequence[Sequence[str]],
     estimates: Sequence[Estimate],
     parameters: Sequence[str],
+    sample: Mapping[str, tuple[float, float | None, float | None]] | None = None,
+    sample_label: str = "sample",
 ) -> Path:
     """Write one row per image: θ̂, its one-sigma band and the direct descriptor heads.
 
@@ -53,6 +55,11 @@ def write_estimates_csv(
         :class:`~heteroagg.deploy.Estimate` per file, all from one model.
     parameters
         The parameters to write, in order (the model's varied parameters).
+    sample, sample_label
+        The shared parameters pooled over the images of one sample
+        (:meth:`~heteroagg.pooling.PooledSample.sample_values`): a last row
+        labelled ``sample_label`` holds them with their band, and leaves the
+        other columns empty.
 
     Returns
     -------
@@ -74,4 +81,14 @@ def write_estimates_csv(
                 raise ValueError(f"{len(names)} labels for {len(estimate.normalized)} images")
             for b, label in enumerate(names):
                 writer.writerow(_row(label, parameters, estimate, b))
+        if sample is not None:
+            columns = _columns(parameters, estimates[0])
+            cells = {}
+            for name, (value, low, high) in sample.items():
+                cells[name] = value
+                if low is not None:
+                    cells[f"{name}_low"], cells[f"{name}_high"] = low, high
+            writer.writerow([sample_label, *(
+                f"{float(cells[c]):.9g}" if c in cells else "" for c in columns[1:]
+            )])  # fmt: skip
     return path

@@ -850,12 +850,13 @@ def predict(
         normalized_std = None
         if all(e.normalized_std is not None for e in estimates):
             normalized_std = np.concatenate([e.normalized_std for e in estimates])
-        pooled = None
+        pooled = sample_values = None
         if sample:
             pooled = pool_sample(
                 normalized, normalized_std, predictor.parameters, shared_error=shared_error
             )
             normalized, normalized_std = pooled.normalized, pooled.normalized_std
+            sample_values = pooled.sample_values(space, predictor.parameters)
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         _abort(err)
     console.print(f"model {model.name} on {predictor.provider}")
@@ -882,14 +883,11 @@ def predict(
     columns = ("image", "parameter", "estimate", "one-sigma band", "unit")
     console.print(_table("θ̂", columns, rows))
     if pooled is not None:
-        console.print(_sample_table(pooled, space, predictor, shared_error))
+        console.print(_sample_table(pooled, sample_values, space, predictor, shared_error))
     if csv is not None:
         from heteroagg.deploy.estimates_csv import write_estimates_csv
 
         labels = [_image_labels(f, files) for f in files]
-        sample_values = (
-            None if pooled is None else pooled.sample_values(space, predictor.parameters)
-        )
         written = write_estimates_csv(csv, labels, estimates, predictor.parameters, sample_values,
                                       f"sample (pooled over {len(normalized)} images)")  # fmt: skip
         console.print(f"csv: {written}")
@@ -917,7 +915,6 @@ def predict(
                 records.append({"source": f.path, "index": b, "params": params, "twins": made,
                                 "failed": failed})  # fmt: skip
                 advance()
-    sample_values = None if pooled is None else pooled.sample_values(space, predictor.parameters)
     write_twins(out, records, pooled_images=0 if pooled is None else pooled.images,
                 sample=sample_values)  # fmt: skip
     rows = []
@@ -1037,9 +1034,10 @@ def _plot_twins(
     console.print(f"plot: {path}{more}")
 
 
-def _sample_table(pooled: Any, space: Any, predictor: Any, shared_error: float) -> Table:
+def _sample_table(
+    pooled: Any, values: dict[str, tuple], space: Any, predictor: Any, shared_error: float
+) -> Table:
     """The sample's pooled θ̂ with its one-sigma band; per-aggregate parameters as a range."""
-    values = pooled.sample_values(space, predictor.parameters)
     each = space.denormalize(np.clip(pooled.normalized, 0.0, 1.0))
     rows = []
     for name in predictor.parameters:

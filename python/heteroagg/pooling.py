@@ -104,7 +104,9 @@ def pool_sample(
     [0, 1] are the pooled estimate and deviation.  Multiplying the reported
     moments themselves would count the bound once per image: near it the
     estimate would stay pulled inward however many images there are.  Far
-    from the bounds mᵢ = θ̂ᵢ and sᵢ = σᵢ.
+    from the bounds mᵢ = θ̂ᵢ and sᵢ = σᵢ; so too where σᵢ is nearly as wide
+    as any posterior with mean θ̂ᵢ can be, and (mᵢ, sᵢ) are ill-determined
+    (:func:`~heteroagg.truncated_normal.normal_behind`).
 
     Were the images' errors independent, the likelihoods' product would have
     the standard deviation (Σ sᵢ⁻²)^-1/2.  They are not: a network

@@ -52,7 +52,8 @@ def draw_within_prior(
     A network trained on targets in [0, 1] reports the mean θ̂ and standard
     deviation of a posterior on [0, 1]: near a bound θ̂ is pulled inward and
     the deviation shrunk.  The draws come from the normal restricted to [0, 1] that has
-    that mean and deviation (:func:`~heteroagg.truncated_normal.normal_behind`),
+    that mean and deviation (:func:`~heteroagg.truncated_normal.normal_behind`; near
+    the widest deviation such a normal can have, from the one about θ̂ itself),
     by its inverse CDF at ``uniforms``; restricting a normal about θ̂ instead would
     pull them inward once more, and clipping a normal draw would pile a
     finite share onto the bounds.  Columns with a deviation of 0 take θ̂

@@ -237,12 +237,14 @@ def sample_twins(
         return [pool[int(j)] for j in chosen], 0
     from heteroagg.aggregate import sample_aggregate
 
+    centre = np.asarray(normalized, dtype=float)
+    thetas = np.broadcast_to(centre, (k, centre.size))
+    if normalized_std is not None:  # twin j's uniforms from (seed, j); one draw for all
+        u = [np.random.default_rng(derive_seed(seed, 2 * j + 1)).random(centre.size)
+             for j in range(k)]  # fmt: skip
+        thetas = draw_within_prior(centre, normalized_std, np.reshape(u, (k, centre.size)))
     twins, failed = [], 0
-    for j in range(k):
-        theta = np.asarray(normalized, dtype=float)
-        if normalized_std is not None:
-            u = np.random.default_rng(derive_seed(seed, 2 * j + 1)).random(theta.size)
-            theta = draw_within_prior(theta, normalized_std, u)
+    for j, theta in enumerate(thetas):
         try:
             twins.append(sample_aggregate(twin_params(space, theta), derive_seed(seed, 2 * j)))
         except GenerationError:

@@ -75,14 +75,14 @@ def write_estimates_csv(
     path = Path(path)
     with replaced_on_success(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(_columns(parameters, estimates[0]))
+        columns = _columns(parameters, estimates[0])
+        writer.writerow(columns)
         for names, estimate in zip(labels, estimates, strict=True):
             if len(names) != len(np.asarray(estimate.normalized)):
                 raise ValueError(f"{len(names)} labels for {len(estimate.normalized)} images")
             for b, label in enumerate(names):
                 writer.writerow(_row(label, parameters, estimate, b))
         if sample is not None:
-            columns = _columns(parameters, estimates[0])
             cells = {}
             for name, (value, low, high) in sample.items():
                 cells[name] = value

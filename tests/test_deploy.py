@@ -75,6 +75,12 @@ def test_predictor_matches_the_trained_run(exported, tiny_run, tiny_test):
     np.testing.assert_allclose(got.descriptors[hcn], expected.descriptors[hcn], rtol=1e-4)
     single = predictor.predict(images[0])  # (H, W) works too
     np.testing.assert_allclose(single["frac_w"], got["frac_w"][:1], rtol=1e-5)
+    # both refuse what cannot be fractions of the beam alike
+    for bad, message in (((images * 60000).astype(np.uint16), "must be floats"),
+                         (images * 100, "cannot be fractions")):  # fmt: skip
+        for runtime in (predictor, TrainedRun(tiny_run, device="cpu")):
+            with pytest.raises(ValueError, match=message):
+                runtime.predict(bad)
 
 
 def test_predictor_checks_input_and_resamples_when_asked(exported, tiny_test):
@@ -126,6 +132,40 @@ def test_predictor_checks_input_and_resamples_when_asked(exported, tiny_test):
         predictor.predict((images * 60000).astype(np.uint16))
     with pytest.raises(ValueError, match="cannot be fractions"):
         predictor.predict(images * 100)
+    for bad in (math.inf, math.nan, 0.0):
+        with pytest.raises(ValueError, match="pixel_size_nm must be a positive number"):
+            predictor.prepare(images, bad, resample=True)
+
+
+def test_predictor_pads_with_the_field_of_its_training_images(exported, tiny_test):
+    predictor = Predictor(exported[0], providers="cpu")
+    assert predictor.vacuum_level == 0.0  # trained in vacuum
+    images = open_dataset(tiny_test).images[:2]
+    predictor.vacuum_level = 1.2e-3  # as on a support film
+    small = images[:, 16:48, 16:48]
+    for pixel, inner in ((2.0, slice(16, 48)), (1.0, slice(24, 40)), (3.0, slice(8, 56))):
+        got = predictor.prepare(small, pixel, resample=True)
+        outside = np.ones((64, 64), dtype=bool)
+        outside[inner, inner] = False
+        np.testing.assert_allclose(got[:, outside], 1.2e-3, rtol=1e-6, err_msg=str(pixel))
+    # a pixel size within SAME_PIXEL_TOLERANCE is the model's: cropped, not interpolated
+    wider = np.pad(images, ((0, 0), (1, 1), (1, 1)), constant_values=0.3)
+    np.testing.assert_array_equal(predictor.prepare(wider, 2.0 * (1 + 2e-6), True), images)
+    assert not np.array_equal(predictor.prepare(wider, 2.0 * (1 + 2e-3), True), images)
+
+
+def test_vacuum_level_is_the_rendered_films():
+    from heteroagg import ModelParams, sample_aggregate
+    from heteroagg.deploy.runtime import vacuum_level
+    from heteroagg.stem import render_haadf
+
+    assert vacuum_level({"support": 0.0}) == 0.0 and vacuum_level({}) == 0.0
+    agg = sample_aggregate(ModelParams(n_particles=3), seed=1)
+    for thickness in (4.0, 10.0):
+        image = render_haadf(agg, pixel_size=1.0, shape=128, support=thickness, seed=2)
+        assert border_level(image)[0] == pytest.approx(
+            vacuum_level({"support": thickness}), rel=0.02
+        )
 
 
 def test_cropped_run_with_an_extra_stem_exports_and_ignores_the_field_outside_its_crop(
@@ -226,6 +266,17 @@ def test_read_images_in_every_format(tmp_path):
     emd = read_images(tmp_path / "a.emd")
     assert emd.pixel_size_nm == pytest.approx(0.5)
     np.testing.assert_array_equal(emd.images[0], image)
+    # a trailing axis of one is a channel, in every format, not a stack of 1-pixel images
+    np.save(tmp_path / "hwc.npy", image[:, :, None])
+    np.testing.assert_array_equal(read_images(tmp_path / "hwc.npy").images, image[None])
+    np.save(tmp_path / "rgb.npy", np.stack([image, image + 0.01, image], axis=-1))
+    with pytest.raises(ValueError, match="colour"):
+        read_images(tmp_path / "rgb.npy")
+    # pages of different sizes are named with their file
+    pages = [Image.fromarray(counts), Image.fromarray(counts[:20])]
+    pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
+    with pytest.raises(ValueError, match=r"pages\.tif holds pages of different shapes"):
+        read_images(tmp_path / "pages.tif", intensity_scale=60000)
     with pytest.raises(ValueError, match="unknown image format"):
         read_images(tmp_path / "a.jpg")
     (tmp_path / "scans.npy").mkdir()  # a folder, whatever its name
@@ -250,6 +301,21 @@ def test_read_images_subtracts_the_black_level(tmp_path):
     border = read_images(tmp_path / "drift.npy", intensity_scale=full, black_level="border")
     np.testing.assert_allclose(border.images, fraction, atol=3e-4)  # 3 counts of noise: 5e-5
     np.testing.assert_allclose(border_level(noisy), drift.ravel(), atol=1.0)
+    # on a support film the border reads the film's level, which is not the detector's
+    film = 1.2e-3
+    on_film = drift + (film + (1 - film) * fraction) * (full - drift)
+    np.save(tmp_path / "film.npy", rng.normal(on_film, 3.0))
+    kept = read_images(tmp_path / "film.npy", full, black_level="border", vacuum_level=film)
+    np.testing.assert_allclose(kept.images, film + (1 - film) * fraction, atol=3e-4)
+    np.testing.assert_allclose(border_level(kept.images), film, atol=1e-5)
+    for bad in (-0.1, 1.0, math.nan):
+        with pytest.raises(ValueError, match="vacuum_level must be"):
+            read_images(tmp_path / "film.npy", full, black_level="border", vacuum_level=bad)
+    masked = noisy.copy()
+    masked[:, :6] = np.nan  # a mask over the top rows
+    np.save(tmp_path / "masked.npy", masked)
+    with pytest.raises(ValueError, match="border of image 0 holds values that are not finite"):
+        read_images(tmp_path / "masked.npy", intensity_scale=full, black_level="border")
     with pytest.raises(ValueError, match="below the value of the full beam"):
         read_images(tmp_path / "raw.npy", intensity_scale=full, black_level=full)
     with pytest.raises(ValueError, match="'border'"):

@@ -558,10 +558,20 @@ def test_calibration_sweep_meets_the_analytic_r2():
         scaled = 1.0 - np.mean((0.5 * truth[:, k]) ** 2) / spread[k]  # residual (s - 1) θ
         assert sweep["scale_r2"][name] == pytest.approx([scaled, 1.0], rel=1e-5)
         assert sweep["offset_r2"][name] == pytest.approx([1.0 - 0.01 / spread[k]], rel=1e-5)
-        # half the border reads a, half b: the border's median is (a + b) / 2
-        residual = np.mean(((truth[:, 0] + truth[:, 1]) / 2) ** 2)
+        # half the border reads a, half b: the border's median m = (a + b) / 2 is taken as
+        # the black level, and x becomes (x - m) / (1 - m)
+        m = (truth[:, 0] + truth[:, 1]) / 2
+        residual = np.mean(((truth[:, k] - m) / (1 - m) - truth[:, k]) ** 2)
         assert sweep["border_r2"][name] == pytest.approx(1.0 - residual / spread[k], rel=1e-4)
     assert sweep["border_nonzero"] == 400
+    # on a film of level v the border should read v: the black level is (m - v) / (1 - v)
+    v = 0.25
+    film = calibration_sweep(predict, images, truth, ["a", "b"], predict(images), scales=(1.0,),
+                             offsets=(0.0,), read_noise=(0.0,), vacuum_level=v)  # fmt: skip
+    black = (m - v) / (1 - v)
+    for k, name in enumerate(("a", "b")):
+        residual = np.mean(((truth[:, k] - black) / (1 - black) - truth[:, k]) ** 2)
+        assert film["border_r2"][name] == pytest.approx(1.0 - residual / spread[k], rel=1e-4)
     # read noise of sigma on the 72 pixels a parameter is read off: residual variance sigma² / 72
     for k, name in enumerate(("a", "b")):
         noisy = 1.0 - 0.1**2 / 72 / spread[k]

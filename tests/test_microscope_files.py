@@ -84,6 +84,12 @@ def test_axes_given_as_vectors():
         {"units": "nm", "axis": np.arange(8) * 0.4},
     ]
     assert _pixel_size_nm("x.hspy", uniform) == pytest.approx(0.4)
+    # a descending axis is a flipped image, its pixels as long
+    descending = [
+        {"units": "nm", "axis": np.arange(16)[::-1] * 0.4},
+        {"units": "nm", "scale": -0.4},
+    ]
+    assert _pixel_size_nm("x.hspy", descending) == pytest.approx(0.4)
     uneven = [{"units": "nm", "axis": np.r_[0.0, 0.4, 1.0]}, uniform[1]]
     with pytest.raises(ValueError, match="unequal steps"):
         _pixel_size_nm("x.hspy", uneven)
@@ -104,6 +110,9 @@ def test_emd_1_0_units_and_rectangular_pixels(tmp_path):
 
     emd(tmp_path / "spec.emd", (0.5, 0.5), "[n_m]")  # as the specification writes it
     assert read_images(tmp_path / "spec.emd").pixel_size_nm == pytest.approx(0.5)
+    for steps in ((-0.5, 0.5), (-0.5, -0.5)):  # descending dimension vectors: flipped images
+        emd(tmp_path / "down.emd", steps, "nm")
+        assert read_images(tmp_path / "down.emd").pixel_size_nm == pytest.approx(0.5), steps
     emd(tmp_path / "rect.emd", (2.0, 0.5), "nm")
     with pytest.raises(ValueError, match="square pixels"):
         read_images(tmp_path / "rect.emd")

@@ -826,14 +826,13 @@ def predict(
         files, estimates = [], []
         plot_left = PLOT_IMAGES if plot is not None else 0
         for path in images:  # one file's images in memory at a time
-            f = read_images(path, intensity_scale, dataset, black)
+            f = read_images(path, intensity_scale, dataset, black, predictor.vacuum_level)
+            pixel = f.pixel_size_nm if pixel_size is None else pixel_size
             try:
-                estimates.append(predictor.predict(
-                    f.images, f.pixel_size_nm if pixel_size is None else pixel_size, resample
-                ))  # fmt: skip
+                estimates.append(predictor.predict(f.images, pixel, resample))
             except ValueError as err:  # say which file
                 raise ValueError(f"{f.path}: {err}") from None
-            files.append(_FileRead.of(f, plot_left))
+            files.append(_FileRead.of(f, plot_left, predictor, pixel))
             plot_left -= len(files[-1].shown)
             del f
         if (
@@ -869,7 +868,7 @@ def predict(
             f"[yellow]note:[/yellow] no pixel size in {names}: taken as the model's "
             f"{predictor.pixel_size_nm:g} nm (--pixel-size sets it)"
         )
-    _warn_of_unlike_vacuum(files, predictor)  # on the images as given to the model
+    _warn_of_unlike_vacuum(files, predictor)
     rows = []
     for f, estimate in zip(files, estimates, strict=True):
         for b, label in enumerate(_image_labels(f, files)):
@@ -953,27 +952,37 @@ class _FileRead:
     path: Path
     pixel_size_nm: float | None
     count: int
-    level: float  # the largest |vacuum level| of its images' borders (0: too small to tell)
-    noise: float  # the largest read noise of their borders
+    level: float  # the largest |border level - model's vacuum level| (0: too small to tell)
+    noise: float  # the largest read noise of the borders, at the model's pixel
     shown: np.ndarray  # the first images, kept for the plot
 
     @classmethod
-    def of(cls, f: Any, keep: int) -> _FileRead:
-        """Summarise an :class:`~heteroagg.deploy.images.ImageFile`, keeping ``keep`` images."""
+    def of(cls, f: Any, keep: int, predictor: Any, pixel_size_nm: float | None) -> _FileRead:
+        """Summarise an :class:`~heteroagg.deploy.images.ImageFile`, keeping ``keep`` images.
+
+        Its borders' level is compared with what the model's training images read
+        around the particles (:attr:`~heteroagg.deploy.Predictor.vacuum_level`), and
+        their noise is scaled to the model's pixel: coarser model pixels average
+        (pixel / model pixel)² of the file's, which divides the noise by that ratio.
+        """
         from heteroagg.deploy.images import BORDER_PIXELS, border_level, border_noise
 
         level = noise = 0.0
         if min(f.images.shape[1:]) > 2 * BORDER_PIXELS:
-            level = float(np.max(np.abs(border_level(f.images))))
-            noise = float(np.max(border_noise(f.images)))
+            border = border_level(f.images)
+            level = float(np.max(np.abs(border - predictor.vacuum_level)))
+            pixel = predictor.pixel_size_nm if pixel_size_nm is None else pixel_size_nm
+            averaged = min(1.0, pixel / predictor.pixel_size_nm)
+            noise = float(np.max(border_noise(f.images))) * averaged
         shown = f.images[: max(keep, 0)].copy()
         return cls(f.path, f.pixel_size_nm, len(f.images), level, noise, shown)
 
 
 def _warn_of_unlike_vacuum(files: list[_FileRead], predictor: Any) -> None:
-    """Say which images' borders, vacuum in a simulation, read more than the model was
-    trained to take: a level beyond VACUUM_TOLERANCE or twice its ``black_level_jitter``,
-    or noise beyond READ_NOISE_TOLERANCE or its ``read_noise``."""
+    """Say which images' borders, vacuum (or a support film) in a simulation, read more than
+    the model was trained to take: a level further than VACUUM_TOLERANCE or twice its
+    ``black_level_jitter`` from its training images' (0, or the film's), or noise beyond
+    READ_NOISE_TOLERANCE or its ``read_noise``."""
     from heteroagg.deploy.images import READ_NOISE_TOLERANCE, VACUUM_TOLERANCE
 
     train = predictor.metadata.get("train", {})
@@ -984,9 +993,9 @@ def _warn_of_unlike_vacuum(files: list[_FileRead], predictor: Any) -> None:
     if lit:
         console.print(
             f"[yellow]note:[/yellow] the border of {_some_files(lit)} reads more than "
-            f"{level_tolerance:.2g} of the beam away from 0, which the model was not trained to "
-            "take: a black level left in the images can bias θ̂ strongly "
-            "(--black-level border subtracts it)"
+            f"{level_tolerance:.2g} of the beam away from {predictor.vacuum_level:.3g} (what the "
+            "model's training images read there), which the model was not trained to take: a "
+            "black level left in the images can bias θ̂ strongly (--black-level border removes it)"
         )
     if noisy:
         console.print(

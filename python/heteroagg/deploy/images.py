@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg._numbers import is_real
 from heteroagg.deploy.microscope_files import (
     RSCIIO_SUFFIXES,
     is_velox,
@@ -120,7 +121,8 @@ def _emd_pixel_size_nm(dataset: Any) -> float | None:
         dim = dataset.parent.get(f"dim{number}")
         if dim is None or len(dim) < 2:
             return None
-        sides.append(length_in_nm(float(dim[1] - dim[0]), dim.attrs.get("units", b""), path))
+        step = abs(float(dim[1] - dim[0]))  # a descending axis is a flipped image
+        sides.append(length_in_nm(step, dim.attrs.get("units", b""), path))
     return None if None in sides else square_pixel_nm(Path(path), *sides)
 
 
@@ -148,15 +150,22 @@ def _raster(path: Path) -> np.ndarray:
             if unsigned_32 and pixels.dtype == np.int32:
                 pixels = pixels.view(np.uint32)
             frames.append(pixels)
+    if len({f.shape for f in frames}) > 1:
+        shapes = sorted({f.shape for f in frames})
+        raise ValueError(f"{path} holds pages of different shapes {shapes}; give one image size")
     return np.stack(frames) if len(frames) > 1 else frames[0]
 
 
 def _one_channel(path: Path, raw: np.ndarray) -> np.ndarray:
-    """Raster pixels with channels last reduced to one value each: an alpha channel
-    (the last of 2 or 4) is dropped, and colour channels that agree everywhere (a
-    grey image stored as colour) are read as that grey; other colour is refused."""
-    if raw.ndim < 3 or raw.shape[-1] not in (2, 3, 4):
+    """Pixels with channels last reduced to one value each: a single channel is taken
+    as it is, an alpha channel (the last of 2 or 4) is dropped, and colour channels
+    that agree everywhere (a grey image stored as colour) are read as that grey; other
+    colour is refused.  No image is 4 pixels wide or less, so a last axis that short
+    holds channels in every format."""
+    if raw.ndim < 3 or raw.shape[-1] > 4:
         return raw
+    if raw.shape[-1] == 1:
+        return raw[..., 0]
     colour = raw[..., :-1] if raw.shape[-1] in (2, 4) else raw
     if not np.all(colour == colour[..., :1]):
         raise ValueError(f"{path} is a colour image; HAADF images have one channel")
@@ -205,6 +214,27 @@ def border_level(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
     return np.median(x[:, edge].astype(np.float64), axis=1)
 
 
+def black_from_border(
+    border: np.ndarray, vacuum_level: float = 0.0, full_beam: float = 1.0
+) -> np.ndarray:
+    """The black level b that maps a border's level to ``vacuum_level``.
+
+    (border - b) / (full_beam - b) = vacuum_level: with vacuum around the
+    particles b is the border's level; with a support film (its level the
+    ``vacuum_level`` fraction of the beam) only the rest is the detector's.
+
+    Parameters
+    ----------
+    border
+        Stored levels of the images' borders (:func:`border_level`).
+    vacuum_level
+        The fraction of the beam the border should read, in [0, 1).
+    full_beam
+        The stored value of the full beam.
+    """
+    return (np.asarray(border, dtype=float) - vacuum_level * full_beam) / (1.0 - vacuum_level)
+
+
 def border_noise(images: np.ndarray, width: int = BORDER_PIXELS) -> np.ndarray:
     """The read noise of each image's vacuum, from the quietest of its four edges.
 
@@ -248,9 +278,14 @@ def _image_stack(images: np.ndarray, width: int) -> np.ndarray:
 
 
 def _fractions_of_beam(
-    path: Path, raw: np.ndarray, intensity_scale: float | None, black_level: float | str | None
+    path: Path,
+    raw: np.ndarray,
+    intensity_scale: float | None,
+    black_level: float | str | None,
+    vacuum_level: float,
 ) -> np.ndarray:
-    """(B, H, W) float32 (v - black) / (full - black), after checking that it can be formed."""
+    """(B, H, W) float32 (v - black) / (full - black), after checking that it can be formed;
+    with ``black_level="border"`` the black level that maps the border to ``vacuum_level``."""
     if intensity_scale is None:
         if raw.dtype.kind in "ui":
             raise ValueError(
@@ -272,7 +307,14 @@ def _fractions_of_beam(
     elif isinstance(black_level, str):
         if black_level != "border":
             raise ValueError(f"black_level must be a number or 'border', got {black_level!r}")
-        black = border_level(data)
+        border = border_level(data)
+        if not np.all(np.isfinite(border)):
+            k = int(np.flatnonzero(~np.isfinite(border))[0])
+            raise ValueError(
+                f"{path}: the border of image {k} holds values that are not finite (a mask?), "
+                "so it gives no black level; give --black-level as a number"
+            )
+        black = black_from_border(border, vacuum_level, intensity_scale)
     else:
         black = np.full(len(data), float(black_level))
     if not np.all(black < intensity_scale):
@@ -306,6 +348,7 @@ def read_images(
     intensity_scale: float | None = None,
     dataset: str | None = None,
     black_level: float | str | None = None,
+    vacuum_level: float = 0.0,
 ) -> ImageFile:
     """Read images as fractions of the incident beam.
 
@@ -331,6 +374,12 @@ def read_images(
         The stored value of vacuum (no electrons scattered onto the
         detector), subtracted first; ``"border"`` takes each image's own
         from its edge (:func:`border_level`).  Default 0.
+    vacuum_level
+        With ``black_level="border"``: the fraction of the beam the border
+        reads once the black level is gone, in [0, 1).  0 for vacuum; a model
+        trained on a support film takes the film's level
+        (:attr:`heteroagg.deploy.Predictor.vacuum_level`), and only the rest
+        of the border's level is the detector's.
 
     Returns
     -------
@@ -346,6 +395,10 @@ def read_images(
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if not (is_real(vacuum_level) and 0.0 <= vacuum_level < 1.0):
+        raise ValueError(
+            f"vacuum_level must be a fraction of the beam in [0, 1), got {vacuum_level!r}"
+        )
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give the image files in it")
     if suffix not in SUFFIXES:
@@ -358,8 +411,8 @@ def read_images(
         raise
     except Exception as err:  # a damaged file: every reader fails its own way
         raise ValueError(f"{path} could not be read as a {suffix} file: {err!r}") from err
-    if suffix in (".png", ".tif", ".tiff"):
-        raw = _one_channel(path, raw)
+    raw = _one_channel(path, raw)
     if raw.ndim not in (2, 3) or raw.dtype.kind not in "uif":
         raise ValueError(f"{path}: expected a 2D image or a 3D stack of numbers, got {raw.shape}")
-    return ImageFile(path, _fractions_of_beam(path, raw, intensity_scale, black_level), pixel)
+    images = _fractions_of_beam(path, raw, intensity_scale, black_level, float(vacuum_level))
+    return ImageFile(path, images, pixel)

@@ -159,16 +159,17 @@ def square_pixel_nm(path: Path, height_nm: float, width_nm: float) -> float:
 
 
 def _axis_step(path: Path, axis: dict[str, Any]) -> float:
-    """The step of a signal axis: its ``scale``, or that of a uniform ``axis`` vector."""
+    """The length of a signal axis's step: its ``scale``, or that of a uniform ``axis``
+    vector (a descending axis is a flipped image, with steps of the same length)."""
     if "scale" in axis:
-        return float(axis["scale"])
+        return abs(float(axis["scale"]))
     values = np.asarray(axis.get("axis", []), dtype=float)
     if values.size < 2:
         return 1.0
     steps = np.diff(values)
     if not np.allclose(steps, steps[0], rtol=1e-6, atol=0.0):
         raise ValueError(f"{path} has an image axis of unequal steps; resample it first")
-    return float(steps[0])
+    return abs(float(steps[0]))
 
 
 def _pixel_size_nm(path: Path, axes: list[dict[str, Any]]) -> float | None:

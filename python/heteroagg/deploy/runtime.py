@@ -7,6 +7,7 @@ software can embed it with two dependencies.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,10 +56,68 @@ class Estimate(Mapping):
         return len(self.params)
 
 
-def _fit(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``image`` cropped about its centre, or padded with zeros (vacuum) around it, to
-    ``shape``, by whole pixels (the lower side takes the odd pixel of an odd difference)."""
-    out = np.zeros(shape, dtype=np.float32)
+#: Relative difference below which an image's pixel size is taken as the model's: its
+#: pixels then drift by less than 0.13 pixels from the centre of a 256-pixel field, and
+#: the image is cropped or padded as it is instead of being interpolated.
+SAME_PIXEL_TOLERANCE = 1e-3
+
+
+def vacuum_level(imaging: Mapping[str, Any]) -> float:
+    """The fraction of the beam that the field around the particles reads in a model's
+    training images: 0 in vacuum, the mean level of its amorphous-carbon support film
+    (``imaging["support"]`` nm thick, the shipped carbon LUT) with one.
+
+    Parameters
+    ----------
+    imaging
+        The ``imaging`` table of a model's metadata (a dataset's
+        :class:`~heteroagg.data.config.ImagingConfig` as a mapping).
+    """
+    support = float(imaging.get("support") or 0.0)
+    if not support:
+        return 0.0
+    from heteroagg.stem.lut import default_lut  # numpy only
+
+    return float(default_lut("C")(support, extrapolate=True))
+
+
+def fractions_of_beam(images: Any) -> np.ndarray:
+    """(B, H, W) float32 images, checked to be fractions of the incident beam.
+
+    Parameters
+    ----------
+    images
+        (H, W) or (B, H, W) floats in units of the full beam, finite and at
+        most 1: detector counts must be divided by the full beam's value
+        first (:func:`heteroagg.deploy.read_images` does).
+    """
+    raw = np.asarray(images)
+    if raw.dtype.kind != "f":
+        raise ValueError(
+            f"images must be floats, fractions of the incident beam, got {raw.dtype}; "
+            "divide detector counts by the full beam's value first "
+            "(heteroagg.deploy.read_images does, given intensity_scale)"
+        )
+    x = raw.astype(np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(f"expected images of shape (H, W) or (B, H, W), got {np.shape(images)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("images contain NaN or infinite values")
+    if x.max() > 1.0:
+        raise ValueError(
+            f"images hold values up to {x.max():.4g}, which cannot be fractions of the "
+            "incident beam; divide them by the full beam's value first"
+        )
+    return x
+
+
+def _fit(image: np.ndarray, shape: tuple[int, int], fill: float) -> np.ndarray:
+    """``image`` cropped about its centre, or padded with ``fill`` (the field around the
+    particles) to ``shape``, by whole pixels (the lower side takes the odd pixel of an
+    odd difference)."""
+    out = np.full(shape, fill, dtype=np.float32)
     source, target = [], []
     for n_in, n_out in zip(image.shape, shape, strict=True):
         n = min(n_in, n_out)
@@ -85,21 +144,23 @@ def _area_weights(n_in: int, n_out: int, factor: float) -> np.ndarray:
     return np.clip(overlap, 0.0, None) * factor
 
 
-def _resample(image: np.ndarray, factor: float, shape: tuple[int, int]) -> np.ndarray:
-    """Resampling by ``factor`` (output pixels per input pixel), centred crop or zero
-    padding to ``shape``; intensities per pixel are kept (fractions of the beam).
+def _resample(image: np.ndarray, factor: float, shape: tuple[int, int], fill: float) -> np.ndarray:
+    """Resampling by ``factor`` (output pixels per input pixel), centred crop or padding
+    with ``fill`` to ``shape``; intensities per pixel are kept (fractions of the beam).
 
     Coarser output pixels (``factor < 1``) are the mean of the image over their
     footprint, so that every electron counts and the noise falls as it would
     in a scan at that pixel.  Finer ones are bilinear: a sample inside the
     image's field (within half a pixel of its outer pixel centres) takes the
-    nearest edge values there; one outside it is vacuum.
+    nearest edge values there; one outside it is ``fill``.
     """
     if factor < 1.0:
         rows = _area_weights(image.shape[0], shape[0], factor)
         columns = _area_weights(image.shape[1], shape[1], factor)
-        return (rows @ image.astype(np.float64) @ columns.T).astype(np.float32)
-    out = np.zeros(shape, dtype=np.float32)
+        outside = 1.0 - rows.sum(axis=1)[:, None] * columns.sum(axis=1)[None, :]
+        out = rows @ image.astype(np.float64) @ columns.T + fill * outside
+        return out.astype(np.float32)
+    out = np.empty(shape, dtype=np.float32)
     centre_in = (np.asarray(image.shape) - 1) / 2.0
     centre_out = (np.asarray(shape) - 1) / 2.0
     coords = [(np.arange(shape[a]) - centre_out[a]) / factor + centre_in[a] for a in (0, 1)]
@@ -114,7 +175,7 @@ def _resample(image: np.ndarray, factor: float, shape: tuple[int, int]) -> np.nd
         + image[np.ix_(y0, x1)] * (1 - wy) * wx
         + image[np.ix_(y1, x1)] * wy * wx
     )
-    out[:] = np.where(inside[0][:, None] & inside[1][None, :], value, 0.0)
+    out[:] = np.where(inside[0][:, None] & inside[1][None, :], value, fill)
     return out
 
 
@@ -190,6 +251,10 @@ class Predictor:
         self.pixel_size_nm = float(self.metadata["pixel_size_nm"])
         self.has_uncertainty = bool(self.metadata["uncertainty"])
         self.symmetrized = bool(self.metadata.get("symmetrized", False))
+        #: Fraction of the beam the field around the particles read in training (a
+        #: support film's level, or 0): what padding fills in, and what the border
+        #: should read (``read_images(vacuum_level=...)``).
+        self.vacuum_level: float = vacuum_level(self.metadata.get("imaging") or {})
         self._outputs: list[str] = list(self.metadata["outputs"])
         if providers == "cuda" and self.provider != _PROVIDERS["cuda"]:
             raise RuntimeError(f"onnxruntime fell back to {self.provider} instead of CUDA")
@@ -213,34 +278,19 @@ class Predictor:
         resample
             Resample to the model's pixel size (the mean over each model pixel
             of a finer image, bilinear for a coarser one) and crop or pad
-            (with zeros: vacuum) to its input shape; otherwise a different
-            shape or pixel size raises.
+            (with :attr:`vacuum_level`) to its input shape; otherwise a
+            different shape or pixel size raises.  A pixel size within
+            :data:`SAME_PIXEL_TOLERANCE` of the model's is taken as it; the
+            image is then cropped or padded by whole pixels, and where its size
+            differs from the model's by an odd number the odd pixel goes to
+            one side, so that a flipped image lands one pixel off (the
+            symmetrized graph's invariance holds exactly for even differences).
         """
-        raw = np.asarray(images)
-        if raw.dtype.kind != "f":
-            raise ValueError(
-                f"images must be floats, fractions of the incident beam, got {raw.dtype}; "
-                "divide detector counts by the full beam's value first "
-                "(heteroagg.deploy.read_images does, given intensity_scale)"
-            )
-        x = raw.astype(np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or 0 in x.shape:
-            raise ValueError(
-                f"expected images of shape (H, W) or (B, H, W), got {np.shape(images)}"
-            )
-        if not np.all(np.isfinite(x)):
-            raise ValueError("images contain NaN or infinite values")
-        if x.max() > 1.0:
-            raise ValueError(
-                f"images hold values up to {x.max():.4g}, which cannot be fractions of the "
-                "incident beam; divide them by the full beam's value first"
-            )
+        x = fractions_of_beam(images)
         pixel = self.pixel_size_nm if pixel_size_nm is None else float(pixel_size_nm)
-        if not pixel > 0:
-            raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm!r}")
-        same_pixel = abs(pixel - self.pixel_size_nm) <= 1e-6 * self.pixel_size_nm
+        if not (math.isfinite(pixel) and pixel > 0):
+            raise ValueError(f"pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
+        same_pixel = abs(pixel - self.pixel_size_nm) <= SAME_PIXEL_TOLERANCE * self.pixel_size_nm
         if same_pixel and x.shape[1:] == self.input_shape:
             return np.ascontiguousarray(x)
         if not resample:
@@ -249,10 +299,11 @@ class Predictor:
                 f"{self.pixel_size_nm:g} nm per pixel; got {x.shape[1]} x {x.shape[2]} at "
                 f"{pixel:g} nm. Pass resample=True (--resample) to resample and crop or pad"
             )
+        fill = self.vacuum_level
         if same_pixel:
-            return np.stack([_fit(image, self.input_shape) for image in x])
+            return np.stack([_fit(image, self.input_shape, fill) for image in x])
         factor = pixel / self.pixel_size_nm
-        return np.stack([_resample(image, factor, self.input_shape) for image in x])
+        return np.stack([_resample(image, factor, self.input_shape, fill) for image in x])
 
     def predict(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from heteroagg.deploy.images import border_level
+from heteroagg.deploy.images import black_from_border, border_level
 from heteroagg.learn.ceiling import r2
 from heteroagg.rng import derive_seed
 
@@ -40,6 +40,7 @@ def calibration_sweep(
     offsets: Sequence[float] = CALIBRATION_OFFSETS,
     read_noise: Sequence[float] = CALIBRATION_READ_NOISE,
     seed: int = 0,
+    vacuum_level: float = 0.0,
 ) -> dict[str, Any]:
     """R² of each parameter with the images scaled, and with them shifted.
 
@@ -60,6 +61,11 @@ def calibration_sweep(
         The errors to apply.
     seed
         Seed of the read-noise draws (one generator per level).
+    vacuum_level
+        The fraction of the beam the field around the particles reads in the
+        images (a support film's level, or 0): the black level taken from a
+        border is what it reads beyond that
+        (:func:`heteroagg.deploy.images.black_from_border`).
 
     Returns
     -------
@@ -69,7 +75,8 @@ def calibration_sweep(
         ``border_r2``: per parameter, the R² with each image's black level
         taken from its border (:func:`heteroagg.deploy.images.border_level`),
         which is the same for every offset, and ``border_nonzero``: how many
-        images' borders do not read 0; ``read_noise`` and ``read_noise_r2``:
+        images' borders give a black level other than 0 (read other than
+        ``vacuum_level``); ``read_noise`` and ``read_noise_r2``:
         per parameter, the R² at each read-noise level.
     """
     if not len(images) == len(true_norm) == len(reference) > 1:
@@ -84,9 +91,9 @@ def calibration_sweep(
 
     by_scale = [r2_at(lambda x, s=s: x * np.float32(s), s == 1.0) for s in scales]
     by_offset = [r2_at(lambda x, d=d: x + np.float32(d), d == 0.0) for d in offsets]
-    # the median of the border moves with any shift: subtracting it undoes every δ alike
-    levels = border_level(images).astype(np.float32)[:, None, None]
-    by_border = r2_at(lambda x: x - levels, False)
+    # the median of the border moves with any shift: removing it undoes every δ alike
+    black = black_from_border(border_level(images), vacuum_level)[:, None, None]
+    by_border = r2_at(lambda x: ((x - black) / (1.0 - black)).astype(np.float32), False)
 
     def noisy(x: np.ndarray, k: int) -> np.ndarray:
         draw = np.random.default_rng(derive_seed(seed, k)).standard_normal(x.shape)
@@ -102,7 +109,7 @@ def calibration_sweep(
         "scale_r2": {name: [r[name] for r in by_scale] for name in parameters},
         "offset_r2": {name: [r[name] for r in by_offset] for name in parameters},
         "border_r2": by_border,
-        "border_nonzero": int(np.count_nonzero(levels)),
+        "border_nonzero": int(np.count_nonzero(black)),
         "read_noise": list(read_noise),
         "read_noise_r2": {name: [r[name] for r in by_noise] for name in parameters},
     }

@@ -752,6 +752,7 @@ def _calibration(
             list(trained.parameters),
             np.clip(prediction.normalized[:n], 0.0, 1.0),
             seed=derive_seed(seed, CALIBRATION_STREAM),
+            vacuum_level=trained.vacuum_level,
         )
 
 

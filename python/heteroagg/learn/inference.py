@@ -112,20 +112,28 @@ class TrainedRun:
             _warn_if_unfinished(self.path / f"member-{k}", k)
 
     @property
+    def vacuum_level(self) -> float:
+        """The fraction of the beam the field around the particles reads in the training
+        images (a support film's level, or 0), as :class:`~heteroagg.deploy.Predictor` has it."""
+        from heteroagg.deploy.runtime import vacuum_level
+
+        return vacuum_level(self.info["dataset_config"]["imaging"])
+
+    @property
     def has_uncertainty(self) -> bool:
         return len(self.models) > 1 or bool(self.architecture["gaussian"])
 
     def _check(self, images: np.ndarray) -> np.ndarray:
-        x = np.asarray(images, dtype=np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[1:] != self.image_shape or len(x) == 0:
+        """(B, H, W) float32 fractions of the beam, as :class:`~heteroagg.deploy.Predictor`
+        takes them, of this run's image shape."""
+        from heteroagg.deploy.runtime import fractions_of_beam
+
+        x = fractions_of_beam(images)
+        if x.shape[1:] != self.image_shape:
             raise ValueError(
                 f"expected one or more images of shape (H, W) or (B, H, W) with (H, W) = "
                 f"{self.image_shape}, got {np.shape(images)}"
             )
-        if not np.all(np.isfinite(x)):
-            raise ValueError("images contain NaN or infinite values")
         return x
 
     def raw_outputs(

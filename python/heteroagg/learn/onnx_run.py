@@ -33,6 +33,7 @@ class OnnxRun:
         self.image_shape = self.predictor.input_shape
         self.pixel_size_nm = self.predictor.pixel_size_nm
         self.symmetrized = self.predictor.symmetrized
+        self.vacuum_level = self.predictor.vacuum_level
         self.space = ParameterSpace.from_config(meta["parameter_space"])
         self.info = {"train": meta["train"], "dataset": meta["dataset"]}
 

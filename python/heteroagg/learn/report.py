@@ -314,7 +314,8 @@ def _calibration_lines(sweep: dict, train: dict) -> list[str]:
         "",
         "With each image's black level taken from the median of its 4 outermost rows and "
         "columns (heteroagg predict --black-level border), every shift above is undone alike; "
-        f"that border reads other than 0 on {sweep['border_nonzero']} of these images. R² then:",
+        "that border gives a black level other than 0 (reads other than the field around the "
+        f"particles reads in training) on {sweep['border_nonzero']} of these images. R² then:",
         "",
         "| parameter | R², black level from the border |",
         "|---|---|",

@@ -212,6 +212,16 @@ def test_items_the_renderer_refuses_are_recorded():
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="n must be"):
         generate(small_config(), 0, tmp_path / "x")
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1, got 2\.0"):
+        generate(small_config(), 2.0, tmp_path / "x")
+    # a setting the renderer refuses is refused before the folder holds anything
+    config = small_config().to_dict()
+    config["imaging"]["pixel_size"] = 0.0005
+    with pytest.raises(ValueError, match="pixel_size must be finite and at least"):
+        generate(DatasetConfig.from_dict(config), 4, tmp_path / "tiny_pixels")
+    assert not (tmp_path / "tiny_pixels").exists()
+    summary = generate(small_config(), np.int64(2), tmp_path / "numpy_n", shard_size=np.int64(2))
+    assert summary.items == 2
     with pytest.raises(ValueError, match="on_failure"):
         generate(small_config(), 4, tmp_path / "x", on_failure="retry")
     with pytest.raises(ValueError, match="no heteroagg dataset"):
@@ -251,6 +261,17 @@ def test_torch_dataset_adds_seeded_shot_noise(reference):
     loader = torch.utils.data.DataLoader(TorchDataset(out), batch_size=8, num_workers=2)
     images, targets = next(iter(loader))
     assert images.shape == (8, 1, 64, 64) and targets.shape[0] == 8
+    # workers that persist across epochs draw each epoch's noise too
+    data = TorchDataset(out, seed=3)
+    loader = torch.utils.data.DataLoader(data, batch_size=4, num_workers=1,
+                                         persistent_workers=True)  # fmt: skip
+    for epoch in (0, 1, 2):
+        data.set_epoch(epoch)
+        got = next(iter(loader))[0]
+        expected = torch.stack([data[k][0] for k in range(4)])
+        assert torch.equal(got, expected), epoch
+    with pytest.raises(ValueError, match="epoch"):
+        data.set_epoch(-1)
 
 
 def test_baked_noise_is_the_load_time_noise(tmp_path):

@@ -85,6 +85,27 @@ def test_same_seed_same_aggregate_and_seeds_differ():
     assert not np.array_equal(a.radii, c.radii)
 
 
+def test_sampler_and_renderer_draw_from_other_streams_of_one_seed():
+    """One seed given to sample_aggregate and to the renderer (as `heteroagg sample` and
+    `heteroagg render` both default to 0) must not make an image's draws the geometry's:
+    the renderer draws from streams 1-6 of its seed (and per-pixel ones at or above 256)."""
+    from heteroagg.rng import uniform
+
+    def normals(seed, stream, n):  # the first n of philox_stream(seed, stream).normal()
+        u = uniform(seed, stream, 2 * n, device="cpu").reshape(n, 2)
+        return np.sort(np.sqrt(-2 * np.log(u[:, 0])) * np.cos(2 * np.pi * u[:, 1]))
+
+    p = ModelParams(n_particles=30, sigma_g=1.3, fractal_dim=2.2)
+    for seed in range(6):
+        agg = heteroagg.sample_aggregate(p, seed)
+        median = np.where(agg.materials == 1, p.radius_w, p.radius_ti)
+        z = np.sort(np.log(agg.radii / median) / np.log(p.sigma_g))  # the radii's normal draws
+        tagged = [(0x61676772 << 32) | attempt for attempt in range(4)]
+        assert any(np.allclose(z, normals(seed, s, len(z)), atol=1e-9) for s in tagged)
+        for stream in range(8):
+            assert not np.allclose(z, normals(seed, stream, len(z)), atol=1e-3), (seed, stream)
+
+
 def test_batch_equals_single_calls_for_any_thread_count():
     params = [ModelParams(n_particles=n, segregation=s) for n in (5, 40, 90) for s in (0.0, 0.7)]
     one = heteroagg.sample_aggregates(params, seeds=77, threads=1)
@@ -134,6 +155,9 @@ def test_batch_error_handling():
         ({"params": [ModelParams(), "x"], "seeds": [1, 2]}, r"params\[1\]"),
         ({"params": ModelParams(), "seeds": 1, "n": 2, "threads": 0}, "threads"),
         ({"params": ModelParams(), "seeds": 1, "n": 2, "on_error": "skip"}, "on_error"),
+        ({"params": ModelParams(), "seeds": 3.0, "n": 2}, r"seeds must be an integer .* got 3\.0"),
+        ({"params": ModelParams(), "seeds": True, "n": 2}, "seeds must be an integer"),
+        ({"params": ModelParams(), "seeds": "7", "n": 2}, "seeds must be an integer"),
     ],
 )
 def test_batch_input_errors(kwargs, message):

@@ -23,6 +23,13 @@ namespace {
 
 bool finite(double x) { return std::isfinite(x); }
 
+// Stream id of one sampler attempt: "aggr" in the high 32 bits, so that no
+// attempt shares a stream with the renderer's (ids below 2^48 without it) when
+// one seed keys both.
+std::uint64_t attempt_stream(int attempt) {
+  return (std::uint64_t{0x61676772u} << 32) | static_cast<std::uint32_t>(attempt);
+}
+
 // A rigid cluster under construction, with the mass moments needed for the
 // fractal law.  Mass is particle volume (r^3); the second moment includes
 // the (3/5) r^2 self term of a homogeneous sphere.
@@ -528,7 +535,7 @@ aggregate sample_aggregate(const model_params& params, std::uint64_t seed,
   double best_error = std::numeric_limits<double>::infinity();
   int merge_failures = 0;
   for (int attempt = 0; attempt < options.aggregate_tries; ++attempt) {
-    philox_stream rng(seed, static_cast<std::uint64_t>(attempt));
+    philox_stream rng(seed, attempt_stream(attempt));
     sampler s(params, options, rng, subcluster_fraction(params, attempt), cancel);
     try {
       double rg_error = 0.0;

@@ -31,6 +31,9 @@ from heteroagg.data.config import DatasetConfig
 
 #: Version of the on-disk layout.
 DATASET_FORMAT_VERSION = 1
+#: Version of how items follow from the seed (which random streams each draw takes).
+#: A dataset is read whatever its version, but resumed only by the same.
+STREAMS_VERSION = 2
 
 #: Stored images are ``round(I * IMAGE_SCALE)`` as uint16: I = value / IMAGE_SCALE.
 IMAGE_SCALE = 65535.0
@@ -342,14 +345,18 @@ def generate(
     seed = check_uint64("seed", seed)
     backend = "cpu" if scheduler is not None and device == "auto" else resolve_device(device)
     for name, value, low in (("n", n, 1), ("workers", workers, 1), ("shard_size", shard_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    n, workers, shard_size = int(n), int(workers), int(shard_size)
     if on_failure not in ("skip", "redraw"):
         raise ValueError(f"on_failure must be 'skip' or 'redraw', got {on_failure!r}")
-    config.imaging.check_optics()
+    config.imaging.renderer("cpu")  # refuses what no item could be rendered with, before any file
     out = Path(out)
     index = {
-        "format_version": DATASET_FORMAT_VERSION, "n": n, "seed": seed, "shard_size": shard_size,
+        "format_version": DATASET_FORMAT_VERSION, "streams": STREAMS_VERSION, "n": n, "seed": seed,
+        "shard_size": shard_size,
         "on_failure": on_failure, "config": config.to_dict(), "version": __version__,
         "image_scale": IMAGE_SCALE, "descriptors": list(DESCRIPTOR_NAMES),
     }  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ class TorchDataset:
         self.config = DatasetConfig.from_dict(self.dataset.index["config"])
         self.noise = bool(noise) and not self.config.imaging.bake_noise
         self.seed = check_uint64("seed", seed)
-        self.epoch = 0
+        # shared with DataLoader workers, persistent ones too, which keep their own copy
+        # of the dataset: set_epoch reaches them before the next epoch's first batch
+        self._epoch = multiprocessing.RawValue("Q", 0)
         self.items = np.flatnonzero(~self.dataset.failed[:])
         names = list(self.dataset.params)
         theta = {n: self.dataset.params[n][:][self.items] for n in names}
@@ -70,9 +73,15 @@ class TorchDataset:
     def __len__(self) -> int:
         return int(self.items.size)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose noise items get (:meth:`set_epoch`)."""
+        return int(self._epoch.value)
+
     def set_epoch(self, epoch: int) -> None:
-        """Draw new noise in each epoch (call it from the training loop)."""
-        self.epoch = int(epoch)
+        """Draw new noise in each epoch: call it from the training loop before the epoch's
+        loader is iterated.  It reaches the loader's worker processes, persistent or not."""
+        self._epoch.value = check_uint64("epoch", epoch)
 
     def __getitem__(self, k: int) -> tuple[Any, Any]:
         import torch

@@ -749,6 +749,11 @@ def test_config_round_trips_through_toml(tmp_path):
     config = TrainConfig.from_toml(path)
     assert config.epochs == 7 and config.widths == (8, 16) and config.gaussian
     assert TrainConfig.from_dict(config.to_dict()) == config
+    # numpy numbers, as a script may take them from arrays, are Python's in the config
+    config = TrainConfig(seed=np.int64(3), lr=np.float32(0.5), widths=(np.int64(8), 16, 32, 64))
+    assert config.seed == 3 and type(config.seed) is int and type(config.lr) is float
+    assert type(config.widths[0]) is int
+    json.dumps(config.to_dict())  # run.json holds it
 
 
 def torchrun_two(path, script: str, *args) -> subprocess.CompletedProcess:

@@ -178,6 +178,8 @@ def test_exit_plane_counts():
         ({"scan_limit": (1.5, 2)}, "scan_limit must lie within"),
         ({"scan_limit": 3}, "scan_limit must lie within"),
         ({"memory_limit": None}, "memory_limit must be positive"),
+        ({"seed": -1}, "seed must be an integer"),  # also without phonons to draw
+        ({"seed": 2.5, "frozen_phonons": 0}, "seed must be an integer"),
     ],
 )
 def test_multislice_options_out_of_contract_are_refused(option, message):

@@ -378,6 +378,10 @@ def sample_aggregates(
         if count is None:
             raise ValueError("give n (the number of items) when params and seeds are single values")
         seed_list = [derive_seed(root, i) for i in range(count)]
+    elif isinstance(seeds, (str, bytes, bool, np.bool_)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(
+            f"seeds must be an integer in [0, 2**64) or a sequence of them, got {seeds!r}"
+        )
     else:
         seed_list = [check_uint64("seed", s) for s in seeds]
     if isinstance(params, ModelParams):

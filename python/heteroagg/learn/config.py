@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from heteroagg._numbers import is_real
 from heteroagg.data.generation import DESCRIPTOR_NAMES
 from heteroagg.rng import check_uint64
 
@@ -32,11 +35,18 @@ def map_block(space_to_depth: int, stages: int) -> int:
 
 
 def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_real(value)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (and tuples of them) as Python's, which run.json can hold."""
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
 
 
 #: What each annotated type of a :class:`TrainConfig` field accepts, and how to say it.
@@ -373,6 +383,8 @@ class TrainConfig:
             expected = _FIELD_TYPES.get(str(f.type))
             if expected is not None and not expected[0](value):
                 raise ValueError(f"{f.name} must be {expected[1]}, got {value!r}")
+            if expected is not None:
+                object.__setattr__(self, f.name, _plain(value))
 
     @property
     def architecture(self) -> dict[str, Any]:

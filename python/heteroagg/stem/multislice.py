@@ -19,6 +19,7 @@ from heteroagg import _core
 from heteroagg._device import cuda_fft_extension, resolve_device
 from heteroagg._numbers import is_real
 from heteroagg._progress import progress_bar
+from heteroagg.rng import check_uint64
 from heteroagg.stem.detectors import as_detector
 from heteroagg.stem.probe import Probe
 
@@ -542,6 +543,7 @@ def haadf_multislice(
         raise ValueError("atoms is empty: there is nothing to image")
     if not (isinstance(frozen_phonons, (int, np.integer)) and frozen_phonons >= 0):
         raise ValueError(f"frozen_phonons must be an int >= 0, got {frozen_phonons!r}")
+    check_uint64("seed", seed)  # also where no phonons draw from it
     if not (isinstance(threads, (int, np.integer)) and threads >= 0):
         raise ValueError(f"threads must be an int >= 0, got {threads!r}")
     if not (is_real(memory_limit) and memory_limit > 0):

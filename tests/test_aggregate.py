@@ -99,6 +99,13 @@ def test_files_with_bad_content_are_refused_not_changed(tmp_path):
     for materials in ([0.9, 257, 1], [0.5, 1.9, 1], [-1, 0, 1]):  # a cast would have made codes
         with pytest.raises(ValueError, match="materials must hold the codes"):
             Aggregate.from_dict({**record, "materials": materials})
+    # centres stored as (3, N) or flat are refused, not read in another order
+    four = Aggregate(
+        [[0, 0, 0], [2, 0, 0], [4, 0, 0], [6, 0, 0]], [1.0] * 4, [0, 1, 0, 1]
+    ).to_dict()
+    for centers in (np.transpose(four["centers"]).tolist(), np.ravel(four["centers"]).tolist()):
+        with pytest.raises(ValueError, match=r"centers must have shape \(N, 3\)"):
+            Aggregate.from_dict({**four, "centers": centers})
     meta = {k: v for k, v in record.items() if k not in ("centers", "radii", "materials")}
     np.savez(tmp_path / "codes.npz", centers=agg.centers, radii=agg.radii,
              materials=np.array([0.9, 257, 1]), meta=np.array(json.dumps(meta)))  # fmt: skip

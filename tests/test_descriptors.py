@@ -258,6 +258,13 @@ def test_convex_hull_volume_fraction_of_two_touching_spheres():
     assert heteroagg.convex_hull_volume_fraction(agg, points_per_sphere=4000) == pytest.approx(
         exact, rel=2e-3
     )
+    # the default number of points: one sphere fills its hull, a pair within 1 %
+    assert heteroagg.convex_hull_volume_fraction(agg) == pytest.approx(exact, rel=0.01)
+    one = Aggregate([[5.0, -3.0, 2.0]], [2.5], [0])
+    assert heteroagg.convex_hull_volume_fraction(one) == pytest.approx(1.0, rel=1e-9)
+    far = Aggregate([[0, 0, 0], [10.0, 0, 0]], [1.0, 1.0], [0, 0])  # a cylinder of length 10
+    far_exact = (8.0 / 3.0) / (4.0 / 3.0 + 10.0)
+    assert heteroagg.convex_hull_volume_fraction(far) == pytest.approx(far_exact, rel=0.01)
     with pytest.raises(ValueError, match="points_per_sphere"):
         heteroagg.convex_hull_volume_fraction(agg, points_per_sphere=3)
 
@@ -400,6 +407,12 @@ def test_projected_candidates_refuse_bad_input():
         heteroagg.projected_contact_candidates(agg, np.eye(2))
     with pytest.raises(ValueError, match="rotation"):
         heteroagg.projected_contact_candidates(agg, np.full((3, 3), np.nan))
+    # a matrix that is not a rotation would shrink or stretch distances: no guarantee then
+    for bad in (0.5 * np.eye(3), np.diag([3.0, 3.0, 1.0]), np.diag([1.0, 1.0, -1.0])):
+        with pytest.raises(ValueError, match="proper rotation"):
+            heteroagg.projected_contact_candidates(agg, bad)
+        with pytest.raises(ValueError, match="proper rotation"):
+            heteroagg.projected_coverage(agg, bad)
     with pytest.raises(ValueError, match="contact_tol"):
         heteroagg.projected_contact_candidates(agg, contact_tol=-1.0)
     with pytest.raises(ValueError, match="Aggregate"):

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 import heteroagg
@@ -14,6 +15,22 @@ def test_plot_aggregate_draws_one_circle_per_sphere_in_each_view():
         (collection,) = ax.collections
         assert len(collection.get_paths()) == 25
     assert "25 particles" in fig._suptitle.get_text()
+    # an aggregate far from the origin, as particles marked in an image are, fills its window
+    shift = np.array([500.0, -300.0, 40.0])
+    far = heteroagg.Aggregate(agg.centers + shift, agg.radii, agg.materials)
+    fig = plot_aggregate(far)
+    for ax, (h, v) in zip(fig.axes[:3], ((0, 1), (0, 2), (1, 2)), strict=True):
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        for axis, (a, b) in ((h, (x0, x1)), (v, (y0, y1))):
+            low = (far.centers[:, axis] - far.radii).min()
+            high = (far.centers[:, axis] + far.radii).max()
+            assert a <= low and high <= b  # every sphere inside
+            assert b - a <= 1.05 * 2 * _half_size(far) + 1e-9  # and no wider than it needs
+
+
+def _half_size(agg):
+    low = (agg.centers - agg.radii[:, None]).min(0)
+    return float(((agg.centers + agg.radii[:, None]).max(0) - low).max()) / 2
 
 
 def test_bad_view():
@@ -72,7 +89,12 @@ def test_plot_twins_puts_each_image_beside_its_twins_on_one_scale():
         for ax, twin in zip(row[1:], twins, strict=False):
             (circles,) = ax.collections
             assert len(circles.get_paths()) == twin.n_particles
-            assert ax.get_xlim() == (-15.0, 15.0) and ax.get_ylim() == (-10.0, 10.0)
+            # the window of the image's size about the middle of the twin's bounding box
+            low = (twin.centers - twin.radii[:, None]).min(0)
+            high = (twin.centers + twin.radii[:, None]).max(0)
+            x, y = (low[:2] + high[:2]) / 2
+            assert ax.get_xlim() == pytest.approx((x - 15.0, x + 15.0))
+            assert ax.get_ylim() == pytest.approx((y - 10.0, y + 10.0))
             assert f"{twin.n_particles} particles" in ax.get_title()
     assert [ax.axison for ax in rows[1]] == [True, True, False, False]
     assert rows[0][0].get_title() == "a.dm4"

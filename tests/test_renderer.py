@@ -54,6 +54,16 @@ def test_sphere_centre_renders_the_lut(material):
     assert image[0, 0] == 0.0
 
 
+def test_luts_keyed_by_numpy_material_codes():
+    # codes as an aggregate's materials array holds them
+    agg = sphere(radius=1.37, material=1)
+    by_code = {np.int64(0): LUTS["TiO2"], agg.materials[0]: LUTS["WO3"]}
+    args = dict(pixel_size=0.1, shape=41, rotation=np.eye(3))
+    np.testing.assert_array_equal(
+        render_haadf(agg, **args, **{**PLAIN, "luts": by_code}), render_haadf(agg, **args, **PLAIN)
+    )
+
+
 def test_default_luts_render_a_sphere_as_their_value():
     agg = sphere(radius=2.0, material=1)
     image = render_haadf(agg, pixel_size=0.05, shape=81, probe=None, orientation_spread=False)

@@ -36,6 +36,14 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _table_of_centres(values: Any) -> np.ndarray:
+    """Stored centres as an (N, 3) array; only an empty list is reshaped, so that a
+    table of another shape meets the constructor's (N, 3) check instead of being
+    read in the wrong order."""
+    centres = np.asarray(values, dtype=np.float64)
+    return centres.reshape(0, 3) if centres.size == 0 else centres
+
+
 @dataclass(frozen=True, eq=False)
 class Aggregate:
     """An aggregate of spheres: positions, radii and materials (nm).
@@ -178,7 +186,7 @@ class Aggregate:
             )
         params = data.get("params")
         return cls(
-            centers=np.asarray(data["centers"], dtype=np.float64).reshape(-1, 3),
+            centers=_table_of_centres(data["centers"]),
             radii=data["radii"],
             materials=data["materials"],  # checked as given, not after a cast
             params=None if params is None else ModelParams.from_dict(params),

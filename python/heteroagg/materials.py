@@ -5,6 +5,10 @@ Particles carry a ``uint8`` material code: ``0`` is TiO2 and ``1`` is WO3.
 
 from __future__ import annotations
 
+import numbers
+
+import numpy as np
+
 TIO2: int = 0
 WO3: int = 1
 
@@ -25,9 +29,9 @@ def material_code(name: str | int) -> int:
     ValueError
         If the name or code is unknown.
     """
-    if isinstance(name, int) and not isinstance(name, bool):
+    if isinstance(name, numbers.Integral) and not isinstance(name, (bool, np.bool_)):
         if name in (TIO2, WO3):
-            return name
+            return int(name)
         raise ValueError(f"material code must be 0 (TiO2) or 1 (WO3), got {name}")
     lowered = str(name).lower()
     for code, known in enumerate(MATERIAL_NAMES):

@@ -57,7 +57,8 @@ def draw_projection(
         The viewing axis, ``"x"``, ``"y"`` or ``"z"``.
     extent
         Half-width of the square window in nm, or (half-width, half-height)
-        of a rectangular one; defaults to the aggregate's.
+        of a rectangular one, about the middle of the aggregate's bounding box
+        (where the renderer centres its image); defaults to the aggregate's.
     """
     from matplotlib.collections import PatchCollection
     from matplotlib.colors import to_rgb
@@ -66,8 +67,9 @@ def draw_projection(
     if view not in _VIEWS:
         raise ValueError(f"view must be 'x', 'y' or 'z', got {view!r}")
     h, v, depth_axis, viewer_side = _VIEWS[view]
+    middle, half_size = _bounding_box(agg)
     if extent is None:
-        extent = float(np.max(np.abs(agg.centers)) + np.max(agg.radii)) * 1.05
+        extent = half_size * 1.05
     half_width, half_height = (extent, extent) if np.ndim(extent) == 0 else extent
     depth = viewer_side * agg.centers[:, depth_axis]  # larger: nearer the viewer
     span = float(np.ptp(depth)) or 1.0
@@ -81,11 +83,19 @@ def draw_projection(
     ax.add_collection(
         PatchCollection(patches, facecolors=colors[order], edgecolors="black", linewidths=0.3)
     )
-    ax.set_xlim(-half_width, half_width)
-    ax.set_ylim(-half_height, half_height)
+    x, y = middle[_AXIS[h]], middle[_AXIS[v]]
+    ax.set_xlim(x - half_width, x + half_width)
+    ax.set_ylim(y - half_height, y + half_height)
     ax.set_aspect("equal")
     ax.set_xlabel(f"{h} (nm)")
     ax.set_ylabel(f"{v} (nm)")
+
+
+def _bounding_box(agg: Aggregate) -> tuple[np.ndarray, float]:
+    """The middle of the spheres' bounding box (nm) and half its longest side."""
+    low = (agg.centers - agg.radii[:, None]).min(axis=0)
+    high = (agg.centers + agg.radii[:, None]).max(axis=0)
+    return (low + high) / 2.0, float(np.max(high - low)) / 2.0
 
 
 def material_legend(ax: Axes, **kwargs) -> None:
@@ -112,7 +122,7 @@ def plot_aggregate(agg: Aggregate, *, title: str | None = None) -> Figure:
     matplotlib.figure.Figure
     """
     fig, axes = _pyplot().subplots(1, 3, figsize=(12, 4.3), constrained_layout=True)
-    extent = float(np.max(np.abs(agg.centers)) + np.max(agg.radii)) * 1.05
+    extent = _bounding_box(agg)[1] * 1.05
     for ax, view in zip(axes, "zyx", strict=True):
         draw_projection(ax, agg, view, extent)
         ax.set_title(f"view along {view}")

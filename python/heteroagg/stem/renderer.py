@@ -36,6 +36,7 @@ import numpy as np
 from heteroagg import _core
 from heteroagg._device import resolve_device
 from heteroagg._numbers import is_real
+from heteroagg._rotation import check_rotation
 from heteroagg.materials import MATERIAL_NAMES, TIO2, WO3
 from heteroagg.rng import check_uint64
 from heteroagg.stem.lut import HaadfLUT, default_lut
@@ -404,7 +405,7 @@ class HaadfRenderer:
         """Render one aggregate; see :func:`render_haadf`."""
         seed = check_uint64("seed", seed)
         if rotation is not None:
-            rotation = _check_rotation(rotation)
+            rotation = check_rotation(rotation)
         if center is not None:
             cx, cy = (float(v) for v in center)
             if not (math.isfinite(cx) and math.isfinite(cy)):
@@ -581,15 +582,6 @@ def _host_out(out: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not host.flags.writeable:
         raise ValueError("out is read-only")
     return host
-
-
-def _check_rotation(rotation: Any) -> np.ndarray:
-    r = np.asarray(rotation, dtype=np.float64)
-    if r.shape != (3, 3) or not np.all(np.isfinite(r)):
-        raise ValueError(f"rotation must be a finite 3x3 matrix, got shape {r.shape}")
-    if not np.allclose(r @ r.T, np.eye(3), atol=1e-6) or np.linalg.det(r) < 0:
-        raise ValueError("rotation must be a proper rotation matrix (orthonormal, det +1)")
-    return np.ascontiguousarray(r)
 
 
 def render_haadf(

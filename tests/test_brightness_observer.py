@@ -284,5 +284,12 @@ def test_bad_input_is_refused():
         ObserverGrid.from_space(space(sigma_g=1.0))
     with pytest.raises(ValueError, match="nodes"):
         ObserverGrid.from_space(s, nodes=0)
+    # numpy numbers are numbers
+    from_numpy = ObserverGrid.from_space(s, nodes=np.int64(4), sigma_nodes=np.int32(2))
+    np.testing.assert_array_equal(from_numpy.ln_median_tio2, grid.ln_median_tio2)
+    np.testing.assert_array_equal(
+        observe_particles(grid, ln_r, is_wo3=[0, 1], radius_error=np.float32(0.25))["frac_w"],
+        observe_particles(grid, ln_r, is_wo3=[0, 1], radius_error=0.25)["frac_w"],
+    )
     with pytest.raises(ValueError, match="n must be"):
         brightness_observer_draws(s, 1)

@@ -150,6 +150,12 @@ def test_bad_input_is_refused():
             read_particle_densities(image, paths, electrons_per_pixel=electrons)
     with pytest.raises(ValueError, match="iterations"):
         read_particle_densities(image, paths, electrons_per_pixel=1e3, iterations=0)
+    # numpy numbers, as read from arrays, are numbers
+    as_numpy = read_particle_densities(
+        image, paths, electrons_per_pixel=np.float32(1e3), iterations=np.int64(20)
+    )
+    plain = read_particle_densities(image, paths, electrons_per_pixel=1e3, iterations=20)
+    np.testing.assert_array_equal(as_numpy.density, plain.density)
     with pytest.raises(ValueError, match="odd sides"):
         blur_matrix((8, 8), np.ones((2, 3)))
     reading = read_particle_densities(image, paths, electrons_per_pixel=1e3)

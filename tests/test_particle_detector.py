@@ -49,6 +49,10 @@ def test_decoding_the_targets_gives_back_the_particles():
     np.testing.assert_allclose(found[order, :2], positions[np.argsort(positions[:, 0])], atol=1e-5)
     np.testing.assert_allclose(found[order, 2], radii[np.argsort(positions[:, 0])], rtol=1e-5)
     np.testing.assert_allclose(found[:, 3], 1.0, atol=1e-5)
+    # at most max_particles of them, the hottest; none at 0
+    maps = logits_of(targets)[0]
+    assert len(decode_detections(maps, threshold=0.5, max_particles=np.int64(2))) == 2
+    assert len(decode_detections(maps, threshold=0.5, max_particles=0)) == 0
 
 
 def test_target_heat_is_the_gaussian_of_the_nearest_centre():
@@ -133,6 +137,12 @@ def test_bad_input_is_refused():
         decode_detections(torch.zeros(4, 8, 8), threshold=1.0)
     with pytest.raises(ValueError, match=r"\(4, h, w\)"):
         decode_detections(torch.zeros(3, 8, 8))
+    for bad in (-1, 2.5, True):  # -1 would have dropped the weakest peak
+        with pytest.raises(ValueError, match="max_particles"):
+            decode_detections(torch.zeros(4, 8, 8), max_particles=bad)
+    for position, radius in (([[np.nan, 3.0]], [2.0]), ([[4.0, 3.0]], [np.inf])):
+        with pytest.raises(ValueError, match="finite"):
+            detector_targets([np.array(position)], [np.array(radius)], (32, 32))
     with pytest.raises(ValueError, match="multiple"):
         detector_targets([np.zeros((1, 2))], [np.ones(1)], (31, 32))
     with pytest.raises(ValueError, match="positive radius"):

@@ -56,5 +56,7 @@ def test_bad_input_is_refused():
         refine_particles(image, agg.centers, agg.radii, sweeps=0, **fit)
     with pytest.raises(ValueError, match="radius_step"):
         refine_particles(image, agg.centers, agg.radii, radius_step=1.0, **fit)
+    with pytest.raises(ValueError, match="position_step"):
+        refine_particles(image, agg.centers, agg.radii, position_step=np.inf, **fit)
     with pytest.raises(ValueError, match="electrons_per_pixel"):
         refine_particles(image, agg.centers, agg.radii, **(fit | {"electrons_per_pixel": 0.0}))

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from heteroagg._numbers import is_count, is_real
 from heteroagg._progress import progress_bar
 from heteroagg.data.space import ParameterSpace, Prior
 from heteroagg.learn.ceiling import _check_n, _draw_theta, _normalized, frac_w_posterior, r2
@@ -197,8 +198,9 @@ class ObserverGrid:
     ) -> ObserverGrid:
         """``nodes`` cells per median radius and ``sigma_nodes`` for sigma_g, at their midpoints."""
         for name, value in (("nodes", nodes), ("sigma_nodes", sigma_nodes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_count(value) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        nodes, sigma_nodes = int(nodes), int(sigma_nodes)
         priors = space.priors
         u_t, w_t = _log_median_grid(priors["radius_ti"], nodes)
         u_w, w_w = _log_median_grid(priors["radius_w"], nodes)
@@ -291,9 +293,9 @@ def observe_particles(
             )
     elif ln_brightness is None and is_wo3 is None:
         raise ValueError("give ln_brightness, is_wo3, brightness_log_likelihood or a pair")
-    numeric = isinstance(radius_error, (int, float)) and not isinstance(radius_error, bool)
-    if not (numeric and math.isfinite(radius_error) and radius_error >= 0):
+    if not (is_real(radius_error) and math.isfinite(radius_error) and radius_error >= 0):
         raise ValueError(f"radius_error must be a finite number >= 0, got {radius_error!r}")
+    radius_error = float(radius_error)
     u_t, u_w, log_s = grid.ln_median_tio2, grid.ln_median_wo3, grid.ln_sigma
     if ln_brightness is None:
         log_t = _radius_terms(ln_r, u_t, log_s, radius_error)

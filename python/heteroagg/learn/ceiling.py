@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from heteroagg._numbers import is_count
 from heteroagg.data.space import ParameterSpace, Prior
 from heteroagg.rng import check_uint64
 
@@ -386,6 +387,11 @@ def nearest_neighbour_r2(
     features = np.asarray(features, dtype=float)
     targets = np.asarray(targets, dtype=float)
     half = len(features) // 2
+    if not is_count(neighbours) or not 1 <= neighbours <= half:
+        raise ValueError(
+            f"neighbours must be an integer in [1, {half}] (half of the {len(features)} draws "
+            f"are the reference), got {neighbours!r}"
+        )
     scale = features.std(axis=0)
     f = (features - features.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
     _, rows = cKDTree(f[:half]).query(f[half:], k=neighbours)
@@ -430,7 +436,7 @@ def volume_observer_r2(
         If ``n`` or ``neighbours`` is too small or ``seed`` is out of range.
     """
     n = _check_n(n)
-    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
+    if not is_count(neighbours) or neighbours < 1:
         raise ValueError(f"neighbours must be an integer >= 1, got {neighbours!r}")
     if n < 2 * neighbours:
         raise ValueError(f"n={n} draws are too few for {neighbours} neighbours")

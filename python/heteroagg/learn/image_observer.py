@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from heteroagg._numbers import is_count, is_real
 from heteroagg.learn.brightness_observer import (
     ObserverGrid,
     _default_luts,
@@ -136,13 +137,12 @@ def read_particle_densities(
         raise ValueError(f"image has shape {img.shape}, the paths {paths.shape}")
     if not np.all(np.isfinite(img)):
         raise ValueError("the image has non-finite pixels")
-    numeric = isinstance(electrons_per_pixel, (int, float)) and not isinstance(
-        electrons_per_pixel, bool
-    )
-    if not (numeric and math.isfinite(electrons_per_pixel) and electrons_per_pixel > 0):
+    if not (is_real(electrons_per_pixel) and math.isfinite(electrons_per_pixel)
+            and electrons_per_pixel > 0):  # fmt: skip
         raise ValueError(f"electrons_per_pixel must be > 0, got {electrons_per_pixel!r}")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+    if not is_count(iterations) or iterations < 1:
         raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    electrons_per_pixel, iterations = float(electrons_per_pixel), int(iterations)
     blur = kernel if sparse.issparse(kernel) else blur_matrix(paths.shape, kernel)
     path = sparse.csc_array(paths.matrix)
     n = path.shape[1]

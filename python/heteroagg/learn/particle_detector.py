@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from heteroagg._numbers import is_count
 from heteroagg.learn.networks import seeded_weights
 from heteroagg.learn.torch_device import torch_device
 
@@ -205,6 +206,8 @@ def detector_targets(
         pos, rad = np.asarray(pos, float).reshape(-1, 2), np.asarray(rad, float)
         if rad.shape != (pos.shape[0],) or not np.all(rad > 0):
             raise ValueError("each image needs one positive radius per position")
+        if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(rad))):
+            raise ValueError("positions and radii must be finite")
         cell_rows = (pos[:, 0] + 0.5) / DETECTOR_STRIDE - 0.5
         cell_cols = (pos[:, 1] + 0.5) / DETECTOR_STRIDE - 0.5
         for y, x, r in zip(cell_rows, cell_cols, rad, strict=True):
@@ -284,6 +287,8 @@ def decode_detections(
         raise ValueError("maps must be (4, h, w)")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+    if not is_count(max_particles) or max_particles < 0:
+        raise ValueError(f"max_particles must be an integer >= 0, got {max_particles!r}")
     heat = torch.sigmoid(maps[0].float())
     local_max = F.max_pool2d(heat[None, None], 3, 1, 1)[0, 0]
     iy, ix = torch.nonzero((heat == local_max) & (heat > threshold), as_tuple=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from heteroagg._numbers import is_count, is_real
 from heteroagg.aggregate import Aggregate
 from heteroagg.learn.image_observer import read_particle_densities
 from heteroagg.stem.particle_paths import particle_paths
@@ -100,10 +101,12 @@ def refine_particles(
         raise ValueError("centers must be (N, 3) and radii (N,)")
     if not (np.all(np.isfinite(xyz)) and np.all(r > 0) and np.all(np.isfinite(r))):
         raise ValueError("centers must be finite and radii positive")
-    if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 1:
+    if not is_count(sweeps) or sweeps < 1:
         raise ValueError(f"sweeps must be an integer >= 1, got {sweeps!r}")
-    if not (position_step >= 0 and 0 <= radius_step < 1):
-        raise ValueError("position_step must be >= 0 and radius_step in [0, 1)")
+    if not (is_real(position_step) and math.isfinite(position_step) and position_step >= 0
+            and is_real(radius_step) and 0 <= radius_step < 1):  # fmt: skip
+        raise ValueError("position_step must be finite and >= 0, and radius_step in [0, 1)")
+    sweeps, position_step, radius_step = int(sweeps), float(position_step), float(radius_step)
     img = np.asarray(image, dtype=float)
     ny, nx = img.shape
     x0 = float(center[0]) - 0.5 * (nx - 1) * pixel_size

@@ -95,6 +95,10 @@ def test_any_ase_structure_calibrates():
         (dict(slice_thickness=30.0), "exceeds thickness_max"),
         (dict(seed=-1), "seed must be"),
         (dict(lateral_size=1.0), "lateral_size"),
+        (dict(energy=300.0), "energy is in eV"),  # keV given for eV
+        (dict(energy=5e6), "energy is in eV"),
+        (dict(memory_limit=0.0), "memory_limit must be positive"),
+        (dict(memory_limit=1e6), r"potentials need [\d.e-]+ GB, above memory_limit"),
     ],
 )
 def test_bad_input_is_refused(change, message):

@@ -144,6 +144,31 @@ def test_calibrate_keeps_finished_luts_and_checks_every_material_first(tmp_path,
     np.testing.assert_array_equal(HaadfLUT.load(tmp_path / "C.npz").samples, made["C"].samples)
 
 
+def test_calibrate_refuses_what_it_cannot_finish_before_any_multislice(tmp_path, monkeypatch):
+    import heteroagg.stem.multislice
+
+    def no_multislice(*args, **kwargs):
+        raise AssertionError("a multislice ran")
+
+    monkeypatch.setattr(heteroagg.stem.multislice, "haadf_multislice", no_multislice)
+    # the second material's slab exceeds the memory: refused before the first starts
+    big = runner.invoke(app, ["calibrate", "C", "WO3", "--out", str(tmp_path / "a"),
+                              "--thickness-max", "45"])  # fmt: skip
+    assert big.exit_code == 2 and "above memory_limit" in " ".join(big.output.split())
+    assert not (tmp_path / "a" / "C.npz").exists()
+    # given more memory, it starts
+    more = runner.invoke(app, ["calibrate", "WO3", "--out", str(tmp_path / "a"),
+                               "--thickness-max", "45", "--memory-gb", "6"])  # fmt: skip
+    assert isinstance(more.exception, AssertionError), more.output
+    (tmp_path / "file").write_text("")
+    for out, message in ((tmp_path / "file" / "luts", "cannot be made"),
+                         (tmp_path / "file", "is a file")):  # fmt: skip
+        result = runner.invoke(app, ["calibrate", "C", "--out", str(out)])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), out
+    bad = runner.invoke(app, ["calibrate", "C", "--memory-gb", "-1"])
+    assert bad.exit_code == 2 and "--memory-gb must be a positive number" in bad.output
+
+
 def test_calibrate_rejects_unknown_materials():
     result = runner.invoke(app, ["calibrate", "Au"])
     assert result.exit_code != 0
@@ -162,6 +187,13 @@ def test_render_writes_the_image_render_haadf_gives(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "img.npy"), expected)
     assert runner.invoke(app, [*args, "--out", str(tmp_path / "img.png")]).exit_code == 0
     assert (tmp_path / "img.png").stat().st_size > 0
+    # the file is the one named, whatever the suffix's case
+    for name in ("IMG.NPY", "IMG.PNG"):
+        named = [*args, "--dose", "500", "--out", str(tmp_path / name)]
+        assert runner.invoke(app, named).exit_code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "IMG.NPY"), expected)
+    assert (tmp_path / "IMG.PNG").read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob("*.NPY.npy")) and not list(tmp_path.glob("*.part*"))
     small_args = [*args[:2], "--pixel-size", "0.05", "--out", str(tmp_path / "s.npy")]
     small = runner.invoke(app, small_args)
     assert small.exit_code == 0 and "field of view" in small.output
@@ -189,6 +221,8 @@ def test_generate_writes_a_dataset_and_resumes(tmp_path):
     (tmp_path / "ds" / "shard-00001.h5").unlink()
     on_dask = runner.invoke(app, [*args, "--resume", "--dask-local", "--workers", "2"])
     assert on_dask.exit_code == 0 and "5 computed" in on_dask.output
+    assert "failed items in this run" in " ".join(on_dask.output.split())  # not the dataset's
+    assert "failed items in this run" not in " ".join(result.output.split())
     np.testing.assert_array_equal(open_dataset(tmp_path / "ds").images[:], ds.images[:])
     pytest.importorskip("rsciio.hspy")
     export_args = ["export", str(tmp_path / "ds"), "--format", "hspy", "--items", "2:7"]
@@ -360,3 +394,13 @@ def test_options_that_would_do_nothing_are_refused(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output
     assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
+
+
+def test_progress_rates_read_at_any_speed():
+    from heteroagg._progress import rate_text
+
+    assert rate_text(None) == "-/s" and rate_text(0.0) == "-/s"
+    assert rate_text(1234.4) == "1,234/s"
+    assert rate_text(2.5) == "2.5/s"
+    assert rate_text(0.4) == "2.5 s/step"  # a calibration's orientations read 0/s before
+    assert rate_text(1 / 600) == "10 min/step"

@@ -460,6 +460,17 @@ def test_export_opens_in_the_fields_readers(reference, tmp_path, fmt):
     with pytest.raises(ValueError, match=rf"a {fmt} file must end in \."):
         export_dataset(reference[0], tmp_path / f"mixed.{other}", format=fmt)
     assert not (tmp_path / f"mixed.{other}").exists()
+    # a shard of the dataset is not overwritten by its own export
+    if fmt == "emd":
+        shard = sorted(reference[0].glob("shard-*.h5"))[0]
+        before = shard.read_bytes()
+        with pytest.raises(ValueError, match="a file of the dataset itself"):
+            export_dataset(reference[0], shard, format=fmt)
+        assert shard.read_bytes() == before
+    n = len(open_dataset(reference[0]))
+    for items in (slice(0, n + 1), slice(n + 5, None)):  # beyond the dataset: not clipped
+        with pytest.raises(ValueError, match=f"reach beyond the {n} items"):
+            export_dataset(reference[0], tmp_path / f"beyond.{fmt}", format=fmt, items=items)
 
 
 def test_export_keeps_a_root_seed_beyond_int64_and_the_old_file_on_failure(tmp_path, monkeypatch):

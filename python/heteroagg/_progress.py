@@ -36,11 +36,10 @@ def progress_bar(
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
-        """Steps per second."""
+        """Steps per second, or seconds per step for slow steps."""
 
         def render(self, task: object) -> Text:
-            speed = getattr(task, "speed", None)
-            return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
+            return Text(rate_text(getattr(task, "speed", None)), style="progress.data.speed")
 
     columns = (
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -49,3 +48,15 @@ def progress_bar(
     with Progress(*columns) as bar:
         task = bar.add_task(description, total=total, completed=completed)
         yield lambda n=1: bar.advance(task, n)
+
+
+def rate_text(speed: float | None) -> str:
+    """A progress bar's rate: steps per second, or seconds per step below one a second."""
+    if not speed:
+        return "-/s"
+    if speed >= 10:
+        return f"{speed:,.0f}/s"
+    if speed >= 1:
+        return f"{speed:.1f}/s"
+    seconds = 1.0 / speed
+    return f"{seconds:.1f} s/step" if seconds < 100 else f"{seconds / 60:.0f} min/step"

@@ -7,7 +7,8 @@ import math
 import os
 import platform
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import BrokenExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +54,14 @@ def _abort(err: Exception) -> NoReturn:
 
 
 @contextmanager
-def _resumable(hint: str) -> Iterator[None]:
-    """On Ctrl-C, say how to continue (``hint``) and exit with status 130."""
+def _resumable(hint: str | Callable[[], str]) -> Iterator[None]:
+    """On Ctrl-C, say how to continue (``hint``, or what it returns then) and exit with
+    status 130."""
     try:
         yield
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted:[/yellow] {escape(hint)}")
+        text = hint if isinstance(hint, str) else hint()
+        console.print(f"[yellow]interrupted:[/yellow] {escape(text)}")
         raise SystemExit(130) from None  # not an Exception, so no handler of errors takes it
 
 
@@ -311,6 +314,12 @@ def calibrate(
     outer: Annotated[float, typer.Option(help="Detector outer angle (mrad).")] = 255.0,
     seed: Annotated[int, typer.Option(help="Root seed in [0, 2**64).")] = 0,
     threads: Annotated[int, typer.Option(help="Worker threads (0: all cores).")] = 0,
+    memory_gb: Annotated[
+        float | None,
+        typer.Option(
+            help="Memory (GB) the slab's potentials may take; default: the shipped LUT's, else 4.",
+        ),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option(help="Save I(t) and R(t) of the LUTs (.png, .pdf, .svg).")
     ] = None,
@@ -338,6 +347,8 @@ def calibrate(
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; give a folder for the LUT files")
         _check_figure("--plot", plot)
+        if memory_gb is not None and not (math.isfinite(memory_gb) and memory_gb > 0):
+            raise ValueError(f"--memory-gb must be a positive number, got {memory_gb}")
     except ValueError as err:
         _abort(err)
     overrides = {
@@ -345,6 +356,7 @@ def calibrate(
         "orientations": orientations,
         "positions": positions,
         "frozen_phonons": frozen_phonons,
+        "memory_limit": None if memory_gb is None else memory_gb * 1e9,
     }
     common = {"energy": energy, "semiangle": semiangle, "detector": (inner, outer), "seed": seed}
     settings = {
@@ -355,10 +367,15 @@ def calibrate(
         }
         for name in names
     }
-    try:  # every material's settings, before hours go into the first one
+    try:  # every material's settings, and the folder, before hours go into the first one
         inputs = {name: calibration_inputs(name, **settings[name]) for name in names}
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise ValueError(f"--out {out} cannot be written")
     except ValueError as err:
         _abort(err)
+    except OSError as err:
+        _abort(ValueError(f"--out {out} cannot be made: {err.strerror or err}"))
     luts = []
     for name in names:
         path, checkpoint = out / f"{name}.npz", out / f"{name}.checkpoint.npz"
@@ -371,13 +388,18 @@ def calibrate(
                 luts.append(finished)
                 console.print(f"kept {path}: made with these settings")
                 continue
-        hint = f"finished orientations are kept in {out}; the same command goes on from them"
+
+        def hint(checkpoint: Path = checkpoint) -> str:
+            if not checkpoint.exists():
+                return "no orientation had finished, so none was kept"
+            return f"finished orientations are kept in {checkpoint}; the same command goes on"
+
         try:
             with _resumable(hint):
                 lut = calibrate(
                     name, threads=threads, checkpoint=checkpoint, progress=True, **settings[name]
                 )
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             _abort(err)
         path = lut.save(path)
         if _checkpoint_rows(checkpoint) <= len(lut.samples):  # else it holds more than used
@@ -432,17 +454,22 @@ def render(
             )  # fmt: skip
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
+    except MemoryError:
+        _abort(MemoryError(f"a {shape} x {shape} image does not fit in memory"))
     for warning in caught:
         console.print(f"[yellow]warning:[/yellow] {escape(str(warning.message))}")
-    if out.suffix.lower() == ".npy":
-        np.save(out, image)
-    else:
-        import matplotlib
+    from heteroagg._atomic import replaced_on_success
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    with replaced_on_success(out) as tmp, open(tmp, "wb") as stream:  # the name as given
+        if out.suffix.lower() == ".npy":
+            np.save(stream, image)
+        else:
+            import matplotlib
 
-        plt.imsave(out, image, cmap="gray")
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            plt.imsave(stream, image, cmap="gray", format="png")
     console.print(f"wrote {out}: {shape} x {shape} pixels of {pixel_size:g} nm, "
                   f"intensity {image.min():.3g}-{image.max():.3g} of the beam")  # fmt: skip
 
@@ -488,6 +515,8 @@ def generate(
                 on_failure="redraw" if redraw else "skip", progress=True,
                 scheduler="local" if dask_local else scheduler, device=device,
             )  # fmt: skip
+    except BrokenExecutor as err:  # a worker killed (out of memory, say)
+        _abort(RuntimeError(f"{err}; {hint}"))
     except (OSError, ValueError, ImportError, RuntimeError) as err:
         _abort(err)
     table = Table(title=f"dataset {out}")
@@ -497,9 +526,10 @@ def generate(
     table.add_row("throughput", f"{summary.images_per_second:.0f} images/s")
     table.add_row("storage", f"{summary.bytes_per_image / 1e3:.1f} kB per image")
     reasons = ", ".join(f"{k}: {v}" for k, v in summary.reasons.items()) or "none"
-    table.add_row("failed items", f"{summary.failed} ({reasons})")
+    of_run = " in this run" if summary.computed < summary.items else ""
+    table.add_row(f"failed items{of_run}", f"{summary.failed} ({reasons})")
     share = summary.clipped / max(summary.computed, 1)
-    table.add_row("cropped by the field of view", f"{summary.clipped} ({share:.1%})")
+    table.add_row(f"cropped by the field of view{of_run}", f"{summary.clipped} ({share:.1%})")
     console.print(table)
 
 

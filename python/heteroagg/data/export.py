@@ -23,6 +23,10 @@ EXPORT_FORMATS = ("emd", "hspy")
 
 
 def _selection(n: int, items: slice | Sequence[int] | None) -> np.ndarray:
+    if isinstance(items, slice):
+        for end in (items.start, items.stop):  # a slice would clip them silently
+            if end is not None and not -n <= end <= n:
+                raise ValueError(f"items {items.start}:{items.stop} reach beyond the {n} items")
     indices = np.arange(n)[items if items is not None else slice(None)]
     if indices.size == 0:
         raise ValueError("the selection holds no items")
@@ -67,6 +71,8 @@ def export_dataset(
             f"a {format} file must end in {' or '.join(suffixes)}, got {Path(out).name!r}"
         )
     with open_dataset(path) as ds:
+        if Path(out).resolve() in {p.resolve() for p in Path(path).iterdir()}:
+            raise ValueError(f"{out} is a file of the dataset itself; export to another file")
         indices = _selection(len(ds), items)
         images = ds.images[indices]
         params = {name: column[indices] for name, column in ds.params.items()}

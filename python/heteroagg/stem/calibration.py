@@ -34,6 +34,10 @@ MATERIAL_STRUCTURES: dict[str, str] = {"TiO2": "anatase", "WO3": "gamma", "C": "
 #: (to fit the slab a whole number of times).
 POSITION_STEP = 1.37
 
+#: Electron energies (eV) :func:`calibrate` takes: those of transmission microscopes.  A
+#: value below is most likely keV given for eV.
+MIN_ENERGY, MAX_ENERGY = 1e4, 1.5e6
+
 #: Settings of the LUTs shipped with heteroagg (see :func:`default_lut`); the
 #: optics and detector are :func:`calibrate`'s defaults.
 DEFAULT_CALIBRATIONS: dict[str, dict[str, Any]] = {
@@ -159,7 +163,7 @@ def calibrate(
         ``"TiO2"`` (anatase), ``"WO3"`` (gamma-WO3), ``"C"`` (amorphous
         carbon, for support films) or a periodic ``ase.Atoms`` unit cell.
     energy
-        Electron energy (eV).
+        Electron energy (eV), in [1e4, 1.5e6] (:data:`MIN_ENERGY`, :data:`MAX_ENERGY`).
     semiangle
         Probe convergence semiangle (mrad).
     detector
@@ -327,11 +331,13 @@ def _plan(
     aberrations: dict[str, float] | None,
     phonon_sigmas: Any,
     parametrization: str,
+    memory_limit: float,
     **_: Any,
 ) -> _Plan:
     """Validate :func:`calibrate`'s arguments and derive the run's geometry."""
     import heteroagg
-    from heteroagg.stem.multislice import auto_window
+    from heteroagg import _core
+    from heteroagg.stem.multislice import BYTES_PER_PIXEL_SLICE, auto_window
 
     seed = check_uint64("seed", seed)
     for name, value, low in (
@@ -349,6 +355,11 @@ def _plan(
         raise ValueError(
             f"slice_thickness ({slice_thickness} Å) exceeds thickness_max ({thickness_max} nm)"
         )
+    if not (is_real(energy) and MIN_ENERGY <= energy <= MAX_ENERGY):
+        raise ValueError(
+            f"energy is in eV and must lie in [{MIN_ENERGY:g}, {MAX_ENERGY:g}] (300 keV is "
+            f"300e3), got {energy!r}"
+        )
     det = as_detector(detector)
     probe = Probe(
         energy=energy, semiangle=semiangle, defocus=defocus, cs=cs,
@@ -365,6 +376,16 @@ def _plan(
         )
     name, cell, structure = _unit_cell(material)
     n_slices = max(1, math.ceil(depth / slice_thickness - 1e-9))
+    if not (is_real(memory_limit) and memory_limit > 0):
+        raise ValueError(f"memory_limit must be positive (bytes), got {memory_limit!r}")
+    side = int(_core.next_fft_size(math.ceil(lateral / sampling - 1e-9)))
+    needed = n_slices * side * side * BYTES_PER_PIXEL_SLICE  # the slab's full-cell potential
+    if needed > memory_limit:
+        raise ValueError(
+            f"{name}: the slab's potentials need {needed / 1e9:.3g} GB, above memory_limit "
+            f"({memory_limit / 1e9:.3g} GB); raise memory_limit if the machine holds it, or "
+            "lower thickness_max or use thicker slices"
+        )
     step = lateral / round(lateral / POSITION_STEP)  # scan steps tile the slab exactly
     inputs = {
         "material": name,

@@ -201,6 +201,8 @@ def test_nearest_neighbours_recover_the_closed_form_frac_w_posterior():
         np.var(target[half:, 0])
     )
     assert exact - 0.01 < knn <= exact + 0.002
+    one = nearest_neighbour_r2(features[:2000], target[:2000], neighbours=1)  # (n, 1) rows
+    assert one.shape == (1,) and 0.0 < one[0] < exact
     for bad in (0, 5, 2.5):  # more neighbours than the 4 reference draws, or not a count
         with pytest.raises(ValueError, match="neighbours must be an integer in"):
             nearest_neighbour_r2(features[:8], target[:8], neighbours=bad)

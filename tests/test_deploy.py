@@ -135,6 +135,12 @@ def test_predictor_checks_input_and_resamples_when_asked(exported, tiny_test):
     for bad in (math.inf, math.nan, 0.0):
         with pytest.raises(ValueError, match="pixel_size_nm must be a positive number"):
             predictor.prepare(images, bad, resample=True)
+    # channels last are one image, as read_images reads them from files
+    np.testing.assert_array_equal(predictor.prepare(images[0][:, :, None]), images[:1])
+    grey = np.repeat(images[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(predictor.prepare(grey), images)
+    with pytest.raises(ValueError, match="colour"):
+        predictor.prepare(grey * np.array([1.0, 0.5, 1.0], np.float32))
 
 
 def test_predictor_pads_with_the_field_of_its_training_images(exported, tiny_test):

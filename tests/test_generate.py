@@ -272,6 +272,22 @@ def test_torch_dataset_adds_seeded_shot_noise(reference):
         assert torch.equal(got, expected), epoch
     with pytest.raises(ValueError, match="epoch"):
         data.set_epoch(-1)
+    # copies keep the epoch and their own: pickled, deep-copied, or in spawned workers
+    import copy
+    import pickle
+
+    data.epoch = 2
+    for twin in (pickle.loads(pickle.dumps(data)), copy.deepcopy(data)):
+        assert twin.epoch == 2 and torch.equal(twin[0][0], data[0][0])
+        twin.set_epoch(3)
+        assert data.epoch == 2
+    loader = torch.utils.data.DataLoader(data, batch_size=4, num_workers=1,
+                                         persistent_workers=True,
+                                         multiprocessing_context="spawn")  # fmt: skip
+    for epoch in (0, 1):
+        data.set_epoch(epoch)
+        got = next(iter(loader))[0]
+        assert torch.equal(got, torch.stack([data[k][0] for k in range(4)])), epoch
 
 
 def test_baked_noise_is_the_load_time_noise(tmp_path):

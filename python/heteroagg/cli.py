@@ -749,8 +749,9 @@ def predict(
     black_level: Annotated[
         str | None,
         typer.Option(
-            help="Stored value of vacuum, subtracted first: a number, or 'border' for the "
-            "median of each image's outermost pixels.",
+            help="Stored value of vacuum, subtracted first: a number, or 'border' for what "
+            "each image's outermost pixels read (beyond the film's level for a model trained "
+            "on a support film).",
         ),
     ] = None,
     dataset: Annotated[

@@ -78,6 +78,23 @@ class TorchDataset:
         """The epoch whose noise items get (:meth:`set_epoch`)."""
         return int(self._epoch.value)
 
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self.set_epoch(epoch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Workers being started keep the shared epoch; any other copy (pickle, deepcopy)
+        takes its value."""
+        state = self.__dict__.copy()
+        if multiprocessing.context.get_spawning_popen() is None:
+            state["_epoch"] = self.epoch
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["_epoch"], int):
+            state = {**state, "_epoch": multiprocessing.RawValue("Q", state["_epoch"])}
+        self.__dict__.update(state)
+
     def set_epoch(self, epoch: int) -> None:
         """Draw new noise in each epoch: call it from the training loop before the epoch's
         loader is iterated.  It reaches the loader's worker processes, persistent or not."""

@@ -24,6 +24,7 @@ from heteroagg.deploy.microscope_files import (
     square_pixel_nm,
     unit_text,
 )
+from heteroagg.deploy.runtime import single_channel
 
 #: Pixels along each edge that ``black_level="border"`` takes for vacuum.
 BORDER_PIXELS = 4
@@ -154,22 +155,6 @@ def _raster(path: Path) -> np.ndarray:
         shapes = sorted({f.shape for f in frames})
         raise ValueError(f"{path} holds pages of different shapes {shapes}; give one image size")
     return np.stack(frames) if len(frames) > 1 else frames[0]
-
-
-def _one_channel(path: Path, raw: np.ndarray) -> np.ndarray:
-    """Pixels with channels last reduced to one value each: a single channel is taken
-    as it is, an alpha channel (the last of 2 or 4) is dropped, and colour channels
-    that agree everywhere (a grey image stored as colour) are read as that grey; other
-    colour is refused.  No image is 4 pixels wide or less, so a last axis that short
-    holds channels in every format."""
-    if raw.ndim < 3 or raw.shape[-1] > 4:
-        return raw
-    if raw.shape[-1] == 1:
-        return raw[..., 0]
-    colour = raw[..., :-1] if raw.shape[-1] in (2, 4) else raw
-    if not np.all(colour == colour[..., :1]):
-        raise ValueError(f"{path} is a colour image; HAADF images have one channel")
-    return colour[..., 0]
 
 
 def _imagej_pixel_size_nm(path: Path) -> float | None:
@@ -411,7 +396,7 @@ def read_images(
         raise
     except Exception as err:  # a damaged file: every reader fails its own way
         raise ValueError(f"{path} could not be read as a {suffix} file: {err!r}") from err
-    raw = _one_channel(path, raw)
+    raw = single_channel(raw, str(path))
     if raw.ndim not in (2, 3) or raw.dtype.kind not in "uif":
         raise ValueError(f"{path}: expected a 2D image or a 3D stack of numbers, got {raw.shape}")
     images = _fractions_of_beam(path, raw, intensity_scale, black_level, float(vacuum_level))

@@ -81,6 +81,31 @@ def vacuum_level(imaging: Mapping[str, Any]) -> float:
     return float(default_lut("C")(support, extrapolate=True))
 
 
+def single_channel(raw: np.ndarray, what: str = "images") -> np.ndarray:
+    """Pixels with channels last reduced to one value each.
+
+    No image is 4 pixels wide or less, so a last axis that short holds
+    channels: a single channel is taken as it is, an alpha channel (the last
+    of 2 or 4) is dropped, and colour channels that agree everywhere (a grey
+    image stored as colour) are read as that grey; other colour is refused.
+
+    Parameters
+    ----------
+    raw
+        (H, W), (B, H, W), or either with channels last.
+    what
+        How an error names the images (a file, say).
+    """
+    if raw.ndim < 3 or raw.shape[-1] > 4:
+        return raw
+    if raw.shape[-1] == 1:
+        return raw[..., 0]
+    colour = raw[..., :-1] if raw.shape[-1] in (2, 4) else raw
+    if not np.all(colour == colour[..., :1]):
+        raise ValueError(f"{what} is a colour image; HAADF images have one channel")
+    return colour[..., 0]
+
+
 def fractions_of_beam(images: Any) -> np.ndarray:
     """(B, H, W) float32 images, checked to be fractions of the incident beam.
 
@@ -89,7 +114,8 @@ def fractions_of_beam(images: Any) -> np.ndarray:
     images
         (H, W) or (B, H, W) floats in units of the full beam, finite and at
         most 1: detector counts must be divided by the full beam's value
-        first (:func:`heteroagg.deploy.read_images` does).
+        first (:func:`heteroagg.deploy.read_images` does).  Channels last
+        are reduced to one (:func:`single_channel`).
     """
     raw = np.asarray(images)
     if raw.dtype.kind != "f":
@@ -98,7 +124,7 @@ def fractions_of_beam(images: Any) -> np.ndarray:
             "divide detector counts by the full beam's value first "
             "(heteroagg.deploy.read_images does, given intensity_scale)"
         )
-    x = raw.astype(np.float32)
+    x = single_channel(raw).astype(np.float32)
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or 0 in x.shape:

@@ -395,6 +395,7 @@ def nearest_neighbour_r2(
     scale = features.std(axis=0)
     f = (features - features.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
     _, rows = cKDTree(f[:half]).query(f[half:], k=neighbours)
+    rows = rows.reshape(len(rows), -1)  # (n, k), also for k = 1
     estimate = targets[:half][rows].mean(axis=1)
     return np.array([r2(targets[half:, j], estimate[:, j]) for j in range(targets.shape[1])])
 

@@ -128,7 +128,9 @@ def fractions_of_beam(images: Any) -> np.ndarray:
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or 0 in x.shape:
-        raise ValueError(f"expected images of shape (H, W) or (B, H, W), got {np.shape(images)}")
+        raise ValueError(
+            f"expected one or more images of shape (H, W) or (B, H, W), got {np.shape(images)}"
+        )
     if not np.all(np.isfinite(x)):
         raise ValueError("images contain NaN or infinite values")
     if x.max() > 1.0:

@@ -324,7 +324,7 @@ def calibrate(
         Path | None, typer.Option(help="Save I(t) and R(t) of the LUTs (.png, .pdf, .svg).")
     ] = None,
 ) -> None:
-    """Compute HAADF thickness LUTs by multislice (regenerates the shipped ones).
+    """Compute HAADF thickness LUTs by multislice (the shipped ones again, into --out).
 
     With no options this recomputes the LUTs that ship with heteroagg.  Each
     finished orientation is checkpointed under OUT, so an interrupted run
@@ -653,7 +653,12 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="Run folder from heteroagg train.")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model", help="Run folder from heteroagg train, or an .onnx model from export-onnx."
+        ),
+    ],
     data: Annotated[Path, typer.Option("--data", help="Held-out test dataset folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder to write.")],
     twins: Annotated[int, typer.Option(help="K: twins per image (and true-θ samples).")] = 8,

@@ -214,7 +214,7 @@ def test_overlap_rule_drops_atoms_of_later_spheres(pair):
 
 def test_to_atoms_is_deterministic(pair):
     a = heteroagg.to_atoms(pair, 123, random_offset=True, threads=np.int64(1), vacuum=np.int64(5))
-    b = heteroagg.to_atoms(pair, 123, random_offset=True, threads=2)
+    b = heteroagg.to_atoms(pair, 123, random_offset=True, threads=2**40)  # more than cores
     c = heteroagg.to_atoms(pair, 124, random_offset=True)
     np.testing.assert_array_equal(a.positions, b.positions)
     np.testing.assert_array_equal(a.numbers, b.numbers)

@@ -91,6 +91,7 @@ def test_normalize_round_trip(draws):
         ({"frac_w": {"prior": "gaussian", "low": 0, "high": 1}}, "prior must be one of"),
         ({"frac_w": {"prior": "uniform", "low": 0.5, "high": 0.1}}, "low < high"),
         ({"radius_ti": {"prior": "log-uniform", "low": 0.0, "high": 2.0}}, "low > 0"),
+        ({"prefactor": {"prior": "log-uniform", "low": 5e-324, "high": 10.0}}, "spans more"),
         ({"frac_w": {"prior": "uniform", "low": 0.1}}, "missing 'high'"),
         ({"n_particles": {"prior": "uniform", "low": 2.5, "high": 9}}, "integers"),
         ({"frac_w": {"prior": "uniform", "low": 0.1, "high": 1.5}}, "prior of frac_w leaves"),
@@ -175,6 +176,12 @@ def test_bad_configs_are_refused(tmp_path):
         ImagingConfig(shape=(256,))
     with pytest.raises(ValueError, match="dose"):
         ImagingConfig(dose=Prior("uniform", -5.0, 10.0))
+    # doses the renderer refuses (shot noise of 1e20 e/Å² stopped generation with numpy's
+    # words), and doses that leave a pixel no electrons
+    with pytest.raises(ValueError, match="doses must stay within"):
+        ImagingConfig(dose=Prior("log-uniform", 1e3, 1e20))
+    with pytest.raises(ValueError, match="fewer than 1e-300 electrons"):
+        ImagingConfig(dose=Prior("uniform", 1e-310, 1e3), pixel_size=0.001)
     with pytest.raises(ValueError, match="pixel_size"):
         ImagingConfig.from_config({"pixel_size": -1.0})
 

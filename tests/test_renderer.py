@@ -196,6 +196,24 @@ def test_probe_kernel_is_the_probe_intensity():
     assert probe_kernel(Probe(defocus=500.0), 2.0).shape == (3, 3)
 
 
+def test_probe_kernel_holds_its_share_of_any_aberrated_probe():
+    from heteroagg.stem.renderer import PROBE_FRACTION, _binned_probe
+
+    # one probe, its defocus given either way, gives one kernel
+    by_defocus = probe_kernel(Probe(defocus=2000.0), 0.1)
+    np.testing.assert_array_equal(probe_kernel(Probe(aberrations={"C10": -2000.0}), 0.1),
+                                  by_defocus)  # fmt: skip
+    # against the same probe binned on a window far wider than it spreads, the kernel holds
+    # its share (to the 0.2 % that its own window's sampling of the aberrations costs)
+    for probe in (Probe(cs=2e6), Probe(aberrations={"C12": 300.0, "phi12": 0.4})):
+        kernel = probe_kernel(probe, 0.1)
+        wide = _binned_probe(probe, 1.0, 11, 201)
+        c, r = 100, kernel.shape[0] // 2
+        assert wide[c - r : c + r + 1, c - r : c + r + 1].sum() > PROBE_FRACTION - 2e-3, probe
+    with pytest.raises(ValueError, match="aberrations are too large"):
+        probe_kernel(Probe(cs=1e12), 0.01)
+
+
 @pytest.mark.parametrize("pixel_nm", [0.05, 0.1])
 def test_probe_kernel_integrates_the_airy_disc_over_pixels(pixel_nm):
     # an aberration-free probe is the Airy pattern pi k^2 (2 J1(v) / v)^2, v = 2 pi k r,
@@ -304,6 +322,8 @@ def test_field_of_view_and_lut_range():
         (dict(support="5"), "support must be"),
         (dict(support=True), "support must be"),
         (dict(luts={"TiO2": LUTS["WO3"], "WO3": LUTS["TiO2"]}), "holds the WO3 LUT"),
+        (dict(dose=1e-320, pixel_size=1e-3), "fewer than 1e-300 electrons"),  # 0/0 before
+        (dict(support=1e6, pixel_size=1e6), "atoms in a pixel's column"),  # an overflow
     ],
 )
 def test_bad_input_is_refused(kw, message):
@@ -344,7 +364,7 @@ def test_batch_equals_single_renders_on_any_thread_count():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FieldOfViewWarning)
         one, rot1, clipped = renderer.batch(aggs, seeds, threads=1)
-        two, rot2, _ = renderer.batch(aggs, seeds, threads=2)
+        two, rot2, _ = renderer.batch(aggs, seeds, threads=2**40)  # more than images
         singles = [renderer(a, s) for a, s in zip(aggs, seeds, strict=True)]
     np.testing.assert_array_equal(one, two)
     np.testing.assert_array_equal(rot1, rot2)

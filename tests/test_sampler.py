@@ -111,9 +111,10 @@ def test_batch_equals_single_calls_for_any_thread_count():
     one = heteroagg.sample_aggregates(params, seeds=77, threads=1)
     two = heteroagg.sample_aggregates(params, seeds=77, threads=2)
     many = heteroagg.sample_aggregates(params, seeds=77, threads=np.int64(5))
+    more_than_items = heteroagg.sample_aggregates(params, seeds=77, threads=2**40)
     for i, p in enumerate(params):
         single = heteroagg.sample_aggregate(p, heteroagg.derive_seed(77, i))
-        for batch in (one, two, many):
+        for batch in (one, two, many, more_than_items):
             np.testing.assert_array_equal(batch[i].centers, single.centers)
             np.testing.assert_array_equal(batch[i].materials, single.materials)
         assert one[i].params is p
@@ -212,8 +213,17 @@ def test_large_hierarchical_aggregates_meet_the_law_on_the_first_attempt():
         assert radius_of_gyration(agg.centers, agg.radii) == pytest.approx(target, rel=0.05)
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
-def test_a_signal_stops_long_sampling(batch):
+# sequential growth at D_f 2.5: tens of seconds for 40 000 particles; a wide radius law
+# takes seconds to fail even with few particles
+LONG = ModelParams(n_particles=40000, fractal_dim=2.5)
+WIDE = ModelParams(n_particles=2500, sigma_g=3.0)
+
+
+@pytest.mark.parametrize(
+    ("batch", "params"), [(False, LONG), (True, LONG), (False, WIDE)],
+    ids=["single", "batch", "single-few-wide-radii"],
+)  # fmt: skip
+def test_a_signal_stops_long_sampling(batch, params):
     import os
     import signal
     import threading
@@ -224,8 +234,6 @@ def test_a_signal_stops_long_sampling(batch):
     def stop(signum, frame):
         raise Stopped
 
-    # sequential growth at D_f 2.5: tens of seconds for 40 000 particles
-    params = ModelParams(n_particles=40000, fractal_dim=2.5)
     previous = signal.signal(signal.SIGINT, stop)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     try:

@@ -43,9 +43,11 @@ py::tuple aggregate_arrays(aggregate&& agg) {
 using f64_array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using u8_array = bindings::exact_integers<std::uint8_t>;
 
-// Aggregates of more particles are sampled where Ctrl-C can stop them; smaller
-// ones take at most about a second and skip the worker thread.
-constexpr int interruptible_particles = 4096;
+// Aggregates of more particles are sampled on a worker thread, where Ctrl-C can
+// stop them: with a wide radius law a few thousand particles take a minute to
+// fail.  Smaller ones took at most 0.1 s over radius spreads up to 3 and every
+// fractal dimension, and skip the thread (30 us a call).
+constexpr int interruptible_particles = 256;
 
 // Field names of descriptor_values(), in order.
 constexpr const char* descriptor_fields[] = {
@@ -122,7 +124,7 @@ PYBIND11_MODULE(_core, m) {
       "sample_aggregate",
       [](const model_params& params, std::uint64_t seed, const sampler_options& options) {
         aggregate agg;
-        if (params.n_particles <= interruptible_particles) {  // a second at most: no thread
+        if (params.n_particles <= interruptible_particles) {  // a tenth of a second at most
           py::gil_scoped_release release;
           agg = sample_aggregate(params, seed, options);
         } else {

@@ -412,7 +412,10 @@ def sample_aggregates(
         for start in range(0, len(seed_list), _CHUNK):
             stop = min(start + _CHUNK, len(seed_list))
             results = _core.sample_aggregates(
-                core_params[start:stop], seed_list[start:stop], int(threads or 0), opts
+                core_params[start:stop],
+                seed_list[start:stop],
+                min(int(threads or 0), stop - start),
+                opts,  # no more threads than items
             )
             for k, item in enumerate(results, start=start):
                 if isinstance(item[0], str):

@@ -243,7 +243,7 @@ def to_atoms(
         bool(rotation),
         bool(random_offset),
         bool(drop_overlaps),
-        int(threads or 0),
+        min(int(threads or 0), 2**31 - 1),  # more than any machine has
     )
     lower = (centres - radii[:, None]).min(axis=0)
     upper = (centres + radii[:, None]).max(axis=0)

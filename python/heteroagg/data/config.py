@@ -86,6 +86,7 @@ class ImagingConfig:
             raise ValueError(f"imaging.shape must be [H, W] positive integers, got {self.shape!r}")
         if not isinstance(self.dose, Prior) or self.dose.low <= 0:
             raise ValueError("imaging.dose must be a prior over doses > 0 e/Å²")
+        self._check_dose_range()
         if self.rotation not in ROTATION_POLICIES:
             raise ValueError(f"imaging.rotation must be one of {ROTATION_POLICIES}")
         if not _number(self.support) >= 0:
@@ -99,6 +100,24 @@ class ImagingConfig:
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "detector", tuple(float(v) for v in detector))
         object.__setattr__(self, "shape", shape)
+
+    def _check_dose_range(self) -> None:
+        """Refuse doses the renderer refuses: above MAX_DOSE, or giving a pixel more
+        electrons than a count holds or fewer than underflow to nothing."""
+        from heteroagg.stem.renderer import MAX_DOSE, MAX_PIXEL_ELECTRONS, MIN_PIXEL_ELECTRONS
+
+        area = (10.0 * float(self.pixel_size)) ** 2  # Å² of a pixel
+        low, high = float(self.dose.low), float(self.dose.high)
+        if high > MAX_DOSE or high * area > MAX_PIXEL_ELECTRONS:
+            raise ValueError(
+                f"imaging.dose reaches {high:g} e/Å², {high * area:.3g} electrons per pixel: "
+                f"doses must stay within {MAX_DOSE:g} e/Å² and {MAX_PIXEL_ELECTRONS:g} per pixel"
+            )
+        if not low * area >= MIN_PIXEL_ELECTRONS:
+            raise ValueError(
+                f"imaging.dose from {low:g} e/Å² gives a pixel fewer than "
+                f"{MIN_PIXEL_ELECTRONS:g} electrons"
+            )
 
     def check_optics(self) -> None:
         """Raise unless ``energy``, ``semiangle`` and ``detector`` are the optics of

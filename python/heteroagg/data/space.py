@@ -49,6 +49,11 @@ class Prior:
             raise ValueError(f"need low < high, got [{self.low}, {self.high}]")
         if self.kind == "log-uniform" and self.low <= 0:
             raise ValueError(f"a log-uniform prior needs low > 0, got {self.low}")
+        if self.kind == "log-uniform" and not math.isfinite(self.high / self.low):
+            raise ValueError(
+                f"a log-uniform prior from {self.low:g} to {self.high:g} spans more than a "
+                "float can hold; raise low"
+            )
 
     def to_config(self) -> Any:
         """The TOML value :meth:`from_config` reads back."""

@@ -41,6 +41,7 @@ from heteroagg.materials import MATERIAL_NAMES, TIO2, WO3
 from heteroagg.rng import check_uint64
 from heteroagg.stem.lut import HaadfLUT, default_lut
 from heteroagg.stem.probe import Probe
+from heteroagg.structures import AMORPHOUS_CARBON_DENSITY
 
 if TYPE_CHECKING:
     from heteroagg.aggregate import Aggregate
@@ -53,12 +54,20 @@ MIN_PIXEL_SIZE = 1e-3
 
 #: Most electrons a pixel's mean count may reach (its count is a 64-bit integer).
 MAX_PIXEL_ELECTRONS = 1e18
+#: Fewest electrons per pixel of a dose that draws shot noise: fewer underflow to 0.
+MIN_PIXEL_ELECTRONS = 1e-300
+#: Atoms per nm³ of the amorphous-carbon support film (its mass density over carbon's).
+SUPPORT_ATOMS_PER_NM3 = AMORPHOUS_CARBON_DENSITY / 12.011 * 6.02214076e23 * 1e-21
 
 #: Largest detector gain, black level, read noise and scan jitter: images stay within float32.
 MAX_DETECTOR_VALUE = 1e30
 
 #: Finest sampling (Å) of the probe before it is binned onto pixels.
 PROBE_SAMPLING = 0.1
+#: Times the probe kernel's window doubles when the probe does not fit in it, while its
+#: fine grid stays within PROBE_MAX_POINTS per side.
+PROBE_WINDOW_GROWTHS = 4
+PROBE_MAX_POINTS = 8192
 #: Highest dose (e/Å²) the renderer draws shot noise for; far above any real one (a
 #: pixel's count, dose times pixel area, is bounded by MAX_PIXEL_ELECTRONS as well).
 MAX_DOSE = 1e12
@@ -158,12 +167,38 @@ def probe_kernel(
     pixel = pixel_size * 10.0  # Å
     sub = max(1, math.ceil(pixel / PROBE_SAMPLING))
     sub += (sub + 1) % 2  # odd: bins are symmetric about the probe centre
-    spread = 4.0 * abs(probe.defocus) * probe.semiangle * 1e-3 + 6.0 * probe.source_size
+    # how far rays at the aperture's edge stray: each aberration C_nm displaces them by
+    # at most C_nm alpha^n (1 + m / (n + 1)); the window holds four times that
+    alpha = probe.semiangle * 1e-3
+    stray = sum(abs(c) * alpha**n * (1 + m / (n + 1)) for n, m, c, _ in probe.polar_coefficients())
+    spread = 4.0 * stray + 6.0 * probe.source_size
     if pixel >= 48.0 + spread:
         # the probe as modelled (48 Å and its spread) lies within one pixel; the fine
         # grid would only grow with the square of the pixel to say so
         return np.ones((1, 1), np.float32)
     pixels = 2 * math.ceil(max(48.0 + spread, 4 * pixel) / pixel / 2) + 1  # odd
+    for growth in range(PROBE_WINDOW_GROWTHS + 1):
+        n = pixels * sub
+        if (growth and n > PROBE_MAX_POINTS) or n * n > 2**31:  # 2**31: the core's largest grid
+            break
+        binned = _binned_probe(probe, pixel, sub, pixels)
+        c = pixels // 2
+        for r in range(c + 1):
+            block = binned[c - r : c + r + 1, c - r : c + r + 1]
+            if block.sum() >= fraction * (1 - 1e-12):
+                break
+        # a probe that needs its whole window may have wrapped its tails in: a wider one
+        if r < c or fraction == 1.0:
+            return (block / block.sum()).astype(np.float32)
+        pixels = 2 * pixels + 1
+    raise ValueError(
+        f"the probe spreads beyond {pixels // 2} pixels of {pixel_size:g} nm: its aberrations "
+        "are too large for the renderer's blur"
+    )
+
+
+def _binned_probe(probe: Probe, pixel: float, sub: int, pixels: int) -> np.ndarray:
+    """(pixels, pixels) probe intensity over pixels of ``pixel`` Å, summing to 1, centred."""
     n = pixels * sub
     d = pixel / sub
     psi = np.fft.ifft2(probe.reciprocal((n, n), (d, d)))
@@ -184,13 +219,7 @@ def probe_kernel(
     # centre the probe on the middle fine point, then read every pixel's centre
     intensity = np.roll(intensity, (n // 2, n // 2), axis=(0, 1))
     binned = intensity[sub // 2 :: sub, sub // 2 :: sub].copy()
-    binned /= binned.sum()
-    c = pixels // 2
-    for r in range(c + 1):
-        block = binned[c - r : c + r + 1, c - r : c + r + 1]
-        if block.sum() >= fraction * (1 - 1e-12) or r == c:
-            return (block / block.sum()).astype(np.float32)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return binned / binned.sum()
 
 
 def _table(lut: HaadfLUT) -> tuple[float, np.ndarray, np.ndarray]:
@@ -292,6 +321,11 @@ class HaadfRenderer:
                 f"{dose * (10.0 * pixel_size) ** 2:.3g} electrons per pixel, beyond the "
                 f"{MAX_PIXEL_ELECTRONS:g} a pixel's count holds"
             )
+        if dose and not dose * (10.0 * pixel_size) ** 2 >= MIN_PIXEL_ELECTRONS:
+            raise ValueError(
+                f"a dose of {dose:g} e/Å² on pixels of {pixel_size:g} nm gives a pixel "
+                f"fewer than {MIN_PIXEL_ELECTRONS:g} electrons; give 0 or None for no shot noise"
+            )
         # beyond these the image's float32 values would overflow
         for name, value, low in (("scan_jitter", scan_jitter, 0.0), ("read_noise", read_noise, 0.0),
                                  ("gain", gain, -MAX_DETECTOR_VALUE),
@@ -304,6 +338,12 @@ class HaadfRenderer:
             is_real(support) and math.isfinite(support) and support >= 0
         ):
             raise ValueError(f"support must be None or a film thickness >= 0 nm, got {support!r}")
+        film_atoms = (support or 0.0) * pixel_size**2 * SUPPORT_ATOMS_PER_NM3
+        if film_atoms > MAX_PIXEL_ELECTRONS:  # counts beyond it overflow their integers
+            raise ValueError(
+                f"a {support:g} nm film on pixels of {pixel_size:g} nm puts {film_atoms:.3g} "
+                f"atoms in a pixel's column, beyond the {MAX_PIXEL_ELECTRONS:g} a count holds"
+            )
 
         self.luts = self._material_luts(luts)
         reference = _optics(self.luts[0])
@@ -333,8 +373,6 @@ class HaadfRenderer:
                     f"probe must be a Probe, 'lut' or None, got {type(probe).__name__}"
                 )
             kernel = _cached_kernel(probe, pixel_size, probe_fraction)
-        from heteroagg.structures import AMORPHOUS_CARBON_DENSITY
-
         self.pixel_size = float(pixel_size)
         self.shape = (int(shape[0]), int(shape[1]))
         self.probe = probe
@@ -348,7 +386,7 @@ class HaadfRenderer:
             orientation_spread=bool(orientation_spread),
             support_nm=float(support or 0.0),
             support=support_table,
-            support_atoms_per_nm3=AMORPHOUS_CARBON_DENSITY / 12.011 * 6.02214076e23 * 1e-21,
+            support_atoms_per_nm3=SUPPORT_ATOMS_PER_NM3,
             kernel=kernel,
             scan_jitter_px=float(scan_jitter),
             dose=float(dose or 0.0),
@@ -508,6 +546,7 @@ class HaadfRenderer:
             raise ValueError(f"got {len(aggs)} aggregates but {len(seeds)} seeds")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(f"threads must be an int >= 0, got {threads!r}")
+        threads = min(threads, max(len(aggs), 1))  # no more threads than images
         arrays = [self._arrays(agg) for agg in aggs]
         shape = (len(aggs), *self.shape)
         if self.device == "cuda" and hasattr(out, "__cuda_array_interface__"):

@@ -998,8 +998,8 @@ class _FileRead:
 
         Its borders' level is compared with what the model's training images read
         around the particles (:attr:`~heteroagg.deploy.Predictor.vacuum_level`), and
-        their noise is scaled to the model's pixel: coarser model pixels average
-        (pixel / model pixel)² of the file's, which divides the noise by that ratio.
+        their noise is scaled to the model's pixel: a coarser model pixel averages
+        (model pixel / file pixel)² of the file's, which divides the noise by that ratio.
         """
         from heteroagg.deploy.images import BORDER_PIXELS, border_level, border_noise
 

@@ -5,9 +5,7 @@ Particles carry a ``uint8`` material code: ``0`` is TiO2 and ``1`` is WO3.
 
 from __future__ import annotations
 
-import numbers
-
-import numpy as np
+from heteroagg._numbers import is_count
 
 TIO2: int = 0
 WO3: int = 1
@@ -29,7 +27,7 @@ def material_code(name: str | int) -> int:
     ValueError
         If the name or code is unknown.
     """
-    if isinstance(name, numbers.Integral) and not isinstance(name, (bool, np.bool_)):
+    if is_count(name):
         if name in (TIO2, WO3):
             return int(name)
         raise ValueError(f"material code must be 0 (TiO2) or 1 (WO3), got {name}")

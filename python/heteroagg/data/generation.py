@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from heteroagg._atomic import write_text_atomic
+from heteroagg._numbers import is_count
 from heteroagg.data.config import DatasetConfig
 
 #: Version of the on-disk layout.
@@ -345,9 +346,7 @@ def generate(
     seed = check_uint64("seed", seed)
     backend = "cpu" if scheduler is not None and device == "auto" else resolve_device(device)
     for name, value, low in (("n", n, 1), ("workers", workers, 1), ("shard_size", shard_size, 1)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if value < low:
+        if not is_count(value) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     n, workers, shard_size = int(n), int(workers), int(shard_size)
     if on_failure not in ("skip", "redraw"):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from heteroagg._numbers import is_real
+from heteroagg._numbers import is_count, is_real
 from heteroagg.data.generation import DESCRIPTOR_NAMES
 from heteroagg.rng import check_uint64
 
@@ -34,14 +34,6 @@ def map_block(space_to_depth: int, stages: int) -> int:
     return space_to_depth * (2 if stages > 1 else 1)
 
 
-def _integer(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _number(value: Any) -> bool:
-    return is_real(value)
-
-
 def _plain(value: Any) -> Any:
     """numpy scalars (and tuples of them) as Python's, which run.json can hold."""
     if isinstance(value, tuple):
@@ -51,13 +43,13 @@ def _plain(value: Any) -> Any:
 
 #: What each annotated type of a :class:`TrainConfig` field accepts, and how to say it.
 _FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "int": (_integer, "an integer"),
-    "float": (_number, "a number"),
-    "float | None": (lambda v: v is None or _number(v), "a number"),
+    "int": (is_count, "an integer"),
+    "float": (is_real, "a number"),
+    "float | None": (lambda v: v is None or is_real(v), "a number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "tuple[int, ...]": (
-        lambda v: isinstance(v, tuple) and all(map(_integer, v)),
+        lambda v: isinstance(v, tuple) and all(map(is_count, v)),
         "a list of integers",
     ),
     "tuple[str, ...]": (

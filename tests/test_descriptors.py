@@ -202,6 +202,24 @@ def test_rod_shape_descriptors():
     assert d.radius_of_gyration**2 == pytest.approx(np.var(2.0 * np.arange(n)) + 0.6)
 
 
+def test_gyration_eigenvalues_of_any_axis_symmetric_aggregate_are_equal_pairs():
+    # a dimer along any axis has two equal eigenvalues: acylindricity 0 to rounding, and
+    # the three agree with numpy's solver (the closed form of the cubic kept 1e-8)
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        axis = rng.standard_normal(3)
+        axis /= np.linalg.norm(axis)
+        radius = rng.uniform(0.5, 8.0)
+        agg = Aggregate(np.array([-axis, axis]) * radius + rng.uniform(-50, 50, 3),
+                        [radius, radius], [0, 1])  # fmt: skip
+        d = agg.descriptors()
+        ev = np.asarray(d.gyration_eigenvalues)
+        assert d.acylindricity <= 1e-13 * ev[2]
+        x = agg.centers - agg.centers.mean(axis=0)
+        tensor = x.T @ x / 2 + 0.2 * radius**2 * np.eye(3)  # a sphere: r²/5 per axis
+        np.testing.assert_allclose(ev, np.linalg.eigvalsh(tensor), rtol=1e-12)
+
+
 def test_hetero_counts_on_a_known_graph():
     # Ti - W - Ti - Ti in a line: 3 contacts, 2 hetero
     agg = Aggregate(np.c_[2.0 * np.arange(4), np.zeros(4), np.zeros(4)], np.ones(4), [0, 1, 0, 0])

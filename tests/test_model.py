@@ -27,6 +27,8 @@ BAD_VALUES = [
     ("segregation", 1.5, r"segregation.*\[0, 1\]"),
     ("overlap", 0.5, r"overlap.*\[0, 0.5\)"),
     ("overlap", "0.1", "overlap"),
+    ("frac_w", 10**400, "frac_w must be a finite number"),  # no float holds it
+    ("n_particles", 10**400, "n_particles"),
 ]
 
 

@@ -171,24 +171,39 @@ std::vector<std::uint32_t> find_contacts(const double* centers, const double* ra
 
 std::array<double, 3> symmetric_eigenvalues(double a00, double a01, double a02, double a11,
                                             double a12, double a22) {
-  // Trigonometric solution of the characteristic cubic (Smith, CACM 1961).
-  const double off = a01 * a01 + a02 * a02 + a12 * a12;
-  const double q = (a00 + a11 + a22) / 3.0;
-  if (off <= 1e-300) {
-    std::array<double, 3> d{a00, a11, a22};
-    std::sort(d.begin(), d.end());
-    return d;
+  // Cyclic Jacobi rotations: accurate to rounding also where eigenvalues coincide
+  // (a dimer's two equal ones), where the closed form of the characteristic cubic
+  // keeps only half the digits.
+  double a[3][3] = {{a00, a01, a02}, {a01, a11, a12}, {a02, a12, a22}};
+  for (int sweep = 0; sweep < 16; ++sweep) {
+    const double off = a[0][1] * a[0][1] + a[0][2] * a[0][2] + a[1][2] * a[1][2];
+    const double diagonal = a[0][0] * a[0][0] + a[1][1] * a[1][1] + a[2][2] * a[2][2];
+    if (off <= 1e-36 * diagonal || off <= 1e-300) break;
+    for (int p = 0; p < 2; ++p)
+      for (int q = p + 1; q < 3; ++q) {
+        const double apq = a[p][q];
+        if (apq == 0.0) continue;
+        const double theta = (a[q][q] - a[p][p]) / (2.0 * apq);
+        // the smaller root of t^2 + 2 theta t - 1 = 0, without overflow for large theta
+        const double t = std::fabs(theta) > 1e150
+                             ? 0.5 / theta
+                             : std::copysign(1.0, theta) / (std::fabs(theta) + std::sqrt(theta * theta + 1.0));
+        const double c = 1.0 / std::sqrt(t * t + 1.0), s = t * c;
+        for (int k = 0; k < 3; ++k) {
+          const double kp = a[k][p], kq = a[k][q];
+          a[k][p] = c * kp - s * kq;
+          a[k][q] = s * kp + c * kq;
+        }
+        for (int k = 0; k < 3; ++k) {
+          const double pk = a[p][k], qk = a[q][k];
+          a[p][k] = c * pk - s * qk;
+          a[q][k] = s * pk + c * qk;
+        }
+      }
   }
-  const double b00 = a00 - q, b11 = a11 - q, b22 = a22 - q;
-  const double p = std::sqrt((b00 * b00 + b11 * b11 + b22 * b22 + 2.0 * off) / 6.0);
-  const double det = b00 * (b11 * b22 - a12 * a12) - a01 * (a01 * b22 - a12 * a02) +
-                     a02 * (a01 * a12 - b11 * a02);
-  const double r = std::clamp(det / (2.0 * p * p * p), -1.0, 1.0);
-  const double phi = std::acos(r) / 3.0;
-  const double l3 = q + 2.0 * p * std::cos(phi);
-  const double l1 = q + 2.0 * p * std::cos(phi + 2.0943951023931957);
-  const double l2 = 3.0 * q - l1 - l3;
-  return {l1, l2, l3};
+  std::array<double, 3> d{a[0][0], a[1][1], a[2][2]};
+  std::sort(d.begin(), d.end());
+  return d;
 }
 
 descriptor_result compute_descriptors(const double* centers, const double* radii,

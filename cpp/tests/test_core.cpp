@@ -251,6 +251,19 @@ void test_eigenvalues() {
   const auto ev = heteroagg::symmetric_eigenvalues(2, 1, 0, 2, 0, 5);
   check(std::fabs(ev[0] - 1) < 1e-12 && std::fabs(ev[1] - 3) < 1e-12 && std::fabs(ev[2] - 5) < 1e-12,
         "eigenvalues of a known symmetric matrix");
+  // two equal eigenvalues, turned off the axes: they stay equal to rounding (the closed
+  // form of the cubic kept about 1e-8)
+  const double c = std::cos(0.7), s = std::sin(0.7), u = std::cos(0.3), v = std::sin(0.3);
+  const double r[3][3] = {{c * u, -s, c * v}, {s * u, c, s * v}, {-v, 0.0, u}};
+  const double diag[3] = {7.0361872, 7.0361872, 0.25};
+  double m[3][3] = {};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 3; ++k) m[i][j] += r[i][k] * diag[k] * r[j][k];
+  const auto equal = heteroagg::symmetric_eigenvalues(m[0][0], m[0][1], m[0][2], m[1][1], m[1][2], m[2][2]);
+  check(std::fabs(equal[0] - 0.25) < 1e-14 && std::fabs(equal[1] - 7.0361872) < 1e-14 &&
+            std::fabs(equal[2] - 7.0361872) < 1e-14,
+        "equal eigenvalues stay equal to rounding");
 }
 
 }  // namespace

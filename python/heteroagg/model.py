@@ -90,7 +90,10 @@ class ModelParams:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"{f.name} must be a real number, got {value!r}")
-            object.__setattr__(self, f.name, float(value))
+            try:
+                object.__setattr__(self, f.name, float(value))
+            except OverflowError:  # an integer beyond any float: out of every range
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}") from None
         _core.validate(self._to_core())
 
     def _to_core(self) -> Any:

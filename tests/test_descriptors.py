@@ -99,6 +99,21 @@ AGGREGATES = [
             np.arange(63) % 2,
         ),
     ),
+    # radii over several orders: spheres 3, 9 and 27 times the rest, kept out of the grid
+    (
+        "giants",
+        Aggregate(
+            np.random.default_rng(8).uniform(0, 30, (900, 3)),
+            np.where(
+                np.arange(900) % 100 == 0,
+                27.0,
+                np.where(
+                    np.arange(900) % 20 == 0, 9.0, np.where(np.arange(900) % 7 == 0, 3.0, 1.0)
+                ),
+            ),
+            np.arange(900) % 2,
+        ),
+    ),
     (
         "lattice",
         Aggregate(
@@ -134,7 +149,7 @@ def test_random_sets_match_brute_force(seed):
     n = int(g.integers(2, 1500))
     agg = Aggregate(
         g.uniform(-1, 1, (n, 3)) * g.uniform(1, 40, 3) + g.uniform(-1e3, 1e3, 3),
-        g.lognormal(0.0, g.uniform(0, 0.6), n),
+        g.lognormal(0.0, g.uniform(0, 1.2), n),
         g.integers(0, 2, n),
     )
     tol = float(g.choice([0.0, 1e-3, 0.1]))

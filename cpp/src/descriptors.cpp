@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <numeric>
@@ -98,13 +99,20 @@ struct float_particles {
   }
 };
 
-// Contacts d_ij <= (r_i + r_j) scale as pairs (i, j), i < j, stored flat.
+bool touching(const double* centers, const double* radii, std::uint32_t i, std::uint32_t j, double scale) {
+  const double dx = centers[3 * i] - centers[3 * j], dy = centers[3 * i + 1] - centers[3 * j + 1],
+               dz = centers[3 * i + 2] - centers[3 * j + 2];
+  const double reach = (radii[i] + radii[j]) * scale;
+  return dx * dx + dy * dy + dz * dz <= reach * reach;
+}
+
+// Contacts d_ij <= (r_i + r_j) scale as pairs (i, j), i < j, stored flat,
+// given `grid`, a column_grid of the n centres at least 2 r_max scale wide.
 // Pass 1 screens every point against its grid runs in single precision and
 // records the blocks with hits; pass 2 settles each hit, in double
 // precision only when the single-precision tests cannot.
-std::vector<std::uint32_t> find_contacts(const double* centers, const double* radii, std::size_t n,
-                                         double scale, double r_max, const std::array<vec3, 2>& box) {
-  const column_grid grid(centers, n, 2.0 * r_max * scale, box);
+std::vector<std::uint32_t> find_contacts(const column_grid& grid, const double* centers, const double* radii,
+                                         std::size_t n, double scale, double r_max) {
   const std::uint32_t* order = grid.order();
 
   const vec3 lo = grid.lower(), hi = grid.upper();
@@ -150,13 +158,7 @@ std::vector<std::uint32_t> find_contacts(const double* centers, const double* ra
     for (std::uint32_t hits = flagged[f].hits; hits; hits &= hits - 1u) {
       const std::uint32_t l = flagged[f].b + lowest_bit(hits);
       const std::uint32_t j = order[l];
-      bool touch = fp.surely_touch(k, l);
-      if (!touch) {
-        const double dx = centers[3 * i] - centers[3 * j], dy = centers[3 * i + 1] - centers[3 * j + 1],
-                     dz = centers[3 * i + 2] - centers[3 * j + 2];
-        const double reach = (radii[i] + radii[j]) * scale;
-        touch = dx * dx + dy * dy + dz * dz <= reach * reach;
-      }
+      const bool touch = fp.surely_touch(k, l) || touching(centers, radii, i, j, scale);
       if (2 * n_pairs == pairs.size()) pairs.resize(4 * n_pairs);
       pairs[2 * n_pairs] = std::min(i, j);
       pairs[2 * n_pairs + 1] = std::max(i, j);
@@ -167,6 +169,97 @@ std::vector<std::uint32_t> find_contacts(const double* centers, const double* ra
   return pairs;
 }
 
+// Spheres more than twice the 90th percentile of the radii are giants,
+// kept out of the grid, whose cells would otherwise all grow to their size
+// (one such sphere among 80 000 made the search 50 times slower).  Sets
+// smaller than min_split are not split.
+constexpr std::size_t min_split = 64;
+
+// Binary exponent of a positive finite double (0 for subnormals).
+int exponent_bits(double x) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return static_cast<int>(bits >> 52);
+}
+
+// The radius above which spheres are giants: from a histogram of binary
+// exponents, the top of the octave that holds the 90th percentile q, doubled
+// (between 2q and 4q); infinity when no sphere exceeds it.  No more than a
+// tenth of the spheres lie above it.
+double giant_threshold(const double* radii, std::size_t n, double r_min, double r_max) {
+  const double none = std::numeric_limits<double>::infinity();
+  if (n < min_split || !(r_max > 2.0 * r_min)) return none;
+  constexpr int octaves = 64;  // below the largest radius; smaller ones share the last
+  const int top = exponent_bits(r_max);
+  std::array<std::uint32_t, octaves> count{};
+  for (std::size_t i = 0; i < n; ++i) ++count[std::min(top - exponent_bits(radii[i]), octaves - 1)];
+  // walk down from the largest radii until more than a tenth lie above
+  std::size_t above = 0;
+  int octave = 0;
+  while (10 * (above + count[octave]) <= n) above += count[octave++];
+  // octave `octave` holds the 90th percentile; it spans [2^(e-1023), 2^(e-1022))
+  const int e = top - octave;
+  const double threshold = std::ldexp(1.0, e - 1021);
+  return r_max > threshold ? threshold : none;
+}
+
+// The n centres and radii of the particles `members`, gathered.
+struct particle_subset {
+  std::vector<double> centers, radii;
+  particle_subset(const double* c, const double* r, const std::vector<std::uint32_t>& members)
+      : centers(3 * members.size()), radii(members.size()) {
+    for (std::size_t k = 0; k < members.size(); ++k) {
+      std::copy(c + 3 * members[k], c + 3 * members[k] + 3, centers.data() + 3 * k);
+      radii[k] = r[members[k]];
+    }
+  }
+};
+
+// Contacts d_ij <= (r_i + r_j) scale of n spheres as pairs (i, j), i < j,
+// stored flat.  Without giants, one grid finds them all.  With giants, the
+// grid of the rest finds the rest's contacts, each giant's contacts with the
+// rest come from the rest's grid cells within its reach, and the giants'
+// among themselves from the same search on the giants alone: each level
+// holds at most a tenth of the spheres of the one above.
+// `box` holds the centres; r_min and r_max are the extreme radii.
+std::vector<std::uint32_t> contact_pairs(const double* centers, const double* radii, std::size_t n,
+                                         double scale, const std::array<vec3, 2>& box, double r_min,
+                                         double r_max) {
+  const double threshold = giant_threshold(radii, n, r_min, r_max);
+  if (threshold == std::numeric_limits<double>::infinity())
+    return find_contacts(column_grid(centers, n, 2.0 * r_max * scale, box), centers, radii, n, scale, r_max);
+  std::vector<std::uint32_t> giants, rest;
+  rest.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) (radii[i] > threshold ? giants : rest).push_back(i);
+
+  const particle_subset small(centers, radii, rest), large(centers, radii, giants);
+  const double r_small = *std::max_element(small.radii.begin(), small.radii.end());
+  const column_grid grid(small.centers.data(), rest.size(), 2.0 * r_small * scale);
+  std::vector<std::uint32_t> pairs =
+      find_contacts(grid, small.centers.data(), small.radii.data(), rest.size(), scale, r_small);
+  for (auto& p : pairs) p = rest[p];  // rest is ascending, so each pair stays ordered
+  const std::uint32_t* order = grid.order();
+  for (const std::uint32_t g : giants) {
+    const vec3 at{centers[3 * g], centers[3 * g + 1], centers[3 * g + 2]};
+    grid.for_each_run_near(at, (radii[g] + r_small) * scale, [&](std::uint32_t first, std::uint32_t last) {
+      for (std::uint32_t k = first; k < last; ++k) {
+        const std::uint32_t j = rest[order[k]];
+        if (touching(centers, radii, g, j, scale)) {
+          pairs.push_back(std::min(g, j));
+          pairs.push_back(std::max(g, j));
+        }
+      }
+    });
+  }
+  const double* large_centers = large.centers.data();
+  const auto [large_min, large_max] = std::minmax_element(large.radii.begin(), large.radii.end());
+  for (const std::uint32_t p : contact_pairs(large_centers, large.radii.data(), giants.size(), scale,
+                                             column_grid::bounds(large_centers, giants.size()), *large_min,
+                                             *large_max))
+    pairs.push_back(giants[p]);
+  return pairs;
+}
+
 }  // namespace
 
 std::array<double, 3> symmetric_eigenvalues(double a00, double a01, double a02, double a11,
@@ -174,7 +267,20 @@ std::array<double, 3> symmetric_eigenvalues(double a00, double a01, double a02, 
   // Cyclic Jacobi rotations: accurate to rounding also where eigenvalues coincide
   // (a dimer's two equal ones), where the closed form of the characteristic cubic
   // keeps only half the digits.
-  double a[3][3] = {{a00, a01, a02}, {a01, a11, a12}, {a02, a12, a22}};
+  // Iterate in units of the largest entry, a power of two (exact), so that
+  // squares neither overflow nor underflow for matrices of any scale.
+  const double largest = std::max({std::fabs(a00), std::fabs(a01), std::fabs(a02), std::fabs(a11),
+                                   std::fabs(a12), std::fabs(a22)});
+  if (largest == 0.0 || !std::isfinite(largest)) {
+    std::array<double, 3> d{a00, a11, a22};
+    std::sort(d.begin(), d.end());
+    return d;
+  }
+  const int unit = std::ilogb(largest);
+  auto scaled = [unit](double x) { return std::scalbn(x, -unit); };
+  double a[3][3] = {{scaled(a00), scaled(a01), scaled(a02)},
+                    {scaled(a01), scaled(a11), scaled(a12)},
+                    {scaled(a02), scaled(a12), scaled(a22)}};
   for (int sweep = 0; sweep < 16; ++sweep) {
     const double off = a[0][1] * a[0][1] + a[0][2] * a[0][2] + a[1][2] * a[1][2];
     const double diagonal = a[0][0] * a[0][0] + a[1][1] * a[1][1] + a[2][2] * a[2][2];
@@ -201,7 +307,7 @@ std::array<double, 3> symmetric_eigenvalues(double a00, double a01, double a02, 
         }
       }
   }
-  std::array<double, 3> d{a[0][0], a[1][1], a[2][2]};
+  std::array<double, 3> d{std::scalbn(a[0][0], unit), std::scalbn(a[1][1], unit), std::scalbn(a[2][2], unit)};
   std::sort(d.begin(), d.end());
   return d;
 }
@@ -213,13 +319,15 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
   if (!(contact_tol >= 0.0) || !std::isfinite(contact_tol))
     throw std::invalid_argument("descriptors: contact_tol must be finite and >= 0");
   // Validation, the largest radius and the bounding box in one pass.
-  double r_max = 0.0, poison = 0.0;  // poison turns NaN on any non-finite coordinate
+  double r_max = 0.0, r_min = std::numeric_limits<double>::infinity();
+  double poison = 0.0;  // turns NaN on any non-finite coordinate
   bool radii_ok = true, materials_ok = true;
   vec3 lo{centers[0], centers[1], centers[2]}, hi = lo;
   for (std::size_t i = 0; i < n; ++i) {
     radii_ok &= radii[i] > 0.0 && radii[i] <= std::numeric_limits<double>::max();
     materials_ok &= materials[i] <= 1;
     r_max = std::max(r_max, radii[i]);
+    r_min = std::min(r_min, radii[i]);
     const vec3 c{centers[3 * i], centers[3 * i + 1], centers[3 * i + 2]};
     poison += c.x * 0.0 + c.y * 0.0 + c.z * 0.0;
     lo = {std::min(lo.x, c.x), std::min(lo.y, c.y), std::min(lo.z, c.z)};
@@ -230,8 +338,11 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
   if (poison != 0.0) throw std::invalid_argument("descriptors: centers must be finite");
   // the contact screen works in single precision relative to the box corner
   constexpr double max_extent = 1e30;
-  if (!(std::max({hi.x - lo.x, hi.y - lo.y, hi.z - lo.z}) + 2.0 * r_max <= max_extent))
+  const double extent = std::max({hi.x - lo.x, hi.y - lo.y, hi.z - lo.z});
+  if (!(extent + 2.0 * r_max <= max_extent))
     throw std::invalid_argument("descriptors: the aggregate spans more than 1e30 (nm)");
+  if (!(extent <= max_extent * 2.0 * r_min))
+    throw std::invalid_argument("descriptors: the aggregate spans more than 1e30 times its smallest sphere's diameter");
 
   descriptor_result out;
   out.n_particles = n;
@@ -239,7 +350,7 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
   out.hcn.assign(n, 0);
   const double scale = 1.0 + contact_tol;
 
-  const std::vector<std::uint32_t> pairs = find_contacts(centers, radii, n, scale, r_max, {lo, hi});
+  const std::vector<std::uint32_t> pairs = contact_pairs(centers, radii, n, scale, {lo, hi}, r_min, r_max);
 
   // Homo contacts join the sets first, giving the homo clusters; the hetero
   // contacts are then added to give the components of the whole graph.
@@ -264,13 +375,16 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
 
   // One pass over the particles: homo-cluster roots, per-material sums, and
   // the volume-weighted moments about the first centre (which keeps the
-  // centring below free of cancellation).
+  // centring below free of cancellation).  Volumes are summed in units of a
+  // power of two near the largest one (exact), so that the moments of
+  // spheres of any size neither underflow nor overflow.
+  const int unit = std::ilogb(r_max);
   const vec3 ref{centers[0], centers[1], centers[2]};
   std::int64_t hcn_ti = 0, hcn_w = 0;
   double volume = 0.0, volume_w = 0.0, self = 0.0;
   double sx = 0, sy = 0, sz = 0, sxx = 0, sxy = 0, sxz = 0, syy = 0, syz = 0, szz = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    const double v = radii[i] * radii[i] * radii[i];
+    const double r = std::scalbn(radii[i], -unit), v = r * r * r;
     const int w = materials[i];
     const bool root = sets.is_root(static_cast<std::uint32_t>(i));
     out.n_homo_clusters_w += root & (w == 1);
@@ -307,7 +421,7 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
       out.n_contacts ? static_cast<double>(out.n_hetero_contacts) / static_cast<double>(out.n_contacts)
                      : nan;
   out.volume_fraction_wo3 = volume_w / volume;
-  out.total_volume = 4.0 / 3.0 * 3.141592653589793 * volume;
+  out.total_volume = 4.0 / 3.0 * 3.141592653589793 * std::scalbn(volume, 3 * unit);
 
   // Volume-weighted gyration tensor about the centre of volume, plus the
   // (1/5) r^2 isotropic self term of each homogeneous sphere per axis.

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <set>
 #include <utility>
 #include <string>
 #include <vector>
@@ -91,6 +92,99 @@ void test_descriptors_against_brute_force() {
   check(d.n_contacts == contacts, "contact count equals the brute-force count");
   check(d.n_hetero_contacts == hetero, "hetero contact count equals the brute-force count");
   check(d.n_components == 1, "sampled aggregate is one connected component");
+}
+
+// Radii over two orders (a tenth of the spheres 8 times the rest's size, a
+// hundredth 64 times), so that the search splits off giants twice; some pairs
+// touch exactly.  The contacts match a brute-force double-precision count pair
+// for pair, at every tolerance.
+void test_descriptors_with_giants_against_brute_force() {
+  heteroagg::philox_stream rng(31, 0);
+  const std::size_t n = 3000;
+  std::vector<double> xyz(3 * n), radii(n, 1.0);
+  for (double& v : xyz) v = 24.0 * rng.uniform();
+  for (std::size_t i = 0; i < n; ++i) {
+    const double u = rng.uniform();
+    radii[i] = u < 0.01 ? 64.0 : u < 0.1 ? 8.0 : 0.5 + rng.uniform();
+  }
+  radii[0] = 64.0;  // a giant touching a small sphere and another giant exactly
+  radii[1] = 0.75;
+  radii[2] = 8.0;
+  for (int k = 0; k < 3; ++k) {
+    xyz[3 + k] = xyz[k] + (k == 0 ? radii[0] + radii[1] : 0.0);
+    xyz[6 + k] = xyz[k] + (k == 1 ? radii[0] + radii[2] : 0.0);
+  }
+  const std::vector<std::uint8_t> materials(n, 0);
+  bool all = true;
+  for (const double tol : {0.0, 1e-3, 0.2}) {
+    const auto d = heteroagg::compute_descriptors(xyz.data(), radii.data(), materials.data(), n, tol);
+    std::set<std::pair<std::int64_t, std::int64_t>> found, expected;
+    for (std::size_t p = 0; p < d.contacts.size(); p += 2) found.emplace(d.contacts[p], d.contacts[p + 1]);
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = i + 1; j < n; ++j) {
+        const double dx = xyz[3 * i] - xyz[3 * j], dy = xyz[3 * i + 1] - xyz[3 * j + 1],
+                     dz = xyz[3 * i + 2] - xyz[3 * j + 2];
+        const double reach = (radii[i] + radii[j]) * (1.0 + tol);
+        if (dx * dx + dy * dy + dz * dz <= reach * reach) expected.emplace(i, j);
+      }
+    all &= found == expected && found.size() * 2 == d.contacts.size() && expected.count({0, 1}) &&
+           expected.count({0, 2});
+  }
+  check(all, "contacts of spheres over several orders of size equal the brute-force pairs");
+}
+
+// Every point within reach of a query point along the grid's two axes lies
+// in one of the runs for_each_run_near offers.
+void test_column_grid_runs_near_a_point() {
+  heteroagg::philox_stream rng(37, 0);
+  const std::size_t n = 2000;
+  std::vector<double> xyz(3 * n);
+  for (std::size_t k = 0; k < n; ++k) {
+    xyz[3 * k] = 40.0 * rng.uniform();
+    xyz[3 * k + 1] = 20.0 * rng.uniform();
+    xyz[3 * k + 2] = 5.0 * rng.uniform();
+  }
+  const heteroagg::column_grid grid(xyz.data(), n, 1.0);
+  bool all = true;
+  std::size_t inside = 0;
+  for (int q = 0; q < 200; ++q) {
+    const heteroagg::vec3 p{50.0 * rng.uniform() - 5.0, 30.0 * rng.uniform() - 5.0, 5.0 * rng.uniform()};
+    const double reach = 8.0 * rng.uniform();
+    std::vector<bool> offered(n, false);
+    grid.for_each_run_near(p, reach, [&](std::uint32_t first, std::uint32_t last) {
+      for (std::uint32_t k = first; k < last; ++k) offered[grid.order()[k]] = true;
+    });
+    for (std::size_t k = 0; k < n; ++k)
+      if (std::fabs(xyz[3 * k] - p.x) <= reach && std::fabs(xyz[3 * k + 1] - p.y) <= reach) {
+        all &= offered[k];
+        ++inside;
+      }
+  }
+  check(all && inside > 1000, "column_grid offers every point within reach of a query point");
+}
+
+// A dimer of touching spheres of radius r has R_g^2 = (1 + 3/5) r^2 at any
+// scale: the volume moments neither underflow nor overflow.
+void test_descriptors_at_extreme_scales() {
+  bool all = true;
+  for (const double r : {1e-150, 1e-70, 1.0, 1e25}) {
+    const double xyz[6] = {0.0, 0.0, 0.0, 2.0 * r, 0.0, 0.0}, radii[2] = {r, r};
+    const std::uint8_t materials[2] = {0, 1};
+    const auto d = heteroagg::compute_descriptors(xyz, radii, materials, 2, 1e-3);
+    all &= std::fabs(d.radius_of_gyration / r - std::sqrt(1.6)) < 1e-12 && d.n_contacts == 1;
+    if (r > 1e-100)  // below, the volume itself is smaller than any double
+      all &= std::fabs(d.total_volume / (r * r * r) - 8.0 * 3.141592653589793 / 3.0) < 1e-12;
+  }
+  check(all, "descriptors of a dimer at scales from 1e-150 to 1e25 nm");
+  const double far[6] = {0.0, 0.0, 0.0, 1e10, 0.0, 0.0}, tiny[2] = {1e-30, 1e-30};
+  const std::uint8_t materials[2] = {0, 1};
+  bool threw = false;
+  try {
+    heteroagg::compute_descriptors(far, tiny, materials, 2, 1e-3);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  check(threw, "an aggregate 1e40 diameters wide is refused, not miscounted");
 }
 
 void test_validation() {
@@ -261,6 +355,12 @@ void test_eigenvalues() {
     for (int j = 0; j < 3; ++j)
       for (int k = 0; k < 3; ++k) m[i][j] += r[i][k] * diag[k] * r[j][k];
   const auto equal = heteroagg::symmetric_eigenvalues(m[0][0], m[0][1], m[0][2], m[1][1], m[1][2], m[2][2]);
+  for (const double scale : {1e-160, 1e160}) {
+    const auto scaled = heteroagg::symmetric_eigenvalues(2 * scale, scale, 0, 2 * scale, 0, 5 * scale);
+    check(std::fabs(scaled[0] / scale - 1) < 1e-12 && std::fabs(scaled[1] / scale - 3) < 1e-12 &&
+              std::fabs(scaled[2] / scale - 5) < 1e-12,
+          "eigenvalues of a matrix scaled by " + std::to_string(scale));
+  }
   check(std::fabs(equal[0] - 0.25) < 1e-14 && std::fabs(equal[1] - 7.0361872) < 1e-14 &&
             std::fabs(equal[2] - 7.0361872) < 1e-14,
         "equal eigenvalues stay equal to rounding");
@@ -272,6 +372,9 @@ int main() {
   test_philox_known_answers();
   test_sampler_geometry();
   test_descriptors_against_brute_force();
+  test_descriptors_with_giants_against_brute_force();
+  test_column_grid_runs_near_a_point();
+  test_descriptors_at_extreme_scales();
   test_validation();
   test_cancellation();
   test_column_grid_offers_each_close_pair_once();

@@ -25,7 +25,9 @@ namespace heteroagg {
 class cell_list {
  public:
   // Bin points 0..n-1, where position(k) returns the vec3 of point k.  `cell`
-  // must be at least the largest interaction distance that will be queried.
+  // must exceed the largest interaction distance that will be queried by more
+  // than the rounding of coordinates / cell (a relative 1e-9 is ample): two
+  // points exactly `cell` apart can be binned two cells apart.
   template <class Position>
   cell_list(std::size_t n, double cell, Position&& position) : inv_cell_(1.0 / cell) {
     if (!(cell > 0.0) || !std::isfinite(cell))
@@ -157,7 +159,11 @@ class column_grid {
       if (static_cast<double>(strips_) * static_cast<double>(columns_) <= max_cells) break;
       strip_width *= 1.5;
     }
-    const double inv_strip = 1.0 / strip_width, inv_cell = span / strip_width;
+    strip_axis_ = strip_axis;
+    sweep_axis_ = sweep_axis;
+    inv_strip_ = 1.0 / strip_width;
+    inv_cell_ = span / strip_width;
+    const double inv_strip = inv_strip_, inv_cell = inv_cell_;
     const double last_strip = strips_ - 1.0, last_column = columns_ - 1.0;
 
     // Counting sort by cell: count, inclusive prefix sums (cell ends), then
@@ -232,10 +238,33 @@ class column_grid {
     return {begin_[to], begin_[from + columns_], begin_[to + columns_]};
   }
 
+  // Calls visit(first, last) for runs of sorted positions that together hold
+  // every point whose coordinates along the grid's two axes lie within
+  // `reach` of p's (and points somewhat farther): one run per strip, from the
+  // first to the last column in range.  The range is widened by one cell each
+  // way, which covers the rounding of its bounds.
+  template <class Visit>
+  void for_each_run_near(vec3 p, double reach, Visit&& visit) const {
+    if (strips_ == 0) return;
+    const double lo[3] = {lo_.x, lo_.y, lo_.z}, at[3] = {p.x, p.y, p.z};
+    auto index = [](double offset, double inv, std::uint32_t count) {
+      const double last = count - 1.0;
+      return static_cast<std::uint32_t>(static_cast<std::int64_t>(std::clamp(offset * inv, 0.0, last)));
+    };
+    const double s = at[strip_axis_] - lo[strip_axis_], c = at[sweep_axis_] - lo[sweep_axis_];
+    const std::uint32_t s_first = index(s - reach, inv_strip_, strips_), s_last = index(s + reach, inv_strip_, strips_);
+    const std::uint32_t c_first = index(c - reach, inv_cell_, columns_), c_last = index(c + reach, inv_cell_, columns_);
+    const std::uint32_t from = c_first > 0 ? c_first - 1 : 0, to = std::min(c_last + 2, columns_);
+    for (std::uint32_t strip = s_first > 0 ? s_first - 1 : 0; strip <= std::min(s_last + 1, strips_ - 1); ++strip)
+      visit(begin_[strip * columns_ + from], begin_[strip * columns_ + to]);
+  }
+
  private:
   static constexpr std::uint32_t span = 2;  // m: cells per strip width along the sweep axis
 
   vec3 lo_, hi_;
+  int strip_axis_ = 0, sweep_axis_ = 1;
+  double inv_strip_ = 0.0, inv_cell_ = 0.0;
   std::uint32_t strips_ = 0, columns_ = 0;
   std::vector<std::uint32_t> begin_;  // first sorted position of each cell, then n
   std::unique_ptr<std::uint32_t[]> order_;

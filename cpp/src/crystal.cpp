@@ -162,10 +162,10 @@ atom_arrays fill_aggregate(const std::vector<unit_cell>& cells, const double* ce
 
   // Earlier spheres overlapping each sphere, as a compressed list: two spheres
   // overlap when their centres are closer than r_i + r_j <= 2 r_max, which the
-  // cell list answers with cells of width 2 r_max.
+  // cell list answers with cells a little wider than 2 r_max.
   std::vector<std::uint32_t> first(n + 1, 0), earlier;
   if (options.drop_overlaps && n > 1) {
-    const cell_list grid(n, 2.0 * r_max, centre);
+    const cell_list grid(n, 2.0 * r_max * (1.0 + 1e-9), centre);
     for (std::size_t i = 0; i < n; ++i) {
       const vec3 ci = centre(i);
       grid.for_each_near(ci, [&](std::uint32_t j) {

@@ -211,8 +211,11 @@ void validate_request(const multislice_request& r) {
                    r.window_nx == 0))
     throw std::invalid_argument("multislice: the probe window must fit in the potential's grid");
   if (r.n_positions > 0 && !r.positions) throw std::invalid_argument("multislice: positions missing");
+  // Positions are turned into whole pixels; 2^50 pixels keeps that exact and far from overflow.
+  const double max_offset = std::ldexp(1.0, 50) * std::min(r.stack->grid.dx, r.stack->grid.dy);
   for (std::size_t i = 0; i < 2 * r.n_positions; ++i)
-    if (!std::isfinite(r.positions[i])) throw std::invalid_argument("multislice: probe positions must be finite");
+    if (!(std::fabs(r.positions[i]) <= max_offset))
+      throw std::invalid_argument("multislice: probe positions must be finite and within 2^50 pixels of the origin");
 }
 
 }  // namespace

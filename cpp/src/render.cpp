@@ -60,16 +60,47 @@ float uncovered_length(const workspace& w, std::int32_t node, float lo, float hi
 
 }  // namespace
 
+namespace {
+
+// Images and kernels hold at most this many pixels, which keeps every size
+// product and the renderer's 32-bit interval links far from overflow.
+constexpr std::size_t max_pixels = std::size_t{1} << 30;
+
+void check_image_shape(std::size_t ny, std::size_t nx, const char* what) {
+  if (ny == 0 || nx == 0) throw std::invalid_argument(std::string(what) + " shape must be positive");
+  if (nx > max_pixels / ny)
+    throw std::invalid_argument(std::string(what) + " of " + std::to_string(ny) + " x " + std::to_string(nx) +
+                                " pixels exceeds the " + std::to_string(max_pixels) + " allowed");
+}
+
+void check_kernel_radii(std::size_t ry, std::size_t rx) {
+  if (ry >= max_pixels || rx >= max_pixels) throw std::invalid_argument("kernel radii are too large");
+  check_image_shape(2 * ry + 1, 2 * rx + 1, "kernel");
+}
+
+bool finite_table(const thickness_table& t) {
+  if (!(t.step_nm > 0.0) || !std::isfinite(t.step_nm)) return false;
+  for (std::size_t k = 0; k < t.density.size(); ++k)
+    if (!std::isfinite(t.density[k]) || (k < t.spread.size() && !std::isfinite(t.spread[k]))) return false;
+  return true;
+}
+
+}  // namespace
+
 void check_render_settings(const render_settings& s) {
-  if (s.ny == 0 || s.nx == 0) throw std::invalid_argument("image shape must be positive");
+  check_image_shape(s.ny, s.nx, "image");
   if (!(s.pixel_nm > 0.0) || !std::isfinite(s.pixel_nm))
     throw std::invalid_argument("pixel size must be positive and finite (nm)");
   if (s.tables.empty()) throw std::invalid_argument("no thickness tables");
   for (const auto& t : s.tables)
-    if (t.density.size() < 2 || !(t.step_nm > 0.0) || t.spread.size() != t.density.size())
-      throw std::invalid_argument("a thickness table needs >= 2 entries, a positive step and a spread");
-  if (s.support_nm > 0.0 && (s.support.density.size() < 2 || !(s.support_atoms_per_nm3 > 0.0)))
-    throw std::invalid_argument("a support film needs a thickness table and an atom density");
+    if (t.density.size() < 2 || !finite_table(t) || t.spread.size() != t.density.size())
+      throw std::invalid_argument("a thickness table needs >= 2 finite entries, a positive finite step and a spread");
+  if (!(s.support_nm >= 0.0) || !std::isfinite(s.support_nm))
+    throw std::invalid_argument("the support film's thickness must be finite and >= 0 (nm)");
+  if (s.support_nm > 0.0 && (s.support.density.size() < 2 || !finite_table(s.support) ||
+                             !(s.support_atoms_per_nm3 > 0.0) || !std::isfinite(s.support_atoms_per_nm3)))
+    throw std::invalid_argument("a support film needs a finite thickness table and a finite atom density");
+  check_kernel_radii(s.kernel_ry, s.kernel_rx);
   if (s.kernel.size() != (2 * s.kernel_ry + 1) * (2 * s.kernel_rx + 1) && !s.kernel.empty())
     throw std::invalid_argument("kernel size does not match its radii");
   for (float k : s.kernel)
@@ -135,6 +166,11 @@ render_projection project_aggregate(const render_input& input, const render_sett
   const double px = s.pixel_nm;
   render_projection out;
   out.rotation = input.rotation;
+  if (input.has_rotation)
+    for (const double v : input.rotation.m)
+      if (!std::isfinite(v)) throw std::invalid_argument("the rotation must be finite");
+  if (input.has_center && !(std::isfinite(input.cx) && std::isfinite(input.cy)))
+    throw std::invalid_argument("the field centre must be finite (nm)");
   if (!input.has_rotation) {
     philox_stream rng(input.seed, render_stream_rotation);
     out.rotation = random_rotation(rng);
@@ -230,6 +266,8 @@ void convolve_into(const float* image, std::size_t ny, std::size_t nx, const flo
 
 void convolve_replicate(const float* image, std::size_t ny, std::size_t nx, const float* kernel,
                         std::size_t ry, std::size_t rx, float* out) {
+  check_image_shape(ny, nx, "image");
+  check_kernel_radii(ry, rx);
   std::vector<float> padded;
   convolve_into(image, ny, nx, kernel, ry, rx, out, padded);
 }

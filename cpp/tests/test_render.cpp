@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "check.hpp"
@@ -233,6 +234,20 @@ void test_batch_and_errors() {
       [](render_settings& t) { t.kernel[4] = std::nanf(""); },
       [](render_settings& t) { t.read_noise = std::nan(""); },
       [](render_settings& t) { t.scan_jitter_px = HUGE_VAL; },
+      [](render_settings& t) { t.tables[0].density[3] = std::nan(""); },
+      [](render_settings& t) { t.tables[1].step_nm = HUGE_VAL; },
+      [](render_settings& t) { t.support_nm = HUGE_VAL; },
+      [](render_settings& t) {
+        t.support_nm = 5.0;
+        t.support = t.tables[0];
+        t.support_atoms_per_nm3 = HUGE_VAL;
+      },
+      // sizes whose products overflow
+      [](render_settings& t) { t.ny = t.nx = std::size_t{1} << 32; },
+      [](render_settings& t) {
+        t.kernel_ry = std::size_t{1} << 63;
+        t.kernel = {1.0f};
+      },
   };
   for (auto spoil : spoilers) {
     render_settings bad = s;
@@ -243,8 +258,39 @@ void test_batch_and_errors() {
     } catch (const std::invalid_argument&) {
       refused = true;
     }
-    check(refused, "non-finite detector or kernel settings are refused");
+    check(refused, "non-finite, overflowing or inconsistent settings are refused");
   }
+
+  render_input turned = inputs[0];
+  turned.has_rotation = true;
+  turned.rotation.m[4] = std::nan("");
+  bool refused = false;
+  try {
+    render_haadf(turned, s, out);
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  check(refused, "a non-finite rotation is refused");
+
+  const float kernel[1] = {1.0f};
+  std::vector<float> source(4, 1.0f), result(4, 0.0f);
+  int convolutions_refused = 0;
+  for (const auto& [ny, nx] : {std::pair<std::size_t, std::size_t>{0, 4}, {4, 0}}) {
+    try {
+      convolve_replicate(source.data(), ny, nx, kernel, 0, 0, result.data());
+    } catch (const std::invalid_argument&) {
+      ++convolutions_refused;
+    }
+  }
+  check(convolutions_refused == 2, "convolve_replicate refuses an empty image");
+}
+
+// The open-interval draws never reach 1, also from their all-ones inputs.
+void test_unit_draws_stay_below_one() {
+  check(bits_to_open_unit(0xffffffffu, 0xffffffffu) < 1.0 && bits_to_open_unit(0u, 0u) > 0.0,
+        "bits_to_open_unit stays in (0, 1)");
+  check(unit_float(0xffffffffu) < 1.0f && unit_float(0u) > 0.0f && unit_float(0xfffffeffu) < 1.0f,
+        "unit_float stays in (0, 1)");
 }
 
 }  // namespace
@@ -257,5 +303,6 @@ int main() {
   test_direct_draws_match_the_sequential_stream();
   test_convolution_brute_force();
   test_batch_and_errors();
+  test_unit_draws_stay_below_one();
   return heteroagg_test::finish("render");
 }

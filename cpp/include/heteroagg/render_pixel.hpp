@@ -58,9 +58,11 @@ HETEROAGG_HD inline double normal_at(std::uint64_t seed, std::uint64_t stream, s
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
 
-// Uniform float in (0, 1) from 24 random bits.
+// Uniform float in (0, 1) from 24 random bits; the top bin's midpoint, which
+// rounds to 1, is returned as the largest float below 1.
 HETEROAGG_HD inline float unit_float(std::uint32_t bits) {
-  return (static_cast<float>(bits >> 8) + 0.5f) * (1.0f / 16777216.0f);
+  const float u = (static_cast<float>(bits >> 8) + 0.5f) * (1.0f / 16777216.0f);
+  return u < 1.0f ? u : 1.0f - 1.0f / 16777216.0f;
 }
 
 // A Poisson draw of mean `mean` >= 0: inversion below 10, else transformed

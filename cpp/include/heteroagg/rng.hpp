@@ -57,10 +57,13 @@ HETEROAGG_HD inline std::uint64_t derive_seed(std::uint64_t root_seed, std::uint
   return (static_cast<std::uint64_t>(out.v[1]) << 32) | out.v[0];
 }
 
-// Map 53 random bits to a double in the open interval (0, 1).
+// Map 53 random bits to a double in the open interval (0, 1).  The midpoint
+// of the top bin, 1 - 2^-54, rounds to 1; it is returned as the largest
+// double below 1 instead.
 HETEROAGG_HD inline double bits_to_open_unit(std::uint32_t a, std::uint32_t b) {
   const std::uint64_t bits = (static_cast<std::uint64_t>(a >> 5) << 26) | (b >> 6);
-  return (static_cast<double>(bits) + 0.5) * (1.0 / 9007199254740992.0);
+  const double u = (static_cast<double>(bits) + 0.5) * (1.0 / 9007199254740992.0);
+  return u < 1.0 ? u : 1.0 - 1.0 / 9007199254740992.0;
 }
 
 // A sequential view of one (seed, stream) pair.  Block k of the stream is

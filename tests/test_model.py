@@ -1,9 +1,12 @@
 import math
+from fractions import Fraction
 
+import numpy as np
 import pytest
 
 import heteroagg
 from heteroagg import ModelParams
+from heteroagg.model import wo3_counts
 
 BAD_VALUES = [
     ("n_particles", 1, r"n_particles.*\[2,"),
@@ -46,8 +49,22 @@ def test_integral_float_particle_count_is_accepted():
 @pytest.mark.parametrize("frac_w", [0.0, 0.05, 0.25, 0.5, 0.55, 1.0])
 def test_wo3_count_is_round_half_up(n, frac_w):
     p = ModelParams(n_particles=n, frac_w=frac_w)
-    assert p.n_wo3 == math.floor(frac_w * n + 0.5)
+    assert p.n_wo3 == math.floor(Fraction(str(frac_w)) * n + Fraction(1, 2))
     assert p.n_tio2 == n - p.n_wo3
+
+
+def test_wo3_count_rounds_the_halves_of_the_decimal_product_up():
+    # 0.29 * 50 is 14.499999999999998 in binary; the decimal product is 14.5
+    assert ModelParams(n_particles=50, frac_w=0.29).n_wo3 == 15
+    assert ModelParams(n_particles=45, frac_w=0.7).n_wo3 == 32
+    fracs = [k / 1000 for k in range(1001)]
+    counts = range(2, 120)
+    expected = [[math.floor(Fraction(str(f)) * n + Fraction(1, 2)) for f in fracs] for n in counts]
+    got = [[ModelParams(n_particles=n, frac_w=f).n_wo3 for f in fracs] for n in counts]
+    assert got == expected
+    # the vectorised twin counts as the sampler does
+    f, n = np.meshgrid(fracs, counts)
+    np.testing.assert_array_equal(wo3_counts(f, n), expected)
 
 
 def test_params_are_frozen_and_round_trip():

@@ -517,7 +517,10 @@ void validate(const sampler_options& o) {
 }
 
 int n_wo3(const model_params& params) {
-  return static_cast<int>(std::floor(params.frac_w * params.n_particles + 0.5));
+  // Halves are those of the decimal product: 0.29 * 50 is 14.499999999999998
+  // in binary, within a few ulps of 14.5, and rounds up to 15 all the same.
+  const double product = params.frac_w * params.n_particles;
+  return static_cast<int>(std::floor(product + 0.5 + 8.0 * std::numeric_limits<double>::epsilon() * product));
 }
 
 double fractal_law_rg(int n, double r_geo, double fractal_dim, double prefactor) {

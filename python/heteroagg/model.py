@@ -10,6 +10,8 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
+
 from heteroagg import _core
 
 GenerationError = _core.GenerationError
@@ -109,7 +111,12 @@ class ModelParams:
 
     @property
     def n_wo3(self) -> int:
-        """Number of WO3 particles, ``round(frac_w * N)`` with halves rounded up."""
+        """Number of WO3 particles, ``round(frac_w * N)`` with halves rounded up.
+
+        Halves are those of the decimal product: ``frac_w = 0.29`` with
+        ``N = 50`` gives 15, although ``0.29 * 50`` is 14.499999999999998 in
+        binary.
+        """
         return int(_core.n_wo3(self._to_core()))
 
     @property
@@ -141,3 +148,23 @@ def fractal_law_rg(n: int, r_geo: float, fractal_dim: float, prefactor: float) -
     ``R_g = r_geo (n / k_f)^(1 / D_f)``, in the unit of ``r_geo``.
     """
     return float(_core.fractal_law_rg(n, r_geo, fractal_dim, prefactor))
+
+
+def wo3_counts(frac_w: np.ndarray, n_particles: np.ndarray) -> np.ndarray:
+    """Numbers of WO3 particles for arrays of ``frac_w`` and N, as the sampler counts them.
+
+    The vectorised twin of :attr:`ModelParams.n_wo3`: ``round(frac_w * N)``
+    with the halves of the decimal product rounded up.
+
+    Parameters
+    ----------
+    frac_w, n_particles
+        Arrays (or scalars) that broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 counts.
+    """
+    product = np.asarray(frac_w, dtype=np.float64) * np.asarray(n_particles, dtype=np.float64)
+    return np.floor(product + 0.5 + 8.0 * np.finfo(np.float64).eps * product).astype(np.int64)

@@ -11,7 +11,7 @@ same prior.
 What the oracle sees about each parameter (see ``docs/model.md``):
 
 - ``n_particles``: N itself, so its ceiling is 1.
-- ``frac_w``: only N_W = floor(frac_w·N + 0.5).  The posterior is the prior
+- ``frac_w``: only N_W = round(frac_w·N), halves up.  The posterior is the prior
   restricted to the interval of values that round to N_W.
 - ``radius_ti``, ``radius_w``: the N_m radii r = median_m · sigma_g^z of each
   material, z standard normal.  With sigma_g known, their mean log radius is
@@ -36,6 +36,7 @@ import numpy as np
 
 from heteroagg._numbers import is_count
 from heteroagg.data.space import ParameterSpace, Prior
+from heteroagg.model import wo3_counts
 from heteroagg.rng import check_uint64
 
 #: The parameters with an oracle ceiling, in report order.
@@ -97,7 +98,7 @@ def _draw_theta(
     u = rng.random((n, len(names)))
     params = {name: space._from_unit(name, u[:, j]) for j, name in enumerate(names)}
     n_particles = params["n_particles"].astype(np.int64)
-    n_wo3 = np.floor(params["frac_w"] * n_particles + 0.5).astype(np.int64)
+    n_wo3 = wo3_counts(params["frac_w"], n_particles)
     return params, n_particles, n_wo3
 
 

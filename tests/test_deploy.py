@@ -624,3 +624,20 @@ def test_evaluation_through_onnx_runtime_matches_pytorch(exported, tiny_run, tin
     for name, metrics in via_torch["parameters"].items():
         assert via_onnx["parameters"][name]["r2"] == pytest.approx(metrics["r2"], abs=1e-4)
     assert (tmp_path / "onnx" / "report.md").exists()
+
+
+def test_evaluation_checks_the_device_on_every_path(exported, tiny_run, tiny_test, tmp_path):
+    import onnxruntime
+
+    from heteroagg.learn.inference import TrainedRun
+
+    for run in (exported[0], tiny_run, TrainedRun(tiny_run, device="cpu")):
+        for device in ("gpu", "CUDA"):
+            with pytest.raises(ValueError, match="device must be"):
+                evaluate(run, tiny_test, tmp_path / "r", device=device, progress=False)
+    with pytest.raises(ValueError, match="already loaded"):
+        evaluate(TrainedRun(tiny_run, device="cpu"), tiny_test, tmp_path / "r", device="cpu")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(RuntimeError, match="providers='cuda'"):
+            evaluate(exported[0], tiny_test, tmp_path / "r", device="cuda", progress=False)
+    assert not (tmp_path / "r").exists()

@@ -503,7 +503,9 @@ def evaluate(
     noise
         Apply shot noise at a dose drawn from the dataset's dose prior.
     device
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        ``"auto"``, ``"cpu"`` or ``"cuda"``, where ``run`` is a path (for an
+        ONNX model, the onnxruntime provider).  A run already loaded keeps the
+        device it was loaded on, and ``device`` must then stay ``"auto"``.
     progress
         Show progress bars.
     symmetrize
@@ -556,11 +558,17 @@ def evaluate(
         raise ValueError(f"{out} is a file; give a folder for the report")
     from heteroagg.learn.onnx_run import OnnxRun
 
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":
-        providers = "cpu" if device == "cpu" else "auto"
-        trained: Any = OnnxRun(run, providers=providers)
+        trained: Any = OnnxRun(run, providers=device)
     elif isinstance(run, (str, Path)):
         trained = TrainedRun(run, device)
+    elif device != "auto":
+        raise ValueError(
+            f"device={device!r} applies to a run given by its path; this "
+            f"{type(run).__name__} is already loaded and keeps its own device"
+        )
     else:
         trained = run
     dataset = SyntheticDataset(data)

@@ -604,3 +604,40 @@ def test_a_small_test_set_gets_honest_plots(tiny_run, tmp_path):
     info = json.loads((tiny_run / "run.json").read_text())
     dataset = json.loads((Path(info["dataset"]["path"]) / "dataset.json").read_text())
     assert info["dataset"]["heteroagg_version"] == dataset["version"] is not None
+
+
+def test_a_damaged_run_folder_is_named_not_a_traceback(tiny_run, tiny_test, tmp_path):
+    import shutil
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from heteroagg.cli import app
+
+    def copy(name):
+        shutil.copytree(tiny_run, tmp_path / name)
+        return tmp_path / name
+
+    empty = copy("empty")
+    (empty / "member-0/best.pt").write_bytes(b"")
+    garbage = copy("garbage")
+    (garbage / "member-0/best.pt").write_bytes(b"not a torch file at all")
+    foreign = copy("foreign")
+    (foreign / "run.json").write_text("{}")
+    for run, culprit in ((empty, "best.pt"), (garbage, "best.pt"), (foreign, "run.json")):
+        with pytest.raises(ValueError, match=culprit):
+            TrainedRun(run, device="cpu")
+    result = CliRunner().invoke(
+        app,
+        ["evaluate", "--model", str(empty), "--data", str(tiny_test), "--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code != 0
+    assert "best.ptisdamaged" in "".join(result.output.split())
+    # an unreadable checkpoint only costs the note on unfinished training
+    checkpoint = copy("checkpoint")
+    (checkpoint / "member-0/checkpoint.pt").write_bytes(b"")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = TrainedRun(checkpoint, device="cpu")
+    assert len(run.models) == 2
+    assert any("cannot be read" in str(w.message) for w in caught)

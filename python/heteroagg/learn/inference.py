@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +50,34 @@ class Prediction:
     descriptors_std: dict[str, np.ndarray]
 
 
+# What torch.load and json raise for a truncated, foreign or damaged file.
+_UNREADABLE = (
+    EOFError,
+    OSError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    TypeError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+)
+
+
 def _warn_if_unfinished(member: Path, k: int) -> None:
     """Warn when a member's training was interrupted: its weights are the best of
     the epochs it finished, and an ensemble's spread reads it as a full member."""
     checkpoint = member / "checkpoint.pt"
     if not checkpoint.exists():
         return
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True).get("state", {})
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True).get("state", {})
+    except (*_UNREADABLE, AttributeError) as exc:
+        warnings.warn(
+            f"{checkpoint} cannot be read ({exc!r}); member {k} may not have finished training",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
     if not state.get("stopped"):
         warnings.warn(
             f"member {k} of {member.parent} has not finished training (interrupted in epoch "
@@ -91,23 +114,32 @@ class TrainedRun:
         info_path = self.path / "run.json"
         if not info_path.exists():
             raise ValueError(f"{self.path} holds no trained run (no run.json)")
-        self.info = json.loads(info_path.read_text())
         self.device = torch_device(device)
-        self.dataset_config = DatasetConfig.from_dict(self.info["dataset_config"])
-        self.space = self.dataset_config.params
-        self.parameters: tuple[str, ...] = tuple(self.info["parameters"])
-        self.descriptor_heads: tuple[str, ...] = tuple(self.info["descriptor_heads"])
-        self.image_shape = tuple(self.info["image_shape"])
-        self.pixel_size_nm = float(self.info["pixel_size_nm"])
-        self.architecture = TrainConfig.from_saved(self.info["train"]).architecture
+        try:
+            self.info = json.loads(info_path.read_text())
+            self.dataset_config = DatasetConfig.from_dict(self.info["dataset_config"])
+            self.space = self.dataset_config.params
+            self.parameters: tuple[str, ...] = tuple(self.info["parameters"])
+            self.descriptor_heads: tuple[str, ...] = tuple(self.info["descriptor_heads"])
+            self.image_shape = tuple(self.info["image_shape"])
+            self.pixel_size_nm = float(self.info["pixel_size_nm"])
+            self.architecture = TrainConfig.from_saved(self.info["train"]).architecture
+            members = int(self.info["train"].get("ensemble", 1))
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{info_path} is not a readable heteroagg run ({exc!r})") from exc
         n_outputs = len(self.parameters) + len(self.descriptor_heads)
         self.models: list[ParameterRegressor] = []
-        for k in range(int(self.info["train"].get("ensemble", 1))):
+        for k in range(members):
             weights = self.path / f"member-{k}" / "best.pt"
             if not weights.exists():
                 raise ValueError(f"{weights} is missing: member {k} has not finished an epoch")
             model = ParameterRegressor(n_outputs, self.architecture)
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            try:
+                model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            except _UNREADABLE as exc:
+                raise ValueError(
+                    f"{weights} is damaged or holds other weights than this run's network ({exc!r})"
+                ) from exc
             self.models.append(model.to(self.device).eval())
             _warn_if_unfinished(self.path / f"member-{k}", k)
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import heteroagg
+from damaged_files import flip_member_bytes
 from heteroagg import Aggregate, ModelParams
 
 
@@ -121,6 +122,10 @@ def test_files_with_bad_content_are_refused_not_changed(tmp_path):
              materials=agg.materials, meta=np.array("[]"))  # fmt: skip
     with pytest.raises(ValueError, match="is not a readable heteroagg aggregate"):
         Aggregate.load(tmp_path / "listmeta.npz")
+    flipped = heteroagg.sample_aggregate(ModelParams(n_particles=200), 3).save(tmp_path / "f.npz")
+    flip_member_bytes(flipped, "centers")
+    with pytest.raises(ValueError, match="is not a readable heteroagg aggregate"):
+        Aggregate.load(flipped)
 
 
 def test_failed_saves_name_the_path_and_leave_nothing_behind(tmp_path):

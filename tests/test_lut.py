@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from damaged_files import flip_member_bytes
 from heteroagg.stem import HaadfLUT, default_lut
 from heteroagg.stem.calibration import DEFAULT_CALIBRATIONS
 from heteroagg.structures import ANATASE, GAMMA_WO3
@@ -84,6 +85,26 @@ def test_save_and_load_round_trip(tmp_path):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError, match="not a heteroagg HaadfLUT"):
             HaadfLUT.load(tmp_path / name)
+
+
+def test_damaged_or_foreign_lut_files_raise_value_error(tmp_path):
+    import json
+    import shutil
+
+    lut = exponential_lut()
+    path = lut.save(tmp_path / "lut.npz")
+    flipped = shutil.copy(path, tmp_path / "flipped.npz")
+    flip_member_bytes(flipped, "samples")
+    arrays = {name: getattr(lut, name) for name in ("thickness", "mean", "std", "samples")}
+    header = {"format_version": 1, "material": "TiO2", "inputs": lut.inputs}
+    no_thickness = {k: v for k, v in arrays.items() if k != "thickness"}
+    np.savez(tmp_path / "no_thickness.npz", header=np.array(json.dumps(header)), **no_thickness)
+    no_inputs = {k: v for k, v in header.items() if k != "inputs"}
+    np.savez(tmp_path / "no_inputs.npz", header=np.array(json.dumps(no_inputs)), **arrays)
+    np.savez(tmp_path / "list.npz", header=np.array("[1, 2]"), **arrays)
+    for name in ("flipped", "no_thickness", "no_inputs", "list"):
+        with pytest.raises(ValueError, match="HaadfLUT file"):
+            HaadfLUT.load(tmp_path / f"{name}.npz")
 
 
 @pytest.mark.parametrize("material", ["TiO2", "WO3", "C"])

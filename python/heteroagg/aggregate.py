@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -250,7 +251,9 @@ class Aggregate:
                     centers=data["centers"], radii=data["radii"], materials=data["materials"]
                 )
             return cls.from_dict(meta)
-        except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
+        except (
+            OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile, zlib.error
+        ) as err:  # fmt: skip
             raise ValueError(f"{path} is not a readable heteroagg aggregate: {err}") from err
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -214,26 +215,34 @@ class HaadfLUT:
             data = np.load(Path(path), allow_pickle=False)
         except (ValueError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path} is not a heteroagg HaadfLUT file ({err})") from err
+        # what a damaged member or a foreign header raises while it is read
+        damaged = (
+            KeyError,
+            TypeError,
+            ValueError,
+            EOFError,
+            OSError,
+            zipfile.BadZipFile,
+            zlib.error,
+        )
         with data:
             try:
                 header = json.loads(str(data["header"]))
                 version = header["format_version"]
                 material = header["material"]
-            except (KeyError, ValueError, zipfile.BadZipFile) as err:
-                raise ValueError(f"{path} is not a heteroagg HaadfLUT file") from err
+            except damaged as err:
+                raise ValueError(f"{path} is not a heteroagg HaadfLUT file ({err!r})") from err
             if version != LUT_FORMAT_VERSION:
                 raise ValueError(
                     f"{path}: LUT format version {version}, this heteroagg reads "
                     f"{LUT_FORMAT_VERSION}"
                 )
-            return cls(
-                material=material,
-                thickness=data["thickness"],
-                mean=data["mean"],
-                std=data["std"],
-                samples=data["samples"],
-                inputs=header["inputs"],
-            )
+            try:
+                arrays = {name: data[name] for name in ("thickness", "mean", "std", "samples")}
+                inputs = header["inputs"]
+            except damaged as err:
+                raise ValueError(f"{path} is a damaged HaadfLUT file ({err!r})") from err
+        return cls(material=material, inputs=inputs, **arrays)
 
     def plot(self, axes: Any = None) -> Any:
         """Plot I(t) with its orientation spread and R(t); returns the figure."""

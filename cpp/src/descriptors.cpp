@@ -189,6 +189,12 @@ int exponent_bits(double x) {
 double giant_threshold(const double* radii, std::size_t n, double r_min, double r_max) {
   const double none = std::numeric_limits<double>::infinity();
   if (n < min_split || !(r_max > 2.0 * r_min)) return none;
+  // Quick answer for most sets: when more than a tenth of the radii reach half
+  // the largest, the walk below stops in one of the two top octaves, and the
+  // threshold lies above every radius.
+  std::size_t halves = 0;
+  for (std::size_t i = 0; i < n; ++i) halves += 2.0 * radii[i] >= r_max;
+  if (10 * halves > n) return none;
   constexpr int octaves = 64;  // below the largest radius; smaller ones share the last
   const int top = exponent_bits(r_max);
   std::array<std::uint32_t, octaves> count{};
@@ -378,13 +384,14 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
   // centring below free of cancellation).  Volumes are summed in units of a
   // power of two near the largest one (exact), so that the moments of
   // spheres of any size neither underflow nor overflow.
-  const int unit = std::ilogb(r_max);
+  const int unit = std::clamp(std::ilogb(r_max), -1000, 1000);
+  const double per_unit = std::ldexp(1.0, -unit);
   const vec3 ref{centers[0], centers[1], centers[2]};
   std::int64_t hcn_ti = 0, hcn_w = 0;
   double volume = 0.0, volume_w = 0.0, self = 0.0;
   double sx = 0, sy = 0, sz = 0, sxx = 0, sxy = 0, sxz = 0, syy = 0, syz = 0, szz = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    const double r = std::scalbn(radii[i], -unit), v = r * r * r;
+    const double r = radii[i] * per_unit, v = r * r * r;
     const int w = materials[i];
     const bool root = sets.is_root(static_cast<std::uint32_t>(i));
     out.n_homo_clusters_w += root & (w == 1);

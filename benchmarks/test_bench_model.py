@@ -47,3 +47,23 @@ def test_anchor_ckdtree_query_pairs_n1000(benchmark, aggregate_1000):
         return cKDTree(aggregate_1000.centers).query_pairs(reach, output_type="ndarray")
 
     benchmark(pairs)
+
+
+def _dense_spheres(giant: bool) -> heteroagg.Aggregate:
+    """80 000 random spheres of radius 1 nm, about one per 8 nm^3, and optionally one a third
+    of the box wide (docs/model.md, "Descriptors")."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 80_000
+    side = (8.0 * n) ** (1 / 3)
+    radii = np.ones(n)
+    if giant:
+        radii[0] = side / 3
+    return heteroagg.Aggregate(rng.uniform(0, side, (n, 3)), radii, rng.integers(0, 2, n))
+
+
+@pytest.mark.parametrize("giant", [False, True], ids=["uniform", "one-giant"])
+def test_descriptors_80000_dense_spheres(benchmark, giant):
+    aggregate = _dense_spheres(giant)
+    benchmark(heteroagg.descriptors, aggregate)

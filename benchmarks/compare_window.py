@@ -1,7 +1,7 @@
 """Error of probe windows against the full-cell multislice on the anchor case.
 
 Usage: ``python benchmarks/compare_window.py [--positions N]``.  Probes run
-along a line through the centre of the 3231-atom rutile sphere (59 Å cell,
+along a line through the centre of the 3242-atom rutile sphere (59 Å cell,
 0.05 Å sampling, 2 Å slices, 300 kV, 20 mrad, 50-120 mrad); the script
 prints, for each window, the largest and mean relative difference from the
 full-cell result and the time of each run.

@@ -51,11 +51,17 @@ def spread_table(
             row[name] = {
                 "mean": float(np.nanmedian(mean)),
                 "single": float(np.nanmedian(single)),
-                "coverage": float(np.mean(twins["covered_twin"][known, j])),
-                "coverage_true_theta": float(np.mean(twins["covered_reference"][known, j])),
+                "coverage": _coverage(twins["covered_twin"][known, j]),
+                "coverage_true_theta": _coverage(twins["covered_reference"][known, j]),
             }
         rows.append(row)
     return rows
+
+
+def _coverage(flags: np.ndarray) -> float:
+    """Share of covered truths among the images whose draws did not all fail (NaN flags)."""
+    defined = flags[np.isfinite(flags)]
+    return float(np.mean(defined)) if defined.size else float("nan")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Where the multislice spends its time, and probe-slice steps per second.
 
 Usage: ``python benchmarks/multislice_phases.py``.  On the anchor case (a
-3231-atom rutile sphere, 59 Å cell, 0.05 Å sampling, 30 slices, 300 kV) it
+3242-atom rutile sphere, 59 Å cell, 0.05 Å sampling, 30 slices, 300 kV) it
 times, with 1 and 2 threads, the slice potentials, the transmission
 functions, 64 probes in 384² windows and 4 over the full cell, then the
 propagation-only rate of probe-slice steps in 512² windows, with one readout

@@ -379,6 +379,10 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.items) <= 2 * args.held_out:
         parser.error("every --items must exceed twice --held-out")
+    try:
+        import sklearn  # noqa: F401  (the classifier and the observer use it, after the pair tables)
+    except ImportError:
+        raise SystemExit("this script needs scikit-learn: pip install scikit-learn") from None
 
     start = time.perf_counter()
     train = collect(args.train_data, list(range(max(args.items))), args.processes)

@@ -363,6 +363,9 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--save", help="an .npz for the images' predictions and truths")
     args = parser.parse_args()
+    if args.groups < 4 or args.per_group < 2:
+        # the shared error is fitted on half the samples, each seen at least twice
+        parser.error("--groups must be >= 4 and --per-group >= 2")
     run = TrainedRun(args.run, "cpu")
     imaging = ImagingConfig.from_config(SyntheticDataset(args.data).index["config"]["imaging"])
     seen = images_of_samples(run, imaging, args.seed, args.groups, args.per_group)

@@ -1,6 +1,6 @@
 """Speed of the multislice against abTEM on the same case, in one run.
 
-The case is the issue's anchor: a rutile sphere of 3231 atoms in a 59 Å cell
+The case is the issue's anchor: a rutile sphere of 3242 atoms in a 59 Å cell
 at 0.05 Å sampling (1200 x 1200 grid points, the first FFT-friendly size),
 2 Å slices (30 slices), 300 kV, 20 mrad, a 50-120 mrad detector.  Every
 timing includes building the potential.  Figures go to docs/performance.md.

@@ -24,3 +24,20 @@ def test_train_at_scale_runs_to_its_summary(tmp_path, recipe):
     summary = json.loads((tmp_path / "out" / "scale.json").read_text())
     assert summary["items"] == 120 and summary["epochs"] >= 2
     assert set(summary["r2"]) >= {"n_particles", "frac_w", "radius_ti", "radius_w"}
+
+
+def test_spread_coverage_leaves_out_images_whose_draws_all_failed(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import numpy as np
+
+    from conditioning_spread import _coverage
+
+    assert _coverage(np.array([1.0, np.nan, 0.0, 1.0])) == pytest.approx(2 / 3)
+    assert np.isnan(_coverage(np.array([np.nan])))
+
+
+def test_sample_level_refuses_too_few_samples_before_any_work():
+    command = [sys.executable, str(BENCHMARKS / "sample_level.py"), "--run", "nowhere",
+               "--data", "nowhere", "--groups", "2"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--groups must be >= 4" in done.stderr

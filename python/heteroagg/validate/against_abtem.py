@@ -151,7 +151,7 @@ CASES: dict[str, Case] = {
         slice_thickness=2.0,
         scan_sampling=0.5,
         scan_limit=(1, 4),
-        description="rutile sphere of 3231 atoms in a 59 Å cell, 0.05 Å sampling, 2 Å slices",
+        description="rutile sphere of 3242 atoms in a 59 Å cell, 0.05 Å sampling, 2 Å slices",
     ),
 }
 

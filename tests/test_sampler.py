@@ -145,6 +145,13 @@ def test_batch_error_handling():
         heteroagg.sample_aggregates(params, seeds=[1, 2])
     out = heteroagg.sample_aggregates(params, seeds=[1, 2], on_error="none")
     assert out[0] is not None and out[1] is None
+    # "return" hands back the error with the message a single call raises
+    returned = heteroagg.sample_aggregates(params, seeds=[1, 2], on_error="return")
+    assert isinstance(returned[0], heteroagg.Aggregate)
+    assert isinstance(returned[1], GenerationError)
+    with pytest.raises(GenerationError) as single:
+        heteroagg.sample_aggregate(INFEASIBLE, 2)
+    assert str(returned[1]) == str(single.value)
 
 
 @pytest.mark.parametrize(

@@ -350,7 +350,7 @@ def sample_aggregates(
     on_error: str = "raise",
     options: SamplerOptions | None = None,
     progress: bool = False,
-) -> list[Aggregate | None]:
+) -> list[Any]:
     """Sample many aggregates on C++ threads, with the GIL released.
 
     Items are sampled in chunks, so a long batch shows progress (with
@@ -370,7 +370,9 @@ def sample_aggregates(
         Worker threads; None uses every core.  The result never depends on it.
     on_error
         ``"raise"`` (default) raises for the first failed item; ``"none"``
-        returns None in its place.
+        returns None in its place; ``"return"`` returns the error itself in
+        its place (a :class:`GenerationError`, or a ``ValueError`` for
+        parameters the sampler refuses), with the sampler's message.
     options
         Bounds of the search (rarely needed).
     progress
@@ -378,10 +380,11 @@ def sample_aggregates(
 
     Returns
     -------
-    list of Aggregate (or None for failed items with ``on_error="none"``)
+    list of Aggregate
+        With None, or the error, in place of failed items (``on_error``).
     """
-    if on_error not in ("raise", "none"):
-        raise ValueError(f"on_error must be 'raise' or 'none', got {on_error!r}")
+    if on_error not in ("raise", "none", "return"):
+        raise ValueError(f"on_error must be 'raise', 'none' or 'return', got {on_error!r}")
     params_list = [params] if isinstance(params, ModelParams) else list(params)
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         root = check_uint64("seed", seeds)
@@ -410,7 +413,7 @@ def sample_aggregates(
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     opts = (options or _DEFAULT_OPTIONS)._to_core()
     core_params = [p._to_core() for p in params_list]
-    out: list[Aggregate | None] = []
+    out: list[Any] = []
     with progress_bar(progress, len(seed_list), "sampling aggregates") as advance:
         for start in range(0, len(seed_list), _CHUNK):
             stop = min(start + _CHUNK, len(seed_list))
@@ -423,10 +426,10 @@ def sample_aggregates(
             for k, item in enumerate(results, start=start):
                 if isinstance(item[0], str):
                     message, invalid = item
+                    error = ValueError if invalid else GenerationError
                     if on_error == "raise":
-                        error = ValueError if invalid else GenerationError
                         raise error(f"item {k} (seed {seed_list[k]}): {message}")
-                    out.append(None)
+                    out.append(error(message) if on_error == "return" else None)
                 else:
                     out.append(Aggregate._from_core(item, params_list[k]))
             advance(stop - start)

@@ -126,13 +126,13 @@ def build_items(
     aggregates are sampled on ``threads`` C++ threads (None: every core); the
     items do not depend on it.  A reason is the last attempt's error.
     """
-    from heteroagg.aggregate import sample_aggregate, sample_aggregates
-    from heteroagg.model import GenerationError
+    from heteroagg.aggregate import Aggregate, sample_aggregates
     from heteroagg.rng import derive_seed
 
     indices = list(indices)
     params = space.sample_many(seed, indices)
     aggs: list = [None] * len(indices)
+    reasons = [""] * len(indices)
     attempts = 1 + (MAX_REDRAWS if on_failure == "redraw" else 0)
     todo = list(range(len(indices)))
     for attempt in range(attempts):
@@ -146,17 +146,18 @@ def build_items(
             [params[k] for k in todo],
             [derive_seed(item_seed, 1 + attempt) for item_seed in item_seeds],
             threads=threads,
-            on_error="none",
+            on_error="return",
         )
-        for k, agg in zip(todo, built, strict=True):
-            aggs[k] = agg
+        for k, result in zip(todo, built, strict=True):
+            if isinstance(result, Aggregate):
+                aggs[k], reasons[k] = result, ""
+            elif isinstance(
+                result, ValueError
+            ):  # parameters the sampler refuses: a bug, not a draw
+                raise ValueError(f"item {indices[k]}: {result}")
+            else:  # the attempt's own error: the last one is the item's reason
+                reasons[k] = f"{type(result).__name__}: {result}"
         todo = [k for k in todo if aggs[k] is None]
-    reasons = [""] * len(indices)
-    for k in todo:  # only failed items: repeat their last attempt for its message
-        try:
-            sample_aggregate(params[k], derive_seed(derive_seed(seed, indices[k]), attempts))
-        except GenerationError as err:
-            reasons[k] = f"GenerationError: {err}"
     return params, aggs, reasons
 
 
@@ -216,8 +217,9 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
         f.attrs.update(format_version=DATASET_FORMAT_VERSION, start=start, stop=stop, seed=seed,
                        config=json.dumps(config_dict), version=heteroagg.__version__,
                        image_scale=IMAGE_SCALE)  # fmt: skip
+        # gzip level 1: half the time of level 4 for 9 % more bytes (10.3 against 9.4 kB per image)
         f.create_dataset("images", data=images, chunks=(1, ny, nx), compression="gzip",
-                         compression_opts=4, shuffle=True)  # fmt: skip
+                         compression_opts=1, shuffle=True)  # fmt: skip
         f.create_dataset("params", data=theta)
         f.create_dataset("descriptors", data=desc)
         f.create_dataset("rotation", data=rotations)
@@ -227,9 +229,13 @@ def _write_shard(config_dict: dict, seed: int, k: int, start: int, stop: int, ou
         f.create_dataset("done", data=np.ones(n, dtype=bool))
         ragged = (("centers", np.float64), ("radii", np.float64), ("materials", np.uint8))
         for name, dtype in ragged:
-            data = f.create_dataset(name, (n,), dtype=h5py.vlen_dtype(dtype))
-            for j in built:
-                data[j] = np.asarray(getattr(aggs[j], name), dtype=dtype).ravel()
+            rows = np.empty(
+                n, dtype=object
+            )  # written in one call: per-row writes cost 0.16 ms each
+            for j in range(n):
+                values = getattr(aggs[j], name) if aggs[j] is not None else ()
+                rows[j] = np.asarray(values, dtype=dtype).ravel()
+            f.create_dataset(name, data=rows, dtype=h5py.vlen_dtype(dtype))
     os.replace(part, path)
     failures: dict[str, int] = {}
     for r in reasons:

@@ -322,6 +322,30 @@ def test_killed_twin_analysis_resumes_to_the_uninterrupted_result(tiny_test, tmp
     np.testing.assert_array_equal(other["twin_mean"], analyse(4)["twin_mean"])
 
 
+def test_resumed_twin_analysis_of_fewer_images_counts_their_failures_only(
+    tiny_test, tmp_path, monkeypatch
+):
+    from heteroagg.learn import evaluation
+
+    ds, run_like, items, true_norm, test = oracle_inputs(tiny_test, 8)
+    guess = Prediction(np.clip(true_norm + 0.05, 0, 1), None, {}, None, None, {}, {})
+    original = evaluation.descriptor_samples
+
+    def one_failure_each(*args):
+        samples, failed = original(*args)
+        return samples, failed + 1
+
+    monkeypatch.setattr(evaluation, "descriptor_samples", one_failure_each)
+    path = tmp_path / evaluation.TWIN_CHECKPOINT
+
+    def analyse(images, checkpoint=None):
+        return twin_analysis(run_like, ds, test, guess, 3, images, 3, False, checkpoint=checkpoint)
+
+    assert analyse(len(items), path)["failures"] == {"twins": len(items), "reference": len(items)}
+    fewer = analyse(4, path)  # takes up the whole analysis's rows
+    assert fewer["failures"] == analyse(4)["failures"] == {"twins": 4, "reference": 4}
+
+
 def test_evaluate_writes_a_consistent_report(tiny_run, tiny_test, tmp_path):
     report = evaluate(
         tiny_run,
@@ -641,3 +665,27 @@ def test_a_damaged_run_folder_is_named_not_a_traceback(tiny_run, tiny_test, tmp_
         run = TrainedRun(checkpoint, device="cpu")
     assert len(run.models) == 2
     assert any("cannot be read" in str(w.message) for w in caught)
+
+
+def test_a_test_set_imaged_otherwise_is_flagged_in_the_warning_and_the_report(tiny_run, tmp_path):
+    from heteroagg.data import DatasetConfig, generate
+    from heteroagg.learn.evaluation import imaging_differences
+
+    training = tiny_config().to_dict()["imaging"]
+    assert imaging_differences(training, dict(training)) == {}
+    assert imaging_differences(training, {**training, "bake_noise": True, "shape": [8, 8]}) == {}
+    on_film = {**training, "support": 20.0}
+    assert imaging_differences(training, on_film) == {
+        "support": {"training": training["support"], "test": 20.0}
+    }
+    config = tiny_config().to_dict()
+    config["imaging"]["support"] = 20.0
+    generate(DatasetConfig.from_dict(config), 12, tmp_path / "film", seed=97)
+    with pytest.warns(UserWarning, match=r"imaged otherwise than the training set \(support\)"):
+        report = evaluate(
+            tiny_run, tmp_path / "film", tmp_path / "r", twins=2, twin_images=0,
+            calibration=False, progress=False,
+        )  # fmt: skip
+    assert report["imaging_differences"] == {"support": {"training": 0.0, "test": 20.0}}
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "Imaged otherwise than the training set:** support 20.0 (training: 0.0)" in markdown

@@ -233,6 +233,32 @@ def error_by_quarter(
     }
 
 
+# Imaging settings a test set may differ in from the training set without a warning:
+# those checked before (shape, pixel) and where the noise is drawn.
+_IMAGING_NOT_COMPARED = ("shape", "pixel_size", "bake_noise")
+
+
+def imaging_differences(training: dict, test: dict) -> dict[str, dict[str, Any]]:
+    """The imaging settings in which a test set differs from the training set.
+
+    Parameters
+    ----------
+    training, test
+        The ``imaging`` tables of the two datasets' configs.
+
+    Returns
+    -------
+    dict
+        ``{setting: {"training": value, "test": value}}`` for every differing
+        setting but the image shape, the pixel size and where noise is drawn.
+    """
+    return {
+        key: {"training": training.get(key), "test": test.get(key)}
+        for key in sorted(set(training) | set(test))
+        if key not in _IMAGING_NOT_COMPARED and training.get(key) != test.get(key)
+    }
+
+
 def relative_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(estimate - truth) / truth, NaN where the truth is 0 or undefined."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -332,7 +358,7 @@ def twin_analysis(
     d = len(TWIN_DESCRIPTORS)
     # coverage flags are 1 or 0, NaN where undefined (a material the true aggregate lacks)
     arrays = {name: np.full((len(chosen), d), np.nan) for name in _TWIN_ARRAYS}
-    failures = {"twins": 0, "reference": 0}
+    row_failures = np.zeros((len(chosen), 2), dtype=np.int64)  # failed twins, references
     heads = [n for n in prediction.descriptors if n in TWIN_DESCRIPTORS] if candidates else []
     check_spread(head_spread, "head_spread")
     if candidates and (not heads or not prediction.descriptors_std):
@@ -344,11 +370,12 @@ def twin_analysis(
     draws_per_image = candidates or k
     start = 0
     saved = _load_twin_checkpoint(checkpoint, key, len(chosen))
-    if saved is not None:
+    if saved is not None and "row_failures" in saved["state"]:
+        # a resumed analysis of fewer images keeps the rows, and the failures, of those only
         start = min(saved["done"], len(chosen))
         for name in _TWIN_ARRAYS:
             arrays[name][:start] = saved[name][:start]
-        failures = saved["state"]["failures"]
+        row_failures[:start] = np.asarray(saved["state"]["row_failures"], dtype=np.int64)[:start]
         rng_u.bit_generator.state = saved["state"]["rng"]
     truth, twin_mean, twin_single = arrays["truth"], arrays["twin_mean"], arrays["twin_single"]
     reference_mean = arrays["reference_mean"]
@@ -384,8 +411,7 @@ def twin_analysis(
             reference, failed_ref = descriptor_samples(
                 true_theta, derive_seed(derive_seed(seed, REFERENCE_STREAM), i), k
             )
-            failures["twins"] += failed
-            failures["reference"] += failed_ref
+            row_failures[row] = failed, failed_ref
             if len(twins):
                 if candidates:  # weigh M candidates by the heads, keep K drawn by weight
                     estimates = {
@@ -404,12 +430,17 @@ def twin_analysis(
                 covered_reference[row] = _covered(truth[row], reference)
             advance()
             if checkpoint is not None and time.monotonic() - last_save >= TWIN_CHECKPOINT_SECONDS:
-                state = {"failures": failures, "rng": rng_u.bit_generator.state}
+                state = {
+                    "row_failures": row_failures[: row + 1].tolist(),
+                    "rng": rng_u.bit_generator.state,
+                }
                 _save_twin_checkpoint(checkpoint, key, row + 1, arrays, state)
                 last_save = time.monotonic()
     if checkpoint is not None:  # kept whole until the caller has written what it found
-        state = {"failures": failures, "rng": rng_u.bit_generator.state}
+        state = {"row_failures": row_failures.tolist(), "rng": rng_u.bit_generator.state}
         _save_twin_checkpoint(checkpoint, key, len(chosen), arrays, state)
+    totals = row_failures.sum(axis=0)
+    failures = {"twins": int(totals[0]), "reference": int(totals[1])}
     return {
         "items": test.items[chosen],
         **arrays,
@@ -586,6 +617,14 @@ def evaluate(
             f"{data} was generated with the training set's root seed: its items "
             "are training aggregates, not held-out ones"
         )
+    differences = imaging_differences(getattr(trained, "training_imaging", None) or {}, imaging)
+    if differences:
+        warnings.warn(
+            f"{data} was imaged otherwise than the training set ({', '.join(differences)}): "
+            "the report measures the run outside its training conditions",
+            UserWarning,
+            stacklevel=2,
+        )
     baked = bool(getattr(trained, "symmetrized", False))
     if symmetrize and isinstance(trained, OnnxRun) and not baked:
         raise ValueError(
@@ -699,6 +738,7 @@ def evaluate(
         "twin_head_spread": twin_head_spread if twin_candidates else None,
         "noise": noise,
         "baked_noise": bool(dataset.index["config"]["imaging"].get("bake_noise", False)),
+        "imaging_differences": differences,
         "symmetrized": symmetrize or baked,
         "uncertainty": prediction.normalized_std is not None,
         "coverage_levels": list(COVERAGE_LEVELS),

@@ -404,3 +404,30 @@ def test_progress_rates_read_at_any_speed():
     assert rate_text(2.5) == "2.5/s"
     assert rate_text(0.4) == "2.5 s/step"  # a calibration's orientations read 0/s before
     assert rate_text(1 / 600) == "10 min/step"
+
+
+@pytest.mark.parametrize(("twin_images", "message"), [
+    (8, "every twin image's true HCN is 0"),
+    (0, "not computed (no twin images)"),
+])  # fmt: skip
+def test_evaluate_says_why_the_hcn_has_no_relative_error(
+    tmp_path, monkeypatch, twin_images, message
+):
+    pytest.importorskip("torch")
+    import heteroagg.learn
+
+    def report_without_hcn_errors(*args, **kwargs):
+        # a test set of pure TiO2: twins ran, but every true HCN is 0
+        hcn = {"twin_mean": {"n": 0}, "true_theta_mean": {"n": 0}}
+        return {
+            "parameters": {"n_particles": {"r2": 0.9, "mae": 1.0, "bias": 0.0}},
+            "n_test_images": 8,
+            "n_twin_images": twin_images,
+            "descriptors": {"hetero_coordination_number": hcn},
+        }
+
+    monkeypatch.setattr(heteroagg.learn, "evaluate", report_without_hcn_errors)
+    args = ["evaluate", "--model", "m", "--data", "d", "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert message in " ".join(result.output.split())

@@ -701,6 +701,11 @@ def evaluate(
             f"{100 * hcn['twin_mean']['median_abs']:.1f} % "
             f"(true θ: {100 * hcn['true_theta_mean'].get('median_abs', float('nan')):.1f} %)"
         )
+    elif report.get("n_twin_images", 0) > 0:
+        console.print(
+            "HCN through twins: no relative error (every twin image's true HCN is 0); "
+            "see the coverage in the report"
+        )
     else:
         console.print("HCN through twins: not computed (no twin images)")
     # unwrapped, so that the paths can be copied

@@ -144,6 +144,11 @@ class TrainedRun:
             _warn_if_unfinished(self.path / f"member-{k}", k)
 
     @property
+    def training_imaging(self) -> dict:
+        """The ``imaging`` table of the training set's config."""
+        return self.info["dataset_config"]["imaging"]
+
+    @property
     def vacuum_level(self) -> float:
         """The fraction of the beam the field around the particles reads in the training
         images (a support film's level, or 0), as :class:`~heteroagg.deploy.Predictor` has it."""

@@ -36,6 +36,7 @@ class OnnxRun:
         self.vacuum_level = self.predictor.vacuum_level
         self.space = ParameterSpace.from_config(meta["parameter_space"])
         self.info = {"train": meta["train"], "dataset": meta["dataset"]}
+        self.training_imaging: dict = meta.get("imaging") or {}
 
     def predict(self, images: np.ndarray, batch_size: int = 64) -> Prediction:
         """θ̂ for images in fractions of the beam, as :meth:`TrainedRun.predict` gives it."""

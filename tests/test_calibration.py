@@ -9,7 +9,12 @@ ase = pytest.importorskip("ase")
 
 from heteroagg.rng import derive_seed  # noqa: E402
 from heteroagg.stem import calibrate, haadf_multislice  # noqa: E402
-from heteroagg.stem.calibration import _unit_cell, crystal_slab, largest_sampling  # noqa: E402
+from heteroagg.stem.calibration import (  # noqa: E402
+    _unit_cell,
+    calibration_inputs,
+    crystal_slab,
+    largest_sampling,
+)
 
 # A low-angle detector allows a coarse sampling: a few seconds per LUT.
 FAST = dict(
@@ -99,9 +104,19 @@ def test_any_ase_structure_calibrates():
         (dict(energy=5e6), "energy is in eV"),
         (dict(memory_limit=0.0), "memory_limit must be positive"),
         (dict(memory_limit=1e6), r"potentials need [\d.e-]+ GB, above memory_limit"),
+        (dict(phonon_sigmas={"Ti": 0.1}), "no displacement sigma for element 'O'"),
+        (dict(phonon_sigmas={"Ti": -0.1, "O": 0.1}), "sigma for Ti must be finite and >= 0"),
+        (dict(phonon_sigmas=math.inf), "sigma for all atoms must be finite"),
+        (dict(parametrization="peng"), "parametrization must be 'lobato' or 'kirkland'"),
+        (dict(sampling=0.1), "the detector reaches 80 mrad, but sampling 0.1"),
+        (dict(device="gpu"), "device must be 'auto', 'cpu' or 'cuda'"),
     ],
 )
 def test_bad_input_is_refused(change, message):
+    # before any multislice, and by calibration_inputs too, which a run of several
+    # materials uses to check them all before the first starts
+    with pytest.raises(ValueError, match=message):
+        calibration_inputs("TiO2", **dict(FAST, **change))
     with pytest.raises(ValueError, match=message):
         calibrate("TiO2", **dict(FAST, **change))
 

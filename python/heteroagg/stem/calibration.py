@@ -332,6 +332,7 @@ def _plan(
     phonon_sigmas: Any,
     parametrization: str,
     memory_limit: float,
+    device: str = "auto",
     **_: Any,
 ) -> _Plan:
     """Validate :func:`calibrate`'s arguments and derive the run's geometry."""
@@ -375,6 +376,8 @@ def _plan(
             "use fewer positions or a larger lateral_size"
         )
     name, cell, structure = _unit_cell(material)
+    _check_physics(cell, energy, probe, det, float(sampling), phonon_sigmas, parametrization)
+    resolve_device(device)
     n_slices = max(1, math.ceil(depth / slice_thickness - 1e-9))
     if not (is_real(memory_limit) and memory_limit > 0):
         raise ValueError(f"memory_limit must be positive (bytes), got {memory_limit!r}")
@@ -410,6 +413,49 @@ def _plan(
         "heteroagg_version": heteroagg.__version__,
     }
     return _Plan(inputs, cell, det, depth, lateral, step, n_slices)
+
+
+def _check_physics(
+    cell: tuple,
+    energy: float,
+    probe: Probe,
+    detector: Any,
+    sampling: float,
+    phonon_sigmas: Any,
+    parametrization: str,
+) -> None:
+    """The checks the multislice makes, made before any of it runs: the parametrisation,
+    a displacement sigma for every element of the slab, and a sampling whose band limit
+    reaches the aperture and the detector."""
+    from heteroagg import _core
+    from heteroagg.atoms import _check_sigma
+    from heteroagg.stem.multislice import _check_elements
+
+    numbers = np.asarray(cell[2], dtype=np.int32)
+    _check_elements(numbers, parametrization)
+    if not (is_real(sampling) and math.isfinite(sampling) and sampling > 0):
+        raise ValueError(f"sampling must be a positive number of Å, got {sampling!r}")
+    if isinstance(phonon_sigmas, Mapping):
+        from ase.data import chemical_symbols
+
+        for element in sorted({chemical_symbols[z] for z in numbers.tolist()}):
+            if element not in phonon_sigmas:
+                raise ValueError(
+                    f"no displacement sigma for element {element!r}; give phonon_sigmas={{...}}"
+                )
+            _check_sigma(phonon_sigmas[element], element)
+    elif phonon_sigmas is not None:
+        _check_sigma(phonon_sigmas, "all atoms")
+    limit = _core.band_limit_angle((sampling, sampling), float(energy))
+    for what, angle in (
+        ("the probe aperture", probe.semiangle),
+        ("the detector", detector.max_angle),
+    ):
+        if angle > limit * (1 + 1e-9):
+            raise ValueError(
+                f"{what} reaches {angle:g} mrad, but sampling {sampling:.4g} Å at {energy:g} eV "
+                f"allows at most {limit:.4g} mrad; use a finer sampling"
+            )
 
 
 def _describe_detector(det: Any) -> dict[str, Any]:

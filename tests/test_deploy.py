@@ -244,9 +244,14 @@ def test_read_images_in_every_format(tmp_path):
             read_images(tmp_path / name)
         got = read_images(tmp_path / name, intensity_scale=60000).images[0]
         np.testing.assert_allclose(got, counts / 60000, rtol=1e-6)
-        for bad in (0.0, math.inf, math.nan):  # inf would make every pixel 0
+        for bad in (0.0, math.inf, math.nan, "2"):  # inf would make every pixel 0
             with pytest.raises(ValueError, match="intensity_scale must be positive and finite"):
                 read_images(tmp_path / name, intensity_scale=bad)
+        for bad in ("2", math.nan):
+            with pytest.raises(ValueError, match="black_level must be a"):
+                read_images(tmp_path / name, intensity_scale=60000, black_level=bad)
+        with pytest.raises(ValueError, match="holds no named datasets"):
+            read_images(tmp_path / name, intensity_scale=60000, dataset="HAADF")
     colour = np.zeros((8, 8, 3), dtype=np.uint8)
     colour[2, 3] = (200, 10, 10)
     Image.fromarray(colour).save(tmp_path / "rgb.png")

@@ -807,7 +807,7 @@ def predict(
     """θ̂ for images with an exported model, and optionally 3D digital twins."""
     from heteroagg._progress import progress_bar
     from heteroagg.data.space import ParameterSpace
-    from heteroagg.deploy.images import read_images
+    from heteroagg.deploy.images import SINGLE_IMAGE_SUFFIXES, read_images
     from heteroagg.deploy.runtime import Predictor
     from heteroagg.pooling import pool_sample
     from heteroagg.rng import check_uint64, derive_seed
@@ -844,7 +844,7 @@ def predict(
             raise ImportError("--plot needs matplotlib: pip install 'heteroagg[plot]'")
         if twin_candidates and twin_candidates < twins:
             raise ValueError(f"--twin-candidates must be 0 or >= --twins, got {twin_candidates}")
-        single = [p.name for p in images if p.suffix.lower() in (".npy", ".png", ".tif", ".tiff")]
+        single = [p.name for p in images if p.suffix.lower() in SINGLE_IMAGE_SUFFIXES]
         if dataset is not None and single:
             raise ValueError(
                 f"--dataset chooses an image inside HDF5, EMD, DM, Velox or HyperSpy files; "

@@ -37,7 +37,9 @@ VACUUM_TOLERANCE = 5e-5
 #: noise most of its R² (docs/results.md, "Intensity calibration").
 READ_NOISE_TOLERANCE = 5e-5
 
-SUFFIXES = (".npy", ".tif", ".tiff", ".png", ".emd", ".h5", ".hdf5", *RSCIIO_SUFFIXES)
+#: Formats that hold one image (or stack) and no named datasets.
+SINGLE_IMAGE_SUFFIXES = (".npy", ".tif", ".tiff", ".png")
+SUFFIXES = (*SINGLE_IMAGE_SUFFIXES, ".emd", ".h5", ".hdf5", *RSCIIO_SUFFIXES)
 
 
 @dataclass
@@ -284,7 +286,7 @@ def _fractions_of_beam(
                 "beam; give the value of the full beam (--intensity-scale)"
             )
         intensity_scale = 1.0
-    if not (intensity_scale > 0 and math.isfinite(intensity_scale)):
+    if not (is_real(intensity_scale) and intensity_scale > 0 and math.isfinite(intensity_scale)):
         raise ValueError(f"intensity_scale must be positive and finite, got {intensity_scale!r}")
     data = raw if raw.ndim == 3 else raw[None]  # not copied: stacks of scans can be large
     if black_level is None:
@@ -300,8 +302,10 @@ def _fractions_of_beam(
                 "so it gives no black level; give --black-level as a number"
             )
         black = black_from_border(border, vacuum_level, intensity_scale)
-    else:
+    elif is_real(black_level) and math.isfinite(black_level):
         black = np.full(len(data), float(black_level))
+    else:
+        raise ValueError(f"black_level must be a finite number or 'border', got {black_level!r}")
     if not np.all(black < intensity_scale):
         raise ValueError(
             f"{path}: the black level ({black.max():.4g}) must lie below the value of the full "
@@ -354,7 +358,7 @@ def read_images(
         The HDF5/EMD 1.0 dataset to read (default: the EMD data group, else
         the first 2D or 3D numeric dataset); for DigitalMicrograph, Velox and
         HyperSpy files, the title of the image (default: the only one, else
-        the one titled HAADF).
+        the one titled HAADF).  Refused for ``.npy``, TIFF and PNG files.
     black_level
         The stored value of vacuum (no electrons scattered onto the
         detector), subtracted first; ``"border"`` takes each image's own
@@ -375,8 +379,9 @@ def read_images(
     ValueError
         For unknown suffixes, unreadable content, colour images, integer
         images without ``intensity_scale``, float images with values above
-        1 without it (they cannot be fractions of the beam), or a black
-        level not below the full beam.
+        1 without it (they cannot be fractions of the beam), a black level
+        not below the full beam, a scale or black level that is not a
+        number, or a ``dataset`` for a format without datasets.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -390,6 +395,8 @@ def read_images(
         raise ValueError(f"{path}: unknown image format {suffix!r}; use one of {SUFFIXES}")
     if not path.is_file():
         raise ValueError(f"{path} does not exist")
+    if dataset is not None and suffix in SINGLE_IMAGE_SUFFIXES:
+        raise ValueError(f"{path}: a {suffix} file holds no named datasets; leave out dataset")
     try:
         raw, pixel = _read_raw(path, suffix, dataset)
     except (ValueError, ImportError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 import uuid
+import zlib
 from pathlib import Path
 
 import h5py
@@ -163,3 +164,23 @@ def write_tiff(path: Path, image: np.ndarray) -> None:
     directory += struct.pack("<I", 0)  # no further image
     header = b"II*\x00" + struct.pack("<I", 8 + len(pixels))
     Path(path).write_bytes(header + pixels + directory)
+
+
+def write_png_16(path: Path, image: np.ndarray) -> None:
+    """A 16-bit PNG of one grey (H, W), grey-and-alpha (H, W, 2) or RGB (H, W, 3) image,
+    as the PNG specification lays it out: big-endian samples, filter byte 0 per row."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    colour_type = {1: 0, 2: 4, 3: 2}[channels]  # grey, grey and alpha, RGB
+    height, width = image.shape[:2]
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in image)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip

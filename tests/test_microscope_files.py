@@ -9,7 +9,7 @@ pytest.importorskip("rsciio")
 
 from heteroagg.deploy.images import read_images
 from heteroagg.deploy.microscope_files import length_in_nm
-from microscope_writers import write_dm, write_tiff, write_velox
+from microscope_writers import write_dm, write_png_16, write_tiff, write_velox
 
 
 def pattern(*shape: int) -> np.ndarray:
@@ -116,6 +116,45 @@ def test_emd_1_0_units_and_rectangular_pixels(tmp_path):
     emd(tmp_path / "rect.emd", (2.0, 0.5), "nm")
     with pytest.raises(ValueError, match="square pixels"):
         read_images(tmp_path / "rect.emd")
+
+
+def test_emd_group_type_as_an_array_and_unsigned_descending_axes(tmp_path):
+    import h5py
+
+    image = np.linspace(0, 0.5, 16 * 16).reshape(16, 16)
+    with h5py.File(tmp_path / "listed.emd", "w") as f:
+        f["a_table"] = np.zeros((4, 4))  # another 2D dataset, found first
+        group = f.create_group("data/haadf")
+        group.attrs["emd_group_type"] = [1]  # h5py stores a list as a one-element array
+        group["data"] = image
+        for number in (1, 2):  # a flipped image on unsigned axes, 2 nm steps
+            axis = group.create_dataset(f"dim{number}", data=(np.arange(16) * 2)[::-1].astype("u2"))
+            axis.attrs["units"] = "nm"
+    read = read_images(tmp_path / "listed.emd")
+    np.testing.assert_array_equal(read.images[0], image.astype(np.float32))
+    assert read.pixel_size_nm == pytest.approx(2.0)
+
+
+def test_sixteen_bit_colour_pngs_are_refused_and_bilevel_ones_read(tmp_path):
+    from PIL import Image
+
+    grey = (np.random.default_rng(0).random((8, 10)) * 60000).astype(np.uint16)
+    write_png_16(tmp_path / "grey.png", grey)
+    np.testing.assert_allclose(
+        read_images(tmp_path / "grey.png", intensity_scale=65535).images[0], grey / 65535, rtol=1e-6
+    )
+    # Pillow reads these as 8-bit: they would come back about 257 times too dark
+    write_png_16(tmp_path / "rgb.png", np.repeat(grey[..., None], 3, 2))
+    write_png_16(tmp_path / "alpha.png", np.stack([grey, np.full_like(grey, 65535)], 2))
+    for name in ("rgb.png", "alpha.png"):
+        with pytest.raises(ValueError, match="stores 16-bit samples, which Pillow reads as 8-bit"):
+            read_images(tmp_path / name, intensity_scale=65535)
+    bits = np.zeros((6, 8), bool)
+    bits[2, 3] = True
+    Image.fromarray(bits).save(tmp_path / "bilevel.png")
+    np.testing.assert_array_equal(
+        read_images(tmp_path / "bilevel.png", intensity_scale=1).images[0], bits.astype(np.float32)
+    )
 
 
 def test_damaged_files_of_every_format_name_themselves(tmp_path):

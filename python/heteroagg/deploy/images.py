@@ -109,6 +109,10 @@ def _emd_first_dim(dataset: Any) -> int | None:
         return None
     if isinstance(kind, bytes):
         kind = kind.decode()
+    if isinstance(kind, np.ndarray) and kind.size == 1:  # h5py writes a list as an array
+        kind = kind.reshape(-1)[0]
+    if isinstance(kind, bytes):
+        kind = kind.decode()
     elif isinstance(kind, np.generic):
         kind = kind.item()
     return {1: 1, "array": 0}.get(kind) if isinstance(kind, (int, str)) else None
@@ -124,7 +128,7 @@ def _emd_pixel_size_nm(dataset: Any) -> float | None:
         dim = dataset.parent.get(f"dim{number}")
         if dim is None or len(dim) < 2:
             return None
-        step = abs(float(dim[1] - dim[0]))  # a descending axis is a flipped image
+        step = abs(float(dim[1]) - float(dim[0]))  # a descending axis is a flipped image
         sides.append(length_in_nm(step, dim.attrs.get("units", b""), path))
     return None if None in sides else square_pixel_nm(Path(path), *sides)
 
@@ -152,11 +156,33 @@ def _raster(path: Path) -> np.ndarray:
             pixels = np.asarray(frame)
             if unsigned_32 and pixels.dtype == np.int32:
                 pixels = pixels.view(np.uint32)
+            if pixels.dtype == bool:  # a bilevel image: counts 0 and 1
+                pixels = pixels.astype(np.uint8)
             frames.append(pixels)
+    stored = _stored_bits(path, tags)
+    if stored > 8 * frames[0].dtype.itemsize:
+        raise ValueError(
+            f"{path} stores {stored}-bit samples, which Pillow reads as "
+            f"{8 * frames[0].dtype.itemsize}-bit (it does so for colour and grey-with-alpha "
+            "images): save the image as one grey channel, or install tifffile for TIFF"
+        )
     if len({f.shape for f in frames}) > 1:
         shapes = sorted({f.shape for f in frames})
         raise ValueError(f"{path} holds pages of different shapes {shapes}; give one image size")
     return np.stack(frames) if len(frames) > 1 else frames[0]
+
+
+def _stored_bits(path: Path, tags: dict) -> int:
+    """Bits per sample the file stores: TIFF's BitsPerSample tag or the PNG header's
+    bit depth (0 when neither says)."""
+    bits = tags.get(258)
+    if bits is not None:
+        return int(max(bits)) if isinstance(bits, tuple) else int(bits)
+    with open(path, "rb") as stream:
+        header = stream.read(25)
+    if header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR" and len(header) == 25:
+        return header[24]
+    return 0
 
 
 def _imagej_pixel_size_nm(path: Path) -> float | None:

@@ -148,3 +148,30 @@ def test_copies_and_unpickled_aggregates_stay_read_only(agg):
         for array in (twin.centers, twin.radii, twin.materials):
             with pytest.raises(ValueError, match="read-only"):
                 array[0] = 0
+
+
+def test_complex_or_text_coordinates_are_refused_and_a_wide_aggregate_still_prints():
+    with pytest.raises(ValueError, match="centers must hold real numbers"):
+        Aggregate(np.array([[0, 0, 0], [2, 0, 0]]) + 5j, [1.0, 1.0], [0, 1])
+    with pytest.raises(ValueError, match="radii must hold real numbers"):
+        Aggregate([[0, 0, 0]], np.array(["1.0"]), [0])
+    wide = Aggregate([[0, 0, 0], [1e300, 0, 0]], [1.0, 1.0], [0, 1])
+    with pytest.raises(ValueError, match="spans more than"):
+        wide.descriptors()
+    assert repr(wide) == "Aggregate(n_particles=2, n_wo3=1)"
+
+
+def test_numpy_integers_are_counts_wherever_python_ones_are():
+    from heteroagg.aggregate import SamplerOptions
+    from heteroagg.data.space import Prior
+
+    options = SamplerOptions(pair_tries=np.int64(48))
+    assert options.pair_tries == 48 and type(options.pair_tries) is int
+    prior = Prior("uniform", np.int64(10), np.float32(50.0))
+    assert (prior.low, prior.high) == (10, 50.0) and type(prior.low) is int
+    agg = heteroagg.sample_aggregate(ModelParams(n_particles=12), 1)
+    from heteroagg.stem import HaadfRenderer
+
+    renderer = HaadfRenderer(shape=(64, 64), pixel_size=1.0, extrapolate=True, device="cpu")
+    images = renderer.batch([agg], seeds=[1], threads=np.int64(1))[0]
+    np.testing.assert_array_equal(images[0], renderer(agg, seed=1))

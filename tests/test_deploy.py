@@ -64,7 +64,10 @@ def test_predictor_matches_the_trained_run(exported, tiny_run, tiny_test):
     assert predictor.provider == "CPUExecutionProvider"
     images = open_dataset(tiny_test).images[:11]
     got = predictor.predict(images, batch_size=4)
-    expected = TrainedRun(tiny_run, device="cpu").predict(images)
+    run = TrainedRun(tiny_run, device="cpu")
+    expected = run.predict(images)
+    in_threes = run.predict(images, batch_size=np.int64(3))  # a numpy count, as Predictor takes
+    np.testing.assert_allclose(in_threes.normalized, expected.normalized, rtol=1e-5, atol=1e-6)
     assert set(got) == set(expected.params)  # every ModelParams field, fixed ones too
     for name in expected.params:
         np.testing.assert_allclose(got[name], expected.params[name], rtol=1e-4, err_msg=name)

@@ -15,6 +15,7 @@ import numpy as np
 
 from heteroagg import _core
 from heteroagg._atomic import replaced_on_success
+from heteroagg._numbers import is_count
 from heteroagg._progress import progress_bar
 from heteroagg.materials import MATERIAL_NAMES, WO3
 from heteroagg.model import GenerationError, ModelParams
@@ -79,6 +80,10 @@ class Aggregate:
     params: ModelParams | None = None
 
     def __post_init__(self) -> None:
+        for name in ("centers", "radii"):  # complex numbers would lose their imaginary parts
+            kind = np.asarray(getattr(self, name)).dtype.kind
+            if kind not in "iuf":
+                raise ValueError(f"{name} must hold real numbers (nm), got dtype kind {kind!r}")
         centers = np.array(self.centers, dtype=np.float64, order="C", copy=True)
         radii = np.array(self.radii, dtype=np.float64, order="C", copy=True)
         materials_in = np.asarray(self.materials)
@@ -126,10 +131,11 @@ class Aggregate:
         return int(self.radii.shape[0])
 
     def __repr__(self) -> str:
-        return (
-            f"Aggregate(n_particles={len(self)}, n_wo3={self.n_wo3}, "
-            f"radius_of_gyration={self.descriptors().radius_of_gyration:.3g} nm)"
-        )
+        try:
+            rg = f", radius_of_gyration={self.descriptors().radius_of_gyration:.3g} nm"
+        except ValueError:  # an aggregate too wide for the descriptors
+            rg = ""
+        return f"Aggregate(n_particles={len(self)}, n_wo3={self.n_wo3}{rg})"
 
     @property
     def n_particles(self) -> int:
@@ -288,8 +294,9 @@ class SamplerOptions:
     def __post_init__(self) -> None:
         for name in ("pair_tries", "placement_tries", "gamma_relaxations", "aggregate_tries"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+            if not is_count(value) or not 1 <= value <= 100_000:
                 raise ValueError(f"{name} must be an integer in [1, 100000], got {value!r}")
+            object.__setattr__(self, name, int(value))
         if not 0.0 < self.max_rg_error <= 1.0:
             raise ValueError(f"max_rg_error must be in (0, 1], got {self.max_rg_error!r}")
 

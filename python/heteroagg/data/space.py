@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from heteroagg import _core
+from heteroagg._numbers import is_real
 from heteroagg.model import ModelParams
 from heteroagg.rng import check_uint64, derive_seed
 
@@ -38,11 +39,14 @@ class Prior:
     def __post_init__(self) -> None:
         if self.kind not in PRIOR_KINDS:
             raise ValueError(f"prior must be one of {PRIOR_KINDS}, got {self.kind!r}")
-        for bound in (self.low, self.high):
-            if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+        for name in ("low", "high"):
+            bound = getattr(self, name)
+            if not is_real(bound):
                 raise ValueError(f"prior bounds must be numbers, got {bound!r}")
             if not math.isfinite(bound):
                 raise ValueError(f"prior bounds must be finite, got {bound!r}")
+            if isinstance(bound, np.generic):  # kept as Python numbers, which JSON writes
+                object.__setattr__(self, name, bound.item())
         if self.kind == "fixed" and self.low != self.high:
             raise ValueError("a fixed prior has one value (low == high)")
         if self.kind != "fixed" and not self.low < self.high:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from heteroagg._numbers import is_count
 from heteroagg.data.config import DatasetConfig
 from heteroagg.learn.config import TrainConfig
 from heteroagg.learn.networks import LOG_VARIANCE_RANGE, ParameterRegressor
@@ -182,8 +183,9 @@ class TrainedRun:
         image's symmetries (:mod:`heteroagg.learn.symmetry`).
         """
         x = self._check(images)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not is_count(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = int(batch_size)
         n = len(self.parameters) + len(self.descriptor_heads)
         outputs = []
         with torch.no_grad():

@@ -35,7 +35,7 @@ import numpy as np
 
 from heteroagg import _core
 from heteroagg._device import resolve_device
-from heteroagg._numbers import is_real
+from heteroagg._numbers import is_count, is_real
 from heteroagg._rotation import check_rotation
 from heteroagg.materials import MATERIAL_NAMES, TIO2, WO3
 from heteroagg.rng import check_uint64
@@ -544,9 +544,9 @@ class HaadfRenderer:
         seeds = [check_uint64("seed", s) for s in seeds]
         if len(seeds) != len(aggs):
             raise ValueError(f"got {len(aggs)} aggregates but {len(seeds)} seeds")
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        if not is_count(threads) or threads < 0:
             raise ValueError(f"threads must be an int >= 0, got {threads!r}")
-        threads = min(threads, max(len(aggs), 1))  # no more threads than images
+        threads = min(int(threads), max(len(aggs), 1))  # no more threads than images
         arrays = [self._arrays(agg) for agg in aggs]
         shape = (len(aggs), *self.shape)
         if self.device == "cuda" and hasattr(out, "__cuda_array_interface__"):

@@ -169,10 +169,11 @@ std::vector<std::uint32_t> find_contacts(const column_grid& grid, const double* 
   return pairs;
 }
 
-// Spheres more than twice the 90th percentile of the radii are giants,
-// kept out of the grid, whose cells would otherwise all grow to their size
-// (one such sphere among 80 000 made the search 50 times slower).  Sets
-// smaller than min_split are not split.
+// Spheres more than four times the 90th percentile of the radii are
+// giants, kept out of the grid, whose cells would otherwise all grow to
+// their size (one such sphere among 80 000 made the search 50 times
+// slower).  Below that, the wider cells cost less than searching the giants'
+// surroundings one by one.  Sets smaller than min_split are not split.
 constexpr std::size_t min_split = 64;
 
 // Binary exponent of a positive finite double (0 for subnormals).
@@ -183,18 +184,18 @@ int exponent_bits(double x) {
 }
 
 // The radius above which spheres are giants: from a histogram of binary
-// exponents, the top of the octave that holds the 90th percentile q, doubled
-// (between 2q and 4q); infinity when no sphere exceeds it.  No more than a
-// tenth of the spheres lie above it.
+// exponents, the top of the octave that holds the 90th percentile q, times
+// four (between 4q and 8q); infinity when no sphere exceeds it.  No more
+// than a tenth of the spheres lie above it.
 double giant_threshold(const double* radii, std::size_t n, double r_min, double r_max) {
   const double none = std::numeric_limits<double>::infinity();
-  if (n < min_split || !(r_max > 2.0 * r_min)) return none;
-  // Quick answer for most sets: when more than a tenth of the radii reach half
-  // the largest, the walk below stops in one of the two top octaves, and the
-  // threshold lies above every radius.
-  std::size_t halves = 0;
-  for (std::size_t i = 0; i < n; ++i) halves += 2.0 * radii[i] >= r_max;
-  if (10 * halves > n) return none;
+  if (n < min_split || !(r_max > 4.0 * r_min)) return none;
+  // Quick answer for most sets: when more than a tenth of the radii reach a
+  // quarter of the largest, the walk below stops in one of the three top
+  // octaves, and the threshold lies above every radius.
+  std::size_t quarters = 0;
+  for (std::size_t i = 0; i < n; ++i) quarters += 4.0 * radii[i] >= r_max;
+  if (10 * quarters > n) return none;
   constexpr int octaves = 64;  // below the largest radius; smaller ones share the last
   const int top = exponent_bits(r_max);
   std::array<std::uint32_t, octaves> count{};
@@ -205,7 +206,7 @@ double giant_threshold(const double* radii, std::size_t n, double r_min, double 
   while (10 * (above + count[octave]) <= n) above += count[octave++];
   // octave `octave` holds the 90th percentile; it spans [2^(e-1023), 2^(e-1022))
   const int e = top - octave;
-  const double threshold = std::ldexp(1.0, e - 1021);
+  const double threshold = std::ldexp(1.0, e - 1020);
   return r_max > threshold ? threshold : none;
 }
 
@@ -244,13 +245,26 @@ std::vector<std::uint32_t> contact_pairs(const double* centers, const double* ra
   std::vector<std::uint32_t> pairs =
       find_contacts(grid, small.centers.data(), small.radii.data(), rest.size(), scale, r_small);
   for (auto& p : pairs) p = rest[p];  // rest is ascending, so each pair stays ordered
+  // The rest in grid order, so that each giant reads its runs contiguously;
+  // the test is touching()'s, term for term.
   const std::uint32_t* order = grid.order();
+  std::vector<double> sorted(4 * rest.size());
+  for (std::size_t k = 0; k < rest.size(); ++k) {
+    const std::uint32_t i = rest[order[k]];
+    sorted[4 * k] = centers[3 * i];
+    sorted[4 * k + 1] = centers[3 * i + 1];
+    sorted[4 * k + 2] = centers[3 * i + 2];
+    sorted[4 * k + 3] = radii[i];
+  }
   for (const std::uint32_t g : giants) {
     const vec3 at{centers[3 * g], centers[3 * g + 1], centers[3 * g + 2]};
     grid.for_each_run_near(at, (radii[g] + r_small) * scale, [&](std::uint32_t first, std::uint32_t last) {
       for (std::uint32_t k = first; k < last; ++k) {
-        const std::uint32_t j = rest[order[k]];
-        if (touching(centers, radii, g, j, scale)) {
+        const double* p = sorted.data() + 4 * k;
+        const double dx = at.x - p[0], dy = at.y - p[1], dz = at.z - p[2];
+        const double reach = (radii[g] + p[3]) * scale;
+        if (dx * dx + dy * dy + dz * dz <= reach * reach) {
+          const std::uint32_t j = rest[order[k]];
           pairs.push_back(std::min(g, j));
           pairs.push_back(std::max(g, j));
         }
@@ -381,8 +395,8 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
 
   // One pass over the particles: homo-cluster roots, per-material sums, and
   // the volume-weighted moments about the first centre (which keeps the
-  // centring below free of cancellation).  Volumes are summed in units of a
-  // power of two near the largest one (exact), so that the moments of
+  // centring below free of cancellation).  Lengths are taken in units of a
+  // power of two near the largest radius (exact), so that the moments of
   // spheres of any size neither underflow nor overflow.
   const int unit = std::clamp(std::ilogb(r_max), -1000, 1000);
   const double per_unit = std::ldexp(1.0, -unit);
@@ -401,8 +415,9 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
     hcn_ti += (1 - w) * out.hcn[i];
     volume += v;
     volume_w += w * v;
-    self += v * 0.2 * radii[i] * radii[i];
-    const double dx = centers[3 * i] - ref.x, dy = centers[3 * i + 1] - ref.y, dz = centers[3 * i + 2] - ref.z;
+    self += v * 0.2 * r * r;
+    const double dx = (centers[3 * i] - ref.x) * per_unit, dy = (centers[3 * i + 1] - ref.y) * per_unit,
+                 dz = (centers[3 * i + 2] - ref.z) * per_unit;
     sx += v * dx;
     sy += v * dy;
     sz += v * dz;
@@ -436,13 +451,15 @@ descriptor_result compute_descriptors(const double* centers, const double* radii
   const double txx = sxx - volume * cx * cx, txy = sxy - volume * cx * cy, txz = sxz - volume * cx * cz;
   const double tyy = syy - volume * cy * cy, tyz = syz - volume * cy * cz, tzz = szz - volume * cz * cz;
   const double inv = 1.0 / volume;
-  const auto ev = symmetric_eigenvalues((txx + self) * inv, txy * inv, txz * inv,
-                                        (tyy + self) * inv, tyz * inv, (tzz + self) * inv);
-  out.gyration_eigenvalues = ev;
+  // in units of 2^unit; scaled back to nm and nm^2 last (squares of R_g below
+  // about 1e-154 nm are smaller than any double, R_g itself is not)
+  const auto ev = symmetric_eigenvalues((txx + self) * inv, txy * inv, txz * inv, (tyy + self) * inv,
+                                        tyz * inv, (tzz + self) * inv);
   const double trace = ev[0] + ev[1] + ev[2];
-  out.radius_of_gyration = std::sqrt(trace);
-  out.asphericity = ev[2] - 0.5 * (ev[0] + ev[1]);
-  out.acylindricity = ev[1] - ev[0];
+  for (int k = 0; k < 3; ++k) out.gyration_eigenvalues[k] = std::scalbn(ev[k], 2 * unit);
+  out.radius_of_gyration = std::scalbn(std::sqrt(trace), unit);
+  out.asphericity = std::scalbn(ev[2] - 0.5 * (ev[0] + ev[1]), 2 * unit);
+  out.acylindricity = std::scalbn(ev[1] - ev[0], 2 * unit);
   out.relative_shape_anisotropy =
       1.0 - 3.0 * (ev[0] * ev[1] + ev[1] * ev[2] + ev[2] * ev[0]) / (trace * trace);
   return out;

@@ -94,8 +94,8 @@ void test_descriptors_against_brute_force() {
   check(d.n_components == 1, "sampled aggregate is one connected component");
 }
 
-// Radii over two orders (a tenth of the spheres 8 times the rest's size, a
-// hundredth 64 times), so that the search splits off giants twice; some pairs
+// Radii over two orders (a tenth of the spheres 12 times the rest's size, a
+// hundredth 200 times), so that the search splits off giants twice; some pairs
 // touch exactly.  The contacts match a brute-force double-precision count pair
 // for pair, at every tolerance.
 void test_descriptors_with_giants_against_brute_force() {
@@ -105,11 +105,11 @@ void test_descriptors_with_giants_against_brute_force() {
   for (double& v : xyz) v = 24.0 * rng.uniform();
   for (std::size_t i = 0; i < n; ++i) {
     const double u = rng.uniform();
-    radii[i] = u < 0.01 ? 64.0 : u < 0.1 ? 8.0 : 0.5 + rng.uniform();
+    radii[i] = u < 0.01 ? 200.0 : u < 0.1 ? 12.0 : 0.5 + rng.uniform();
   }
-  radii[0] = 64.0;  // a giant touching a small sphere and another giant exactly
+  radii[0] = 200.0;  // a giant touching a small sphere and another giant exactly
   radii[1] = 0.75;
-  radii[2] = 8.0;
+  radii[2] = 12.0;
   for (int k = 0; k < 3; ++k) {
     xyz[3 + k] = xyz[k] + (k == 0 ? radii[0] + radii[1] : 0.0);
     xyz[6 + k] = xyz[k] + (k == 1 ? radii[0] + radii[2] : 0.0);
@@ -167,7 +167,7 @@ void test_column_grid_runs_near_a_point() {
 // scale: the volume moments neither underflow nor overflow.
 void test_descriptors_at_extreme_scales() {
   bool all = true;
-  for (const double r : {1e-150, 1e-70, 1.0, 1e25}) {
+  for (const double r : {1e-300, 1e-200, 1e-150, 1e-70, 1.0, 1e25}) {
     const double xyz[6] = {0.0, 0.0, 0.0, 2.0 * r, 0.0, 0.0}, radii[2] = {r, r};
     const std::uint8_t materials[2] = {0, 1};
     const auto d = heteroagg::compute_descriptors(xyz, radii, materials, 2, 1e-3);
@@ -175,7 +175,7 @@ void test_descriptors_at_extreme_scales() {
     if (r > 1e-100)  // below, the volume itself is smaller than any double
       all &= std::fabs(d.total_volume / (r * r * r) - 8.0 * 3.141592653589793 / 3.0) < 1e-12;
   }
-  check(all, "descriptors of a dimer at scales from 1e-150 to 1e25 nm");
+  check(all, "descriptors of a dimer at scales from 1e-300 to 1e25 nm");
   const double far[6] = {0.0, 0.0, 0.0, 1e10, 0.0, 0.0}, tiny[2] = {1e-30, 1e-30};
   const std::uint8_t materials[2] = {0, 1};
   bool threw = false;

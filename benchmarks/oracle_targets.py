@@ -2,7 +2,7 @@
 
 A network trained with squared error learns E[θ | image].  The image depends
 on ``frac_w``, ``radius_ti`` and ``radius_w`` only through the particles:
-N_W = floor(frac_w·N + 0.5) and the radii drawn around each median.  So
+N_W = round(frac_w·N) (halves up) and the radii drawn around each median.  So
 E[θ | image] = E[ E[θ | particles, sigma_g] | image ], and the oracle's posterior
 mean (:mod:`heteroagg.learn.ceiling`, which is told sigma_g) is a target with the
 same optimum but without the part of θ that no image can show.  If the
@@ -31,6 +31,7 @@ import numpy as np
 
 from heteroagg.data import DatasetConfig, SyntheticDataset
 from heteroagg.learn.ceiling import frac_w_posterior, log_median_posterior
+from heteroagg.model import wo3_counts
 
 TARGETS = ("frac_w", "radius_ti", "radius_w")
 
@@ -57,8 +58,8 @@ def oracle_targets(dataset: SyntheticDataset) -> dict[str, np.ndarray]:
             count[m, j] = chosen.sum()
             if count[m, j]:
                 mean_log[m, j] = np.log(agg.radii[chosen]).mean()
-    if np.any(count[1] != np.floor(params["frac_w"][items] * n + 0.5)):
-        raise SystemExit("the stored WO3 counts do not follow floor(frac_w·N + 0.5)")
+    if np.any(count[1] != wo3_counts(params["frac_w"][items], n)):
+        raise SystemExit("the stored WO3 counts do not follow round(frac_w·N), halves up")
     _, normalized = frac_w_posterior(n, count[1], space.priors["frac_w"])
     params["frac_w"][items] = _from_normalized(space.priors["frac_w"], normalized)
     for name, m in (("radius_ti", 0), ("radius_w", 1)):

@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("torch")  # heteroagg.learn imports torch; this module does not
 
+from heteroagg import ModelParams
 from heteroagg.data import default_config
 from heteroagg.data.space import ParameterSpace
 from heteroagg.learn.brightness_observer import (
@@ -293,3 +294,23 @@ def test_bad_input_is_refused():
     )
     with pytest.raises(ValueError, match="n must be"):
         brightness_observer_draws(s, 1)
+
+
+def test_a_fixed_frac_w_counts_its_wo3_particles_as_the_sampler_does():
+    # 0.29 x 50 rounds to 15 WO3 particles (a decimal half, rounded up), not 14
+    from heteroagg.learn.brightness_observer import brightness_observer_draws
+
+    fields = ModelParams().as_dict()
+    fields.update(
+        n_particles=50,
+        frac_w=0.29,
+        radius_ti={"prior": "uniform", "low": 3.0, "high": 6.0},
+        radius_w={"prior": "uniform", "low": 3.0, "high": 6.0},
+        sigma_g={"prior": "uniform", "low": 1.1, "high": 1.4},
+    )
+    space = ParameterSpace(fields)
+    assert ModelParams(n_particles=50, frac_w=0.29).n_wo3 == 15
+    draws = brightness_observer_draws(
+        space, n=2, seed=0, materials_known=True, nodes=8, sigma_nodes=3
+    )
+    assert np.all(np.isfinite(draws.estimate["radius_w"]))

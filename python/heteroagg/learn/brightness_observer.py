@@ -47,6 +47,7 @@ from heteroagg._numbers import is_count, is_real
 from heteroagg._progress import progress_bar
 from heteroagg.data.space import ParameterSpace, Prior
 from heteroagg.learn.ceiling import _check_n, _draw_theta, _normalized, frac_w_posterior, r2
+from heteroagg.model import wo3_counts
 from heteroagg.rng import check_uint64
 
 #: Parameters the observer estimates, in report order.
@@ -149,7 +150,7 @@ def _log_sigma_grid(prior: Prior, nodes: int) -> np.ndarray:
 def _frac_w_weights(n: int, prior: Prior, k: np.ndarray) -> np.ndarray:
     """Prior probability of N_W = k among n particles (frac_w rounds to k)."""
     if prior.kind == "fixed":
-        return (k == math.floor(prior.low * n + 0.5)).astype(float)
+        return (k == wo3_counts(prior.low, n)).astype(float)
     lo = np.maximum(prior.low, (k - 0.5) / n)
     hi = np.minimum(prior.high, (k + 0.5) / n)
     if prior.kind == "uniform":

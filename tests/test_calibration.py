@@ -121,6 +121,17 @@ def test_bad_input_is_refused(change, message):
         calibrate("TiO2", **dict(FAST, **change))
 
 
+def test_the_band_limit_is_checked_on_the_grid_the_multislice_runs_on():
+    # a sampling just coarser than the detector allows, which the slab's whole number of
+    # pixels makes fine enough: the multislice accepts it, so the pre-check must too
+    from heteroagg import _core
+
+    coarse = 1.015 * largest_sampling(300e3, 80.0)
+    side = int(_core.next_fft_size(math.ceil(16.0 / coarse - 1e-9)))
+    assert _core.band_limit_angle((16.0 / side,) * 2, 300e3) >= 80.0
+    assert calibration_inputs("TiO2", **dict(FAST, sampling=coarse))["sampling_A"] == coarse
+
+
 def test_unknown_material_and_cuda():
     with pytest.raises(ValueError, match="unknown material"):
         calibrate("Au", **FAST)

@@ -376,12 +376,13 @@ def _plan(
             "use fewer positions or a larger lateral_size"
         )
     name, cell, structure = _unit_cell(material)
-    _check_physics(cell, energy, probe, det, float(sampling), phonon_sigmas, parametrization)
+    _check_physics(cell, sampling, phonon_sigmas, parametrization)
     resolve_device(device)
     n_slices = max(1, math.ceil(depth / slice_thickness - 1e-9))
     if not (is_real(memory_limit) and memory_limit > 0):
         raise ValueError(f"memory_limit must be positive (bytes), got {memory_limit!r}")
     side = int(_core.next_fft_size(math.ceil(lateral / sampling - 1e-9)))
+    _check_band_limit(energy, probe, det, lateral / side)
     needed = n_slices * side * side * BYTES_PER_PIXEL_SLICE  # the slab's full-cell potential
     if needed > memory_limit:
         raise ValueError(
@@ -415,19 +416,9 @@ def _plan(
     return _Plan(inputs, cell, det, depth, lateral, step, n_slices)
 
 
-def _check_physics(
-    cell: tuple,
-    energy: float,
-    probe: Probe,
-    detector: Any,
-    sampling: float,
-    phonon_sigmas: Any,
-    parametrization: str,
-) -> None:
-    """The checks the multislice makes, made before any of it runs: the parametrisation,
-    a displacement sigma for every element of the slab, and a sampling whose band limit
-    reaches the aperture and the detector."""
-    from heteroagg import _core
+def _check_physics(cell: tuple, sampling: float, phonon_sigmas: Any, parametrization: str) -> None:
+    """Checks the multislice makes, made before any of it runs: the parametrisation, the
+    sampling and a displacement sigma for every element of the slab."""
     from heteroagg.atoms import _check_sigma
     from heteroagg.stem.multislice import _check_elements
 
@@ -446,15 +437,22 @@ def _check_physics(
             _check_sigma(phonon_sigmas[element], element)
     elif phonon_sigmas is not None:
         _check_sigma(phonon_sigmas, "all atoms")
-    limit = _core.band_limit_angle((sampling, sampling), float(energy))
+
+
+def _check_band_limit(energy: float, probe: Probe, detector: Any, grid_sampling: float) -> None:
+    """The multislice's own check, at the sampling of the grid it will run on (the slab's
+    width over a whole number of pixels, no coarser than the sampling asked for)."""
+    from heteroagg import _core
+
+    limit = _core.band_limit_angle((grid_sampling, grid_sampling), float(energy))
     for what, angle in (
         ("the probe aperture", probe.semiangle),
         ("the detector", detector.max_angle),
     ):
         if angle > limit * (1 + 1e-9):
             raise ValueError(
-                f"{what} reaches {angle:g} mrad, but sampling {sampling:.4g} Å at {energy:g} eV "
-                f"allows at most {limit:.4g} mrad; use a finer sampling"
+                f"{what} reaches {angle:g} mrad, but sampling {grid_sampling:.4g} Å at "
+                f"{energy:g} eV allows at most {limit:.4g} mrad; use a finer sampling"
             )
 
 

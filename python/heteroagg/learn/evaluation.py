@@ -375,7 +375,8 @@ def twin_analysis(
         start = min(saved["done"], len(chosen))
         for name in _TWIN_ARRAYS:
             arrays[name][:start] = saved[name][:start]
-        row_failures[:start] = np.asarray(saved["state"]["row_failures"], dtype=np.int64)[:start]
+        saved_failures = np.asarray(saved["state"]["row_failures"], dtype=np.int64).reshape(-1, 2)
+        row_failures[:start] = saved_failures[:start]
         rng_u.bit_generator.state = saved["state"]["rng"]
     truth, twin_mean, twin_single = arrays["truth"], arrays["twin_mean"], arrays["twin_single"]
     reference_mean = arrays["reference_mean"]

@@ -50,8 +50,8 @@ def test_anchor_ckdtree_query_pairs_n1000(benchmark, aggregate_1000):
 
 
 def _dense_spheres(giant: bool) -> heteroagg.Aggregate:
-    """80 000 random spheres of radius 1 nm, about one per 8 nm^3, and optionally one a third
-    of the box wide (docs/model.md, "Descriptors")."""
+    """80 000 random spheres of radius 1 nm, about one per 8 nm^3, and optionally one of radius
+    a third of the box (docs/model.md, "Descriptors")."""
     import numpy as np
 
     rng = np.random.default_rng(0)

@@ -169,11 +169,11 @@ std::vector<std::uint32_t> find_contacts(const column_grid& grid, const double* 
   return pairs;
 }
 
-// Spheres more than four times the 90th percentile of the radii are
-// giants, kept out of the grid, whose cells would otherwise all grow to
-// their size (one such sphere among 80 000 made the search 50 times
-// slower).  Below that, the wider cells cost less than searching the giants'
-// surroundings one by one.  Sets smaller than min_split are not split.
+// Spheres far above the 90th percentile of the radii are giants, kept out of
+// the grid, whose cells would otherwise all grow to their size (one such
+// sphere among 80 000 made the search 50 times slower).  Many spheres a few
+// times the percentile cost less in wider cells than searched one by one, so
+// the bar is higher for them.  Sets smaller than min_split are not split.
 constexpr std::size_t min_split = 64;
 
 // Binary exponent of a positive finite double (0 for subnormals).
@@ -183,19 +183,20 @@ int exponent_bits(double x) {
   return static_cast<int>(bits >> 52);
 }
 
-// The radius above which spheres are giants: from a histogram of binary
-// exponents, the top of the octave that holds the 90th percentile q, times
-// four (between 4q and 8q); infinity when no sphere exceeds it.  No more
-// than a tenth of the spheres lie above it.
+// The radius above which spheres are giants, from a histogram of binary
+// exponents: with t the top of the octave that holds the 90th percentile q,
+// 2t (between 2q and 4q) when at most one sphere in 64 lies above it, else
+// 4t (between 4q and 8q); infinity when no sphere exceeds it.  No more than
+// a tenth of the spheres lie above it.
 double giant_threshold(const double* radii, std::size_t n, double r_min, double r_max) {
   const double none = std::numeric_limits<double>::infinity();
-  if (n < min_split || !(r_max > 4.0 * r_min)) return none;
-  // Quick answer for most sets: when more than a tenth of the radii reach a
-  // quarter of the largest, the walk below stops in one of the three top
-  // octaves, and the threshold lies above every radius.
-  std::size_t quarters = 0;
-  for (std::size_t i = 0; i < n; ++i) quarters += 4.0 * radii[i] >= r_max;
-  if (10 * quarters > n) return none;
+  if (n < min_split || !(r_max > 2.0 * r_min)) return none;
+  // Quick answer for most sets: when more than a tenth of the radii reach half
+  // the largest, the walk below stops in one of the two top octaves, and both
+  // bars lie above every radius.
+  std::size_t halves = 0;
+  for (std::size_t i = 0; i < n; ++i) halves += 2.0 * radii[i] >= r_max;
+  if (10 * halves > n) return none;
   constexpr int octaves = 64;  // below the largest radius; smaller ones share the last
   const int top = exponent_bits(r_max);
   std::array<std::uint32_t, octaves> count{};
@@ -204,9 +205,12 @@ double giant_threshold(const double* radii, std::size_t n, double r_min, double 
   std::size_t above = 0;
   int octave = 0;
   while (10 * (above + count[octave]) <= n) above += count[octave++];
-  // octave `octave` holds the 90th percentile; it spans [2^(e-1023), 2^(e-1022))
+  // octave `octave` holds the 90th percentile; it spans [2^(e-1023), 2^(e-1022)),
+  // and the radii above 2^(e-1021) lie in the octaves two and more above it
   const int e = top - octave;
-  const double threshold = std::ldexp(1.0, e - 1020);
+  std::size_t beyond_twice = 0;
+  for (int k = 0; k + 2 <= octave; ++k) beyond_twice += count[k];
+  const double threshold = std::ldexp(1.0, 64 * beyond_twice <= n ? e - 1021 : e - 1020);
   return r_max > threshold ? threshold : none;
 }
 

@@ -169,6 +169,17 @@ def test_numpy_integers_are_counts_wherever_python_ones_are():
     assert options.pair_tries == 48 and type(options.pair_tries) is int
     prior = Prior("uniform", np.int64(10), np.float32(50.0))
     assert (prior.low, prior.high) == (10, 50.0) and type(prior.low) is int
+    assert type(prior.high) is float
+    from fractions import Fraction
+
+    exotic = Prior("uniform", Fraction(1, 2), np.longdouble(2.5))  # stored as plain floats
+    assert (exotic.low, exotic.high) == (0.5, 2.5) and type(exotic.low) is type(
+        exotic.high
+    ) is float
+    from heteroagg.data.space import ParameterSpace
+
+    fixed = ParameterSpace({**ModelParams().as_dict(), "n_particles": np.int64(50)})
+    assert fixed.priors["n_particles"] == Prior("fixed", 50, 50)
     agg = heteroagg.sample_aggregate(ModelParams(n_particles=12), 1)
     from heteroagg.stem import HaadfRenderer
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from heteroagg import _core
-from heteroagg._numbers import is_real
+from heteroagg._numbers import is_count, is_real
 from heteroagg.model import ModelParams
 from heteroagg.rng import check_uint64, derive_seed
 
@@ -45,8 +45,8 @@ class Prior:
                 raise ValueError(f"prior bounds must be numbers, got {bound!r}")
             if not math.isfinite(bound):
                 raise ValueError(f"prior bounds must be finite, got {bound!r}")
-            if isinstance(bound, np.generic):  # kept as Python numbers, which JSON writes
-                object.__setattr__(self, name, bound.item())
+            # kept as a Python int or float, which JSON writes and numpy takes as a number
+            object.__setattr__(self, name, int(bound) if is_count(bound) else float(bound))
         if self.kind == "fixed" and self.low != self.high:
             raise ValueError("a fixed prior has one value (low == high)")
         if self.kind != "fixed" and not self.low < self.high:
@@ -68,7 +68,7 @@ class Prior:
     @classmethod
     def from_config(cls, name: str, spec: Any) -> Prior:
         """A prior from a TOML value: a number (fixed) or ``{prior, low, high}``."""
-        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        if is_real(spec):
             try:
                 return cls("fixed", spec, spec)
             except ValueError as err:

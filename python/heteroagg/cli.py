@@ -703,8 +703,8 @@ def evaluate(
         )
     elif report.get("n_twin_images", 0) > 0:
         console.print(
-            "HCN through twins: no relative error (every twin image's true HCN is 0); "
-            "see the coverage in the report"
+            "HCN through twins: no relative error (every twin image's true HCN is 0, or its "
+            "twins could not be built); see the coverage in the report"
         )
     else:
         console.print("HCN through twins: not computed (no twin images)")

@@ -416,9 +416,9 @@ def write_report(out: Path, report: dict, evaluated: Any) -> None:
         + (" (θ drawn from the predictive distribution)" if report["uncertainty"] else "")
         + ", and K aggregates at the true θ. Relative errors are of the mean over K against the "
         "imaged aggregate; the true-θ column is the model's own spread, the floor for any "
-        "estimate of θ. Truths that are undefined (a material the aggregate lacks) or 0 have no "
-        "relative error and are left out of those columns (n/a where none is left), though not "
-        "of the coverage."
+        "estimate of θ. Truths that are undefined (a material the aggregate lacks) are left "
+        "out everywhere; truths of 0 have no relative error and are left out of those columns "
+        "(n/a where none is left), though not of the coverage."
         + (
             f" The twins are conditioned on the direct descriptor heads: "
             f"{report['twin_candidates']} candidates drawn at θ̂ are weighted by how well their "

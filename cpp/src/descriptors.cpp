@@ -99,10 +99,10 @@ struct float_particles {
   }
 };
 
-bool touching(const double* centers, const double* radii, std::uint32_t i, std::uint32_t j, double scale) {
-  const double dx = centers[3 * i] - centers[3 * j], dy = centers[3 * i + 1] - centers[3 * j + 1],
-               dz = centers[3 * i + 2] - centers[3 * j + 2];
-  const double reach = (radii[i] + radii[j]) * scale;
+// The contact test in double precision, the reference every search matches.
+bool touching(const double* a, double ra, const double* b, double rb, double scale) {
+  const double dx = a[0] - b[0], dy = a[1] - b[1], dz = a[2] - b[2];
+  const double reach = (ra + rb) * scale;
   return dx * dx + dy * dy + dz * dz <= reach * reach;
 }
 
@@ -158,7 +158,8 @@ std::vector<std::uint32_t> find_contacts(const column_grid& grid, const double* 
     for (std::uint32_t hits = flagged[f].hits; hits; hits &= hits - 1u) {
       const std::uint32_t l = flagged[f].b + lowest_bit(hits);
       const std::uint32_t j = order[l];
-      const bool touch = fp.surely_touch(k, l) || touching(centers, radii, i, j, scale);
+      const bool touch =
+          fp.surely_touch(k, l) || touching(centers + 3 * i, radii[i], centers + 3 * j, radii[j], scale);
       if (2 * n_pairs == pairs.size()) pairs.resize(4 * n_pairs);
       pairs[2 * n_pairs] = std::min(i, j);
       pairs[2 * n_pairs + 1] = std::max(i, j);
@@ -249,25 +250,21 @@ std::vector<std::uint32_t> contact_pairs(const double* centers, const double* ra
   std::vector<std::uint32_t> pairs =
       find_contacts(grid, small.centers.data(), small.radii.data(), rest.size(), scale, r_small);
   for (auto& p : pairs) p = rest[p];  // rest is ascending, so each pair stays ordered
-  // The rest in grid order, so that each giant reads its runs contiguously;
-  // the test is touching()'s, term for term.
+  // The rest in grid order, so that each giant reads its runs contiguously.
   const std::uint32_t* order = grid.order();
   std::vector<double> sorted(4 * rest.size());
   for (std::size_t k = 0; k < rest.size(); ++k) {
     const std::uint32_t i = rest[order[k]];
-    sorted[4 * k] = centers[3 * i];
-    sorted[4 * k + 1] = centers[3 * i + 1];
-    sorted[4 * k + 2] = centers[3 * i + 2];
+    std::copy(centers + 3 * i, centers + 3 * i + 3, sorted.data() + 4 * k);
     sorted[4 * k + 3] = radii[i];
   }
   for (const std::uint32_t g : giants) {
-    const vec3 at{centers[3 * g], centers[3 * g + 1], centers[3 * g + 2]};
-    grid.for_each_run_near(at, (radii[g] + r_small) * scale, [&](std::uint32_t first, std::uint32_t last) {
+    const double* at = centers + 3 * g;
+    grid.for_each_run_near({at[0], at[1], at[2]}, (radii[g] + r_small) * scale,
+                           [&](std::uint32_t first, std::uint32_t last) {
       for (std::uint32_t k = first; k < last; ++k) {
         const double* p = sorted.data() + 4 * k;
-        const double dx = at.x - p[0], dy = at.y - p[1], dz = at.z - p[2];
-        const double reach = (radii[g] + p[3]) * scale;
-        if (dx * dx + dy * dy + dz * dz <= reach * reach) {
+        if (touching(at, radii[g], p, p[3], scale)) {
           const std::uint32_t j = rest[order[k]];
           pairs.push_back(std::min(g, j));
           pairs.push_back(std::max(g, j));

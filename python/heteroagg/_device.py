@@ -28,6 +28,12 @@ def cuda_status() -> tuple[bool, str]:
     return True, f"{count} CUDA device(s) visible"
 
 
+def check_device_name(device: object) -> None:
+    """Raise ValueError unless ``device`` is ``"auto"``, ``"cpu"`` or ``"cuda"``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+
+
 def resolve_device(device: str) -> Literal["cpu", "cuda"]:
     """Map a ``device`` argument to the backend that will run.
 
@@ -44,8 +50,7 @@ def resolve_device(device: str) -> Literal["cpu", "cuda"]:
         For ``"cuda"`` when no CUDA device can be used; only ``"auto"`` falls
         back to the CPU.
     """
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    check_device_name(device)
     if device == "cpu":
         return "cpu"
     available, reason = cuda_status()

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from heteroagg._atomic import replaced_on_success
+from heteroagg._device import check_device_name
 from heteroagg._progress import progress_bar
 from heteroagg.data.dataset import SyntheticDataset
 from heteroagg.data.generation import render_seed
@@ -590,8 +591,7 @@ def evaluate(
         raise ValueError(f"{out} is a file; give a folder for the report")
     from heteroagg.learn.onnx_run import OnnxRun
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    check_device_name(device)
     if isinstance(run, (str, Path)) and Path(run).suffix == ".onnx":
         trained: Any = OnnxRun(run, providers=device)
     elif isinstance(run, (str, Path)):

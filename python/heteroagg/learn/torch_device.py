@@ -7,6 +7,7 @@ import warnings
 
 import torch
 
+from heteroagg._device import check_device_name
 from heteroagg.learn.config import PRECISIONS
 
 
@@ -21,8 +22,7 @@ def torch_device(device: str) -> torch.device:
         For ``"cuda"`` when torch sees no CUDA device; only ``"auto"`` falls
         back to the CPU.
     """
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    check_device_name(device)
     if device == "cpu":
         return torch.device("cpu")
     available = torch.cuda.is_available()

@@ -227,8 +227,8 @@ def calibrate(
         from ase import Atoms
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("calibrate needs ase: pip install 'heteroagg[ase]'") from None
-    backend = resolve_device(device)
     plan = _plan(**arguments)
+    backend = plan.backend
     inputs, det, cell = plan.inputs, plan.detector, plan.cell
     n_slices, step, lateral, depth = plan.n_slices, plan.step, plan.lateral, plan.depth
     seed, name, sampling = inputs["seed"], inputs["material"], inputs["sampling_A"]
@@ -290,6 +290,7 @@ class _Plan:
     lateral: float  # Å
     step: float  # Å between probe positions
     n_slices: int
+    backend: str  # "cpu" or "cuda", resolved from the device argument
 
 
 def calibration_inputs(material: Any, **settings: Any) -> dict[str, Any]:
@@ -377,7 +378,7 @@ def _plan(
         )
     name, cell, structure = _unit_cell(material)
     _check_physics(cell, sampling, phonon_sigmas, parametrization)
-    resolve_device(device)
+    backend = resolve_device(device)
     n_slices = max(1, math.ceil(depth / slice_thickness - 1e-9))
     if not (is_real(memory_limit) and memory_limit > 0):
         raise ValueError(f"memory_limit must be positive (bytes), got {memory_limit!r}")
@@ -413,7 +414,7 @@ def _plan(
         "parametrization": parametrization,
         "heteroagg_version": heteroagg.__version__,
     }
-    return _Plan(inputs, cell, det, depth, lateral, step, n_slices)
+    return _Plan(inputs, cell, det, depth, lateral, step, n_slices, backend)
 
 
 def _check_physics(cell: tuple, sampling: float, phonon_sigmas: Any, parametrization: str) -> None:

@@ -357,20 +357,28 @@ def frozen_phonons(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     seed = check_uint64("seed", seed)
-    symbols = np.array(atoms.get_chemical_symbols())
+    per_atom = per_atom_sigmas(np.array(atoms.get_chemical_symbols()), sigmas)
+    return FrozenPhonons(atoms, int(n), per_atom, seed)
+
+
+def per_atom_sigmas(symbols: np.ndarray, sigmas: Mapping[str, float] | float | None) -> np.ndarray:
+    """Each atom's RMS displacement (Å) from ``sigmas`` as :func:`frozen_phonons` takes it.
+
+    Raises
+    ------
+    ValueError
+        For a negative or non-finite sigma, or an element without one.
+    """
     if sigmas is None:
         sigmas = DEFAULT_SIGMAS
-    if isinstance(sigmas, Mapping):
-        per_atom = np.zeros(len(atoms))
-        for element in np.unique(symbols):
-            if element not in sigmas:
-                raise ValueError(
-                    f"no displacement sigma for element {element!r}; give sigmas={{...}}"
-                )
-            per_atom[symbols == element] = _check_sigma(sigmas[element], element)
-    else:
-        per_atom = np.full(len(atoms), _check_sigma(sigmas, "all atoms"))
-    return FrozenPhonons(atoms, int(n), per_atom, seed)
+    if not isinstance(sigmas, Mapping):
+        return np.full(len(symbols), _check_sigma(sigmas, "all atoms"))
+    per_atom = np.zeros(len(symbols))
+    for element in map(str, np.unique(symbols)):
+        if element not in sigmas:
+            raise ValueError(f"no displacement sigma for element {element!r}; give one for each")
+        per_atom[symbols == element] = _check_sigma(sigmas[element], element)
+    return per_atom
 
 
 def _check_sigma(value: object, what: str) -> float:

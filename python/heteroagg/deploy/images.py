@@ -107,8 +107,6 @@ def _emd_first_dim(dataset: Any) -> int | None:
     kind = dataset.parent.attrs.get("emd_group_type")
     if not dataset.name.endswith("/data") or kind is None:
         return None
-    if isinstance(kind, bytes):
-        kind = kind.decode()
     if isinstance(kind, np.ndarray) and kind.size == 1:  # h5py writes a list as an array
         kind = kind.reshape(-1)[0]
     if isinstance(kind, bytes):

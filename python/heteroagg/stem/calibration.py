@@ -420,24 +420,16 @@ def _plan(
 def _check_physics(cell: tuple, sampling: float, phonon_sigmas: Any, parametrization: str) -> None:
     """Checks the multislice makes, made before any of it runs: the parametrisation, the
     sampling and a displacement sigma for every element of the slab."""
-    from heteroagg.atoms import _check_sigma
+    from ase.data import chemical_symbols
+
+    from heteroagg.atoms import per_atom_sigmas
     from heteroagg.stem.multislice import _check_elements
 
     numbers = np.asarray(cell[2], dtype=np.int32)
     _check_elements(numbers, parametrization)
     if not (is_real(sampling) and math.isfinite(sampling) and sampling > 0):
         raise ValueError(f"sampling must be a positive number of Å, got {sampling!r}")
-    if isinstance(phonon_sigmas, Mapping):
-        from ase.data import chemical_symbols
-
-        for element in sorted({chemical_symbols[z] for z in numbers.tolist()}):
-            if element not in phonon_sigmas:
-                raise ValueError(
-                    f"no displacement sigma for element {element!r}; give phonon_sigmas={{...}}"
-                )
-            _check_sigma(phonon_sigmas[element], element)
-    elif phonon_sigmas is not None:
-        _check_sigma(phonon_sigmas, "all atoms")
+    per_atom_sigmas(np.array([chemical_symbols[z] for z in numbers.tolist()]), phonon_sigmas)
 
 
 def _check_band_limit(energy: float, probe: Probe, detector: Any, grid_sampling: float) -> None:

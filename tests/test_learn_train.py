@@ -704,8 +704,19 @@ def test_bad_settings_give_clear_errors(tiny_train, tmp_path):
     with pytest.raises(ValueError, match="same margin"):
         check_shape(odd, TrainConfig(**SMALL, crop=32, space_to_depth=1))
     check_shape(odd, TrainConfig(**SMALL, crop=0, space_to_depth=1))
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(ValueError, match="too few") as refused:
         train(tiny_train, tmp_path / "y", TrainConfig(**{**SMALL, "batch_size": 4096}))
+    assert "processes" not in str(refused.value)
+    # under torchrun every process takes a whole batch: the message says how many there are
+    from heteroagg.learn.distributed import Distributed
+    from heteroagg.learn.training_data import stored_data
+
+    stored = SyntheticDataset(tiny_train)
+    split = split_items(len(stored), stored.failed[:], SMALL["seed"], SMALL["val_fraction"])
+    n_train = len(split[0])
+    per_process = TrainConfig(**{**SMALL, "batch_size": n_train // 2 + 1})
+    with pytest.raises(ValueError, match="in each of 2 processes"):
+        stored_data(tiny_train, per_process, torch.device("cpu"), Distributed(0, 2), None, False)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="cuda"):
             train(tiny_train, tmp_path / "z", TrainConfig(**SMALL), device="cuda")
@@ -806,6 +817,74 @@ def test_torchrun_ranks_stop_together_on_a_time_budget(tiny_train, tmp_path):
     torchrun_two(tmp_path / "budget.py", script, tiny_train, tmp_path / "run")
     stopped = [(tmp_path / f"run.rank{rank}").read_text() for rank in (0, 1)]
     assert stopped == ["time budget", "time budget"]
+
+
+@pytest.mark.slow
+def test_torchrun_logs_the_mean_loss_and_stops_every_rank_on_any_divergence(tiny_train, tmp_path):
+    """Each rank records its own losses; rank 1's turns infinite at one step when asked."""
+    script = (
+        "import json, os, sys\n"
+        "import heteroagg.learn.training as training\n"
+        "from heteroagg.learn import TrainConfig, train\n"
+        "rank, losses = os.environ['RANK'], []\n"
+        "plain = training._MemberTrainer._loss\n"
+        "def loss(self, x, y, maps):\n"
+        "    value = plain(self, x, y, maps)\n"
+        "    losses.append((self.state['epoch'], float(value)))\n"
+        "    if sys.argv[3] == 'diverge' and rank == '1' and len(losses) == 9:\n"
+        "        return value * float('inf')\n"
+        "    return value\n"
+        "training._MemberTrainer._loss = loss\n"
+        "config = TrainConfig(epochs=2, batch_size=8, widths=(8, 16), blocks=(1, 1),\n"
+        "                     val_fraction=0.2)\n"
+        "try:\n"
+        "    train(sys.argv[1], sys.argv[2], config, device='cpu', progress=False)\n"
+        "    outcome = 'finished'\n"
+        "except RuntimeError as err:\n"
+        "    outcome = str(err)\n"
+        "with open(f'{sys.argv[2]}.rank{rank}', 'w') as f:\n"
+        "    json.dump({'losses': losses, 'outcome': outcome}, f)\n"
+    )
+    torchrun_two(tmp_path / "mean.py", script, tiny_train, tmp_path / "run", "plain")
+    ranks = [json.loads((tmp_path / f"run.rank{r}").read_text()) for r in (0, 1)]
+    assert [r["outcome"] for r in ranks] == ["finished", "finished"]
+    with open(tmp_path / "run/member-0/metrics.csv") as f:
+        logged = [float(row["train_loss"]) for row in csv.DictReader(f)]
+    for epoch, value in enumerate(logged):
+        mine = [[v for e, v in r["losses"] if e == epoch] for r in ranks]
+        assert len(mine[0]) == len(mine[1]) > 0
+        assert value == pytest.approx(np.mean(mine[0] + mine[1]), rel=1e-6)
+        assert value != pytest.approx(np.mean(mine[0]), rel=1e-6)  # not rank 0's alone
+
+    torchrun_two(tmp_path / "mean.py", script, tiny_train, tmp_path / "bad", "diverge")
+    for r in (0, 1):
+        outcome = json.loads((tmp_path / f"bad.rank{r}").read_text())["outcome"]
+        assert "diverged after" in outcome and "loss is inf" in outcome, outcome
+
+
+def test_validation_batches_and_noise_do_not_depend_on_the_process_count(
+    tiny_train, tmp_path, monkeypatch
+):
+    """Two ranks' validation sums, added as all_reduce adds them, give one process's metrics."""
+    from heteroagg.learn.distributed import Distributed
+
+    config = TrainConfig(epochs=1, bn_batches=0, **{**SMALL, "batch_size": 8})
+    trainer = trainer_of(tiny_train, tmp_path / "v", config, monkeypatch)
+    alone = trainer.validate()
+    assert len(trainer.val_items) > 3 * config.batch_size  # several batches on each rank
+    sent: dict[int, list[torch.Tensor]] = {0: [], 1: []}
+    for rank in (0, 1):  # record what each rank contributes
+        trainer.dist = Distributed(rank, 2)
+        monkeypatch.setattr(torch.distributed, "all_reduce", sent[rank].append)
+        trainer.validate()
+    for rank in (0, 1):  # then reduce: add the other rank's contribution
+        trainer.dist = Distributed(rank, 2)
+        other = iter(sent[1 - rank])
+        monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, o=other: t.add_(next(o)))
+        together = trainer.validate()
+        assert together.keys() == alone.keys()
+        for name, value in alone.items():
+            assert together[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
 
 def test_batch_norm_statistics_are_plain_averages_before_validation(

@@ -645,6 +645,8 @@ def train(
             summary = run(source, out, settings, device=device, resume=resume, validation=val_data)
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     members = zip(summary.epochs, summary.best_val_loss, summary.stopped, strict=True)
     rows = [(str(k), str(e), f"{loss:.4g}", why) for k, (e, loss, why) in enumerate(members)]
     console.print(_table(f"run {out}", ("member", "epochs", "best val loss", "stopped by"), rows))

@@ -19,20 +19,25 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
-    def agree(self, flags: tuple[bool, ...], device: torch.device) -> tuple[bool, ...]:
-        """Rank 0's ``flags`` on every rank.
+    def agree(
+        self, flags: tuple[bool, ...], loss: float, device: torch.device
+    ) -> tuple[tuple[bool, ...], float]:
+        """Rank 0's ``flags`` and the mean of every rank's ``loss``, on every rank.
 
         Decisions taken from a clock (a time budget, a checkpoint due) differ
         between processes; a rank that stops or waits at a barrier alone would
-        leave the others hanging in their next collective.
+        leave the others hanging in their next collective.  The mean loss is
+        not finite when any rank's is, so every rank sees a divergence at once.
         """
         if self.world == 1:
-            return flags
+            return flags, loss
         import torch.distributed as dist
 
-        shared = torch.tensor(flags, dtype=torch.uint8, device=device)
-        dist.broadcast(shared, src=0)
-        return tuple(bool(v) for v in shared.tolist())
+        mine = [float(f and self.main) for f in flags]
+        shared = torch.tensor([*mine, loss], dtype=torch.float64, device=device)
+        dist.all_reduce(shared)
+        values = shared.tolist()
+        return tuple(v > 0 for v in values[:-1]), values[-1] / self.world
 
 
 def init_distributed(device: torch.device) -> Distributed:

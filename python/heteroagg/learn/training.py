@@ -606,15 +606,14 @@ class _MemberTrainer:
         n_out = self.val_targets.width
         sums = torch.zeros(5, n_out, dtype=torch.float64)
         map_error = torch.zeros(2, dtype=torch.float64)
-        mine = self.val_items[self.dist.rank :: self.dist.world]
+        # Batch k of the validation items, and its noise, are the same for any
+        # number of processes: process r takes the batches k = r, r + world, ...
         size = self.config.batch_size
+        firsts = range(self.dist.rank * size, len(self.val_items), size * self.dist.world)
         with torch.no_grad():
-            for k, start in enumerate(range(0, len(mine), size)):
+            for start in firsts:
                 x, y, maps = self._batch(
-                    mine[start : start + size],
-                    VALIDATION_EPOCH,
-                    k * self.dist.world + self.dist.rank,
-                    False,
+                    self.val_items[start : start + size], VALIDATION_EPOCH, start // size, False
                 )
                 if maps is None:
                     pred = model(x)
@@ -716,29 +715,28 @@ class _MemberTrainer:
                 if self.averaged is not None:
                     decay = average_decay(c.ema_epochs, self.steps_per_epoch, step)
                     update_average(self.averaged, self.model, decay)
-                value = float(loss.detach())
-                s["loss_sum"] += value
-                s["loss_count"] += 1
                 s["batch"] += 1
                 if producer is not None:
                     s["cursor"] = fresh.cursor
                 images += self.global_batch
                 s["elapsed"] += time.perf_counter() - tick
                 advance()
-                out_of_time, checkpoint_due, diverged = self.dist.agree(
+                (out_of_time, checkpoint_due), value = self.dist.agree(
                     (
                         c.max_minutes is not None and s["elapsed"] > 60 * c.max_minutes,
                         time.perf_counter() - last_checkpoint > 60 * c.checkpoint_minutes,
-                        not math.isfinite(value),
                     ),
+                    float(loss.detach()),
                     self.dev,
                 )
-                if diverged:
+                if not math.isfinite(value):
                     raise RuntimeError(
                         f"{self.folder.name} diverged after {s['batch']} batches of epoch "
                         f"{s['epoch']}: the training loss is {value}; train anew with a "
                         f"smaller lr (now {c.lr:g}), or check the data"
                     )
+                s["loss_sum"] += value
+                s["loss_count"] += 1
                 if out_of_time:
                     s["stopped"] = "time budget"
                     break

@@ -82,9 +82,10 @@ def stored_data(
         len(dataset), dataset.failed[:], config.seed, config.val_fraction
     )
     if len(train_items) < config.batch_size * dist.world or len(val_items) == 0:
+        processes = f" in each of {dist.world} processes" if dist.world > 1 else ""
         raise ValueError(
             f"{data} has {len(train_items)} training and {len(val_items)} validation "
-            f"items: too few for batches of {config.batch_size}"
+            f"items: too few for batches of {config.batch_size}{processes}"
         )
     space = dataset_config.params
     if saved is not None:

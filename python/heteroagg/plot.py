@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,8 @@ def draw_projection(
     agg: Aggregate,
     view: str = "z",
     extent: float | tuple[float, float] | None = None,
+    *,
+    down: bool = False,
 ) -> None:
     """Draw the projection of an aggregate along one axis into ``ax``.
 
@@ -59,6 +62,12 @@ def draw_projection(
         Half-width of the square window in nm, or (half-width, half-height)
         of a rectangular one, about the middle of the aggregate's bounding box
         (where the renderer centres its image); defaults to the aggregate's.
+    down
+        Point the vertical axis down, as the rows of an image run when it is
+        shown as image files are (row 0 at the top; :func:`plot_twins` shows
+        images so).  The viewer is then on the other side (-z, +y or -x), so
+        the picture is still no mirror image: for ``view="z"`` it matches a
+        rendered image shown that way.
     """
     from matplotlib.collections import PatchCollection
     from matplotlib.colors import to_rgb
@@ -70,11 +79,14 @@ def draw_projection(
     middle, half_size = _bounding_box(agg)
     if extent is None:
         extent = half_size * 1.05
-    half_width, half_height = (extent, extent) if np.ndim(extent) == 0 else extent
+    half_width, half_height = _half_sides(extent)
+    if down:
+        viewer_side = -viewer_side
     depth = viewer_side * agg.centers[:, depth_axis]  # larger: nearer the viewer
-    span = float(np.ptp(depth)) or 1.0
+    span = float(np.ptp(depth))
     base = np.array([to_rgb(c) for c in MATERIAL_COLORS])[agg.materials]
-    shade = 0.55 + 0.45 * (depth - depth.min()) / span
+    # the nearest spheres in the legend's colours, the farthest darker
+    shade = 0.55 + 0.45 * (depth - depth.min()) / span if span > 0 else np.ones(len(depth))
     colors = np.clip(base * shade[:, None], 0, 1)
     order = np.argsort(depth)
     patches = [
@@ -85,10 +97,24 @@ def draw_projection(
     )
     x, y = middle[_AXIS[h]], middle[_AXIS[v]]
     ax.set_xlim(x - half_width, x + half_width)
-    ax.set_ylim(y - half_height, y + half_height)
+    ax.set_ylim((y + half_height, y - half_height) if down else (y - half_height, y + half_height))
     ax.set_aspect("equal")
     ax.set_xlabel(f"{h} (nm)")
     ax.set_ylabel(f"{v} (nm)")
+
+
+def _half_sides(extent: object) -> tuple[float, float]:
+    """(half-width, half-height) of a window given as one or two half-sides (nm)."""
+    try:
+        sides = np.broadcast_to(np.asarray(extent, dtype=float), (2,))
+    except (TypeError, ValueError):
+        sides = np.array([np.nan])
+    if sides.shape != (2,) or not (np.all(np.isfinite(sides)) and np.all(sides > 0)):
+        raise ValueError(
+            f"extent must be a positive half-width, or (half-width, half-height), in nm; "
+            f"got {extent!r}"
+        )
+    return float(sides[0]), float(sides[1])
 
 
 def _bounding_box(agg: Aggregate) -> tuple[np.ndarray, float]:
@@ -133,10 +159,16 @@ def plot_aggregate(agg: Aggregate, *, title: str | None = None) -> Figure:
 
 def save_aggregate_plot(agg: Aggregate, path: str | os.PathLike[str], **kwargs) -> Path:
     """Draw :func:`plot_aggregate` and save it (format from the suffix)."""
-    fig = plot_aggregate(agg, **kwargs)
+    return _save(plot_aggregate(agg, **kwargs), path, dpi=120)
+
+
+def _save(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
+    """Save ``fig`` to ``path`` and close it, whether or not saving works."""
     path = Path(path)
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
+    try:
+        fig.savefig(path, dpi=dpi)
+    finally:
+        _pyplot().close(fig)
     return path
 
 
@@ -168,17 +200,24 @@ def plot_twins(
     matplotlib.figure.Figure
         One row per image: the image, then up to ``per_image`` twins viewed
         along the beam, coloured by material and titled with their particle
-        count and hetero-coordination number.
+        count and hetero-coordination number.  Images are shown as image
+        files are, row 0 at the top, and the twins the same way (y down, as
+        :func:`draw_projection` draws with ``down=True``).
     """
     if not len(images) == len(twins) == len(labels) > 0:
         raise ValueError(
             f"need as many twin lists and labels as images (>= 1), got {len(images)} images, "
             f"{len(twins)} twin lists and {len(labels)} labels"
         )
-    if per_image < 1:
-        raise ValueError(f"per_image must be >= 1, got {per_image}")
-    if not (pixel_size_nm > 0 and np.isfinite(pixel_size_nm)):
-        raise ValueError(f"pixel_size_nm must be positive, got {pixel_size_nm!r}")
+    if not isinstance(per_image, numbers.Integral) or isinstance(per_image, bool) or per_image < 1:
+        raise ValueError(f"per_image must be an integer >= 1, got {per_image!r}")
+    if not (
+        isinstance(pixel_size_nm, numbers.Real)
+        and not isinstance(pixel_size_nm, bool)
+        and pixel_size_nm > 0
+        and np.isfinite(pixel_size_nm)
+    ):
+        raise ValueError(f"pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
     shapes = [np.shape(image) for image in images]
     if any(len(shape) != 2 for shape in shapes):
         raise ValueError(f"images must be 2D (H, W), got shapes {shapes}")
@@ -188,12 +227,12 @@ def plot_twins(
     )
     for row, image, made, label in zip(axes, images, twins, labels, strict=True):
         height, width = (n * pixel_size_nm / 2 for n in np.shape(image))
-        row[0].imshow(image, cmap="gray", origin="lower", extent=(-width, width, -height, height))
+        row[0].imshow(image, cmap="gray", origin="upper", extent=(-width, width, height, -height))
         row[0].set_title(label, fontsize=9)
         row[0].set_xlabel("x (nm)")
         row[0].set_ylabel("y (nm)")
         for ax, twin in zip(row[1:], made, strict=False):
-            draw_projection(ax, twin, "z", (width, height))
+            draw_projection(ax, twin, "z", (width, height), down=True)
             hcn = twin.descriptors().hetero_coordination_number
             ax.set_title(f"twin: {twin.n_particles} particles, HCN {hcn:.2f}", fontsize=9)
         for ax in row[1 + len(made) :]:
@@ -206,8 +245,4 @@ def plot_twins(
 
 def save_twins_plot(path: str | os.PathLike[str], *args, **kwargs) -> Path:
     """Draw :func:`plot_twins` (same arguments) and save it (format from the suffix)."""
-    fig = plot_twins(*args, **kwargs)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
+    return _save(plot_twins(*args, **kwargs), path, dpi=110)

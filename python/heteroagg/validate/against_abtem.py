@@ -239,7 +239,7 @@ def plot_comparisons(results: list[Comparison], path: str | os.PathLike[str]) ->
 
     Needs matplotlib (the ``plot`` extra).
     """
-    from heteroagg.plot import _pyplot
+    from heteroagg.plot import _pyplot, _save
 
     plt = _pyplot()
     fig, axes = plt.subplots(len(results), 3, figsize=(10, 3.2 * len(results)), squeeze=False)
@@ -250,19 +250,16 @@ def plot_comparisons(results: list[Comparison], path: str | os.PathLike[str]) ->
             (row[0], result.heteroagg_image, f"{result.case}: heteroagg"),
             (row[1], result.abtem_image, "abTEM"),
         ):
-            shown = ax.imshow(image, origin="lower", cmap="gray", vmin=vmin, vmax=vmax)
+            shown = ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax)
             ax.set_title(title, fontsize=9)
             fig.colorbar(shown, ax=ax, fraction=0.046, label="fraction of beam")
         difference = (result.heteroagg_image - result.abtem_image) / result.abtem_image
         limit = float(np.abs(difference).max()) or 1.0
-        shown = row[2].imshow(difference, origin="lower", cmap="coolwarm", vmin=-limit, vmax=limit)
+        shown = row[2].imshow(difference, cmap="coolwarm", vmin=-limit, vmax=limit)
         row[2].set_title(f"relative difference (NCC {result.metrics['ncc']:.6f})", fontsize=9)
         fig.colorbar(shown, ax=row[2], fraction=0.046)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, path, dpi=110)

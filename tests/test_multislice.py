@@ -1,4 +1,7 @@
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -129,6 +132,24 @@ def test_threads_do_not_change_the_result():
     one = _core.multislice(*args, 1, None)
     many = _core.multislice(*args, 3, None)
     np.testing.assert_array_equal(one, many)
+
+
+def test_more_threads_than_probe_positions_cost_no_more_memory():
+    """A workspace per thread that runs (2 here), not per thread asked for: 200 000
+    workspaces of a 64² window would need over 10 GB, beyond the 3 GB allowed."""
+    script = (
+        "import resource, numpy as np\n"
+        "from heteroagg import _core\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "v = np.random.default_rng(0).random((3, 128, 128)).astype(np.float32)\n"
+        "args = (v, [2.0] * 3, (0.05, 0.05), 300e3, 20.0, [], [(40.0, 120.0, [], [])], [3],\n"
+        "        (64, 64), np.array([[1.0, 1.0], [2.0, 2.0]]))\n"
+        "np.testing.assert_array_equal(_core.multislice(*args, 1, None),\n"
+        "                              _core.multislice(*args, 200000, None))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_fast_window_sizes_are_fft_sizes_at_or_above_n():

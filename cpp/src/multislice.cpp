@@ -15,6 +15,7 @@ namespace heteroagg {
 
 using detail::parallel_for;
 using detail::resolve_threads;
+using detail::workers_for;
 
 namespace {
 
@@ -289,7 +290,8 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
   for (const auto& w : setup.weights) weight_layouts.push_back(plan.column_layout(w.data()));
   std::vector<const float*> weights, no_weights;
   for (const auto& w : weight_layouts) weights.push_back(w.data());
-  const unsigned threads = resolve_threads(r.threads);
+  // one workspace per worker that runs: no more than there are probe positions
+  const unsigned threads = workers_for(r.n_positions, r.threads);
   std::vector<probe_worker> workers;
   workers.reserve(threads);
   for (unsigned w = 0; w < threads; ++w) workers.emplace_back(window.ny, window.nx, r.detectors.size());

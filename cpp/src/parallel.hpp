@@ -18,6 +18,11 @@ inline unsigned resolve_threads(unsigned threads) {
   return hardware > 0 ? hardware : 1;
 }
 
+// The number of workers parallel_for runs for `count` indices.
+inline unsigned workers_for(std::size_t count, unsigned threads) {
+  return static_cast<unsigned>(std::min<std::size_t>(resolve_threads(threads), std::max<std::size_t>(count, 1)));
+}
+
 // Runs body(index, worker) for every index in [0, count) on up to `threads`
 // workers (the calling thread is worker 0), handing out indices one at a
 // time.  The first exception stops the loop and is rethrown.
@@ -35,7 +40,7 @@ void parallel_for(std::size_t count, unsigned threads, Body&& body) {
       next = count;
     }
   };
-  const auto n = static_cast<unsigned>(std::min<std::size_t>(resolve_threads(threads), std::max<std::size_t>(count, 1)));
+  const unsigned n = workers_for(count, threads);
   std::vector<std::thread> pool;
   for (unsigned w = 1; w < n; ++w) pool.emplace_back(work, w);
   work(0);

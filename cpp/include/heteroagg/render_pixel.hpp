@@ -65,6 +65,17 @@ HETEROAGG_HD inline float unit_float(std::uint32_t bits) {
   return u < 1.0f ? u : 1.0f - 1.0f / 16777216.0f;
 }
 
+// log(k!).  glibc's lgamma also writes the global signgam, a data race when
+// threads draw noise at once; its lgamma_r returns the same value without.
+HETEROAGG_HD inline double log_factorial(double k) {
+#if defined(__GLIBC__) && !defined(__CUDA_ARCH__)
+  int sign = 0;
+  return ::lgamma_r(k + 1.0, &sign);
+#else
+  return std::lgamma(k + 1.0);
+#endif
+}
+
 // A Poisson draw of mean `mean` >= 0: inversion below 10, else transformed
 // rejection with squeeze (W. Hormann, Insurance Math. Econom. 12, 39 (1993)),
 // in single precision up to 1e6 where that is exact enough for the integer.
@@ -93,7 +104,7 @@ HETEROAGG_HD inline std::uint64_t poisson(philox_stream& rng, double mean) {
       if (k < 0.0f || (us < 0.013f && v > us)) continue;
       const double kd = k, inv_alpha = 1.1239 + 1.1328 / (b - 3.4);
       if (std::log(static_cast<double>(v) * inv_alpha / (a / (us * us) + b)) <=
-          -mean + kd * std::log(mean) - std::lgamma(kd + 1.0))
+          -mean + kd * std::log(mean) - log_factorial(kd))
         return static_cast<std::uint64_t>(kd);
     }
   }
@@ -107,7 +118,7 @@ HETEROAGG_HD inline std::uint64_t poisson(philox_stream& rng, double mean) {
     const double k = std::floor((2.0 * a / us + b) * u + mean + 0.43);
     if (us >= 0.07 && v <= vr) return static_cast<std::uint64_t>(k);
     if (k < 0.0 || (us < 0.013 && v > us)) continue;
-    if (std::log(v * inv_alpha / (a / (us * us) + b)) <= -mean + k * std::log(mean) - std::lgamma(k + 1.0))
+    if (std::log(v * inv_alpha / (a / (us * us) + b)) <= -mean + k * std::log(mean) - log_factorial(k))
       return static_cast<std::uint64_t>(k);
   }
 }

@@ -101,6 +101,56 @@ def test_slices_cross_shards(reference):
         ds.aggregate(70)
 
 
+def test_item_keys_select_as_numpy_does_with_few_shards_open(reference, monkeypatch):
+    import heteroagg.data.dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "MAX_OPEN_SHARDS", 2)
+    gc.collect()  # datasets of earlier tests close their files
+    before = open_shard_files()
+    ds = open_dataset(reference[0])  # 70 items in 5 shards of 16
+    whole = {"images": ds.images[:], "frac_w": ds.params["frac_w"][:], "failed": ds.failed[:]}
+    whole["rotations"] = np.stack([ds.rotations[i] for i in range(70)])  # item by item
+    mask = np.arange(70) % 3 == 1
+    keys = [5, -1, np.int64(69), np.uint8(7), slice(None, None, -3), slice(60, 3, -5),
+            slice(-20, None), [-1, 0, 69], np.array([69, -70, 5, 5]), mask, np.array([], int),
+            np.array(12)]  # fmt: skip
+    columns = {"images": ds.images, "frac_w": ds.params["frac_w"], "failed": ds.failed}
+    for key in keys:
+        for name, column in columns.items():
+            np.testing.assert_array_equal(column[key], whole[name][key], err_msg=f"{name}[{key}]")
+        np.testing.assert_array_equal(ds.rotations[key], whole["rotations"][key])
+        assert 0 < open_shard_files() - before <= 2
+    np.testing.assert_array_equal(ds.rotations[:], whole["rotations"])  # the kept table
+    for bad in (70, -71, [3, 70], np.array([-71]), True, 2.0, "3"):
+        with pytest.raises(IndexError):
+            ds.images[bad]
+        with pytest.raises(IndexError):
+            ds.params["frac_w"][bad]
+    ds.close()
+    assert open_shard_files() == before
+
+
+def test_running_out_of_file_handles_is_not_called_damage(reference, tmp_path, monkeypatch):
+    """A shard that cannot be opened for lack of file handles is healthy: neither
+    reading nor resuming may call it damaged (resume would write over it)."""
+    import errno
+
+    import h5py
+
+    from heteroagg.data.generation import _shard_done
+
+    def no_handles(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    ds = open_dataset(reference[0])
+    monkeypatch.setattr(h5py, "File", no_handles)
+    with pytest.raises(OSError, match="ulimit -n") as refused:
+        ds.images[40]
+    assert not isinstance(refused.value, ValueError) and "delete" not in str(refused.value)
+    with pytest.raises(OSError, match="Too many open files"):
+        _shard_done(reference[0] / "shard-00000.h5", 5, 0, 16)
+
+
 def test_resume_completes_a_killed_run(reference, tmp_path):
     out = tmp_path / "killed"
     generate(small_config(), 70, out, seed=5, shard_size=16)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import operator
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +12,38 @@ from typing import Any
 
 import numpy as np
 
-from heteroagg.data.generation import DAMAGED_FILE_ERRORS, DATASET_FORMAT_VERSION, shard_problem
+from heteroagg.data.generation import (
+    DAMAGED_FILE_ERRORS,
+    DATASET_FORMAT_VERSION,
+    out_of_file_handles,
+    shard_problem,
+)
+
+#: Shard files a dataset keeps open at most; older ones are closed as others open.
+MAX_OPEN_SHARDS = 128
+
+
+def _item_indices(key: Any, n: int) -> np.ndarray | int:
+    """The item indices ``key`` selects among ``n`` items, as numpy would (an int for an int)."""
+    if not isinstance(key, (np.ndarray, list, tuple)):
+        try:
+            i = operator.index(key)
+        except TypeError:
+            pass
+        else:
+            if isinstance(key, (bool, np.bool_)):
+                raise IndexError("a bool is not an item index")
+            if not -n <= i < n:
+                raise IndexError(f"item {i} out of range for {n}")
+            return i % n
+    if isinstance(key, slice):
+        return np.arange(*key.indices(n))
+    array = np.asarray(key)
+    if array.dtype.kind in "iu" and array.ndim <= 1:
+        if array.size and not (-n <= array.min() and array.max() < n):
+            raise IndexError(f"item indices out of range for {n}")
+        return np.where(array < 0, array + n, array).astype(np.int64)
+    return np.arange(n)[key]  # masks and the rest, with numpy's own checks
 
 
 class _Column:
@@ -23,17 +56,20 @@ class _Column:
         return len(self._dataset)
 
     def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
-        indices = np.arange(len(self._dataset))[key]
+        indices = _item_indices(key, len(self._dataset))
         scalar = np.ndim(indices) == 0
         indices = np.atleast_1d(indices)
         size = self._dataset.shard_size
-        shard_of = indices // size
+        if self._name != "images" and len(indices) > size:
+            # many items: the whole table, read once a shard and kept (no images)
+            table = self._dataset._table(self._name)
+            out = table[indices] if self._column is None else table[indices, self._column]
+            return out[0] if scalar else out
         out = self._read(0, slice(0, 0)) if len(indices) == 0 else None
-        for k in np.unique(shard_of):
-            where = np.flatnonzero(shard_of == k)
+        for k, where in items_by_shard(indices, size):
             local = indices[where] - k * size
             lo, hi = int(local.min()), int(local.max()) + 1
-            block = self._read(int(k), slice(lo, hi))[local - lo]
+            block = self._read(k, slice(lo, hi))[local - lo]
             if out is None:
                 out = np.empty((len(indices), *block.shape[1:]), block.dtype)
             out[where] = block
@@ -46,6 +82,15 @@ class _Column:
             return np.asarray(data[rows] if self._column is None else data[rows, self._column])
 
 
+def items_by_shard(items: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(shard, positions in ``items`` of its items) for every shard ``items`` touch."""
+    shard_of = np.asarray(items) // size
+    order = np.argsort(shard_of, kind="stable")
+    shards, firsts = np.unique(shard_of[order], return_index=True)
+    for k, lo, hi in zip(shards, firsts, [*firsts[1:], len(order)][: len(shards)], strict=True):
+        yield int(k), order[lo:hi]
+
+
 class SyntheticDataset:
     """A generated dataset: ``len(ds)``, ``ds.images[i:j]``, ``ds.params[name][i:j]``,
     ``ds.descriptors[name][i:j]``, ``ds.failed[i:j]`` and ``ds.aggregate(i)``.
@@ -53,23 +98,31 @@ class SyntheticDataset:
     ``with open_dataset(path) as ds:`` closes its shard files at the end.
 
     Shards are opened on first use, so a dataset can be shared with worker
-    processes before any file is open.
+    processes before any file is open.  At most :data:`MAX_OPEN_SHARDS` stay
+    open at once, so datasets of any number of shards stay within the
+    system's limit on open files.  Reading many items of a column other than
+    the images reads the whole table once and keeps it (a few tens of bytes
+    per item).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, _index: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
-        index_path = self.path / "dataset.json"
-        if not index_path.exists():
-            raise ValueError(f"{self.path} holds no heteroagg dataset (no dataset.json)")
-        self.index: dict[str, Any] = json.loads(index_path.read_text())
+        if _index is None:
+            index_path = self.path / "dataset.json"
+            if not index_path.exists():
+                raise ValueError(f"{self.path} holds no heteroagg dataset (no dataset.json)")
+            self.index: dict[str, Any] = json.loads(index_path.read_text())
+        else:  # a copy of a dataset opened before (in a worker process)
+            self.index = _index
         if self.index.get("format_version") != DATASET_FORMAT_VERSION:
             raise ValueError(f"{self.path}: dataset format {self.index.get('format_version')}, "
                              f"this heteroagg reads {DATASET_FORMAT_VERSION}")  # fmt: skip
         self.shard_size = int(self.index["shard_size"])
-        missing = [k for k in range(self._shards) if not self._shard_path(k).exists()]
-        if missing:
-            raise ValueError(f"{self.path} is incomplete: shards {missing[:5]} are missing; "
-                             "complete it with resume=True")  # fmt: skip
+        if _index is None:
+            missing = [k for k in range(self._shards) if not self._shard_path(k).exists()]
+            if missing:
+                raise ValueError(f"{self.path} is incomplete: shards {missing[:5]} are missing; "
+                                 "complete it with resume=True")  # fmt: skip
         from heteroagg.model import ModelParams
 
         names = ModelParams.field_names()
@@ -81,7 +134,9 @@ class SyntheticDataset:
         self.failed = _Column(self, "failed")
         self.clipped = _Column(self, "clipped")
         self.rotations = _Column(self, "rotation")
-        self._files: dict[int, Any] = {}
+        self._files: OrderedDict[int, Any] = OrderedDict()
+        self._checked: set[int] = set()
+        self._tables: dict[str, np.ndarray] = {}
 
     @property
     def _shards(self) -> int:
@@ -90,27 +145,36 @@ class SyntheticDataset:
     def _shard_path(self, k: int) -> Path:
         return self.path / f"shard-{k:05d}.h5"
 
-    def _unreadable(self, k: int, why: str) -> ValueError:
-        return ValueError(f"{self._shard_path(k)} cannot be read: {why}; delete it and "
-                          "complete the dataset with resume=True")  # fmt: skip
-
     def _shard(self, k: int) -> Any:
-        """Shard ``k``, opened and checked against the index on first use."""
-        if k not in self._files:
-            import h5py
+        """Shard ``k``, opened (and checked against the index the first time) on use."""
+        if k in self._files:
+            self._files.move_to_end(k)
+            return self._files[k]
+        import h5py
 
-            try:
-                f = h5py.File(self._shard_path(k), "r")
-            except DAMAGED_FILE_ERRORS as err:
-                raise self._unreadable(k, str(err)) from err
+        while len(self._files) >= MAX_OPEN_SHARDS:
+            self._files.popitem(last=False)[1].close()
+        try:
+            f = h5py.File(self._shard_path(k), "r")
+        except DAMAGED_FILE_ERRORS as err:
+            raise self._unreadable(k, err) from err
+        if k not in self._checked:
             start = k * self.shard_size
             stop = min(len(self), start + self.shard_size)
             problem = shard_problem(f, int(self.index["seed"]), start, stop)
             if problem is not None:
                 f.close()
                 raise self._unreadable(k, problem)
-            self._files[k] = f
-        return self._files[k]
+            self._checked.add(k)
+        self._files[k] = f
+        return f
+
+    def _unreadable(self, k: int, why: str | BaseException) -> Exception:
+        if isinstance(why, BaseException) and out_of_file_handles(why):
+            return OSError(why.errno, f"{self._shard_path(k)} cannot be opened: {why.strerror}; "
+                           "too many files are open in this process (see ulimit -n)")  # fmt: skip
+        return ValueError(f"{self._shard_path(k)} cannot be read: {why}; delete it and "
+                          "complete the dataset with resume=True")  # fmt: skip
 
     @contextmanager
     def _reading(self, k: int) -> Iterator[Any]:
@@ -119,7 +183,19 @@ class SyntheticDataset:
         try:
             yield f
         except DAMAGED_FILE_ERRORS as err:
-            raise self._unreadable(k, str(err)) from err
+            raise self._unreadable(k, err) from err
+
+    def _table(self, name: str) -> np.ndarray:
+        """The whole per-item array ``name`` (not the images), read once and kept."""
+        if name not in self._tables:
+            parts = []
+            for k in range(self._shards):
+                with self._reading(k) as f:
+                    parts.append(np.asarray(f[name][:]))
+            table = np.concatenate(parts)
+            table.flags.writeable = False
+            self._tables[name] = table
+        return self._tables[name]
 
     def _convert(self, name: str, data: np.ndarray) -> np.ndarray:
         if name == "images":
@@ -130,10 +206,10 @@ class SyntheticDataset:
         return int(self.index["n"])
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
+        return {"path": self.path, "index": self.index}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])
+        self.__init__(state["path"], _index=state["index"])
 
     def shard_images(self, k: int) -> np.ndarray:
         """All stored images of shard ``k`` as uint16 (I = value / ``image_scale``)."""

@@ -11,6 +11,7 @@ only whole shards behind and ``resume`` recomputes the rest.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import multiprocessing
@@ -81,6 +82,11 @@ SHARD_ARRAYS = ("images", "params", "descriptors", "rotation", "clipped", "faile
 DAMAGED_FILE_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
 
 
+def out_of_file_handles(err: BaseException) -> bool:
+    """Whether ``err`` is the system's limit on open files, not damage to the file."""
+    return isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE)
+
+
 def shard_problem(shard: Any, seed: int, start: int, stop: int) -> str | None:
     """Why an open shard (an ``h5py.File``) is not the finished shard of items
     ``start:stop`` of root seed ``seed``, or None when it is."""
@@ -110,7 +116,9 @@ def _shard_done(path: Path, seed: int, start: int, stop: int) -> bool:
     try:
         with h5py.File(path, "r") as shard:
             return shard_problem(shard, seed, start, stop) is None
-    except DAMAGED_FILE_ERRORS:
+    except DAMAGED_FILE_ERRORS as err:
+        if out_of_file_handles(err):
+            raise  # the shard may be fine: never write over it
         return False
 
 

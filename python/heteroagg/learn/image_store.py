@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from heteroagg._progress import progress_bar
-from heteroagg.data.dataset import SyntheticDataset
+from heteroagg.data.dataset import SyntheticDataset, items_by_shard
 from heteroagg.learn.networks import centre_crop, cropped_shape
 
 
-def _read_shard(path: str, k: int) -> np.ndarray:
-    return SyntheticDataset(path).shard_images(k)
+def _read_shard(dataset: SyntheticDataset, k: int) -> np.ndarray:
+    """Shard ``k``'s images, in a worker process (the dataset arrives pickled, unopened)."""
+    return dataset.shard_images(k)
 
 
 class ImageStore:
@@ -58,18 +59,21 @@ class ImageStore:
         self.dataset, self.where, self.device = dataset, where, device
         self.crop = crop
         self.scale = float(dataset.index["image_scale"])
-        self.position = {int(i): k for k, i in enumerate(items)}
+        items = np.asarray(items, dtype=np.int64)
+        # the row of each served item (-1: not served), one array for any number of items
+        self.row = np.full(len(dataset), -1, dtype=np.int64)
+        self.row[items] = np.arange(len(items))
         if where == "stream":
             return
         shape = cropped_shape(dataset.index["config"]["imaging"]["shape"], crop)
         cache = np.empty((len(items), *shape), dtype=np.uint16)
         size = dataset.shard_size
-        shards = [int(s) for s in np.unique(np.asarray(items) // size)]
+        positions = dict(items_by_shard(items, size))
+        shards = list(positions)
 
         def place(s: int, block: np.ndarray) -> None:
-            chosen = items[items // size == s]
-            rows = [self.position[int(i)] for i in chosen]
-            cache[rows] = centre_crop(block[chosen - s * size], crop)
+            where = positions[s]
+            cache[where] = centre_crop(block[items[where] - s * size], crop)
 
         with progress_bar(show_progress, len(shards), "loading images") as advance:
             forkable = "fork" in multiprocessing.get_all_start_methods()
@@ -77,7 +81,7 @@ class ImageStore:
                 # fork: the readers touch only h5py, and unguarded user scripts stay safe.
                 context = multiprocessing.get_context("fork")
                 with ProcessPoolExecutor(min(workers, len(shards)), mp_context=context) as pool:
-                    blocks = pool.map(_read_shard, [str(dataset.path)] * len(shards), shards)
+                    blocks = pool.map(_read_shard, [dataset] * len(shards), shards)
                     for s, block in zip(shards, blocks, strict=True):
                         place(s, block)
                         advance()
@@ -101,7 +105,7 @@ class ImageStore:
             )
             raw = torch.from_numpy(stack.view(np.int16))
         else:
-            rows = torch.as_tensor([self.position[int(i)] for i in items], dtype=torch.long)
+            rows = torch.from_numpy(self.row[np.asarray(items, dtype=np.int64)])
             raw = self.cache[rows.to(self.cache.device)]
         raw = raw.to(torch.int32) & 0xFFFF
         return (raw.to(torch.float32) / self.scale)[:, None]

@@ -133,11 +133,13 @@ class LabelMaps:
 
     def __init__(self, maps: np.ndarray, items: np.ndarray) -> None:
         self.maps = maps
-        self.position = {int(i): k for k, i in enumerate(items)}
+        items = np.asarray(items, dtype=np.int64)
+        self.row = np.full(int(items.max(initial=-1)) + 1, -1, dtype=np.int64)
+        self.row[items] = np.arange(len(items))
 
     def __call__(self, items: np.ndarray) -> torch.Tensor:
         """(B, C, h, w) float32 maps of ``items``."""
-        rows = np.array([self.position[int(i)] for i in items], dtype=np.int64)
+        rows = self.row[np.asarray(items, dtype=np.int64)]
         return torch.from_numpy(np.asarray(self.maps[rows], dtype=np.float32))
 
     def scale(self, items: np.ndarray, side: int = 0) -> torch.Tensor:

@@ -44,6 +44,29 @@ def test_geometry_contacts_overlap_and_connectivity(params):
         assert len(exact) >= n - 1
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        ModelParams(n_particles=400, sigma_g=2.6, fractal_dim=1.6, prefactor=1.0, overlap=0.1),
+        ModelParams(
+            n_particles=400, sigma_g=1.8, prefactor=1.0, radius_ti=1.0, radius_w=5.0, frac_w=0.06
+        ),
+    ],
+    ids=["wide", "few-large"],
+)
+def test_very_unequal_radii_are_placed_without_overlaps(params):
+    """Radii beyond 4 times the 90th percentile are searched in classes of their own."""
+    for seed in (0, 1, 2):
+        agg = heteroagg.sample_aggregate(params, seed)
+        assert agg.radii.max() > 4 * np.quantile(agg.radii, 0.9)  # the case the classes serve
+        d = pair_distances(agg.centers)
+        contact = (1.0 - params.overlap) * (agg.radii[:, None] + agg.radii[None, :])
+        upper = np.triu_indices(params.n_particles, 1)
+        assert (d[upper] / contact[upper]).min() >= 1.0 - 1e-9
+        exact = np.argwhere(np.triu(d <= contact * (1.0 + 1e-6), 1))
+        assert n_components(params.n_particles, exact) == 1
+
+
 @pytest.mark.parametrize("params", CASES, ids=range(len(CASES)))
 def test_fractal_law_holds_per_aggregate(params):
     for seed in (3, 4):

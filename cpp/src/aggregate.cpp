@@ -98,7 +98,7 @@ class sampler {
     return std::fabs(rg / target - 1.0);
   }
   bool try_pair(const cluster& a, const cluster& b, std::uint32_t i, std::uint32_t j, double gamma,
-                const cell_list& grid, vec3 ca, double reach_a);
+                vec3 ca, double reach_a);
   // Append b's particles, at the positions try_pair left in placed_, to a.
   void attach_placed(cluster& a, const cluster& b) {
     for (std::size_t k = 0; k < b.size(); ++k) a.add(placed_[k], b.radius[k], b.id[k]);
@@ -110,8 +110,11 @@ class sampler {
   double contact_factor_;
   double subcluster_fraction_;
   const std::atomic<bool>* cancel_;
-  double cell_ = 1.0;
+  double scale_ = 1.0;  // twice the largest radius: the unit of the tolerances
   double length_eps_ = 1e-12;
+  // Radius classes: class k holds the radii in (bars_[k-1], bars_[k]], binned
+  // in cells of twice bars_[k]; the last bar is the largest radius.
+  std::vector<double> bars_;
   // scratch buffers reused across merges
   std::vector<double> da_, db_;
   std::vector<vec3> vb_;
@@ -121,6 +124,8 @@ class sampler {
   std::vector<std::uint32_t> range_begin_;    // per particle of a: first candidate in by_distance_
   std::vector<std::uint64_t> range_total_;    // prefix sums of the candidate range lengths
   std::vector<vec3> placed_;
+  std::vector<std::vector<std::uint32_t>> class_ids_;  // a's particles by radius class
+  std::vector<cell_list> grids_;                       // and their neighbour grids
 };
 
 aggregate sampler::run(double& rg_relative_error) {
@@ -140,8 +145,22 @@ aggregate sampler::run(double& rg_relative_error) {
     materials[k] = is_w ? wo3 : tio2;
     r_max = std::max(r_max, radii[k]);
   }
-  cell_ = 2.0 * r_max;
+  scale_ = 2.0 * r_max;
   length_eps_ = 1e-12 * r_max;
+  // With very unequal radii, cells sized by the largest would each hold a
+  // large part of the aggregate.  Then the radii are split at 4 times the
+  // median and every factor 16 above, and each class is binned in cells
+  // sized by its own largest radius, so that every search sees few points.
+  bars_.clear();
+  std::vector<double> sorted_radii(radii);
+  const auto q90 = sorted_radii.begin() + static_cast<std::ptrdiff_t>(0.9 * (n - 1));
+  std::nth_element(sorted_radii.begin(), q90, sorted_radii.end());
+  if (r_max > 4.0 * *q90) {
+    const auto q50 = sorted_radii.begin() + static_cast<std::ptrdiff_t>(0.5 * (n - 1));
+    std::nth_element(sorted_radii.begin(), q50, q90);
+    for (double bar = 4.0 * *q50; bar < r_max; bar *= 16.0) bars_.push_back(bar);
+  }
+  bars_.push_back(r_max);
 
   // Homo-groups: material m with N_m particles is split into
   // round(N_m^(1 - segregation)) groups of near-equal size.
@@ -263,9 +282,19 @@ void sampler::merge(cluster& a, cluster& b) {
   }
   const double gamma_max = reach_a + reach_b;  // tip-to-tip contact
 
-  const cell_list grid(na, cell_, [&](std::size_t i) { return a.pos[i]; });
+  class_ids_.resize(bars_.size());
+  for (auto& ids : class_ids_) ids.clear();
+  for (std::size_t i = 0; i < na; ++i) {
+    const std::size_t k = std::lower_bound(bars_.begin(), bars_.end(), a.radius[i]) - bars_.begin();
+    class_ids_[std::min(k, bars_.size() - 1)].push_back(static_cast<std::uint32_t>(i));
+  }
+  grids_.clear();
+  for (std::size_t k = 0; k < bars_.size(); ++k) {
+    const auto& ids = class_ids_[k];
+    grids_.emplace_back(ids.size(), 2.0 * bars_[k], [&](std::size_t m) { return a.pos[ids[m]]; }, ids.data());
+  }
 
-  const double tol = 1e-9 * cell_;
+  const double tol = 1e-9 * scale_;
   // Pair (i, j) can touch with the centres of mass Gamma apart exactly when
   // the lengths (d_i, Gamma, d_j, c_ij) close a quadrilateral, i.e. for Gamma
   // in the interval [lo, hi] returned here.
@@ -368,7 +397,7 @@ void sampler::merge(cluster& a, cluster& b) {
       for (int t = 0; t < sampled_tries; ++t) {
         std::uint32_t i = 0, j = 0;
         if (!draw_pair(gamma, i, j)) break;
-        if (try_pair(a, b, i, j, gamma, grid, ca, reach_a)) return attach_placed(a, b);
+        if (try_pair(a, b, i, j, gamma, ca, reach_a)) return attach_placed(a, b);
       }
       continue;
     }
@@ -388,7 +417,7 @@ void sampler::merge(cluster& a, cluster& b) {
       std::swap(candidates_[t], candidates_[pick]);
       const auto i = static_cast<std::uint32_t>(candidates_[t] >> 32);
       const auto j = static_cast<std::uint32_t>(candidates_[t] & 0xffffffffu);
-      if (try_pair(a, b, i, j, gamma, grid, ca, reach_a)) return attach_placed(a, b);
+      if (try_pair(a, b, i, j, gamma, ca, reach_a)) return attach_placed(a, b);
     }
   }
   throw merge_failure{};
@@ -398,14 +427,14 @@ void sampler::merge(cluster& a, cluster& b) {
 // of a, with b's centre of mass at distance gamma from a's.  On success the
 // placed coordinates of b are left in placed_.
 bool sampler::try_pair(const cluster& a, const cluster& b, std::uint32_t i, std::uint32_t j,
-                       double gamma, const cell_list& grid, vec3 ca, double reach_a) {
+                       double gamma, vec3 ca, double reach_a) {
   const double c = contact_factor_ * (a.radius[i] + b.radius[j]);
   const double di = da_[i], dj = db_[j];
   // Distance rho of the new position Q of particle j from a's centre.
   double rho_lo = std::max(std::fabs(gamma - dj), std::fabs(di - c));
   double rho_hi = std::min(gamma + dj, di + c);
   if (rho_lo > rho_hi) {
-    if (rho_lo - rho_hi > 1e-9 * cell_) return false;
+    if (rho_lo - rho_hi > 1e-9 * scale_) return false;
     rho_lo = rho_hi;
   }
   const vec3 xi = a.pos[i];
@@ -461,14 +490,23 @@ bool sampler::try_pair(const cluster& a, const cluster& b, std::uint32_t i, std:
       // Outside a's bounding sphere about its centre nothing can overlap.
       const double reach = reach_a + contact_factor_ * rk;
       if (norm2(y - ca) > reach * reach) continue;
-      grid.for_each_near(y, [&](std::uint32_t l) {
+      auto no_overlap = [&](std::uint32_t l) {
         const double min_d = contact_factor_ * (rk + a.radius[l]) * (1.0 - 1e-9);
         if (norm2(y - a.pos[l]) < min_d * min_d) {
           clear = false;
           return false;
         }
         return true;
-      });
+      };
+      // A particle of class k overlaps y only within contact_factor_ (rk +
+      // bar) (1 - 1e-9): less than one cell of the class for rk up to its bar.
+      for (std::size_t c = 0; c < bars_.size() && clear; ++c) {
+        if (grids_[c].size() == 0) continue;
+        std::int64_t cells = 1;
+        if (rk > bars_[c])
+          cells += static_cast<std::int64_t>(contact_factor_ * (rk + bars_[c]) / (2.0 * bars_[c]) * (1.0 + 1e-9));
+        grids_[c].for_each_within(y, cells, no_overlap);
+      }
     }
     if (clear) return true;
   }

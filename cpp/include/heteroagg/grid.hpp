@@ -28,8 +28,11 @@ class cell_list {
   // must exceed the largest interaction distance that will be queried by more
   // than the rounding of coordinates / cell (a relative 1e-9 is ample): two
   // points exactly `cell` apart can be binned two cells apart.
+  //
+  // With `ids`, the k-th point is reported as ids[k] instead of k.
   template <class Position>
-  cell_list(std::size_t n, double cell, Position&& position) : inv_cell_(1.0 / cell) {
+  cell_list(std::size_t n, double cell, Position&& position, const std::uint32_t* ids = nullptr)
+      : inv_cell_(1.0 / cell) {
     if (!(cell > 0.0) || !std::isfinite(cell))
       throw std::invalid_argument("cell_list: cell size must be positive and finite");
     std::size_t slots = 16;
@@ -50,8 +53,11 @@ class cell_list {
     for (std::size_t s = 0; s < slots; ++s) start_[s + 1] += start_[s];
     items_.resize(n);
     std::vector<std::uint32_t> fill(start_.begin(), start_.end() - 1);
-    for (std::size_t k = 0; k < n; ++k) items_[fill[slot_of[k]]++] = static_cast<std::uint32_t>(k);
+    for (std::size_t k = 0; k < n; ++k)
+      items_[fill[slot_of[k]]++] = ids != nullptr ? ids[k] : static_cast<std::uint32_t>(k);
   }
+
+  std::size_t size() const { return items_.size(); }
 
   // Call visit(j) for every point j in the 27 cells around p; stop early
   // when visit returns false.
@@ -62,6 +68,38 @@ class cell_list {
       for (std::int64_t dy = -1; dy <= 1; ++dy)
         for (std::int64_t dz = -1; dz <= 1; ++dz) {
           const std::int64_t s = find(shifted(centre, dx, dy, dz));
+          if (s < 0) continue;
+          for (const std::uint32_t* j = begin(s); j != end(s); ++j)
+            if (!visit(*j)) return;
+        }
+  }
+
+  // Call visit(j) for every point j in the cells at most m cells from p's
+  // along each axis (m >= 1), in no particular order; stop early when visit
+  // returns false.  Points less than m * cell from p (less the rounding
+  // noted at the constructor) are among them.  When that block of cells is
+  // larger than the point set, every point is visited instead.
+  template <class Visit>
+  void for_each_within(vec3 p, std::int64_t m, Visit&& visit) const {
+    if (m <= 1) return for_each_near(p, visit);
+    const double side = 2.0 * static_cast<double>(m) + 1.0;
+    if (side * side * side >= static_cast<double>(items_.size())) {
+      for (const std::uint32_t j : items_)
+        if (!visit(j)) return;
+      return;
+    }
+    // Occupied cells have coordinates within +-limit: clip the block to them.
+    constexpr std::int64_t limit = offset_ - 3;
+    const std::int64_t c[3] = {coord(p.x), coord(p.y), coord(p.z)};
+    std::int64_t lo[3], hi[3];
+    for (int axis = 0; axis < 3; ++axis) {
+      lo[axis] = std::max(c[axis] - m, -limit);
+      hi[axis] = std::min(c[axis] + m, limit);
+    }
+    for (std::int64_t x = lo[0]; x <= hi[0]; ++x)
+      for (std::int64_t y = lo[1]; y <= hi[1]; ++y)
+        for (std::int64_t z = lo[2]; z <= hi[2]; ++z) {
+          const std::int64_t s = find(pack(x, y, z));
           if (s < 0) continue;
           for (const std::uint32_t* j = begin(s); j != end(s); ++j)
             if (!visit(*j)) return;

@@ -137,6 +137,31 @@ def test_baked_test_images_keep_their_stored_noise_and_dose(tmp_path):
     assert len(set(doses)) == len(items)
 
 
+def test_test_images_are_predicted_a_chunk_at_a_time_as_whole(tiny_run, tiny_test):
+    """Evaluation keeps few images in memory: its chunked predictions are those of
+    all the images at once, and the kept images and doses are the first ones'."""
+    from heteroagg.learn.evaluation import predict_test_images
+    from heteroagg.learn.inference import concatenate_predictions
+
+    ds = open_dataset(tiny_test)
+    items = np.flatnonzero(~ds.failed[:])[:11]
+    run = TrainedRun(tiny_run, "cpu")
+    whole = noisy_test_images(ds, items, seed=3, noise=True)
+    kept = noisy_test_images(ds, items, seed=3, noise=True, keep=4)
+    np.testing.assert_array_equal(kept.images, whole.images[:4])
+    np.testing.assert_array_equal(kept.doses, whole.doses)
+    np.testing.assert_array_equal(kept.outside, whole.outside)
+    at_once = run.predict(whole.images)
+    chunked = predict_test_images(run, ds, items, seed=3, noise=True, chunk=4)
+    np.testing.assert_allclose(chunked.normalized, at_once.normalized, rtol=1e-5, atol=1e-6)
+    for name, values in at_once.params.items():
+        np.testing.assert_allclose(chunked.params[name], values, rtol=1e-5, atol=1e-6)
+    assert (chunked.normalized_std is None) == (at_once.normalized_std is None)
+    assert chunked.descriptors.keys() == at_once.descriptors.keys()
+    with pytest.raises(ValueError, match="no predictions"):
+        concatenate_predictions([])
+
+
 def test_report_json_has_no_nan():
     from heteroagg.learn.report import _json_safe
 

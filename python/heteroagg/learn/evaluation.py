@@ -39,8 +39,9 @@ from heteroagg.data.generation import render_seed
 from heteroagg.data.space import ParameterSpace
 from heteroagg.data.torch_dataset import draw_dose
 from heteroagg.learn.batches import shot_noise
+from heteroagg.learn.calibration_sweep import CALIBRATION_IMAGES
 from heteroagg.learn.ceiling import oracle_r2, volume_observer_r2
-from heteroagg.learn.inference import Prediction, TrainedRun
+from heteroagg.learn.inference import Prediction, TrainedRun, concatenate_predictions
 from heteroagg.rng import derive_seed
 from heteroagg.twins import (
     TWIN_DESCRIPTORS,
@@ -78,6 +79,10 @@ MIN_TEST_ITEMS = 4
 #: Draws of θ behind the report's oracle ceilings (seed 0; :mod:`heteroagg.learn.ceiling`).
 CEILING_DRAWS = 50_000
 
+#: Test images kept in memory: the calibration sweep's (the report shows the first few);
+#: the predictions of all others are made a chunk at a time.
+KEPT_TEST_IMAGES = CALIBRATION_IMAGES
+
 
 @dataclass
 class Evaluated:
@@ -93,7 +98,11 @@ class Evaluated:
 
 @dataclass
 class TestImages:
-    """Noisy test images with what is known about them."""
+    """Noisy test images with what is known about them.
+
+    ``images`` holds those of the first ``len(images)`` items (all of them
+    unless fewer were asked for); ``doses`` and ``outside`` cover every item.
+    """
 
     items: np.ndarray
     images: np.ndarray
@@ -119,36 +128,94 @@ def field_fraction_outside(dataset: SyntheticDataset, i: int) -> float:
     return float(volume[outside].sum() / volume.sum())
 
 
+def noisy_test_image(
+    dataset: SyntheticDataset, i: int, seed: int, noise: bool
+) -> tuple[np.ndarray, float]:
+    """Item ``i``'s test image and its dose (NaN without noise); see :func:`noisy_test_images`."""
+    from heteroagg.data.config import ImagingConfig
+
+    config = ImagingConfig.from_config(dataset.index["config"]["imaging"])
+    image = dataset.images[i]
+    if config.bake_noise:
+        return image, draw_dose(config.dose, render_seed(int(dataset.index["seed"]), i))
+    if not noise:
+        return image, float("nan")
+    item_seed = derive_seed(seed, i)
+    dose = draw_dose(config.dose, item_seed)
+    electrons = dose * (config.pixel_size * 10.0) ** 2
+    g = torch.Generator()
+    g.manual_seed(item_seed >> 1)
+    counts = shot_noise(torch.from_numpy(image * electrons).double(), g)
+    return (counts / electrons).float().numpy(), dose
+
+
 def noisy_test_images(
-    dataset: SyntheticDataset, items: np.ndarray, seed: int, noise: bool
+    dataset: SyntheticDataset,
+    items: np.ndarray,
+    seed: int,
+    noise: bool,
+    keep: int | None = None,
 ) -> TestImages:
     """The test images with shot noise at a dose drawn per item from the dose prior.
 
     A dataset generated with ``bake_noise`` already holds noisy images: they are
-    taken as stored, with the doses they were generated at.
+    taken as stored, with the doses they were generated at.  Item ``i``'s noise
+    depends on ``(seed, i)`` alone.  With ``keep``, only the first ``keep``
+    images are kept (a float32 image of 256² takes 262 kB); the doses and
+    field fractions cover all items.
     """
-    imaging = dataset.index["config"]["imaging"]
-    from heteroagg.data.config import ImagingConfig
-
-    config = ImagingConfig.from_config(imaging)
-    images = np.empty((len(items), *config.shape), dtype=np.float32)
+    n_kept = len(items) if keep is None else min(keep, len(items))
+    images = None
     doses = np.full(len(items), np.nan)
     for k, i in enumerate(items):
-        image = dataset.images[int(i)]
-        if config.bake_noise:
-            doses[k] = draw_dose(config.dose, render_seed(int(dataset.index["seed"]), int(i)))
-        elif noise:
-            item_seed = derive_seed(seed, int(i))
-            dose = draw_dose(config.dose, item_seed)
-            electrons = dose * (config.pixel_size * 10.0) ** 2
-            g = torch.Generator()
-            g.manual_seed(item_seed >> 1)
-            counts = shot_noise(torch.from_numpy(image * electrons).double(), g)
-            image = (counts / electrons).float().numpy()
-            doses[k] = dose
-        images[k] = image
+        if k < n_kept:
+            image, doses[k] = noisy_test_image(dataset, int(i), seed, noise)
+            if images is None:
+                images = np.empty((n_kept, *image.shape), dtype=np.float32)
+            images[k] = image
+        else:  # the dose alone, as the image would draw it
+            doses[k] = _dose_of(dataset, int(i), seed, noise)
+    if images is None:
+        shape = dataset.index["config"]["imaging"]["shape"]
+        images = np.empty((0, *shape), dtype=np.float32)
     outside = np.array([field_fraction_outside(dataset, int(i)) for i in items])
     return TestImages(np.asarray(items), images, doses, outside)
+
+
+def _dose_of(dataset: SyntheticDataset, i: int, seed: int, noise: bool) -> float:
+    """The dose :func:`noisy_test_image` gives item ``i``, without its image."""
+    from heteroagg.data.config import ImagingConfig
+
+    config = ImagingConfig.from_config(dataset.index["config"]["imaging"])
+    if config.bake_noise:
+        return draw_dose(config.dose, render_seed(int(dataset.index["seed"]), i))
+    return draw_dose(config.dose, derive_seed(seed, i)) if noise else float("nan")
+
+
+def predict_test_images(
+    trained: Any,
+    dataset: SyntheticDataset,
+    items: np.ndarray,
+    seed: int,
+    noise: bool,
+    symmetrize: bool = False,
+    chunk: int = 1024,
+) -> Prediction:
+    """Predictions for every test item, imaged ``chunk`` at a time as
+    :func:`noisy_test_images` images them: memory does not grow with the test set."""
+    parts = []
+    for start in range(0, len(items), chunk):
+        block = np.stack(
+            [
+                noisy_test_image(dataset, int(i), seed, noise)[0]
+                for i in items[start : start + chunk]
+            ]
+        )
+        if isinstance(trained, TrainedRun):
+            parts.append(trained.predict(block, symmetrize=symmetrize))
+        else:
+            parts.append(trained.predict(block))
+    return concatenate_predictions(parts)
 
 
 def coverage_curve(z: np.ndarray, levels: tuple[float, ...]) -> list[float]:
@@ -638,11 +705,8 @@ def evaluate(
             f"{data} holds {len(items)} usable test items (of {len(dataset)}); the error "
             f"analysis needs at least {MIN_TEST_ITEMS}"
         )
-    test = noisy_test_images(dataset, items, seed, noise)
-    if isinstance(trained, OnnxRun):
-        prediction = trained.predict(test.images)
-    else:
-        prediction = trained.predict(test.images, symmetrize=symmetrize)
+    test = noisy_test_images(dataset, items, seed, noise, keep=KEPT_TEST_IMAGES)
+    prediction = predict_test_images(trained, dataset, items, seed, noise, symmetrize)
     outputs = [prediction.normalized]
     if prediction.normalized_std is not None:
         outputs.append(prediction.normalized_std)
@@ -772,7 +836,6 @@ def _calibration(
 ) -> dict[str, Any] | None:
     """The calibration sweep on the first test images (None with fewer than two)."""
     from heteroagg.learn.calibration_sweep import (
-        CALIBRATION_IMAGES,
         CALIBRATION_OFFSETS,
         CALIBRATION_READ_NOISE,
         CALIBRATION_SCALES,

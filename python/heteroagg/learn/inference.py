@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import warnings
@@ -49,6 +50,27 @@ class Prediction:
     params_high: dict[str, np.ndarray] | None
     descriptors: dict[str, np.ndarray]
     descriptors_std: dict[str, np.ndarray]
+
+
+def concatenate_predictions(parts: list[Prediction]) -> Prediction:
+    """One :class:`Prediction` of the images of ``parts``, in order (at least one part)."""
+    if not parts:
+        raise ValueError("no predictions to concatenate")
+
+    def arrays(values: list) -> np.ndarray | None:
+        return None if values[0] is None else np.concatenate(values)
+
+    def columns(values: list) -> dict[str, np.ndarray] | None:
+        if values[0] is None:
+            return None
+        return {name: np.concatenate([v[name] for v in values]) for name in values[0]}
+
+    fields = [f.name for f in dataclasses.fields(Prediction)]
+    merged = {}
+    for name in fields:
+        values = [getattr(p, name) for p in parts]
+        merged[name] = columns(values) if isinstance(values[0], dict) else arrays(values)
+    return Prediction(**merged)
 
 
 # What torch.load and json raise for a truncated, foreign or damaged file.

@@ -55,7 +55,7 @@ def test_geometry_contacts_overlap_and_connectivity(params):
     ids=["wide", "few-large"],
 )
 def test_very_unequal_radii_are_placed_without_overlaps(params):
-    """Radii beyond 4 times the 90th percentile are searched in classes of their own."""
+    """Radii beyond 4 times the 90th percentile may be searched in classes of their own."""
     for seed in (0, 1, 2):
         agg = heteroagg.sample_aggregate(params, seed)
         assert agg.radii.max() > 4 * np.quantile(agg.radii, 0.9)  # the case the classes serve
@@ -65,6 +65,15 @@ def test_very_unequal_radii_are_placed_without_overlaps(params):
         assert (d[upper] / contact[upper]).min() >= 1.0 - 1e-9
         exact = np.argwhere(np.triu(d <= contact * (1.0 + 1e-6), 1))
         assert n_components(params.n_particles, exact) == 1
+
+
+def test_radii_ten_million_times_apart_stay_within_the_grid():
+    """Cells of the smallest radius class could not count positions a chain of the
+    largest spans: such a draw keeps one grid, as all draws did before the classes."""
+    params = ModelParams(n_particles=3, frac_w=1 / 3, radius_ti=0.001, radius_w=10000.0,
+                         sigma_g=1.0, fractal_dim=1.5, prefactor=4.40055868396697e-07)  # fmt: skip
+    agg = heteroagg.sample_aggregate(params, 2)
+    assert sorted(agg.radii) == pytest.approx([0.001, 0.001, 10000.0])
 
 
 @pytest.mark.parametrize("params", CASES, ids=range(len(CASES)))

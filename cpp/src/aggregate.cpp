@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <thread>
 
 #include "heteroagg/geometry.hpp"
@@ -99,6 +100,9 @@ class sampler {
   }
   bool try_pair(const cluster& a, const cluster& b, std::uint32_t i, std::uint32_t j, double gamma,
                 vec3 ca, double reach_a);
+  // Whether b's particle of radius r at y overlaps none of a's.
+  bool clear_of(const cluster& a, vec3 y, double r);
+  void build_class_grids(const cluster& a);
   // Append b's particles, at the positions try_pair left in placed_, to a.
   void attach_placed(cluster& a, const cluster& b) {
     for (std::size_t k = 0; k < b.size(); ++k) a.add(placed_[k], b.radius[k], b.id[k]);
@@ -112,8 +116,8 @@ class sampler {
   const std::atomic<bool>* cancel_;
   double scale_ = 1.0;  // twice the largest radius: the unit of the tolerances
   double length_eps_ = 1e-12;
-  // Radius classes: class k holds the radii in (bars_[k-1], bars_[k]], binned
-  // in cells of twice bars_[k]; the last bar is the largest radius.
+  // Radius classes: class k holds the radii in (bars_[k-1], bars_[k]]; the
+  // last bar is the largest radius.
   std::vector<double> bars_;
   // scratch buffers reused across merges
   std::vector<double> da_, db_;
@@ -124,8 +128,16 @@ class sampler {
   std::vector<std::uint32_t> range_begin_;    // per particle of a: first candidate in by_distance_
   std::vector<std::uint64_t> range_total_;    // prefix sums of the candidate range lengths
   std::vector<vec3> placed_;
-  std::vector<std::vector<std::uint32_t>> class_ids_;  // a's particles by radius class
-  std::vector<cell_list> grids_;                       // and their neighbour grids
+  // The neighbour grid of all of a's particles, in cells of twice the largest
+  // radius, and, when the classes serve better, a's particles up to bar k
+  // (all classes <= k, upto_) and of class k alone (class_), each in cells
+  // of twice bars_[k].
+  std::optional<cell_list> all_;
+  std::vector<std::vector<std::uint32_t>> upto_ids_, class_ids_;
+  std::vector<cell_list> upto_, class_;
+  bool use_classes_ = false;      // this merge searches the classes
+  bool classes_decided_ = false;  // whether it still samples the grid of all
+  std::uint64_t probe_queries_ = 0, probe_points_ = 0;
 };
 
 aggregate sampler::run(double& rg_relative_error) {
@@ -148,9 +160,9 @@ aggregate sampler::run(double& rg_relative_error) {
   scale_ = 2.0 * r_max;
   length_eps_ = 1e-12 * r_max;
   // With very unequal radii, cells sized by the largest would each hold a
-  // large part of the aggregate.  Then the radii are split at 4 times the
-  // median and every factor 16 above, and each class is binned in cells
-  // sized by its own largest radius, so that every search sees few points.
+  // large part of the aggregate, and every overlap check would read it.
+  // Then the radii are split into classes at 4 times the median and every
+  // factor 16 above (see merge).
   bars_.clear();
   std::vector<double> sorted_radii(radii);
   const auto q90 = sorted_radii.begin() + static_cast<std::ptrdiff_t>(0.9 * (n - 1));
@@ -158,7 +170,12 @@ aggregate sampler::run(double& rg_relative_error) {
   if (r_max > 4.0 * *q90) {
     const auto q50 = sorted_radii.begin() + static_cast<std::ptrdiff_t>(0.5 * (n - 1));
     std::nth_element(sorted_radii.begin(), q50, q90);
-    for (double bar = 4.0 * *q50; bar < r_max; bar *= 16.0) bars_.push_back(bar);
+    double radius_sum = 0.0;
+    for (const double r : radii) radius_sum += r;
+    // points are placed and queried within 4 radius_sum of the origin: keep
+    // that below 2^19 cells of the smallest class (the grid takes 2^20)
+    if (4.0 * radius_sum < 8.0 * *q50 * static_cast<double>(1 << 19))
+      for (double bar = 4.0 * *q50; bar < r_max; bar *= 16.0) bars_.push_back(bar);
   }
   bars_.push_back(r_max);
 
@@ -282,17 +299,10 @@ void sampler::merge(cluster& a, cluster& b) {
   }
   const double gamma_max = reach_a + reach_b;  // tip-to-tip contact
 
-  class_ids_.resize(bars_.size());
-  for (auto& ids : class_ids_) ids.clear();
-  for (std::size_t i = 0; i < na; ++i) {
-    const std::size_t k = std::lower_bound(bars_.begin(), bars_.end(), a.radius[i]) - bars_.begin();
-    class_ids_[std::min(k, bars_.size() - 1)].push_back(static_cast<std::uint32_t>(i));
-  }
-  grids_.clear();
-  for (std::size_t k = 0; k < bars_.size(); ++k) {
-    const auto& ids = class_ids_[k];
-    grids_.emplace_back(ids.size(), 2.0 * bars_[k], [&](std::size_t m) { return a.pos[ids[m]]; }, ids.data());
-  }
+  all_.emplace(na, scale_, [&](std::size_t i) { return a.pos[i]; });
+  use_classes_ = false;
+  classes_decided_ = bars_.size() == 1;
+  probe_queries_ = probe_points_ = 0;
 
   const double tol = 1e-9 * scale_;
   // Pair (i, j) can touch with the centres of mass Gamma apart exactly when
@@ -490,27 +500,73 @@ bool sampler::try_pair(const cluster& a, const cluster& b, std::uint32_t i, std:
       // Outside a's bounding sphere about its centre nothing can overlap.
       const double reach = reach_a + contact_factor_ * rk;
       if (norm2(y - ca) > reach * reach) continue;
-      auto no_overlap = [&](std::uint32_t l) {
-        const double min_d = contact_factor_ * (rk + a.radius[l]) * (1.0 - 1e-9);
-        if (norm2(y - a.pos[l]) < min_d * min_d) {
-          clear = false;
-          return false;
-        }
-        return true;
-      };
-      // A particle of class k overlaps y only within contact_factor_ (rk +
-      // bar) (1 - 1e-9): less than one cell of the class for rk up to its bar.
-      for (std::size_t c = 0; c < bars_.size() && clear; ++c) {
-        if (grids_[c].size() == 0) continue;
-        std::int64_t cells = 1;
-        if (rk > bars_[c])
-          cells += static_cast<std::int64_t>(contact_factor_ * (rk + bars_[c]) / (2.0 * bars_[c]) * (1.0 + 1e-9));
-        grids_[c].for_each_within(y, cells, no_overlap);
-      }
+      clear = clear_of(a, y, rk);
     }
     if (clear) return true;
   }
   return false;
+}
+
+// With very unequal radii the grid of all, in cells of twice the largest
+// radius, can hold many points in each cell.  Each merge then reads how many
+// points its first 256 checks see, and beyond 48 a check (the cost of about
+// the 27 more cell lookups that a class adds) it searches the classes
+// instead: a particle of class q can overlap one of a's of radius r only
+// within contact_factor_ (r_q + r) <= 2 max(bar_q, bar of r), so the 27
+// cells around it in the grid of all radii up to bar_q and in the grid of
+// each class above hold every candidate.  Either way the same overlaps are
+// found: the choice changes the time, never the aggregate.
+bool sampler::clear_of(const cluster& a, vec3 y, double r) {
+  bool clear = true;
+  std::uint64_t seen = 0;
+  auto no_overlap = [&](std::uint32_t l) {
+    ++seen;
+    const double min_d = contact_factor_ * (r + a.radius[l]) * (1.0 - 1e-9);
+    if (norm2(y - a.pos[l]) < min_d * min_d) {
+      clear = false;
+      return false;
+    }
+    return true;
+  };
+  if (!use_classes_) {
+    all_->for_each_near(y, no_overlap);
+    if (!classes_decided_) {
+      probe_points_ += seen;
+      if (++probe_queries_ == 256) {
+        classes_decided_ = true;
+        if (probe_points_ > 48 * probe_queries_) build_class_grids(a);
+      }
+    }
+    return clear;
+  }
+  const std::size_t last = bars_.size() - 1;
+  const std::size_t q = std::min<std::size_t>(std::lower_bound(bars_.begin(), bars_.end(), r) - bars_.begin(), last);
+  (q == last ? *all_ : upto_[q]).for_each_near(y, no_overlap);
+  for (std::size_t k = q + 1; k <= last && clear; ++k)
+    if (class_[k].size() > 0) class_[k].for_each_near(y, no_overlap);
+  return clear;
+}
+
+void sampler::build_class_grids(const cluster& a) {
+  const std::size_t classes = bars_.size();
+  upto_ids_.assign(classes, {});
+  class_ids_.assign(classes, {});
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const std::size_t k = std::lower_bound(bars_.begin(), bars_.end(), a.radius[i]) - bars_.begin();
+    const auto id = static_cast<std::uint32_t>(i);
+    if (k > 0 && k < classes) class_ids_[k].push_back(id);
+    for (std::size_t up = k; up + 1 < classes; ++up) upto_ids_[up].push_back(id);
+  }
+  upto_.clear();
+  class_.clear();
+  for (std::size_t k = 0; k < classes; ++k) {
+    const double cell = 2.0 * bars_[k];
+    const auto& upto = upto_ids_[k];
+    const auto& only = class_ids_[k];
+    upto_.emplace_back(upto.size(), cell, [&](std::size_t m) { return a.pos[upto[m]]; }, upto.data());
+    class_.emplace_back(only.size(), cell, [&](std::size_t m) { return a.pos[only[m]]; }, only.data());
+  }
+  use_classes_ = true;
 }
 
 // Cluster-cluster merges of equal halves cannot reach the compact R_g of

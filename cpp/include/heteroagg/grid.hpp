@@ -74,38 +74,6 @@ class cell_list {
         }
   }
 
-  // Call visit(j) for every point j in the cells at most m cells from p's
-  // along each axis (m >= 1), in no particular order; stop early when visit
-  // returns false.  Points less than m * cell from p (less the rounding
-  // noted at the constructor) are among them.  When that block of cells is
-  // larger than the point set, every point is visited instead.
-  template <class Visit>
-  void for_each_within(vec3 p, std::int64_t m, Visit&& visit) const {
-    if (m <= 1) return for_each_near(p, visit);
-    const double side = 2.0 * static_cast<double>(m) + 1.0;
-    if (side * side * side >= static_cast<double>(items_.size())) {
-      for (const std::uint32_t j : items_)
-        if (!visit(j)) return;
-      return;
-    }
-    // Occupied cells have coordinates within +-limit: clip the block to them.
-    constexpr std::int64_t limit = offset_ - 3;
-    const std::int64_t c[3] = {coord(p.x), coord(p.y), coord(p.z)};
-    std::int64_t lo[3], hi[3];
-    for (int axis = 0; axis < 3; ++axis) {
-      lo[axis] = std::max(c[axis] - m, -limit);
-      hi[axis] = std::min(c[axis] + m, limit);
-    }
-    for (std::int64_t x = lo[0]; x <= hi[0]; ++x)
-      for (std::int64_t y = lo[1]; y <= hi[1]; ++y)
-        for (std::int64_t z = lo[2]; z <= hi[2]; ++z) {
-          const std::int64_t s = find(pack(x, y, z));
-          if (s < 0) continue;
-          for (const std::uint32_t* j = begin(s); j != end(s); ++j)
-            if (!visit(*j)) return;
-        }
-  }
-
  private:
   static constexpr std::uint64_t empty_key = ~std::uint64_t{0};
 

@@ -121,7 +121,16 @@ def test_item_keys_select_as_numpy_does_with_few_shards_open(reference, monkeypa
         np.testing.assert_array_equal(ds.rotations[key], whole["rotations"][key])
         assert 0 < open_shard_files() - before <= 2
     np.testing.assert_array_equal(ds.rotations[:], whole["rotations"])  # the kept table
-    for bad in (70, -71, [3, 70], np.array([-71]), True, 2.0, "3"):
+    # small integer types: the indices widen before they wrap (100 000 fits no int16)
+    keys = dataset_module._item_indices(np.array([1, -2], np.int16), 100_000)
+    np.testing.assert_array_equal(keys, [1, 99_998])
+    # 1-tuples index as numpy's
+    small = np.array([1, 69], np.uint8), np.array([-1, 3], np.int8), np.array([5], np.uint64)
+    for key in (*small, (5,), (np.array([2, 4]),)):
+        np.testing.assert_array_equal(ds.params["frac_w"][key], whole["frac_w"][key])
+        np.testing.assert_array_equal(ds.images[key], whole["images"][key])
+    for bad in (70, -71, [3, 70], np.array([-71]), True, 2.0, "3", (1, 2), [(1, 2)],
+                np.array([[1, 2], [3, 4]]), np.array([2**63], np.uint64)):  # fmt: skip
         with pytest.raises(IndexError):
             ds.images[bad]
         with pytest.raises(IndexError):

@@ -24,8 +24,13 @@ MAX_OPEN_SHARDS = 128
 
 
 def _item_indices(key: Any, n: int) -> np.ndarray | int:
-    """The item indices ``key`` selects among ``n`` items, as numpy would (an int for an int)."""
-    if not isinstance(key, (np.ndarray, list, tuple)):
+    """The item indices ``key`` selects among ``n`` items, as numpy selects from a 1D
+    array (an int for an int); anything else raises IndexError."""
+    if isinstance(key, tuple):  # numpy: a[(k,)] is a[k]; a 1D array takes one index
+        if len(key) != 1:
+            raise IndexError(f"a dataset column takes one index, got {len(key)}")
+        key = key[0]
+    if not isinstance(key, (np.ndarray, list)):
         try:
             i = operator.index(key)
         except TypeError:
@@ -39,11 +44,14 @@ def _item_indices(key: Any, n: int) -> np.ndarray | int:
     if isinstance(key, slice):
         return np.arange(*key.indices(n))
     array = np.asarray(key)
-    if array.dtype.kind in "iu" and array.ndim <= 1:
-        if array.size and not (-n <= array.min() and array.max() < n):
+    if array.ndim > 1:
+        raise IndexError(f"item indices must be one-dimensional, got shape {array.shape}")
+    if array.dtype.kind in "iu":
+        if array.size and not (-n <= int(array.min()) and int(array.max()) < n):
             raise IndexError(f"item indices out of range for {n}")
-        return np.where(array < 0, array + n, array).astype(np.int64)
-    return np.arange(n)[key]  # masks and the rest, with numpy's own checks
+        wide = array.astype(np.int64)
+        return np.where(wide < 0, wide + n, wide)
+    return np.arange(n)[key]  # masks, empty lists and the rest, with numpy's own checks
 
 
 class _Column:

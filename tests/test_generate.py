@@ -474,8 +474,9 @@ def test_ctrl_c_stops_a_multi_process_run_at_once(reference, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         generate(small_config(), 70, out, seed=5, shard_size=2, workers=2)
     finished = list(out.glob("shard-*.h5"))
-    # those done by then, the two the workers held and the few queued for them
-    assert 1 <= len(finished) <= 12 and not list(out.glob("*.part")), finished
+    # the one done by then and at most the three submitted beyond it (two running, one
+    # queued): the other 31 shards never start
+    assert 1 <= len(finished) <= 4 and not list(out.glob("*.part")), finished
     monkeypatch.undo()
     summary = generate(small_config(), 70, out, seed=5, shard_size=2, resume=True)
     assert summary.computed == 70 - 2 * len(finished)

@@ -16,11 +16,8 @@ import json
 import math
 import multiprocessing
 import os
-import signal
-import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ import numpy as np
 
 from heteroagg._atomic import write_text_atomic
 from heteroagg._numbers import is_count
+from heteroagg._workers import results_as_completed, stop_pool, worker_pool
 from heteroagg.data.config import DatasetConfig
 
 #: Version of the on-disk layout.
@@ -418,17 +416,15 @@ def generate(
         else:
             # A forked child cannot use a CUDA context its parent has opened.
             context = multiprocessing.get_context("spawn" if backend == "cuda" else None)
-            pool = ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
-            )
-            with pool:
-                futures = [pool.submit(_write_shard, *a) for a in args]
-                try:
-                    _collect((f.result() for f in as_completed(futures)), summary, advance)
-                except BaseException:  # Ctrl-C or a failed shard: start no other shard
-                    for future in futures:
-                        future.cancel()
-                    raise
+            pool = worker_pool(workers, context)
+            try:
+                # one shard queued beyond the running ones keeps every worker busy
+                queued = results_as_completed(pool, _write_shard, args, workers + 1)
+                _collect(queued, summary, advance)
+            except BaseException:  # Ctrl-C or a failed shard: start no other shard; the
+                stop_pool(pool, finish=True)  # workers write theirs unless Ctrl-C comes again
+                raise
+            pool.shutdown()
     summary.seconds = time.perf_counter() - start_time
     summary.bytes = sum(_shard_path(out, k).stat().st_size for k, _, _ in shards)
     return summary
@@ -454,21 +450,6 @@ def _run_dask(scheduler: str, workers: int, args: list[tuple]):
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def _init_worker(parent_pid: int) -> None:
-    """Leave Ctrl-C to the parent: it cancels the shards not started, and the
-    workers finish (and write) the ones they hold.  On Linux a worker also ends
-    with its parent (``parent_pid``, which may be 1 in a container), so a
-    killed run leaves no idle workers behind."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-        if os.getppid() != parent_pid:  # the parent died before the request took effect
-            os._exit(1)
 
 
 def _collect(results, summary: GenerationSummary, advance) -> None:

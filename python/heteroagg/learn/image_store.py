@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
 
 from heteroagg._progress import progress_bar
+from heteroagg._workers import results_as_completed, stop_pool, worker_pool
 from heteroagg.data.dataset import SyntheticDataset, items_by_shard
 from heteroagg.learn.networks import centre_crop, cropped_shape
 
 
-def _read_shard(dataset: SyntheticDataset, k: int) -> np.ndarray:
-    """Shard ``k``'s images, in a worker process (the dataset arrives pickled, unopened)."""
-    return dataset.shard_images(k)
+def _read_shard_of(dataset: SyntheticDataset, k: int) -> tuple[int, np.ndarray]:
+    """``k`` and shard ``k``'s images, in a worker process (the dataset arrives
+    pickled, unopened)."""
+    return k, dataset.shard_images(k)
 
 
 class ImageStore:
@@ -79,12 +80,21 @@ class ImageStore:
             forkable = "fork" in multiprocessing.get_all_start_methods()
             if workers > 1 and len(shards) > 1 and forkable:
                 # fork: the readers touch only h5py, and unguarded user scripts stay safe.
-                context = multiprocessing.get_context("fork")
-                with ProcessPoolExecutor(min(workers, len(shards)), mp_context=context) as pool:
-                    blocks = pool.map(_read_shard, [dataset] * len(shards), shards)
-                    for s, block in zip(shards, blocks, strict=True):
+                # They ignore Ctrl-C and end with this process; reading has no effects,
+                # so an interrupted load ends them at once.
+                readers = min(workers, len(shards))
+                pool = worker_pool(readers, multiprocessing.get_context("fork"))
+                try:
+                    blocks = results_as_completed(
+                        pool, _read_shard_of, [(dataset, s) for s in shards], 2 * readers
+                    )
+                    for s, block in blocks:
                         place(s, block)
                         advance()
+                except BaseException:
+                    stop_pool(pool, finish=False)
+                    raise
+                pool.shutdown()
             else:
                 for s in shards:
                     place(s, dataset.shard_images(s))

@@ -16,6 +16,7 @@
 #include "heteroagg/parametrization.hpp"
 #include "heteroagg/potential.hpp"
 #include "multislice_arguments.hpp"
+#include "interruptible.hpp"
 #include "potential_arguments.hpp"
 
 namespace py = pybind11;
@@ -65,11 +66,9 @@ void bind_stem(py::module_& m) {
          const std::string& parametrization_name, bool pixel_correction, unsigned threads) {
         const bindings::potential_arguments args(positions, numbers, gpts, sampling, origin, std::move(slice_edges),
                                                  parametrization_name, pixel_correction, threads);
-        std::vector<float> values;
-        {
-          py::gil_scoped_release release;
-          values = projected_potentials(args.request, args.form());
-        }
+        // Ctrl-C stops it within a row of the tables or a slice
+        std::vector<float> values = bindings::call_interruptibly(
+            [&](const std::atomic<bool>& cancel) { return projected_potentials(args.request, args.form(), &cancel); });
         // hand the buffer to numpy without copying it
         const auto slices = static_cast<py::ssize_t>(args.slices());
         auto* owner = new std::vector<float>(std::move(values));
@@ -95,10 +94,12 @@ void bind_stem(py::module_& m) {
         py::array_t<float> out = bindings::result_array(request);
         float* result = out.mutable_data();
         progress_relay relay{std::move(progress)};
-        bindings::run_without_gil([&] {
-          stack = make_transmission(stack.grid, potentials.data(), stack.thickness, energy, threads);
-          run_multislice(request, result, &progress_relay::call, &relay);
+        // Ctrl-C stops the transmission functions within a slice, the propagation
+        // within the positions in flight
+        stack = bindings::call_interruptibly([&](const std::atomic<bool>& cancel) {
+          return make_transmission(stack.grid, potentials.data(), stack.thickness, energy, threads, &cancel);
         });
+        bindings::run_without_gil([&] { run_multislice(request, result, &progress_relay::call, &relay); });
         return out;
       },
       py::arg("potentials"), py::arg("thickness"), py::arg("sampling"), py::arg("energy"), py::arg("semiangle"),

@@ -31,13 +31,16 @@ inline grid2d make_grid(std::pair<std::size_t, std::size_t> gpts, std::pair<doub
 // Reports progress to a Python callable and lets Ctrl-C stop the run.
 struct progress_relay {
   py::object callback;
+  std::size_t reported = 0;
+  // Checks for Ctrl-C at every call and calls back when the count has grown.
   // Returns false, leaving the Python error set, on Ctrl-C or when the
   // callback raises; the binding then re-raises that error.
   static bool call(std::size_t done, void* context) {
     py::gil_scoped_acquire acquire;
     auto* self = static_cast<progress_relay*>(context);
     if (PyErr_CheckSignals() != 0) return false;
-    if (self->callback.is_none()) return true;
+    if (self->callback.is_none() || done == self->reported) return true;
+    self->reported = done;
     try {
       self->callback(done);
     } catch (py::error_already_set& error) {

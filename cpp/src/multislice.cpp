@@ -141,7 +141,7 @@ double radial_detector::max_angle() const {
 
 transmission_stack make_transmission(const grid2d& grid, const float* potentials,
                                      const std::vector<double>& thickness, double energy,
-                                     unsigned threads) {
+                                     unsigned threads, const std::atomic<bool>* cancel) {
   check_grid(grid, "transmission");
   const double sigma = interaction_constant(energy);
   transmission_stack stack;
@@ -152,6 +152,7 @@ transmission_stack make_transmission(const grid2d& grid, const float* potentials
   const fft2_plan plan(grid.ny, grid.nx);
   const std::vector<float> aperture = antialias_aperture(grid);
   parallel_for(thickness.size(), resolve_threads(threads), [&](std::size_t s, unsigned) {
+    if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) throw multislice_cancelled();
     complex64* t = stack.data.data() + s * area;
     const float* v = potentials + s * area;
     // single precision, like abTEM's complex64 transmission functions
@@ -325,6 +326,7 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
     // transformed.
     std::size_t next_plane = 0;
     for (std::size_t s = 0; s < stack.slices(); ++s) {
+      if (cancelled.load(std::memory_order_relaxed)) return;  // within a slice of Ctrl-C
       plan.rows_pass(psi, periodic_window{stack.slice(s), full.ny, full.nx, oy, ox}, s == 0);
       const bool read = next_plane < planes && r.exit_planes[next_plane] == s + 1;
       const bool last = read && next_plane + 1 == planes;
@@ -356,19 +358,15 @@ void run_multislice(const multislice_request& r, float* out, progress_callback p
     }
     stopped = true;
   });
-  std::size_t reported = 0;
   std::exception_ptr progress_failure;
   while (true) {
     const std::size_t done = finished.load();
     const bool all = stopped.load();
-    if (done != reported || all) {
-      reported = done;
-      try {
-        if (!cancelled && !progress(done, context)) cancelled = true;
-      } catch (...) {  // the workers must still be joined
-        progress_failure = std::current_exception();
-        cancelled = true;
-      }
+    try {
+      if (!cancelled && !progress(done, context)) cancelled = true;
+    } catch (...) {  // the workers must still be joined
+      progress_failure = std::current_exception();
+      cancelled = true;
     }
     if (all || cancelled) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

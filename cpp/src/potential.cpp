@@ -66,7 +66,16 @@ std::vector<std::map<int, std::vector<std::size_t>>> atoms_by_slice(const potent
   return groups;
 }
 
-std::map<int, std::vector<float>> element_factor_tables(const potential_request& r, const projected_form_factor& form) {
+namespace {
+
+bool cancelled(const std::atomic<bool>* cancel) {
+  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+std::map<int, std::vector<float>> element_factor_tables(const potential_request& r, const projected_form_factor& form,
+                                                        const std::atomic<bool>* cancel) {
   // Rows are shared out among the threads.
   const grid2d& g = r.grid;
   const std::size_t area = g.ny * g.nx;
@@ -79,6 +88,7 @@ std::map<int, std::vector<float>> element_factor_tables(const potential_request&
     const int element = z;
     std::vector<float>& table = f;
     detail::parallel_for(g.ny, threads, [&](std::size_t iy, unsigned) {
+      if (cancelled(cancel)) throw potential_cancelled();
       const double ky = fft_frequency(iy, g.ny, g.dy);
       for (std::size_t ix = 0; ix < g.nx; ++ix) {
         const double kx = fft_frequency(ix, g.nx, g.dx);
@@ -95,17 +105,19 @@ std::map<int, std::vector<float>> element_factor_tables(const potential_request&
   return factor;
 }
 
-std::vector<float> projected_potentials(const potential_request& r, const projected_form_factor& form) {
+std::vector<float> projected_potentials(const potential_request& r, const projected_form_factor& form,
+                                        const std::atomic<bool>* cancel) {
   const grid2d& g = r.grid;
   const std::vector<std::map<int, std::vector<std::size_t>>> groups = atoms_by_slice(r);
   const std::size_t slices = r.slice_edges.size() - 1, area = g.ny * g.nx;
   const unsigned threads = detail::resolve_threads(r.threads);
-  const std::map<int, std::vector<float>> factor = element_factor_tables(r, form);
+  const std::map<int, std::vector<float>> factor = element_factor_tables(r, form, cancel);
 
   std::vector<float> out(slices * area, 0.0f);
   const fft2_plan plan(g.ny, g.nx);
   std::vector<std::vector<complex64>> deltas(threads), sums(threads);
   detail::parallel_for(slices, threads, [&](std::size_t s, unsigned worker) {
+    if (cancelled(cancel)) throw potential_cancelled();
     if (groups[s].empty()) return;
     std::vector<complex64>& delta = deltas[worker];
     std::vector<complex64>& sum = sums[worker];

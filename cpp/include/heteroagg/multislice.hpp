@@ -5,6 +5,7 @@
 // is complex64 and contiguous, so a device twin can take the same buffers.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -92,10 +93,11 @@ struct transmission_stack {
 };
 
 // exp(i sigma V) of projected potentials (slices x ny x nx, V·Å), band-limited
-// by the antialias aperture of the grid, as abTEM does.
+// by the antialias aperture of the grid, as abTEM does.  A `cancel` flag set
+// from another thread stops it within a slice (multislice_cancelled).
 transmission_stack make_transmission(const grid2d& grid, const float* potentials,
                                      const std::vector<double>& thickness, double energy,
-                                     unsigned threads);
+                                     unsigned threads, const std::atomic<bool>* cancel = nullptr);
 
 struct multislice_request {
   const transmission_stack* stack = nullptr;
@@ -114,8 +116,10 @@ struct multislice_request {
   unsigned threads = 0;  // 0: all hardware threads
 };
 
-// Called from the calling thread with the number of finished positions;
-// returning false stops the run (run_multislice then throws multislice_cancelled).
+// Called from the calling thread about every 50 ms with the number of
+// finished positions (the same number again while none finishes); returning
+// false stops the run within a slice of each position in flight
+// (run_multislice then throws multislice_cancelled).
 using progress_callback = bool (*)(std::size_t done, void* context);
 
 struct multislice_cancelled : std::runtime_error {

@@ -9,9 +9,11 @@
 // abTEM computes it, so the two codes can be compared pixel by pixel.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <vector>
 
 #include "heteroagg/multislice.hpp"
@@ -43,14 +45,23 @@ struct potential_request {
 // table (ny, nx) per element of its atoms: what the FFT superposition
 // multiplies each element's deltas by.
 std::map<int, std::vector<float>> element_factor_tables(const potential_request& request,
-                                                        const projected_form_factor& form);
+                                                        const projected_form_factor& form,
+                                                        const std::atomic<bool>* cancel = nullptr);
 
 // Checks the request (grid, finite positions, slice edges) and groups its
 // atoms by slice and then by element.
 std::vector<std::map<int, std::vector<std::size_t>>> atoms_by_slice(const potential_request& request);
 
-// Projected potential of every slice, (slices, ny, nx) float32 in V·Å.
-std::vector<float> projected_potentials(const potential_request& request, const projected_form_factor& form);
+// Thrown by projected_potentials and element_factor_tables once `cancel` is set.
+struct potential_cancelled : std::runtime_error {
+  potential_cancelled() : std::runtime_error("projected potentials cancelled") {}
+};
+
+// Projected potential of every slice, (slices, ny, nx) float32 in V·Å.  A
+// `cancel` flag set from another thread stops the work within a row of the
+// tables or a slice.
+std::vector<float> projected_potentials(const potential_request& request, const projected_form_factor& form,
+                                        const std::atomic<bool>* cancel = nullptr);
 
 // Slice of each atom (0-based) for the given edges, with the rules above.
 std::vector<std::size_t> slice_of_atoms(const slice_atoms& atoms, const std::vector<double>& edges);

@@ -247,6 +247,17 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch):
     result = runner.invoke(app, ["generate", "--n", "4", "--out", str(tmp_path / "ds")])
     assert result.exit_code == 130
     assert "interrupted" in result.output and "--resume" in result.output
+    # evaluate and quickstart pick up where they stopped when run again: they say so
+    import heteroagg.learn
+    import heteroagg.quickstart
+
+    monkeypatch.setattr(heteroagg.learn, "evaluate", interrupted)
+    monkeypatch.setattr(heteroagg.quickstart, "quickstart", interrupted)
+    for args in (["evaluate", "--model", "m", "--data", "d", "--out", str(tmp_path / "r")],
+                 ["quickstart", "--out", str(tmp_path / "q")]):  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 130, result.output
+        assert "interrupted" in result.output and "same command again" in result.output
 
 
 def test_train_and_evaluate_from_the_shell(tiny_train, tiny_test, tmp_path):

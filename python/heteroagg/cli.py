@@ -683,11 +683,14 @@ def evaluate(
     """Error analysis of a trained run: parameters, descriptors of twins, failure modes."""
     from heteroagg.learn import evaluate as run
 
+    hint = (f"{out} keeps the twins made so far; run the same command again to go on "
+            "from them")  # fmt: skip
     try:
-        report = run(model, data, out, twins=twins, twin_images=twin_images, seed=seed,
-                     device=device, symmetrize=symmetrize,
-                     twin_candidates=twin_candidates,
-                     twin_head_spread=twin_head_spread, calibration=calibration)  # fmt: skip
+        with _resumable(hint):
+            report = run(model, data, out, twins=twins, twin_images=twin_images, seed=seed,
+                         device=device, symmetrize=symmetrize,
+                         twin_candidates=twin_candidates,
+                         twin_head_spread=twin_head_spread, calibration=calibration)  # fmt: skip
     except (OSError, ValueError, RuntimeError) as err:
         _abort(err)
     rows = [
@@ -1128,9 +1131,11 @@ def quickstart(
         from heteroagg.quickstart import quickstart as run
     except ImportError as err:
         _abort(ImportError(f"quickstart needs the train and onnx extras: {err}"))
+    hint = f"{out} keeps what is done; run the same command again to go on from it"
     try:
-        result = run(out, minutes, train_items=train_items, test_items=test_items,
-                     twin_images=twin_images, workers=workers)  # fmt: skip
+        with _resumable(hint):
+            result = run(out, minutes, train_items=train_items, test_items=test_items,
+                         twin_images=twin_images, workers=workers)  # fmt: skip
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         _abort(err)
     ev = result.evaluation

@@ -378,6 +378,24 @@ def test_dask_local_cluster_gives_the_same_dataset(reference, tmp_path):
         np.testing.assert_array_equal(ref[name], dask[name], err_msg=name)
 
 
+def test_dask_local_workers_start_with_ctrl_c_ignored(tmp_path, monkeypatch):
+    """They inherit the ignored SIGINT (no traceback from each on Ctrl-C); the parent
+    keeps its own handler."""
+    distributed = pytest.importorskip("dask.distributed")
+    seen = []
+
+    class Recording(distributed.LocalCluster):
+        def __init__(self, *args, **kwargs):
+            seen.append(signal.getsignal(signal.SIGINT))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "LocalCluster", Recording)
+    before = signal.getsignal(signal.SIGINT)
+    generate(small_config(), 4, tmp_path / "dask", seed=5, shard_size=2, workers=1,
+             scheduler="local")  # fmt: skip
+    assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is before
+
+
 def generating(out, n: int, shard_size: int, workers: int = 1) -> subprocess.Popen:
     """A process generating ``n`` items of the small config into ``out``, once it
     has written its first shard."""

@@ -16,6 +16,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -439,8 +440,14 @@ def _run_dask(scheduler: str, workers: int, args: list[tuple]):
         raise ImportError("Dask scheduling needs dask: pip install 'heteroagg[dask]'") from None
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)  # fmt: skip
+        # The cluster's processes start with Ctrl-C ignored, which they keep: the
+        # parent alone handles it, and closes them (without a traceback from each).
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)  # fmt: skip
+        finally:
+            signal.signal(signal.SIGINT, previous)
     client = Client(cluster if cluster is not None else scheduler)
     try:
         futures = [client.submit(_write_shard, *a, pure=False) for a in args]

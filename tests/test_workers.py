@@ -41,6 +41,8 @@ def test_a_second_ctrl_c_ends_the_workers_at_once(tmp_path):
         import os, signal, sys, threading, time
         from heteroagg._workers import stop_pool, worker_pool
 
+        # a shell's background jobs start with Ctrl-C ignored: take it as a terminal does
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         pool = worker_pool(2)
         held = [pool.submit(time.sleep, 60) for _ in range(2)]
         time.sleep(1.0)  # both workers sleep in their calls

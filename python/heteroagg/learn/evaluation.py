@@ -135,16 +135,12 @@ def noisy_test_image(
     from heteroagg.data.config import ImagingConfig
 
     config = ImagingConfig.from_config(dataset.index["config"]["imaging"])
-    image = dataset.images[i]
-    if config.bake_noise:
-        return image, draw_dose(config.dose, render_seed(int(dataset.index["seed"]), i))
-    if not noise:
-        return image, float("nan")
-    item_seed = derive_seed(seed, i)
-    dose = draw_dose(config.dose, item_seed)
+    image, dose = dataset.images[i], _dose_of(dataset, i, seed, noise)
+    if config.bake_noise or not noise:
+        return image, dose
     electrons = dose * (config.pixel_size * 10.0) ** 2
     g = torch.Generator()
-    g.manual_seed(item_seed >> 1)
+    g.manual_seed(derive_seed(seed, i) >> 1)
     counts = shot_noise(torch.from_numpy(image * electrons).double(), g)
     return (counts / electrons).float().numpy(), dose
 

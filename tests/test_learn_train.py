@@ -496,7 +496,7 @@ def test_cropping_trainer_keeps_and_augments_only_its_crop(tiny_train, tmp_path,
     clean = dict(SMALL, noise=False, epochs=1, black_level_jitter=0.0, read_noise=0.0)
     cropped = trainer_of(tiny_train, tmp_path / "c", TrainConfig(**clean, crop=32), monkeypatch)
     whole = trainer_of(tiny_train, tmp_path / "w", TrainConfig(**clean, crop=0), monkeypatch)
-    assert cropped.store.cache.shape == (int((cropped.store.row >= 0).sum()), 32, 32)
+    assert cropped.store.cache.shape == (len(cropped.store.rows), 32, 32)
     items = cropped.train_items[:16]
     for training in (True, False):
         images = cropped._batch(items, 2, 5, training)[0]
@@ -885,6 +885,20 @@ def test_validation_batches_and_noise_do_not_depend_on_the_process_count(
         assert together.keys() == alone.keys()
         for name, value in alone.items():
             assert together[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+
+
+def test_item_rows_look_up_as_a_dict_would():
+    from heteroagg.learn.item_split import ItemRows
+
+    items = np.array([40, 3, 17, 8])
+    rows = ItemRows(items)
+    as_dict = {int(i): k for k, i in enumerate(items)}
+    picks = np.array([17, 17, 40, 3, 8])
+    np.testing.assert_array_equal(rows(picks), [as_dict[int(i)] for i in picks])
+    assert len(rows) == 4 and rows(np.array([], int)).shape == (0,)
+    for missing in ([5], [41], [-1], [3, 1000]):  # never another item's row
+        with pytest.raises(KeyError):
+            rows(np.array(missing))
 
 
 def test_batch_norm_statistics_are_plain_averages_before_validation(

@@ -10,6 +10,7 @@ import torch
 from heteroagg._progress import progress_bar
 from heteroagg._workers import results_as_completed, stop_pool, worker_pool
 from heteroagg.data.dataset import SyntheticDataset, items_by_shard
+from heteroagg.learn.item_split import ItemRows
 from heteroagg.learn.networks import centre_crop, cropped_shape
 
 
@@ -61,9 +62,7 @@ class ImageStore:
         self.crop = crop
         self.scale = float(dataset.index["image_scale"])
         items = np.asarray(items, dtype=np.int64)
-        # the row of each served item (-1: not served), one array for any number of items
-        self.row = np.full(len(dataset), -1, dtype=np.int64)
-        self.row[items] = np.arange(len(items))
+        self.rows = ItemRows(items)
         if where == "stream":
             return
         shape = cropped_shape(dataset.index["config"]["imaging"]["shape"], crop)
@@ -115,7 +114,7 @@ class ImageStore:
             )
             raw = torch.from_numpy(stack.view(np.int16))
         else:
-            rows = torch.from_numpy(self.row[np.asarray(items, dtype=np.int64)])
+            rows = torch.from_numpy(self.rows(items))
             raw = self.cache[rows.to(self.cache.device)]
         raw = raw.to(torch.int32) & 0xFFFF
         return (raw.to(torch.float32) / self.scale)[:, None]

@@ -29,3 +29,32 @@ def split_items(n: int, failed: np.ndarray, seed: int, val_fraction: float):
 def is_validation_item(seed: int, i: int, val_fraction: float) -> bool:
     """Whether item ``i`` is held out: a uniform draw from ``(seed, i)`` below ``val_fraction``."""
     return bool(uniform(derive_seed(seed, i), SPLIT_STREAM, 1, device="cpu")[0] < val_fraction)
+
+
+class ItemRows:
+    """The row of each item in a table of ``items``, looked up as one array.
+
+    An array of the largest item's size, not a dict of Python numbers, so it
+    stays small and fast for millions of items; an item not in the table is
+    refused (KeyError), as a dict refuses it.
+    """
+
+    def __init__(self, items: np.ndarray) -> None:
+        items = np.asarray(items, dtype=np.int64)
+        self._row = np.full(int(items.max(initial=-1)) + 1, -1, dtype=np.int64)
+        self._row[items] = np.arange(len(items))
+
+    def __call__(self, items: np.ndarray) -> np.ndarray:
+        """The rows of ``items`` (int64)."""
+        items = np.asarray(items, dtype=np.int64)
+        if items.size and (items.min() < 0 or items.max() >= len(self._row)):
+            raise KeyError(
+                f"items {items[(items < 0) | (items >= len(self._row))][:5]} are not held"
+            )
+        rows = self._row[items]
+        if items.size and rows.min() < 0:
+            raise KeyError(f"items {items[rows < 0][:5]} are not held")
+        return rows
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._row >= 0))

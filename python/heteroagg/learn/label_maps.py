@@ -22,6 +22,7 @@ import torch
 
 from heteroagg._progress import progress_bar
 from heteroagg.learn.config import LABEL_MAPS
+from heteroagg.learn.item_split import ItemRows
 
 
 def item_label_maps(
@@ -133,13 +134,11 @@ class LabelMaps:
 
     def __init__(self, maps: np.ndarray, items: np.ndarray) -> None:
         self.maps = maps
-        items = np.asarray(items, dtype=np.int64)
-        self.row = np.full(int(items.max(initial=-1)) + 1, -1, dtype=np.int64)
-        self.row[items] = np.arange(len(items))
+        self.rows = ItemRows(items)
 
     def __call__(self, items: np.ndarray) -> torch.Tensor:
         """(B, C, h, w) float32 maps of ``items``."""
-        rows = self.row[np.asarray(items, dtype=np.int64)]
+        rows = self.rows(items)
         return torch.from_numpy(np.asarray(self.maps[rows], dtype=np.float32))
 
     def scale(self, items: np.ndarray, side: int = 0) -> torch.Tensor:

@@ -36,7 +36,7 @@ from heteroagg.data.generation import (
     quantise,
     render_seed,
 )
-from heteroagg.learn.item_split import is_validation_item
+from heteroagg.learn.item_split import ItemRows, is_validation_item
 
 #: Training items whose clean images set the input standardisation (as for a stored dataset).
 INPUT_STATS_ITEMS = 512
@@ -429,7 +429,7 @@ class FixedItems:
 
     def __init__(self, batches: list[Batch], device: torch.device) -> None:
         self.items = np.concatenate([b.items for b in batches])
-        self.position = {int(i): k for k, i in enumerate(self.items)}
+        self.rows = ItemRows(self.items)
         self.cache = torch.cat([b.bits().to(device) for b in batches])
         self.params = np.concatenate([b.params for b in batches])
         self.descriptors = np.concatenate([b.descriptors for b in batches])
@@ -438,7 +438,7 @@ class FixedItems:
             self.maps = np.concatenate([b.maps for b in batches])
 
     def __call__(self, items: np.ndarray) -> torch.Tensor:
-        rows = torch.as_tensor([self.position[int(i)] for i in items], dtype=torch.long)
+        rows = torch.from_numpy(self.rows(items))
         return _from_bits(self.cache[rows.to(self.cache.device)])[:, None]
 
     def targets(self, names: tuple[str, ...], stats: dict) -> FixedTargets:
@@ -458,14 +458,14 @@ class FixedTargets:
         self.descriptor_names, self.stats = tuple(names), stats
         self.parameters = fixed.params
         self.values = target_values(fixed.params, fixed.descriptors, self.descriptor_names, stats)
-        self.position = fixed.position
+        self.rows = fixed.rows
 
     @property
     def width(self) -> int:
         return int(self.values.shape[1])
 
     def __call__(self, items: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.values[[self.position[int(i)] for i in items]])
+        return torch.from_numpy(self.values[self.rows(items)])
 
 
 def first_batches(stream: ItemStream, n: int, validation: bool, advance: Any = None) -> list[Batch]:

@@ -128,21 +128,32 @@ def field_fraction_outside(dataset: SyntheticDataset, i: int) -> float:
     return float(volume[outside].sum() / volume.sum())
 
 
-def noisy_test_image(
-    dataset: SyntheticDataset, i: int, seed: int, noise: bool
-) -> tuple[np.ndarray, float]:
-    """Item ``i``'s test image and its dose (NaN without noise); see :func:`noisy_test_images`."""
-    from heteroagg.data.config import ImagingConfig
+class _TestNoise:
+    """How test images are made noisy (see :func:`noisy_test_images`), with the
+    dataset's imaging settings read once."""
 
-    config = ImagingConfig.from_config(dataset.index["config"]["imaging"])
-    image, dose = dataset.images[i], _dose_of(dataset, i, seed, noise)
-    if config.bake_noise or not noise:
-        return image, dose
-    electrons = dose * (config.pixel_size * 10.0) ** 2
-    g = torch.Generator()
-    g.manual_seed(derive_seed(seed, i) >> 1)
-    counts = shot_noise(torch.from_numpy(image * electrons).double(), g)
-    return (counts / electrons).float().numpy(), dose
+    def __init__(self, dataset: SyntheticDataset, seed: int, noise: bool) -> None:
+        from heteroagg.data.config import ImagingConfig
+
+        self.dataset, self.seed, self.noise = dataset, seed, noise
+        self.config = ImagingConfig.from_config(dataset.index["config"]["imaging"])
+
+    def dose(self, i: int) -> float:
+        """Item ``i``'s dose (NaN without noise)."""
+        if self.config.bake_noise:
+            return draw_dose(self.config.dose, render_seed(int(self.dataset.index["seed"]), i))
+        return draw_dose(self.config.dose, derive_seed(self.seed, i)) if self.noise else math.nan
+
+    def image(self, i: int) -> tuple[np.ndarray, float]:
+        """Item ``i``'s test image and its dose."""
+        image, dose = self.dataset.images[i], self.dose(i)
+        if self.config.bake_noise or not self.noise:
+            return image, dose
+        electrons = dose * (self.config.pixel_size * 10.0) ** 2
+        g = torch.Generator()
+        g.manual_seed(derive_seed(self.seed, i) >> 1)
+        counts = shot_noise(torch.from_numpy(image * electrons).double(), g)
+        return (counts / electrons).float().numpy(), dose
 
 
 def noisy_test_images(
@@ -161,31 +172,22 @@ def noisy_test_images(
     field fractions cover all items.
     """
     n_kept = len(items) if keep is None else min(keep, len(items))
+    made = _TestNoise(dataset, seed, noise)
     images = None
     doses = np.full(len(items), np.nan)
     for k, i in enumerate(items):
         if k < n_kept:
-            image, doses[k] = noisy_test_image(dataset, int(i), seed, noise)
+            image, doses[k] = made.image(int(i))
             if images is None:
                 images = np.empty((n_kept, *image.shape), dtype=np.float32)
             images[k] = image
         else:  # the dose alone, as the image would draw it
-            doses[k] = _dose_of(dataset, int(i), seed, noise)
+            doses[k] = made.dose(int(i))
     if images is None:
         shape = dataset.index["config"]["imaging"]["shape"]
         images = np.empty((0, *shape), dtype=np.float32)
     outside = np.array([field_fraction_outside(dataset, int(i)) for i in items])
     return TestImages(np.asarray(items), images, doses, outside)
-
-
-def _dose_of(dataset: SyntheticDataset, i: int, seed: int, noise: bool) -> float:
-    """The dose :func:`noisy_test_image` gives item ``i``, without its image."""
-    from heteroagg.data.config import ImagingConfig
-
-    config = ImagingConfig.from_config(dataset.index["config"]["imaging"])
-    if config.bake_noise:
-        return draw_dose(config.dose, render_seed(int(dataset.index["seed"]), i))
-    return draw_dose(config.dose, derive_seed(seed, i)) if noise else float("nan")
 
 
 def predict_test_images(
@@ -199,14 +201,9 @@ def predict_test_images(
 ) -> Prediction:
     """Predictions for every test item, imaged ``chunk`` at a time as
     :func:`noisy_test_images` images them: memory does not grow with the test set."""
-    parts = []
+    made, parts = _TestNoise(dataset, seed, noise), []
     for start in range(0, len(items), chunk):
-        block = np.stack(
-            [
-                noisy_test_image(dataset, int(i), seed, noise)[0]
-                for i in items[start : start + chunk]
-            ]
-        )
+        block = np.stack([made.image(int(i))[0] for i in items[start : start + chunk]])
         if isinstance(trained, TrainedRun):
             parts.append(trained.predict(block, symmetrize=symmetrize))
         else:
